@@ -1,0 +1,82 @@
+"""The one interface every embedded backend implements."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING, Literal, Protocol, Self, TypedDict, overload
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
+
+ServiceName = Literal["dynamodb", "dynamodbstreams"]
+BackendKind = Literal["auto", "dynamodb-local", "moto"]
+
+
+class Credentials(TypedDict):
+    """Keyword arguments for ``boto3.client(...)``: ``boto3.client("dynamodb", **creds)``."""
+
+    aws_access_key_id: str
+    aws_secret_access_key: str
+
+
+class EmbeddedBackend(Protocol):
+    """A DynamoDB + DynamoDB Streams emulator process reachable over plain HTTP on loopback.
+
+    Contract, checked for every implementation by ``tests/integration/test_backends.py``:
+
+    - One process serves every region, and each region is a separate database: a table, item
+      or stream record made through one region's client is invisible to another region's.
+    - `client` returns one boto3 client per (service, region), created on first use and then
+      reused, because boto3's adaptive retry mode keeps its rate limiter inside the client.
+    - Records do not name their source region truthfully (DynamoDB Local says ``ddblocal``,
+      moto ``us-east-1``, and moto ignores the region inside a stream ARN): whoever reads a
+      stream must take the source region from configuration, i.e. from the client it used.
+    - `isolated` returns a view on the same process whose clients see empty databases of
+      their own, so tests can share one slow-to-start process yet never see each other's
+      tables. Stopping a view closes its clients only; stopping the backend that started the
+      process ends the process.
+    - `start` is idempotent and returns the backend; ``with backend:`` starts and stops it.
+    """
+
+    @property
+    def name(self) -> str:
+        """``"dynamodb-local"`` or ``"moto"``, for messages and test ids."""
+        ...
+
+    @property
+    def endpoint_url(self) -> str:
+        """``http://127.0.0.1:<port>``, valid while the backend runs."""
+        ...
+
+    def start(self) -> Self: ...
+
+    def stop(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def credentials_for(self, region: str) -> Credentials:
+        """The access key to sign requests to `region` with.
+
+        On DynamoDB Local the access key id selects the database (together with the region),
+        so it is unique to this backend or view. On moto the account is selected by a header
+        that only `client` adds: build clients with `client` there.
+        """
+        ...
+
+    @overload
+    def client(self, service: Literal["dynamodb"], region: str) -> DynamoDBClient: ...
+
+    @overload
+    def client(self, service: Literal["dynamodbstreams"], region: str) -> DynamoDBStreamsClient: ...
+
+    def isolated(self) -> Self:
+        """A view on the same running process with fresh, empty databases in every region."""
+        ...

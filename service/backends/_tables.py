@@ -1,0 +1,176 @@
+"""Create the tables a replica region needs, the same way on every backend."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Final, Literal
+
+from botocore.exceptions import ClientError
+
+from service.backends._errors import TableSetupError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import (
+        AttributeDefinitionTypeDef,
+        KeySchemaElementTypeDef,
+        TableDescriptionTypeDef,
+    )
+
+KeyType = Literal["S", "N", "B"]
+
+STREAM_VIEW_TYPE: Final = "NEW_AND_OLD_IMAGES"
+_FIRST_POLL_S: Final = 0.02
+_MAX_POLL_S: Final = 1.0
+
+
+def create_replica_table(
+    client: DynamoDBClient,
+    *,
+    table_name: str,
+    partition_key: str,
+    ttl_attribute: str,
+    sort_key: str | None = None,
+    partition_key_type: KeyType = "S",
+    sort_key_type: KeyType = "S",
+    timeout: float = 60.0,
+) -> str:
+    """Create (or accept an existing) replica table and return its latest stream ARN.
+
+    A replica table is on-demand, streams ``NEW_AND_OLD_IMAGES`` (the replicator needs the old
+    image to resolve deletes and the new one to ship writes), and has TTL enabled on
+    `ttl_attribute` (tombstones expire). Idempotent: if the table exists it is checked, not
+    changed, and a mismatch raises `TableSetupError` instead of replicating into the wrong
+    shape. Waits until the table is ACTIVE (emulators: at once; AWS: seconds).
+
+    The returned ARN identifies the stream but not reliably its region on the emulators (see
+    `EmbeddedBackend`): keep the region with the client that read it.
+
+    >>> arn = create_replica_table(  # doctest: +SKIP
+    ...     backend.client("dynamodb", "eu-west-1"),
+    ...     table_name="orders", partition_key="pk", sort_key="sk", ttl_attribute="expires_at",
+    ... )
+    """
+    key_schema: list[KeySchemaElementTypeDef] = [
+        {"AttributeName": partition_key, "KeyType": "HASH"}
+    ]
+    definitions: list[AttributeDefinitionTypeDef] = [
+        {"AttributeName": partition_key, "AttributeType": partition_key_type}
+    ]
+    if sort_key is not None:
+        key_schema.append({"AttributeName": sort_key, "KeyType": "RANGE"})
+        definitions.append({"AttributeName": sort_key, "AttributeType": sort_key_type})
+    try:
+        client.create_table(
+            TableName=table_name,
+            KeySchema=key_schema,
+            AttributeDefinitions=definitions,
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": STREAM_VIEW_TYPE},
+        )
+    except ClientError as error:
+        if _error_code(error) != "ResourceInUseException":
+            raise
+        # It exists (or is being created by someone else): check it below, change nothing.
+    table = _wait_until_active(client, table_name=table_name, timeout=timeout)
+    _check_shape(table, key_schema=key_schema, definitions=definitions)
+    _ensure_ttl(client, table_name=table_name, attribute=ttl_attribute)
+    return _latest_stream_arn(table)
+
+
+def stream_arn(client: DynamoDBClient, table_name: str) -> str:
+    """The table's latest stream ARN (DescribeTable ``LatestStreamArn``).
+
+    Never derive the source region from this ARN or from a record's ``awsRegion``: DynamoDB
+    Local writes ``ddblocal`` in both and moto ignores the ARN's region when reading.
+    """
+    table = client.describe_table(TableName=table_name)["Table"]
+    return _latest_stream_arn(table)
+
+
+def _wait_until_active(
+    client: DynamoDBClient, *, table_name: str, timeout: float
+) -> TableDescriptionTypeDef:
+    deadline = time.monotonic() + timeout
+    pause = _FIRST_POLL_S
+    while True:
+        table = client.describe_table(TableName=table_name)["Table"]
+        status = table.get("TableStatus")
+        if status == "ACTIVE":
+            return table
+        if status in ("DELETING", "ARCHIVING", "ARCHIVED", "INACCESSIBLE_ENCRYPTION_CREDENTIALS"):
+            raise TableSetupError(f"table {table_name} is {status}; it cannot become a replica")
+        if time.monotonic() + pause > deadline:
+            raise TableSetupError(
+                f"table {table_name} is still {status} after {timeout:.0f} s; "
+                "raise the timeout or check the table in the console"
+            )
+        time.sleep(pause)
+        pause = min(pause * 2, _MAX_POLL_S)
+
+
+def _check_shape(
+    table: TableDescriptionTypeDef,
+    *,
+    key_schema: list[KeySchemaElementTypeDef],
+    definitions: list[AttributeDefinitionTypeDef],
+) -> None:
+    name = table.get("TableName", "?")
+    wanted_keys = [(k["AttributeName"], k["KeyType"]) for k in key_schema]
+    actual_keys = [(k["AttributeName"], k["KeyType"]) for k in table.get("KeySchema", [])]
+    if wanted_keys != actual_keys:
+        raise TableSetupError(
+            f"table {name} has key schema {actual_keys}, a replica needs {wanted_keys}"
+        )
+    actual_types = {
+        d["AttributeName"]: d["AttributeType"] for d in table.get("AttributeDefinitions", [])
+    }
+    for definition in definitions:
+        attribute, wanted = definition["AttributeName"], definition["AttributeType"]
+        if actual_types.get(attribute) != wanted:
+            raise TableSetupError(
+                f"table {name} key {attribute} has type {actual_types.get(attribute)}, "
+                f"a replica needs {wanted}"
+            )
+    stream = table.get("StreamSpecification", {})
+    if not stream.get("StreamEnabled") or stream.get("StreamViewType") != STREAM_VIEW_TYPE:
+        raise TableSetupError(
+            f"table {name} has stream {stream or 'off'}; a replica needs StreamEnabled with "
+            f"StreamViewType {STREAM_VIEW_TYPE} (enable it with UpdateTable)"
+        )
+
+
+def _ensure_ttl(client: DynamoDBClient, *, table_name: str, attribute: str) -> None:
+    description = client.describe_time_to_live(TableName=table_name).get(
+        "TimeToLiveDescription", {}
+    )
+    status = description.get("TimeToLiveStatus", "DISABLED")
+    current = description.get("AttributeName")
+    if status in ("ENABLED", "ENABLING"):
+        if current != attribute:
+            raise TableSetupError(
+                f"table {table_name} has TTL on {current!r}, a replica needs it on {attribute!r}"
+            )
+        return
+    if status == "DISABLING":
+        raise TableSetupError(
+            f"table {table_name} is disabling TTL (AWS allows re-enabling only after it ends, "
+            "up to an hour); retry later"
+        )
+    # NOTE: moto records this setting but never expires items; DynamoDB Local deletes expired
+    # items within seconds and streams a REMOVE by the service principal.
+    client.update_time_to_live(
+        TableName=table_name,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute},
+    )
+
+
+def _latest_stream_arn(table: TableDescriptionTypeDef) -> str:
+    arn = table.get("LatestStreamArn")
+    if not arn:
+        raise TableSetupError(f"table {table.get('TableName', '?')} has no stream")
+    return arn
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))

@@ -1,0 +1,1 @@
+"""The pure core of georep: no I/O, no clocks, no randomness (all injected)."""

@@ -1,0 +1,538 @@
+"""The apply decision: what a region's table must become, as pure functions.
+
+Three entry points, all pure (time and ids are arguments):
+
+* :func:`stamp` — a local application write through georep becomes a new version of this
+  region (the SDK path);
+* :func:`translate` — a record from this region's own stream becomes: a version to forward
+  (a fresh local write), a version to adopt (a raw write that bypassed stamping), or nothing
+  (an echo of replication, a no-op, garbage collection);
+* :func:`decide` — an incoming version meets the destination's current item: skip it, write
+  it, or write the merge of both, always under a precondition that makes the write safe
+  against a concurrent local write.
+
+docs/design.md argues why these converge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import ulid
+
+from resolvers._protocol import Resolver
+from service.core import hlc as hlc_
+from service.core.values import AttributeValue, Item, digest, same_value
+from service.core.version import (
+    META_ATTR,
+    FieldStamp,
+    Meta,
+    Order,
+    Version,
+    VersionVector,
+    actor_region,
+    compare,
+    data_of,
+    decode_meta,
+    expiry_ms,
+    fresh_actor,
+)
+from service.errors import MetadataError, RecordError, RuleError
+
+# -- configuration the core needs ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the core needs to know about the replica set. Built from the service config."""
+
+    regions: tuple[str, ...]
+    key_attributes: tuple[str, ...]
+    resolver: Resolver
+    horizon_ms: int = 7 * 24 * 3600 * 1000
+    # What a TTL deletion of a live (non-tombstone) item means: replicate it as a delete, or
+    # keep it local to this region.
+    ttl_live_policy: Literal["delete", "ignore"] = "delete"
+
+    @property
+    def region_set(self) -> frozenset[str]:
+        return frozenset(self.regions)
+
+    def keys_of(self, data: Mapping[str, AttributeValue]) -> dict[str, AttributeValue]:
+        missing = [k for k in self.key_attributes if k not in data]
+        if missing:
+            raise RecordError(f"item is missing key attribute(s) {missing}")
+        return {k: data[k] for k in self.key_attributes}
+
+
+# -- what is stored ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Absent:
+    """No item under this key."""
+
+
+@dataclass(frozen=True)
+class Raw:
+    """An item written without fresh metadata: no ``_georep``, or one whose digest does not
+    match the data (a read-modify-write that copied old metadata back)."""
+
+    data: Mapping[str, AttributeValue]
+    copied: Meta | None
+    meta_attr: AttributeValue | None
+
+
+@dataclass(frozen=True)
+class Stamped:
+    """An item whose metadata describes exactly its data."""
+
+    version: Version
+    meta_attr: AttributeValue
+
+
+Stored = Absent | Raw | Stamped
+
+
+def read_item(item: Item | None, *, settings: Settings) -> Stored:
+    """Classify a stored item (or stream image). Raises MetadataError for tampered metadata."""
+    if item is None:
+        return Absent()
+    data = data_of(item)
+    attr = item.get(META_ATTR)
+    if attr is None:
+        return Raw(data=data, copied=None, meta_attr=None)
+    meta = decode_meta(attr, regions=settings.region_set)
+    if meta.digest != digest(data):
+        return Raw(data=data, copied=meta, meta_attr=attr)
+    return Stamped(version=Version(data=data, meta=meta), meta_attr=attr)
+
+
+def tombstone_expired(meta: Meta, *, at_hlc: int, settings: Settings) -> bool:
+    """A tombstone past its collection horizon counts as absence for a version written at
+    ``at_hlc``: some regions may already have collected it (see docs/design.md)."""
+    return meta.deleted and expiry_ms(meta, horizon_ms=settings.horizon_ms) <= hlc_.wall_ms(at_hlc)
+
+
+# -- building new versions -----------------------------------------------------------------
+
+
+def _field_stamps(
+    *,
+    base_data: Mapping[str, AttributeValue],
+    base: Meta | None,
+    data: Mapping[str, AttributeValue],
+    stamp: FieldStamp,
+    settings: Settings,
+) -> tuple[tuple[str, FieldStamp], ...]:
+    """Per-attribute provenance: changed or removed attributes get the new write's stamp."""
+    previous = base.field_map() if base is not None else {}
+    names = (set(data) | set(base_data) | set(previous)) - set(settings.key_attributes)
+    out: dict[str, FieldStamp] = {}
+    for name in names:
+        before, after = base_data.get(name), data.get(name)
+        unchanged = (before is None and after is None) or (
+            before is not None and after is not None and same_value(before, after)
+        )
+        if not unchanged:
+            out[name] = stamp
+        elif name in previous:
+            out[name] = previous[name]
+        elif base is not None and after is not None:
+            out[name] = (base.hlc, base.origin)
+    return tuple(sorted(out.items()))
+
+
+def _new_version(
+    *,
+    base: Meta | None,
+    visible: bool,
+    base_data: Mapping[str, AttributeValue],
+    data: Mapping[str, AttributeValue],
+    deleted: bool,
+    region: str,
+    at_hlc: int,
+    write_id: str,
+    adopted: bool,
+    settings: Settings,
+) -> Version:
+    """A new version by ``region`` on top of ``base``.
+
+    ``visible``: ``base`` is what this region's table held, so the region's history of the
+    item is in it and the region's actor continues (counter ``max(previous + 1, at_hlc)``: the
+    HLC floor keeps counters unique even if a stale version was restored over a forgotten
+    one). Otherwise the write starts a fresh actor, which claims no dot it never saw
+    (docs/design.md, "History that was lost").
+    """
+    vv = base.vv if base is not None else VersionVector()
+    actor = _actor_for(base, region=region) if visible else None
+    if actor is None:
+        actor = fresh_actor(region, write_id)
+    vv = vv.bump(actor, max(vv.get(actor) + 1, at_hlc))
+    hlc = max(at_hlc, base.hlc + 1) if base is not None else at_hlc
+    fields = None
+    if settings.resolver.field_stamps:
+        fields = _field_stamps(
+            base_data=base_data, base=base, data=data, stamp=(hlc, region), settings=settings
+        )
+    meta = Meta(
+        vv=vv,
+        actor=actor,
+        write_id=write_id,
+        hlc=hlc,
+        digest=digest(data),
+        count=base.count + 1 if base is not None else 1,
+        deleted=deleted,
+        adopted=adopted,
+        fields=fields,
+    )
+    return Version(data=dict(data), meta=meta)
+
+
+def _actor_for(base: Meta | None, *, region: str) -> str | None:
+    """The actor this region continues: the base's writer if it is ours, else our actor
+    with the highest counter in the base, else none (start a fresh one)."""
+    if base is None:
+        return None
+    if actor_region(base.actor) == region:
+        return base.actor
+    ours = [(c, a) for a, c in base.vv.entries if actor_region(a) == region]
+    return max(ours)[1] if ours else None
+
+
+def stamp(
+    current: Stored,
+    data: Mapping[str, AttributeValue] | None,
+    *,
+    region: str,
+    now_hlc: int,
+    write_id: str,
+    settings: Settings,
+) -> Version | None:
+    """A local write (``data``, or ``None`` to delete) as a new version of ``region``.
+
+    ``current`` is what the writer read; the caller writes the result under the precondition
+    :func:`precondition_for` (current). Returns ``None`` for a delete of nothing.
+    An expired tombstone counts as absence (some regions may have collected it already).
+    """
+    base: Meta | None = None
+    base_data: Mapping[str, AttributeValue] = {}
+    visible = False
+    match current:
+        case Stamped(version=v):
+            if not tombstone_expired(v.meta, at_hlc=now_hlc, settings=settings):
+                base, base_data, visible = v.meta, v.data, True
+        case Raw(data=raw, copied=copied):
+            base, base_data = copied, raw
+    if data is None:
+        live_base = isinstance(current, Raw) or (base is not None and not base.deleted)
+        if not live_base:
+            return None
+        old = current.data if isinstance(current, Raw) else base_data
+        data, deleted = settings.keys_of(old), True
+    else:
+        deleted = False
+        settings.keys_of(data)
+    return _new_version(
+        base=base,
+        visible=visible,
+        base_data=base_data,
+        data=data,
+        deleted=deleted,
+        region=region,
+        at_hlc=now_hlc,
+        write_id=write_id,
+        adopted=False,
+        settings=settings,
+    )
+
+
+def adoption_id(*, region: str, sequence: str, at_hlc: int) -> str:
+    """A write id for an adopted raw write that every replay of the record reproduces.
+
+    The random part follows the record's sequence number where it is numeric, so two raw
+    writes adopted within one millisecond still order as they happened in the stream.
+    """
+    if sequence.isdigit():
+        randomness = (int(sequence) % (1 << 80)).to_bytes(10, "big")
+    else:
+        randomness = hashlib.blake2b(f"{region}/{sequence}".encode(), digest_size=10).digest()
+    ms = hlc_.wall_ms(at_hlc) % (1 << 48)
+    return str(ulid.from_bytes(ms.to_bytes(6, "big") + randomness))
+
+
+# -- stream records ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    """One stream record, as the core needs it (parsed at the edge, binary already decoded)."""
+
+    event: Literal["INSERT", "MODIFY", "REMOVE"]
+    keys: Mapping[str, AttributeValue]
+    old: Mapping[str, AttributeValue] | None
+    new: Mapping[str, AttributeValue] | None
+    sequence: str
+    approx_ms: int
+    ttl_delete: bool = False
+
+
+@dataclass(frozen=True)
+class Forward:
+    """A fresh local write: apply it to every other region."""
+
+    version: Version
+
+
+@dataclass(frozen=True)
+class Adopt:
+    """A raw local write adopted as a version: apply it here and in every other region."""
+
+    version: Version
+
+
+@dataclass(frozen=True)
+class Restore:
+    """A tombstone removed by hand before its horizon: write it back here, and only here.
+
+    The other regions still hold it; removing it in one region alone would leave the replica
+    set different until every region's TTL collected it.
+    """
+
+    version: Version
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Nothing to replicate; ``reason`` says why (echo, unchanged, collected...)."""
+
+    reason: Literal["echo", "unchanged", "collected", "ttl-ignored"]
+
+
+Outcome = Forward | Adopt | Restore | Drop
+
+
+def translate(change: Change, *, region: str, settings: Settings) -> Outcome:
+    """Decide what a record of ``region``'s own stream means for replication.
+
+    Echo suppression: a version that replication wrote (another origin, a merge, an adoption)
+    is never forwarded; only a fresh version whose origin is this region is. Raw writes are
+    adopted from the record itself, deterministically, so replaying the record adopts the
+    same version.
+    """
+    old = read_item(change.old, settings=settings)
+    if change.event == "REMOVE":
+        if isinstance(old, Absent):
+            raise RecordError(
+                "REMOVE record without an old image (stream must be NEW_AND_OLD_IMAGES)"
+            )
+        if isinstance(old, Stamped) and old.version.meta.deleted:
+            # A tombstone collected by TTL is garbage collection (every region's copy carries
+            # the same expiry). One deleted by hand is put back until its horizon.
+            return Drop("collected") if change.ttl_delete else Restore(old.version)
+        if change.ttl_delete and settings.ttl_live_policy == "ignore":
+            return Drop("ttl-ignored")
+        return Adopt(_adopt(change, old=old, new=Absent(), region=region, settings=settings))
+    new = read_item(change.new, settings=settings)
+    if isinstance(new, Absent):
+        raise RecordError(f"{change.event} record without a new image")
+    if change.old is not None and change.new is not None and _same_item(change.old, change.new):
+        return Drop("unchanged")
+    if isinstance(new, Stamped):
+        meta = new.version.meta
+        restored = isinstance(old, Stamped) and compare(meta, old.version.meta) is Order.BEFORE
+        if not restored:
+            if meta.origin != region or meta.merged or meta.adopted:
+                return Drop("echo")
+            return Forward(new.version)
+    return Adopt(_adopt(change, old=old, new=new, region=region, settings=settings))
+
+
+def _same_item(a: Item, b: Item) -> bool:
+    return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
+
+
+def _adopt(change: Change, *, old: Stored, new: Stored, region: str, settings: Settings) -> Version:
+    """The version a raw write becomes, computed from its record alone (replays agree).
+
+    The old image is what the raw write physically replaced in this region's table, so the
+    adopted version succeeds it (as the write did in the table); metadata the write copied
+    back joins in.
+    """
+    data: Mapping[str, AttributeValue]
+    if isinstance(new, Absent):  # a delete
+        data, deleted = settings.keys_of(_data_of(old)), True
+    else:
+        data, deleted = _data_of(new), False
+    visible = isinstance(old, Stamped)
+    base = _join(_meta_of(old), _meta_of(new))
+    at_hlc = max(hlc_.pack(change.approx_ms), (base.hlc + 1) if base else 0)
+    return _new_version(
+        base=base,
+        visible=visible,
+        base_data=_data_of(old),
+        data=data,
+        deleted=deleted,
+        region=region,
+        at_hlc=at_hlc,
+        write_id=adoption_id(region=region, sequence=change.sequence, at_hlc=at_hlc),
+        adopted=True,
+        settings=settings,
+    )
+
+
+def _join(a: Meta | None, b: Meta | None) -> Meta | None:
+    """A base that has seen both (vector join, latest clock); ``a`` supplies the rest."""
+    if a is None or b is None:
+        return a or b
+    return Meta(
+        vv=a.vv.join(b.vv),
+        actor=a.actor,
+        write_id=a.write_id,
+        hlc=max(a.hlc, b.hlc),
+        digest=a.digest,
+        count=a.count,
+        fields=a.fields,
+    )
+
+
+def _meta_of(stored: Stored) -> Meta | None:
+    match stored:
+        case Stamped(version=v):
+            return v.meta
+        case Raw(copied=copied):
+            return copied
+    return None
+
+
+def _data_of(stored: Stored) -> Mapping[str, AttributeValue]:
+    match stored:
+        case Stamped(version=v):
+            return v.data
+        case Raw(data=data):
+            return data
+    return {}
+
+
+# -- merging and deciding ------------------------------------------------------------------
+
+
+def merge(a: Version, b: Version, *, settings: Settings) -> Version:
+    """The resolved version of two concurrent versions: the resolver decides data and winner,
+    the core joins the vectors. Deterministic, so every region writes the same bytes."""
+    resolution = settings.resolver.resolve(a, b)
+    keys = settings.keys_of(a.data)
+    data = dict(resolution.data)
+    for name, value in keys.items():
+        if name in data and not same_value(data[name], value):
+            raise RuleError(f"resolver {settings.resolver.name!r} changed key attribute {name!r}")
+        data[name] = value
+    carrier = resolution.carrier
+    meta = Meta(
+        vv=a.meta.vv.join(b.meta.vv),
+        actor=carrier.actor,
+        write_id=carrier.write_id,
+        hlc=carrier.hlc,
+        digest=digest(data),
+        count=carrier.count,
+        deleted=resolution.deleted,
+        merged=True,
+        fields=resolution.fields,
+    )
+    return Version(data=data, meta=meta)
+
+
+@dataclass(frozen=True)
+class ExpectAbsent:
+    """Write only if there is no item under the key."""
+
+
+@dataclass(frozen=True)
+class ExpectMeta:
+    """Write only if the item exists and its ``_georep`` attribute is exactly ``value``
+    (``None``: the item exists and has no ``_georep``)."""
+
+    value: AttributeValue | None
+
+
+Precondition = ExpectAbsent | ExpectMeta
+
+
+def precondition_for(current: Stored) -> Precondition:
+    """The condition under which a decision taken on ``current`` is still valid."""
+    match current:
+        case Absent():
+            return ExpectAbsent()
+        case Stamped(meta_attr=attr):
+            return ExpectMeta(attr)
+        case Raw(meta_attr=attr):
+            return ExpectMeta(attr)
+    raise AssertionError(current)
+
+
+@dataclass(frozen=True)
+class Skip:
+    reason: Literal["duplicate", "stale", "absorbed"]
+
+
+@dataclass(frozen=True)
+class Write:
+    """Write ``version`` if ``precondition`` still holds; else re-read and decide again.
+
+    ``conflict`` holds the two concurrent inputs when the version is a merge (for the
+    conflict log and metrics).
+    """
+
+    version: Version
+    precondition: Precondition
+    conflict: tuple[Version, Version] | None = None
+
+
+Decision = Skip | Write
+
+
+def decide(current: Stored, incoming: Version, *, settings: Settings) -> Decision:
+    """What the destination must do with ``incoming`` given its ``current`` item."""
+    pre = precondition_for(current)
+    match current:
+        case Absent():
+            return Write(incoming, pre)
+        case Raw(copied=copied):
+            # The raw write is adopted from its own record and will meet this version there;
+            # here only a version its copied context already contains is stale.
+            if copied is not None and compare(incoming.meta, copied) in (Order.EQUAL, Order.BEFORE):
+                return Skip("stale")
+            return Write(incoming, pre)
+        case Stamped(version=mine):
+            if tombstone_expired(mine.meta, at_hlc=incoming.meta.hlc, settings=settings):
+                return Write(incoming, pre)
+            order = compare(incoming.meta, mine.meta)
+            if order is Order.EQUAL:
+                return Skip("duplicate")
+            if order is Order.BEFORE:
+                return Skip("stale")
+            if order is Order.AFTER:
+                return Write(incoming, pre)
+            merged = merge(mine, incoming, settings=settings)
+            if merged.meta == mine.meta and merged.data == mine.data:
+                return Skip("absorbed")
+            return Write(merged, pre, conflict=(mine, incoming))
+    raise AssertionError(current)
+
+
+def check_meta(meta: Meta, *, settings: Settings) -> None:
+    """Validate a version built elsewhere (SDK) against the replica set."""
+    unknown = {actor_region(a) for a, _ in meta.vv.entries} - settings.region_set
+    if unknown or meta.origin not in settings.region_set:
+        raise MetadataError(f"version names unknown regions {sorted(unknown | {meta.origin})}")
+
+
+def as_python(item: Mapping[str, Any]) -> dict[str, Any]:
+    """Wire item -> Python values (boto3's own deserializer)."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    des = TypeDeserializer()
+    return {k: des.deserialize(v) for k, v in item.items()}

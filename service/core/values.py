@@ -1,0 +1,113 @@
+"""DynamoDB attribute values in wire form, their canonical encoding and digest.
+
+Items stay in the low-level wire form (``{"S": "x"}``, ``{"N": "1.50"}``...) from the stream
+to the destination table, so nothing is lost in conversion: 38-digit numbers, binary, sets,
+nested maps and empty strings round-trip exactly. The canonical encoding is used only to
+compare and digest values, never to write them.
+"""
+
+from __future__ import annotations
+
+import base64
+import decimal
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+AttributeValue = Mapping[str, Any]
+Item = Mapping[str, AttributeValue]
+
+# NOTE: DynamoDB numbers have up to 38 significant digits; the default context (28) would
+# round them while normalising.
+_NUMBERS = decimal.Context(prec=60)
+_TYPES = frozenset({"S", "N", "B", "SS", "NS", "BS", "M", "L", "BOOL", "NULL"})
+
+
+def _number(text: str) -> str:
+    value = _NUMBERS.normalize(decimal.Decimal(text))
+    return "0" if value.is_zero() else format(value, "f")
+
+
+def _bytes(value: bytes | bytearray | str) -> str:
+    raw = value.encode() if isinstance(value, str) else bytes(value)
+    return base64.b64encode(raw).decode()
+
+
+def canonical(value: AttributeValue) -> Any:
+    """A JSON-able form equal for equal DynamoDB values (sets unordered, numbers normalised).
+
+    >>> canonical({"NS": ["2", "1.0"]}) == canonical({"NS": ["1", "2.00"]})
+    True
+    """
+    if len(value) != 1:
+        raise ValueError(f"an attribute value has exactly one type key, got {sorted(value)}")
+    ((kind, inner),) = value.items()
+    match kind:
+        case "S" | "BOOL" | "NULL":
+            return [kind, inner]
+        case "N":
+            return ["N", _number(inner)]
+        case "B":
+            return ["B", _bytes(inner)]
+        case "SS":
+            return ["SS", sorted(set(inner))]
+        case "NS":
+            return ["NS", sorted({_number(n) for n in inner})]
+        case "BS":
+            return ["BS", sorted({_bytes(b) for b in inner})]
+        case "M":
+            return ["M", {k: canonical(v) for k, v in sorted(inner.items())}]
+        case "L":
+            return ["L", [canonical(v) for v in inner]]
+    raise ValueError(f"unknown DynamoDB type {kind!r}")
+
+
+def canonical_bytes(item: Item) -> bytes:
+    """Stable bytes for an item (or any map of attribute values)."""
+    doc = {k: canonical(v) for k, v in sorted(item.items())}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def digest(item: Item) -> str:
+    """A 128-bit BLAKE2b digest of an item's data, base64url without padding (22 chars)."""
+    raw = hashlib.blake2b(canonical_bytes(item), digest_size=16).digest()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def same_value(a: AttributeValue, b: AttributeValue) -> bool:
+    """Equality as DynamoDB means it (sets unordered, 1.0 == 1)."""
+    return bool(canonical(a) == canonical(b))
+
+
+def is_attribute_value(value: object) -> bool:
+    """Shallow check that ``value`` looks like a wire attribute value."""
+    return isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in _TYPES
+
+
+def size_of(item: Item) -> int:
+    """DynamoDB's item size: attribute name lengths plus value sizes (an upper bound for N)."""
+    return sum(len(name.encode()) + _value_size(v) for name, v in item.items())
+
+
+def _value_size(value: AttributeValue) -> int:
+    ((kind, inner),) = value.items()
+    match kind:
+        case "S":
+            return len(inner.encode())
+        case "N":
+            return len(inner) // 2 + 2
+        case "B":
+            return len(inner)
+        case "SS":
+            return sum(len(s.encode()) for s in inner)
+        case "NS":
+            return sum(len(n) // 2 + 2 for n in inner)
+        case "BS":
+            return sum(len(b) for b in inner)
+        case "M":
+            return 3 + sum(len(k.encode()) + _value_size(v) + 1 for k, v in inner.items())
+        case "L":
+            return 3 + sum(_value_size(v) + 1 for v in inner)
+        case _:
+            return 1

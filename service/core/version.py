@@ -1,0 +1,316 @@
+"""Version vectors, item metadata and its DynamoDB wire format.
+
+Every replicated item carries one reserved map attribute, ``_georep`` (see docs/metadata.md for
+the exact format and its size). Metadata is parsed and validated every time it is read:
+anything malformed raises :class:`service.errors.MetadataError`, never a crash and never a
+silent overwrite.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.core.values import AttributeValue, Item, digest
+from service.errors import MetadataError
+
+META_ATTR = "_georep"
+TTL_ATTR = "_georep_ttl"
+SCHEMA = 1
+RESERVED = frozenset({META_ATTR, TTL_ATTR})
+
+_ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+_DIGEST = re.compile(r"^[A-Za-z0-9_-]{22}$")
+_KEYS = frozenset("svowthndmaf")
+_OPTIONAL = frozenset({"f"})
+
+
+class Order(enum.Enum):
+    """How version ``a`` relates to version ``b``."""
+
+    EQUAL = "equal"
+    AFTER = "after"  # a dominates b: b happened before a
+    BEFORE = "before"  # b dominates a
+    CONCURRENT = "concurrent"
+
+
+_TAG = re.compile(r"^[0-9A-HJKMNP-TV-Z]{8}$")
+
+
+def actor_region(actor: str) -> str:
+    """The region of an actor id: ``"eu-west-1"`` or ``"eu-west-1~7ZQ3K2MA"``."""
+    return actor.split("~", 1)[0]
+
+
+def fresh_actor(region: str, write_id: str) -> str:
+    """A new actor for a write that cannot see the item's history (docs/design.md)."""
+    return f"{region}~{write_id[-8:]}"
+
+
+@dataclass(frozen=True, slots=True)
+class VersionVector:
+    """Actor -> counter, with absent actors meaning zero. Immutable and hashable.
+
+    An actor is a region, tagged when a write started a fresh history (``eu-west-1~7ZQ3K2MA``):
+    a write that cannot see the item's history must not claim dots it never saw.
+
+    >>> VersionVector.of({"eu": 2}).join(VersionVector.of({"us": 1})).as_dict()
+    {'eu': 2, 'us': 1}
+    """
+
+    entries: tuple[tuple[str, int], ...] = ()
+
+    @classmethod
+    def of(cls, counters: Mapping[str, int]) -> VersionVector:
+        return cls(tuple(sorted((r, c) for r, c in counters.items() if c)))
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.entries)
+
+    def get(self, region: str) -> int:
+        for r, c in self.entries:
+            if r == region:
+                return c
+        return 0
+
+    def bump(self, region: str, counter: int) -> VersionVector:
+        """The vector with ``region`` set to ``counter`` (which must grow)."""
+        counters = self.as_dict()
+        counters[region] = counter
+        return VersionVector.of(counters)
+
+    def join(self, other: VersionVector) -> VersionVector:
+        """Pointwise maximum: the least vector that has seen both."""
+        counters = self.as_dict()
+        for r, c in other.entries:
+            counters[r] = max(c, counters.get(r, 0))
+        return VersionVector.of(counters)
+
+    def total(self) -> int:
+        return sum(c for _, c in self.entries)
+
+    def compare(self, other: VersionVector) -> Order:
+        mine, theirs = self.as_dict(), other.as_dict()
+        ge = all(mine.get(r, 0) >= c for r, c in theirs.items())
+        le = all(theirs.get(r, 0) >= c for r, c in mine.items())
+        if ge and le:
+            return Order.EQUAL
+        if ge:
+            return Order.AFTER
+        if le:
+            return Order.BEFORE
+        return Order.CONCURRENT
+
+
+FieldStamp = tuple[int, str]
+"""Provenance of one attribute: (HLC timestamp, origin region) of the write that last set it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """Everything georep knows about one version of an item."""
+
+    vv: VersionVector
+    actor: str
+    write_id: str
+    hlc: int
+    digest: str
+    count: int
+    deleted: bool = False
+    merged: bool = False
+    adopted: bool = False
+    fields: tuple[tuple[str, FieldStamp], ...] | None = None
+
+    @property
+    def origin(self) -> str:
+        """The region that wrote this version."""
+        return actor_region(self.actor)
+
+    @property
+    def lww_key(self) -> tuple[int, str, str]:
+        """Total order for last-writer-wins: (HLC, writer, write id). Never ties."""
+        return (self.hlc, self.actor, self.write_id)
+
+    def field_map(self) -> dict[str, FieldStamp]:
+        return dict(self.fields or ())
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """One version of an item: its data (keys included, metadata excluded) and metadata."""
+
+    data: Mapping[str, AttributeValue]
+    meta: Meta = field(compare=True)
+
+    def same_as(self, other: Version) -> bool:
+        """Byte-for-byte the same version (same metadata, same data digest)."""
+        return self.meta == other.meta
+
+
+def compare(a: Meta, b: Meta) -> Order:
+    """Causal order of two versions of one item.
+
+    Equal vectors with different identities are concurrent, so the resolver, not the vector,
+    settles them (defensive: unique counters make it unreachable in the model).
+    """
+    order = a.vv.compare(b.vv)
+    if order is Order.EQUAL and a != b:
+        return Order.CONCURRENT
+    return order
+
+
+# -- wire format ---------------------------------------------------------------------------
+
+
+def _n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def encode_meta(meta: Meta) -> dict[str, Any]:
+    """The ``_georep`` attribute value for ``meta`` (a DynamoDB map)."""
+    doc: dict[str, Any] = {
+        "s": _n(SCHEMA),
+        "v": {"M": {r: _n(c) for r, c in meta.vv.entries}},
+        "o": {"S": meta.actor},
+        "w": {"S": meta.write_id},
+        "t": _n(meta.hlc),
+        "h": {"S": meta.digest},
+        "n": _n(meta.count),
+        "d": {"BOOL": meta.deleted},
+        "m": {"BOOL": meta.merged},
+        "a": {"BOOL": meta.adopted},
+    }
+    if meta.fields is not None:
+        doc["f"] = {"M": {name: {"L": [_n(ts), {"S": o}]} for name, (ts, o) in meta.fields}}
+    return {"M": doc}
+
+
+def _get(doc: Mapping[str, Any], key: str, kind: str) -> Any:
+    value = doc.get(key)
+    if not isinstance(value, Mapping) or set(value) != {kind}:
+        raise MetadataError(
+            f"metadata field {key!r} must be of DynamoDB type {kind}, got {value!r}"
+        )
+    return value[kind]
+
+
+def _int(doc: Mapping[str, Any], key: str, *, minimum: int) -> int:
+    text = _get(doc, key, "N")
+    if not isinstance(text, str) or not re.fullmatch(r"-?\d+", text):
+        raise MetadataError(f"metadata field {key!r} must be an integer, got {text!r}")
+    value = int(text)
+    if value < minimum:
+        raise MetadataError(f"metadata field {key!r} must be >= {minimum}, got {value}")
+    return value
+
+
+def _region(name: object, regions: frozenset[str], what: str) -> str:
+    if not isinstance(name, str) or name not in regions:
+        raise MetadataError(f"{what} names unknown region {name!r} (known: {sorted(regions)})")
+    return name
+
+
+def _actor(actor: object, regions: frozenset[str]) -> str:
+    if not isinstance(actor, str):
+        raise MetadataError(f"actor must be a string, got {actor!r}")
+    region, tilde, tag = actor.partition("~")
+    _region(region, regions, "actor")
+    if tilde and not _TAG.match(tag):
+        raise MetadataError(f"actor {actor!r} has a malformed tag")
+    return actor
+
+
+def _ulid(text: object, what: str) -> str:
+    if not isinstance(text, str) or not _ULID.match(text):
+        raise MetadataError(f"{what} must be a ULID, got {text!r}")
+    return text
+
+
+def decode_meta(value: AttributeValue, *, regions: frozenset[str]) -> Meta:
+    """Parse and validate a ``_georep`` attribute value.
+
+    Raises MetadataError naming the field for any malformed, tampered or unknown content.
+    """
+    if not isinstance(value, Mapping) or set(value) != {"M"} or not isinstance(value["M"], Mapping):
+        raise MetadataError(f"{META_ATTR} must be a DynamoDB map, got {value!r}")
+    doc = value["M"]
+    unknown = set(doc) - _KEYS
+    if unknown:
+        raise MetadataError(f"{META_ATTR} has unknown fields {sorted(unknown)}")
+    missing = _KEYS - _OPTIONAL - set(doc)
+    if missing:
+        raise MetadataError(f"{META_ATTR} is missing fields {sorted(missing)}")
+    schema = _int(doc, "s", minimum=1)
+    if schema != SCHEMA:
+        raise MetadataError(f"{META_ATTR} has schema {schema}; this georep reads schema {SCHEMA}")
+    raw_vv = _get(doc, "v", "M")
+    if not isinstance(raw_vv, Mapping) or not raw_vv:
+        raise MetadataError("metadata field 'v' (version vector) must be a non-empty map")
+    counters = {_actor(a, regions): _int(raw_vv, a, minimum=1) for a in raw_vv}
+    actor = _actor(_get(doc, "o", "S"), regions)
+    if actor not in counters:
+        raise MetadataError(f"writer {actor!r} has no entry in the version vector")
+    h = _get(doc, "h", "S")
+    if not isinstance(h, str) or not _DIGEST.match(h):
+        raise MetadataError(f"metadata field 'h' must be a 22-character digest, got {h!r}")
+    flags = {k: _get(doc, k, "BOOL") for k in "dma"}
+    if not all(isinstance(f, bool) for f in flags.values()):
+        raise MetadataError(f"metadata flags must be booleans, got {flags!r}")
+    fields: tuple[tuple[str, FieldStamp], ...] | None = None
+    if "f" in doc:
+        raw_f = _get(doc, "f", "M")
+        stamps = []
+        for name, entry in sorted(raw_f.items()):
+            pair = _get({"x": entry}, "x", "L")
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise MetadataError(f"field stamp for {name!r} must be [N, S], got {pair!r}")
+            ts = _int({"t": pair[0]}, "t", minimum=0)
+            o = _region(_get({"o": pair[1]}, "o", "S"), regions, f"field stamp of {name!r}")
+            stamps.append((name, (ts, o)))
+        fields = tuple(stamps)
+    return Meta(
+        vv=VersionVector.of(counters),
+        actor=actor,
+        write_id=_ulid(_get(doc, "w", "S"), "write id"),
+        hlc=_int(doc, "t", minimum=0),
+        digest=h,
+        count=_int(doc, "n", minimum=1),
+        deleted=flags["d"],
+        merged=flags["m"],
+        adopted=flags["a"],
+        fields=fields,
+    )
+
+
+def data_of(item: Item) -> dict[str, AttributeValue]:
+    """An item's data: every attribute but georep's reserved ones."""
+    return {k: v for k, v in item.items() if k not in RESERVED}
+
+
+def encode_item(version: Version, *, horizon_ms: int) -> dict[str, AttributeValue]:
+    """The full DynamoDB item for a version; tombstones get the TTL attribute.
+
+    The TTL (epoch seconds) is a function of the version alone, so every region writes the
+    same bytes and every region's TTL collects the tombstone at the same horizon.
+    """
+    item: dict[str, AttributeValue] = dict(version.data)
+    item[META_ATTR] = encode_meta(version.meta)
+    if version.meta.deleted:
+        item[TTL_ATTR] = _n(expiry_ms(version.meta, horizon_ms=horizon_ms) // 1000)
+    return item
+
+
+def expiry_ms(meta: Meta, *, horizon_ms: int) -> int:
+    """When a tombstone may be collected (wall-clock ms)."""
+    return (meta.hlc >> 16) + horizon_ms
+
+
+def data_matches(meta: Meta, data: Item) -> bool:
+    return meta.digest == digest(data)
+
+
+def names(regions: Iterable[str]) -> frozenset[str]:
+    return frozenset(regions)

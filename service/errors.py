@@ -1,0 +1,53 @@
+"""Every error georep raises on purpose.
+
+::
+
+    GeorepError
+    ├── MetadataError          an item's georep metadata is malformed or tampered with
+    ├── RecordError            a stream record is malformed (missing images, bad shape)
+    ├── ItemTooLargeError      an item would exceed DynamoDB's 400 KB once metadata is added
+    ├── UnknownRegionError     a region not in the configuration was named
+    ├── RuleError              a user merge rule raised or returned something invalid
+    └── LawViolation           a merge rule breaks a law (see resolvers.check)
+
+A record that raises one of these is dead-lettered with the message as its reason; the consumer
+keeps going. Anything else is a bug and is allowed to propagate.
+"""
+
+from __future__ import annotations
+
+
+class GeorepError(Exception):
+    """Base class: a clear, typed reason why a change cannot be applied."""
+
+
+class MetadataError(GeorepError):
+    """Malformed or tampered metadata (wrong types, negative counters, unknown regions...)."""
+
+
+class RecordError(GeorepError):
+    """A stream record that does not have the shape DynamoDB Streams delivers."""
+
+
+class ItemTooLargeError(GeorepError):
+    """The item plus its metadata would exceed DynamoDB's 400 KB item limit."""
+
+
+class UnknownRegionError(GeorepError):
+    """A region that is not part of the configured replica set."""
+
+
+class RuleError(GeorepError):
+    """A user merge rule raised, or returned a value that is not a valid item."""
+
+
+class LawViolation(GeorepError):
+    """A merge rule is not deterministic, commutative, associative or idempotent.
+
+    ``counterexample`` holds the minimal inputs Hypothesis found.
+    """
+
+    def __init__(self, message: str, *, law: str, counterexample: object) -> None:
+        super().__init__(message)
+        self.law = law
+        self.counterexample = counterexample

@@ -1,0 +1,136 @@
+"""An in-memory DynamoDB table with a NEW_AND_OLD_IMAGES stream, for property tests.
+
+It implements the same port as the real DynamoDB adapter (:class:`service.ports.Table`) and
+keeps DynamoDB's semantics where georep depends on them: conditional writes are atomic, a
+write that changes nothing emits no record (DynamoDB Local and AWS; set
+``record_no_ops=True`` to mimic moto), records are ordered per item, and a TTL deletion is a
+REMOVE record whose userIdentity is the DynamoDB service. The differential test in
+tests/integration checks it against DynamoDB Local and moto on the same operations.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.core.apply import ExpectAbsent, ExpectMeta, Precondition
+from service.core.values import Item, canonical, same_value
+from service.core.version import META_ATTR
+from service.ports import WriteResult
+
+
+def key_string(key: Mapping[str, Any]) -> str:
+    """A hashable, canonical form of a primary key."""
+    return json.dumps({k: canonical(v) for k, v in sorted(key.items())}, sort_keys=True)
+
+
+def _same_item(a: Item, b: Item) -> bool:
+    return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
+
+
+@dataclass
+class MemoryTable:
+    """One region's table and its stream. ``now_ms`` is this region's (possibly skewed) clock."""
+
+    region: str
+    key_attributes: tuple[str, ...]
+    now_ms: Callable[[], int] = lambda: 0
+    record_no_ops: bool = False
+    items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stream: list[dict[str, Any]] = field(default_factory=list)
+
+    def key_of(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: item[k] for k in self.key_attributes}
+
+    # -- the port --------------------------------------------------------------------------
+
+    def get(self, key: Mapping[str, Any]) -> dict[str, Any] | None:
+        item = self.items.get(key_string(key))
+        return copy.deepcopy(item) if item is not None else None
+
+    def write(
+        self,
+        key: Mapping[str, Any],
+        item: Mapping[str, Any] | None,
+        precondition: Precondition,
+    ) -> WriteResult:
+        """Conditional put (``item``) or delete (``None``); atomic, like DynamoDB."""
+        current = self.items.get(key_string(key))
+        if not _holds(precondition, current):
+            return WriteResult(ok=False, current=copy.deepcopy(current))
+        self._set(key, item)
+        return WriteResult(ok=True, current=None)
+
+    # -- what applications and TTL do -------------------------------------------------------
+
+    def put_raw(self, item: Mapping[str, Any]) -> None:
+        """An unconditional PutItem, as a plain boto3 application would issue it."""
+        self._set(self.key_of(item), dict(item))
+
+    def delete_raw(self, key: Mapping[str, Any]) -> None:
+        self._set(key, None)
+
+    def expire(self, key: Mapping[str, Any]) -> None:
+        """A TTL deletion by the DynamoDB service."""
+        self._set(key, None, ttl=True)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _set(
+        self, key: Mapping[str, Any], item: Mapping[str, Any] | None, *, ttl: bool = False
+    ) -> None:
+        k = key_string(key)
+        old = self.items.get(k)
+        new = copy.deepcopy(dict(item)) if item is not None else None
+        if old is None and new is None:
+            return
+        if old is not None and new is not None and _same_item(old, new) and not self.record_no_ops:
+            return
+        if new is None:
+            del self.items[k]
+        else:
+            self.items[k] = new
+        event = "REMOVE" if new is None else ("INSERT" if old is None else "MODIFY")
+        body: dict[str, Any] = {
+            "ApproximateCreationDateTime": float(self.now_ms() // 1000),
+            "Keys": copy.deepcopy(dict(key)),
+            "SequenceNumber": f"{len(self.stream) + 1:021d}",
+            "SizeBytes": 0,
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        }
+        if new is not None:
+            body["NewImage"] = copy.deepcopy(new)
+        if old is not None:
+            body["OldImage"] = copy.deepcopy(old)
+        record: dict[str, Any] = {
+            "eventID": f"{self.region}-{len(self.stream) + 1}",
+            "eventName": event,
+            "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb",
+            "awsRegion": self.region,
+            "dynamodb": body,
+        }
+        if ttl:
+            record["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+        self.stream.append(record)
+
+    def records_after(self, position: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """Records with index >= position (the model's shard iterator)."""
+        return copy.deepcopy(self.stream[position : position + limit])
+
+
+def _holds(pre: Precondition, current: Mapping[str, Any] | None) -> bool:
+    match pre:
+        case ExpectAbsent():
+            return current is None
+        case ExpectMeta(value=value):
+            if current is None:
+                return False
+            stored = current.get(META_ATTR)
+            if value is None:
+                return stored is None
+            return stored is not None and same_value(stored, value)
+    raise AssertionError(pre)

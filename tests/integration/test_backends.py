@@ -1,0 +1,389 @@
+"""Both embedded backends keep the promises a replicator builds on, over real HTTP.
+
+Each test runs once per backend (``[dynamodb-local]``, ``[moto]``) in fresh databases. Where
+the two emulators legitimately differ from each other (documented deviations), the test pins
+each one's behaviour, so an upgrade that changes it fails here first.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import pytest
+from botocore.exceptions import ClientError
+
+from service.backends import (
+    BackendStartError,
+    DynamoDBLocal,
+    EmbeddedBackend,
+    MotoServer,
+    TableSetupError,
+    _process,
+    create_replica_table,
+    port_is_open,
+    start_backend,
+    stream_arn,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
+    from mypy_boto3_dynamodbstreams.type_defs import RecordTypeDef
+
+pytestmark = pytest.mark.integration
+
+REGIONS = ("eu-west-1", "us-east-1", "ap-southeast-2")
+TABLE = "replica"
+TTL = "expires_at"
+
+
+def read_stream(
+    streams: DynamoDBStreamsClient, arn: str, *, expected: int, timeout: float = 10.0
+) -> list[RecordTypeDef]:
+    """Every record of the stream from TRIM_HORIZON, once `expected` have arrived.
+
+    Keeps polling until `expected` records are in (or the deadline passes), then polls once
+    more so that a record beyond the expected ones is seen and fails the caller's assertion.
+    """
+    shards = streams.describe_stream(StreamArn=arn)["StreamDescription"].get("Shards", [])
+    iterators: dict[str, str | None] = {
+        shard["ShardId"]: streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        for shard in shards
+    }
+    records: list[RecordTypeDef] = []
+    deadline = time.monotonic() + timeout
+    settled = False
+    while True:
+        for shard_id, iterator in iterators.items():
+            if iterator is None:
+                continue
+            page = streams.get_records(ShardIterator=iterator)
+            records.extend(page.get("Records", []))
+            iterators[shard_id] = page.get("NextShardIterator")
+        if len(records) >= expected:
+            if settled:
+                return records
+            settled = True
+            continue
+        if time.monotonic() > deadline:
+            return records
+        time.sleep(0.01)
+
+
+def event_names(records: Sequence[RecordTypeDef]) -> list[str]:
+    return [record.get("eventName", "?") for record in records]
+
+
+def new_replica(backend: EmbeddedBackend, region: str, *, table: str = TABLE) -> str:
+    return create_replica_table(
+        backend.client("dynamodb", region),
+        table_name=table,
+        partition_key="pk",
+        ttl_attribute=TTL,
+    )
+
+
+def test_each_region_is_a_separate_database_whose_stream_has_only_its_own_writes(
+    backend: EmbeddedBackend,
+) -> None:
+    """Same table name in three regions of one process: no item or record crosses regions."""
+    arns = {region: new_replica(backend, region) for region in REGIONS}
+    for region in REGIONS:
+        backend.client("dynamodb", region).put_item(
+            TableName=TABLE, Item={"pk": {"S": f"written-in-{region}"}}
+        )
+
+    for region in REGIONS:
+        dynamodb = backend.client("dynamodb", region)
+        keys = sorted(item["pk"]["S"] for item in dynamodb.scan(TableName=TABLE)["Items"])
+        expected_keys, expected_tables = [f"written-in-{region}"], [TABLE]
+        assert expected_keys == keys
+        assert expected_tables == dynamodb.list_tables()["TableNames"]
+        records = read_stream(backend.client("dynamodbstreams", region), arns[region], expected=1)
+        assert expected_keys == [r["dynamodb"]["Keys"]["pk"]["S"] for r in records]
+
+
+def test_put_item_streams_an_insert_and_an_overwrite_a_modify_with_both_images(
+    backend: EmbeddedBackend,
+) -> None:
+    """DescribeStream -> GetShardIterator(TRIM_HORIZON) -> GetRecords yields NEW_AND_OLD_IMAGES."""
+    region = REGIONS[0]
+    arn = new_replica(backend, region)
+    dynamodb = backend.client("dynamodb", region)
+    first = {"pk": {"S": "k1"}, "value": {"S": "one"}}
+    second = {"pk": {"S": "k1"}, "value": {"S": "two"}}
+    dynamodb.put_item(TableName=TABLE, Item=first)
+    dynamodb.put_item(TableName=TABLE, Item=second)
+
+    records = read_stream(backend.client("dynamodbstreams", region), arn, expected=2)
+
+    expected_events, expected_view, key = (
+        ["INSERT", "MODIFY"],
+        "NEW_AND_OLD_IMAGES",
+        {"pk": first["pk"]},
+    )
+    assert expected_events == event_names(records)
+    insert, modify = (record["dynamodb"] for record in records)
+    assert expected_view == insert.get("StreamViewType")
+    assert key == insert.get("Keys")
+    assert first == insert.get("NewImage")
+    assert "OldImage" not in insert
+    assert first == modify.get("OldImage")
+    assert second == modify.get("NewImage")
+    assert int(insert["SequenceNumber"]) < int(modify["SequenceNumber"])
+
+
+def test_failed_conditional_put_returns_the_current_item_and_streams_nothing(
+    backend: EmbeddedBackend,
+) -> None:
+    """ReturnValuesOnConditionCheckFailure=ALL_OLD hands back the item that won the race."""
+    region = REGIONS[1]
+    arn = new_replica(backend, region)
+    dynamodb = backend.client("dynamodb", region)
+    current = {"pk": {"S": "k1"}, "version": {"N": "3"}}
+    dynamodb.put_item(TableName=TABLE, Item=current)
+
+    with pytest.raises(ClientError) as failure:
+        dynamodb.put_item(
+            TableName=TABLE,
+            Item={"pk": {"S": "k1"}, "version": {"N": "2"}},
+            ConditionExpression="attribute_not_exists(pk) OR version < :mine",
+            ExpressionAttributeValues={":mine": {"N": "2"}},
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+
+    response = cast(dict[str, Any], failure.value.response)
+    expected_code, expected_events = "ConditionalCheckFailedException", ["INSERT"]
+    assert expected_code == response["Error"]["Code"]
+    assert current == response.get("Item")
+    records = read_stream(backend.client("dynamodbstreams", region), arn, expected=1)
+    assert expected_events == event_names(records)
+
+
+def test_optimistic_lock_increments_from_eight_threads_are_never_lost(
+    backend: EmbeddedBackend,
+) -> None:
+    """8 threads x 25 conditional increments: every version is won exactly once.
+
+    On moto this holds only because the launcher serialises requests (unserialised, racing
+    clients were measured producing two winners of one condition).
+    """
+    threads, increments = 8, 25
+    region = REGIONS[2]
+    new_replica(backend, region, table="counter")
+    dynamodb = backend.client("dynamodb", region)
+    key = {"pk": {"S": "counter"}}
+    dynamodb.put_item(TableName="counter", Item={**key, "version": {"N": "0"}, "n": {"N": "0"}})
+    start_together = threading.Barrier(threads)
+
+    def increment(_: int) -> tuple[list[int], int]:
+        won: list[int] = []
+        conflicts = 0
+        seen = 0
+        start_together.wait()
+        while len(won) < increments:
+            try:
+                dynamodb.update_item(
+                    TableName="counter",
+                    Key=key,
+                    UpdateExpression="SET #v = :next, #n = #n + :one",
+                    ConditionExpression="#v = :seen",
+                    ExpressionAttributeNames={"#v": "version", "#n": "n"},
+                    ExpressionAttributeValues={
+                        ":seen": {"N": str(seen)},
+                        ":next": {"N": str(seen + 1)},
+                        ":one": {"N": "1"},
+                    },
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+                conflicts += 1
+                winner = cast(dict[str, Any], error.response)["Item"]  # ALL_OLD: who won
+                seen = int(winner["version"]["N"])
+            else:
+                seen += 1
+                won.append(seen)
+        return won, conflicts
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        outcomes = list(pool.map(increment, range(threads)))
+
+    versions_won = sorted(version for won, _ in outcomes for version in won)
+    assert list(range(1, threads * increments + 1)) == versions_won
+    item = dynamodb.get_item(TableName="counter", Key=key, ConsistentRead=True)["Item"]
+    assert threads * increments == int(item["n"]["N"]) == int(item["version"]["N"])
+    assert sum(conflicts for _, conflicts in outcomes) > 0, "no contention: nothing was tested"
+
+
+def test_create_replica_table_is_idempotent_enables_ttl_and_refuses_another_shape(
+    backend: EmbeddedBackend,
+) -> None:
+    """A second call returns the same stream; a call with other keys raises TableSetupError."""
+    region = REGIONS[0]
+    dynamodb = backend.client("dynamodb", region)
+    arn = new_replica(backend, region)
+
+    assert arn == new_replica(backend, region)
+    assert arn == stream_arn(dynamodb, TABLE)
+    ttl = dynamodb.describe_time_to_live(TableName=TABLE)["TimeToLiveDescription"]
+    expected_ttl = ("ENABLED", TTL)
+    assert expected_ttl == (ttl.get("TimeToLiveStatus"), ttl.get("AttributeName"))
+    with pytest.raises(TableSetupError, match="key schema"):
+        create_replica_table(
+            dynamodb, table_name=TABLE, partition_key="pk", sort_key="sk", ttl_attribute=TTL
+        )
+    with pytest.raises(TableSetupError, match="TTL"):
+        create_replica_table(dynamodb, table_name=TABLE, partition_key="pk", ttl_attribute="x")
+
+
+def test_isolated_views_share_the_process_but_not_the_tables(backend: EmbeddedBackend) -> None:
+    """Two views of one process: same endpoint, each sees only its own tables."""
+    other = backend.isolated().start()
+    try:
+        new_replica(backend, REGIONS[0])
+        assert other.endpoint_url == backend.endpoint_url
+        assert not other.client("dynamodb", REGIONS[0]).list_tables()["TableNames"]
+    finally:
+        other.stop()
+    expected_tables = [TABLE]
+    assert expected_tables == backend.client("dynamodb", REGIONS[0]).list_tables()["TableNames"]
+
+
+# Documented deviations (docs/backends.md): pinned per emulator, never relied upon.
+RECORD_REGION = {"dynamodb-local": "ddblocal", "moto": "us-east-1"}
+RECORDS_FOR_A_WRITE_THAT_CHANGES_NOTHING = {"dynamodb-local": [], "moto": ["MODIFY"]}
+
+
+def test_stream_records_do_not_name_the_configured_region(backend: EmbeddedBackend) -> None:
+    """awsRegion is a constant per emulator, so the source region must come from config."""
+    region = "ap-southeast-2"
+    arn = new_replica(backend, region)
+    backend.client("dynamodb", region).put_item(TableName=TABLE, Item={"pk": {"S": "k"}})
+
+    records = read_stream(backend.client("dynamodbstreams", region), arn, expected=1)
+
+    assert [RECORD_REGION[backend.name]] == [record.get("awsRegion") for record in records]
+
+
+def test_a_write_that_changes_nothing_streams_as_documented(backend: EmbeddedBackend) -> None:
+    """AWS and DynamoDB Local stream nothing for an identical put; moto streams a MODIFY."""
+    region = REGIONS[0]
+    arn = new_replica(backend, region)
+    item = {"pk": {"S": "k"}, "value": {"S": "same"}}
+    dynamodb = backend.client("dynamodb", region)
+    dynamodb.put_item(TableName=TABLE, Item=item)
+    dynamodb.put_item(TableName=TABLE, Item=item)
+
+    expected = ["INSERT", *RECORDS_FOR_A_WRITE_THAT_CHANGES_NOTHING[backend.name]]
+    records = read_stream(backend.client("dynamodbstreams", region), arn, expected=len(expected))
+
+    assert expected == event_names(records)
+
+
+def test_stopping_a_backend_closes_its_port_and_ends_its_process(
+    backend_kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After stop() nothing listens on the port, the process is gone, and no file is left.
+
+    A dedicated process, not the session's. DynamoDB Local writes a metadata file into its
+    working directory, which therefore must not be the caller's.
+    """
+    monkeypatch.chdir(tmp_path)
+    with start_backend("moto" if backend_kind == "moto" else "dynamodb-local") as started:
+        port, process = started.process.port, started.process
+        assert port_is_open(port)
+        assert not started.client("dynamodb", REGIONS[0]).list_tables()["TableNames"]
+
+    assert not process.running
+    assert not port_is_open(port)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_port_taken_before_the_server_binds_it_is_retried_on_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The free-port choice races other programs; a clash must cost a retry, not a failure.
+
+    The squatter binds without listening, like the ephemeral port of an outgoing connection,
+    the likeliest thing to take a just-freed port.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        taken: int = squatter.getsockname()[1]
+        choices = iter([taken])
+        real_choice = _process.free_loopback_port
+        monkeypatch.setattr(_process, "free_loopback_port", lambda: next(choices, real_choice()))
+
+        with MotoServer() as backend:
+            assert taken != backend.process.port
+            assert not backend.client("dynamodb", REGIONS[0]).list_tables()["TableNames"]
+
+
+def fake_server(tmp_path: Path, body: str) -> str:
+    """An executable that stands in for the server's interpreter and misbehaves."""
+    script = tmp_path / "fake-python"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_a_server_that_dies_at_start_up_reports_its_exit_status_and_output(
+    tmp_path: Path,
+) -> None:
+    """The caller sees why the process died, not only that it did."""
+    python = fake_server(tmp_path, 'echo "no module named moto" >&2; exit 3')
+
+    with pytest.raises(BackendStartError, match=r"(?s)status 3.*no module named moto"):
+        MotoServer(python=python).start()
+
+
+def test_a_server_that_never_answers_is_killed_after_its_start_timeout(tmp_path: Path) -> None:
+    """A hung start-up fails within the deadline and leaves no process behind."""
+    pid_file = tmp_path / "pid"
+    python = fake_server(tmp_path, f'echo $$ > "{pid_file}"; echo "still booting"; exec sleep 60')
+
+    started = time.monotonic()
+    with pytest.raises(BackendStartError, match=r"(?s)did not answer.*still booting"):
+        MotoServer(python=python, start_timeout=0.5).start()
+
+    assert time.monotonic() - started < 10
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def non_loopback_address() -> str | None:
+    """This machine's outward IPv4 address, if it has one (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))
+        except OSError:
+            return None
+        address: str = probe.getsockname()[0]
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+def test_both_backends_accept_connections_on_loopback_only(backend: EmbeddedBackend) -> None:
+    """An emulator has no authentication, so it must not be reachable from the network.
+
+    DynamoDB Local has no host option; the compiled launcher binds it to 127.0.0.1.
+    """
+    address = non_loopback_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to try")
+    if isinstance(backend, DynamoDBLocal) and not backend.binds_loopback_only:
+        pytest.skip("no javac at fetch time: DynamoDB Local runs without the loopback launcher")
+    port = int(backend.endpoint_url.rsplit(":", 1)[1])
+
+    assert port_is_open(port)
+    assert not port_is_open(port, host=address)

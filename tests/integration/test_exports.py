@@ -1,0 +1,30 @@
+"""The public surface of service.backends is deliberate: adding or removing a name is a decision."""
+
+from __future__ import annotations
+
+import service.backends as backends
+
+
+def test_service_backends_exports_exactly_the_documented_names() -> None:
+    expected = [
+        "BackendError",
+        "BackendKind",
+        "BackendStartError",
+        "BackendUnavailableError",
+        "Credentials",
+        "DynamoDBLocal",
+        "EmbeddedBackend",
+        "FetchError",
+        "KeyType",
+        "MotoServer",
+        "ServiceName",
+        "TableSetupError",
+        "create_replica_table",
+        "dynamodb_local_unavailable_reason",
+        "port_is_open",
+        "start_backend",
+        "stream_arn",
+    ]
+    assert expected == sorted(backends.__all__)
+    missing = [name for name in expected if not hasattr(backends, name)]
+    assert not missing, f"listed in __all__ but not defined: {missing}"

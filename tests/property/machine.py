@@ -1,0 +1,360 @@
+"""A Hypothesis state machine: regions, local writers, stream consumers and a hostile network.
+
+Fault model (STYLE.md 17): delivery is at-least-once and ordered only per item per source
+stream; deliveries are delayed arbitrarily and reordered across keys and sources; a consumer
+may crash and restart from its last checkpoint (later records are redelivered); region clocks
+are skewed and biased towards ties; local writers race the replication writes between the read
+and the conditional write. Writes are acknowledged with unique values, so every final state
+traces to exactly one version (the idea behind Elle).
+
+Subclasses choose the resolver and how a writer builds new data from what it read.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import ulid
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from resolvers import Resolver
+from service.checkpoint import CheckpointTracker
+from service.core import hlc
+from service.core.apply import (
+    Adopt,
+    Decision,
+    Forward,
+    Raw,
+    Restore,
+    Settings,
+    Skip,
+    Stamped,
+    Write,
+    decide,
+    merge,
+    precondition_for,
+    read_item,
+    stamp,
+    translate,
+)
+from service.core.records import parse_record
+from service.core.version import META_ATTR, Order, Version, compare, encode_item
+from service.memory import MemoryTable, key_string
+
+KEYS = ("k0", "k1", "k2")
+HORIZON_MS = 10**12  # collection is not modelled here (see test_tombstones.py)
+
+
+@dataclass
+class Task:
+    """One record's version on its way to one destination."""
+
+    source: str
+    position: int
+    version: Version
+    decision: Decision | None = None
+
+
+class ReplicationMachine(RuleBasedStateMachine):
+    resolver: ClassVar[Resolver]
+
+    # -- how writers build data (overridden for rule resolvers) ------------------------------
+
+    def new_data(self, key: str, value: str, current: dict[str, Any] | None) -> dict[str, Any]:
+        return {"pk": {"S": key}, "val": {"S": value}}
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    @initialize(
+        n=st.integers(2, 5),
+        nkeys=st.integers(2, 3),
+        skews=st.lists(st.sampled_from([0, 0, 0, 1, -1, 2, -250, 900]), min_size=5, max_size=5),
+    )
+    def setup(self, n: int, nkeys: int, skews: list[int]) -> None:
+        self.regions = [f"r{i}" for i in range(n)]
+        self.keys = KEYS[:nkeys]
+        self.now = 1_700_000_000_000
+        self.skew = dict(zip(self.regions, skews, strict=False))
+        self.tables = {
+            r: MemoryTable(r, ("pk",), now_ms=lambda r=r: self.now + self.skew[r])
+            for r in self.regions
+        }
+        self.clock = dict.fromkeys(self.regions, 0)
+        self.settings = Settings(
+            regions=tuple(self.regions),
+            key_attributes=("pk",),
+            resolver=self.resolver,
+            horizon_ms=HORIZON_MS,
+        )
+        self.trackers = {r: CheckpointTracker() for r in self.regions}
+        self.checkpoints = dict.fromkeys(self.regions, 0)
+        # (source, destination, key) -> FIFO of tasks: per-item order per source stream.
+        self.queues: dict[tuple[str, str, str], list[Task]] = defaultdict(list)
+        self.versions: dict[str, list[Version]] = defaultdict(list)
+        self.seen: dict[tuple[str, str], Version] = {}
+        self.serial = 0
+
+    # -- local writers -----------------------------------------------------------------------
+
+    def _tick(self, region: str) -> int:
+        self.clock[region] = hlc.tick(self.clock[region], self.now + self.skew[region])
+        return self.clock[region]
+
+    def _write_id(self, region: str) -> str:
+        self.serial += 1
+        ms = hlc.wall_ms(self.clock[region]) % (1 << 48)
+        return str(
+            ulid.from_bytes(ms.to_bytes(6, "big") + ((1 << 79) | self.serial).to_bytes(10, "big"))
+        )
+
+    def _value(self) -> str:
+        self.serial += 1
+        return f"w{self.serial}"
+
+    @rule(data=st.data())
+    def sdk_put(self, data: st.DataObject) -> None:
+        region, key = (
+            data.draw(st.sampled_from(self.regions)),
+            data.draw(st.sampled_from(self.keys)),
+        )
+        table = self.tables[region]
+        current_item = table.get({"pk": {"S": key}})
+        current = read_item(current_item, settings=self.settings)
+        visible = current_item if not _is_tombstone(current) else None
+        new = self.new_data(key, self._value(), visible)
+        version = stamp(
+            current,
+            new,
+            region=region,
+            now_hlc=self._tick(region),
+            write_id=self._write_id(region),
+            settings=self.settings,
+        )
+        assert version is not None
+        result = table.write(
+            {"pk": {"S": key}},
+            encode_item(version, horizon_ms=HORIZON_MS),
+            precondition_for(current),
+        )
+        assert result.ok
+        self.versions[key].append(version)
+
+    @rule(data=st.data())
+    def sdk_delete(self, data: st.DataObject) -> None:
+        region, key = (
+            data.draw(st.sampled_from(self.regions)),
+            data.draw(st.sampled_from(self.keys)),
+        )
+        table = self.tables[region]
+        current = read_item(table.get({"pk": {"S": key}}), settings=self.settings)
+        version = stamp(
+            current,
+            None,
+            region=region,
+            now_hlc=self._tick(region),
+            write_id=self._write_id(region),
+            settings=self.settings,
+        )
+        if version is None:
+            return
+        assert table.write(
+            {"pk": {"S": key}},
+            encode_item(version, horizon_ms=HORIZON_MS),
+            precondition_for(current),
+        ).ok
+        self.versions[key].append(version)
+
+    @rule(data=st.data(), copy_meta=st.booleans())
+    def raw_put(self, data: st.DataObject, copy_meta: bool) -> None:
+        """A plain boto3 PutItem: blind, or a read-modify-write that copies metadata back."""
+        region, key = (
+            data.draw(st.sampled_from(self.regions)),
+            data.draw(st.sampled_from(self.keys)),
+        )
+        table = self.tables[region]
+        current_item = table.get({"pk": {"S": key}})
+        visible = (
+            current_item
+            if not _is_tombstone(read_item(current_item, settings=self.settings))
+            else None
+        )
+        item = self.new_data(key, self._value(), visible)
+        if copy_meta and current_item is not None and META_ATTR in current_item:
+            item[META_ATTR] = current_item[META_ATTR]
+        table.put_raw(item)
+
+    @rule(data=st.data())
+    def raw_delete(self, data: st.DataObject) -> None:
+        region, key = (
+            data.draw(st.sampled_from(self.regions)),
+            data.draw(st.sampled_from(self.keys)),
+        )
+        self.tables[region].delete_raw({"pk": {"S": key}})
+
+    @rule(step=st.sampled_from([0, 0, 1, 3, 1000]))
+    def advance_time(self, step: int) -> None:
+        self.now += step
+
+    # -- consumers ---------------------------------------------------------------------------
+
+    def _poll(self, region: str) -> bool:
+        tracker = self.trackers[region]
+        position = tracker.read_position
+        records = self.tables[region].records_after(position, limit=1)
+        if not records:
+            return False
+        change = parse_record(records[0])
+        outcome = translate(change, region=region, settings=self.settings)
+        targets: list[str] = []
+        if isinstance(outcome, Forward):
+            targets = [r for r in self.regions if r != region]
+        elif isinstance(outcome, Adopt):
+            targets = list(self.regions)
+            self.versions[change.keys["pk"]["S"]].append(outcome.version)
+        elif isinstance(outcome, Restore):
+            targets = [region]
+        tracker.read(position, tasks=len(targets))
+        for dst in targets:
+            assert isinstance(outcome, Forward | Adopt | Restore)
+            key = outcome.version.data["pk"]["S"]
+            self.queues[(region, dst, key)].append(Task(region, position, outcome.version))
+        return True
+
+    @rule(data=st.data())
+    def poll(self, data: st.DataObject) -> None:
+        self._poll(data.draw(st.sampled_from(self.regions)))
+
+    def _step(self, lane: tuple[str, str, str]) -> None:
+        """Advance one delivery: first read and decide, then (a later step) write."""
+        source, dst, key = lane
+        task = self.queues[lane][0]
+        table = self.tables[dst]
+        if task.decision is None:
+            current = read_item(table.get({"pk": {"S": key}}), settings=self.settings)
+            task.decision = decide(current, task.version, settings=self.settings)
+            if not isinstance(task.decision, Skip):
+                return
+        if isinstance(task.decision, Write):
+            item = encode_item(task.decision.version, horizon_ms=HORIZON_MS)
+            if not table.write({"pk": {"S": key}}, item, task.decision.precondition).ok:
+                task.decision = None  # lost the race with a local write: read again
+                return
+        self.queues[lane].pop(0)
+        self.trackers[source].done(task.position)
+
+    def _lanes(self) -> list[tuple[str, str, str]]:
+        return sorted(lane for lane, tasks in self.queues.items() if tasks)
+
+    @precondition(lambda self: any(self.queues.values()))
+    @rule(data=st.data())
+    def deliver(self, data: st.DataObject) -> None:
+        self._step(data.draw(st.sampled_from(self._lanes())))
+
+    @rule(data=st.data())
+    def checkpoint(self, data: st.DataObject) -> None:
+        region = data.draw(st.sampled_from(self.regions))
+        self.checkpoints[region] = self.trackers[region].safe_position()
+
+    @rule(data=st.data())
+    def crash(self, data: st.DataObject) -> None:
+        """kill -9: in-flight work is lost; the consumer restarts from its checkpoint."""
+        region = data.draw(st.sampled_from(self.regions))
+        for lane in list(self.queues):
+            if lane[0] == region:
+                self.queues[lane] = []
+        self.trackers[region] = CheckpointTracker(start=self.checkpoints[region])
+
+    # -- invariants --------------------------------------------------------------------------
+
+    @invariant()
+    def metadata_is_valid_and_never_moves_backwards(self) -> None:
+        if not hasattr(self, "tables"):
+            return
+        for region, table in self.tables.items():
+            for item in table.items.values():
+                stored = read_item(item, settings=self.settings)  # raises if invalid
+                if isinstance(stored, Stamped):
+                    key = (region, item["pk"]["S"])
+                    before = self.seen.get(key)
+                    if before is not None:
+                        order = compare(stored.version.meta, before.meta)
+                        assert order is not Order.BEFORE, (
+                            f"{key} moved back from {before.meta} to {stored.version.meta}"
+                        )
+                    self.seen[key] = stored.version
+
+    # -- quiescence --------------------------------------------------------------------------
+
+    def drain(self) -> None:
+        for _ in range(100_000):
+            progressed = False
+            for region in self.regions:
+                while self._poll(region):
+                    progressed = True
+            for lane in self._lanes():
+                self._step(lane)
+                progressed = True
+            if not progressed:
+                return
+        raise AssertionError("replication did not quiesce")
+
+    def expected(self, key: str) -> Version | None:
+        """The resolver folded over the frontier of all versions written to ``key``."""
+        versions = self.versions.get(key, [])
+        frontier = [
+            v for v in versions if not any(compare(w.meta, v.meta) is Order.AFTER for w in versions)
+        ]
+        unique = {id(v): v for v in frontier}.values()
+        ordered = sorted(unique, key=lambda v: v.meta.lww_key)
+        if not ordered:
+            return None
+        result = ordered[0]
+        for v in ordered[1:]:
+            order = compare(v.meta, result.meta)
+            if order is Order.CONCURRENT:
+                result = merge(result, v, settings=self.settings)
+            elif order is Order.AFTER:
+                result = v
+        return result
+
+    def teardown(self) -> None:
+        if not hasattr(self, "tables"):
+            return
+        self.drain()
+        for key in self.keys:
+            images = {r: t.get({"pk": {"S": key}}) for r, t in self.tables.items()}
+            first = images[self.regions[0]]
+            for region, image in images.items():
+                assert image == first, (
+                    f"{key}: {region} differs from {self.regions[0]}:\n{image}\n{first}"
+                )
+            expected = self.expected(key)
+            if expected is None:
+                continue  # only raw writes were superseded before adoption, or nothing
+            assert first is not None, f"{key}: expected {expected} but the item is gone"
+            stored = read_item(first, settings=self.settings)
+            assert not isinstance(stored, Raw), f"{key}: a raw write was never adopted: {first}"
+            assert isinstance(stored, Stamped)
+            got = stored.version
+            assert (expected.data, expected.meta.deleted) == (got.data, got.meta.deleted), (
+                f"{key}: expected {expected.data} deleted={expected.meta.deleted}, "
+                f"got {got.data} deleted={got.meta.deleted}"
+            )
+            assert expected.meta.lww_key == got.meta.lww_key
+
+
+def _is_tombstone(stored: object) -> bool:
+    return isinstance(stored, Stamped) and stored.version.meta.deleted
+
+
+def key_of(key: str) -> str:
+    return key_string({"pk": {"S": key}})
