@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import sys
 import time
+from collections.abc import Callable
 
 import ulid
 
@@ -39,11 +40,15 @@ REGIONS = ("eu-west-1", "us-east-1", "ap-southeast-2")
 HORIZON_MS = 7 * 24 * 3600 * 1000
 
 
+def _clock(now: list[int], skew: int) -> Callable[[], int]:
+    return lambda: now[0] + skew
+
+
 def main(seed: int = 7, writes: int = 600) -> int:
     rng = random.Random(seed)
     now = [1_700_000_000_000]
     skew = {"eu-west-1": 0, "us-east-1": 40, "ap-southeast-2": -25}
-    tables = {r: MemoryTable(r, ("pk",), now_ms=lambda r=r: now[0] + skew[r]) for r in REGIONS}
+    tables = {r: MemoryTable(r, ("pk",), now_ms=_clock(now, skew[r])) for r in REGIONS}
     settings = Settings(regions=REGIONS, key_attributes=("pk",), resolver=LastWriterWins())
     clocks = dict.fromkeys(REGIONS, 0)
     trackers = {r: CheckpointTracker() for r in REGIONS}
