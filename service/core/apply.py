@@ -16,14 +16,14 @@ docs/design.md argues why these converge.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import ulid
 
-from resolvers._protocol import Resolver
 from service.core import hlc as hlc_
 from service.core.values import AttributeValue, Item, digest, same_value
 from service.core.version import (
@@ -42,6 +42,9 @@ from service.core.version import (
 )
 from service.errors import MetadataError, RecordError, RuleError
 
+if TYPE_CHECKING:  # resolvers import the core's types; the core only needs the Protocol
+    from resolvers._protocol import Resolver
+
 # -- configuration the core needs ----------------------------------------------------------
 
 
@@ -57,7 +60,7 @@ class Settings:
     # keep it local to this region.
     ttl_live_policy: Literal["delete", "ignore"] = "delete"
 
-    @property
+    @functools.cached_property
     def region_set(self) -> frozenset[str]:
         return frozenset(self.regions)
 
@@ -106,9 +109,17 @@ def read_item(item: Item | None, *, settings: Settings) -> Stored:
     if attr is None:
         return Raw(data=data, copied=None, meta_attr=None)
     meta = decode_meta(attr, regions=settings.region_set)
-    if meta.digest != digest(data):
+    if meta.digest != checked_digest(data):
         return Raw(data=data, copied=meta, meta_attr=attr)
     return Stamped(version=Version(data=data, meta=meta), meta_attr=attr)
+
+
+def checked_digest(data: Mapping[str, AttributeValue]) -> str:
+    """The data digest; a malformed attribute value is a RecordError (dead-lettered)."""
+    try:
+        return digest(data)
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise RecordError(f"item has a malformed attribute value: {exc}") from exc
 
 
 def tombstone_expired(meta: Meta, *, at_hlc: int, settings: Settings) -> bool:
@@ -183,7 +194,7 @@ def _new_version(
         actor=actor,
         write_id=write_id,
         hlc=hlc,
-        digest=digest(data),
+        digest=checked_digest(data),
         count=base.count + 1 if base is not None else 1,
         deleted=deleted,
         adopted=adopted,
@@ -323,8 +334,8 @@ def translate(change: Change, *, region: str, settings: Settings) -> Outcome:
     adopted from the record itself, deterministically, so replaying the record adopts the
     same version.
     """
-    old = read_item(change.old, settings=settings)
     if change.event == "REMOVE":
+        old = read_item(change.old, settings=settings)
         if isinstance(old, Absent):
             raise RecordError(
                 "REMOVE record without an old image (stream must be NEW_AND_OLD_IMAGES)"
@@ -339,16 +350,33 @@ def translate(change: Change, *, region: str, settings: Settings) -> Outcome:
     new = read_item(change.new, settings=settings)
     if isinstance(new, Absent):
         raise RecordError(f"{change.event} record without a new image")
-    if change.old is not None and change.new is not None and _same_item(change.old, change.new):
+    if change.old is not None and _same_item(change.old, change.new or {}):
         return Drop("unchanged")
     if isinstance(new, Stamped):
         meta = new.version.meta
-        restored = isinstance(old, Stamped) and compare(meta, old.version.meta) is Order.BEFORE
+        # NOTE: only the old image's metadata is needed here, not its digest: this is the hot
+        # path (every record of every region passes here).
+        old_vv = _peek_vv(change.old)
+        restored = old_vv is not None and meta.vv.compare(old_vv) is Order.BEFORE
         if not restored:
             if meta.origin != region or meta.merged or meta.adopted:
                 return Drop("echo")
             return Forward(new.version)
+    old = read_item(change.old, settings=settings)
     return Adopt(_adopt(change, old=old, new=new, region=region, settings=settings))
+
+
+def _peek_vv(image: Item | None) -> VersionVector | None:
+    """The version vector of an image's metadata, unvalidated (None if there is none).
+
+    Only used to spot a restored older version; the image is fully validated before anything
+    is built from it.
+    """
+    try:
+        raw = image[META_ATTR]["M"]["v"]["M"]  # type: ignore[index]
+        return VersionVector.of({a: int(c["N"]) for a, c in raw.items()})
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
 
 
 def _same_item(a: Item, b: Item) -> bool:

@@ -14,15 +14,17 @@ _EVENTS = ("INSERT", "MODIFY", "REMOVE")
 _TTL_PRINCIPAL = "dynamodb.amazonaws.com"
 
 
-def _image(record: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+def _image(record: Mapping[str, Any], name: str, *, deep: bool = False) -> dict[str, Any] | None:
+    """An image as a dict. ``deep`` checks every attribute value's shape; otherwise values are
+    checked where they are used (digests and writes reject malformed values)."""
     image = record.get(name)
     if image is None:
         return None
-    if not isinstance(image, Mapping) or not all(
-        isinstance(k, str) and is_attribute_value(v) for k, v in image.items()
+    if type(image) is not dict or (
+        deep and not all(type(k) is str and is_attribute_value(v) for k, v in image.items())
     ):
         raise RecordError(f"record field dynamodb.{name} is not a DynamoDB item")
-    return dict(image)
+    return image
 
 
 def _approx_ms(value: object) -> int:
@@ -47,7 +49,7 @@ def parse_record(record: Mapping[str, Any]) -> Change:
     body = record.get("dynamodb")
     if not isinstance(body, Mapping):
         raise RecordError("record has no 'dynamodb' object")
-    keys = _image(body, "Keys")
+    keys = _image(body, "Keys", deep=True)
     if not keys:
         raise RecordError("record has no dynamodb.Keys")
     sequence = body.get("SequenceNumber")

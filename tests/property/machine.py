@@ -51,6 +51,14 @@ from service.core.version import META_ATTR, Order, Version, compare, encode_item
 from service.memory import MemoryTable, key_string
 
 KEYS = ("k0", "k1", "k2")
+
+
+def item_for(version: Version) -> dict[str, Any] | None:
+    """The item a version is written as (``None`` would be a hard delete). A seam so the
+    teeth tests can break tombstones."""
+    return encode_item(version, horizon_ms=HORIZON_MS)
+
+
 HORIZON_MS = 10**12  # collection is not modelled here (see test_tombstones.py)
 
 
@@ -101,6 +109,7 @@ class ReplicationMachine(RuleBasedStateMachine):
         self.queues: dict[tuple[str, str, str], list[Task]] = defaultdict(list)
         self.versions: dict[str, list[Version]] = defaultdict(list)
         self.seen: dict[tuple[str, str], Version] = {}
+        self.forwarders: dict[str, set[str]] = defaultdict(set)
         self.serial = 0
 
     # -- local writers -----------------------------------------------------------------------
@@ -120,84 +129,66 @@ class ReplicationMachine(RuleBasedStateMachine):
         self.serial += 1
         return f"w{self.serial}"
 
+    def _pick(self, data: st.DataObject) -> tuple[str, str]:
+        return data.draw(st.sampled_from(self.regions)), data.draw(st.sampled_from(self.keys))
+
     @rule(data=st.data())
     def sdk_put(self, data: st.DataObject) -> None:
-        region, key = (
-            data.draw(st.sampled_from(self.regions)),
-            data.draw(st.sampled_from(self.keys)),
-        )
-        table = self.tables[region]
-        current_item = table.get({"pk": {"S": key}})
-        current = read_item(current_item, settings=self.settings)
-        visible = current_item if not _is_tombstone(current) else None
-        new = self.new_data(key, self._value(), visible)
-        version = stamp(
-            current,
-            new,
-            region=region,
-            now_hlc=self._tick(region),
-            write_id=self._write_id(region),
-            settings=self.settings,
-        )
-        assert version is not None
-        result = table.write(
-            {"pk": {"S": key}},
-            encode_item(version, horizon_ms=HORIZON_MS),
-            precondition_for(current),
-        )
-        assert result.ok
-        self.versions[key].append(version)
+        self.do_sdk_put(*self._pick(data))
 
     @rule(data=st.data())
     def sdk_delete(self, data: st.DataObject) -> None:
-        region, key = (
-            data.draw(st.sampled_from(self.regions)),
-            data.draw(st.sampled_from(self.keys)),
-        )
+        self.do_sdk_delete(*self._pick(data))
+
+    @rule(data=st.data(), copy_meta=st.booleans())
+    def raw_put(self, data: st.DataObject, copy_meta: bool) -> None:
+        self.do_raw_put(*self._pick(data), copy_meta=copy_meta)
+
+    @rule(data=st.data())
+    def raw_delete(self, data: st.DataObject) -> None:
+        self.do_raw_delete(*self._pick(data))
+
+    def _visible(self, item: dict[str, Any] | None) -> dict[str, Any] | None:
+        """What an application reading ``item`` sees (a tombstone reads as absent)."""
+        stored = read_item(item, settings=self.settings)
+        return None if _is_tombstone(stored) else item
+
+    def do_sdk_put(self, region: str, key: str) -> None:
+        """A write through georep's stamping (the SDK path), acknowledged as a version."""
+        self._sdk_write(region, key, delete=False)
+
+    def do_sdk_delete(self, region: str, key: str) -> None:
+        self._sdk_write(region, key, delete=True)
+
+    def _sdk_write(self, region: str, key: str, *, delete: bool) -> None:
         table = self.tables[region]
-        current = read_item(table.get({"pk": {"S": key}}), settings=self.settings)
+        current_item = table.get({"pk": {"S": key}})
+        current = read_item(current_item, settings=self.settings)
+        data = None if delete else self.new_data(key, self._value(), self._visible(current_item))
         version = stamp(
             current,
-            None,
+            data,
             region=region,
             now_hlc=self._tick(region),
             write_id=self._write_id(region),
             settings=self.settings,
         )
         if version is None:
-            return
-        assert table.write(
-            {"pk": {"S": key}},
-            encode_item(version, horizon_ms=HORIZON_MS),
-            precondition_for(current),
-        ).ok
+            return  # a delete of nothing
+        result = table.write({"pk": {"S": key}}, item_for(version), precondition_for(current))
+        assert result.ok
         self.versions[key].append(version)
 
-    @rule(data=st.data(), copy_meta=st.booleans())
-    def raw_put(self, data: st.DataObject, copy_meta: bool) -> None:
+    def do_raw_put(self, region: str, key: str, *, copy_meta: bool = False) -> None:
         """A plain boto3 PutItem: blind, or a read-modify-write that copies metadata back."""
-        region, key = (
-            data.draw(st.sampled_from(self.regions)),
-            data.draw(st.sampled_from(self.keys)),
-        )
         table = self.tables[region]
         current_item = table.get({"pk": {"S": key}})
-        visible = (
-            current_item
-            if not _is_tombstone(read_item(current_item, settings=self.settings))
-            else None
-        )
-        item = self.new_data(key, self._value(), visible)
+        item = self.new_data(key, self._value(), self._visible(current_item))
         if copy_meta and current_item is not None and META_ATTR in current_item:
             item[META_ATTR] = current_item[META_ATTR]
         table.put_raw(item)
 
-    @rule(data=st.data())
-    def raw_delete(self, data: st.DataObject) -> None:
-        region, key = (
-            data.draw(st.sampled_from(self.regions)),
-            data.draw(st.sampled_from(self.keys)),
-        )
+    def do_raw_delete(self, region: str, key: str) -> None:
         self.tables[region].delete_raw({"pk": {"S": key}})
 
     @rule(step=st.sampled_from([0, 0, 1, 3, 1000]))
@@ -217,6 +208,9 @@ class ReplicationMachine(RuleBasedStateMachine):
         targets: list[str] = []
         if isinstance(outcome, Forward):
             targets = [r for r in self.regions if r != region]
+            # Echo suppression: in a full mesh each write is forwarded by one region only.
+            self.forwarders[outcome.version.meta.write_id].add(region)
+            assert len(self.forwarders[outcome.version.meta.write_id]) == 1, outcome.version.meta
         elif isinstance(outcome, Adopt):
             targets = list(self.regions)
             self.versions[change.keys["pk"]["S"]].append(outcome.version)
@@ -233,6 +227,9 @@ class ReplicationMachine(RuleBasedStateMachine):
     def poll(self, data: st.DataObject) -> None:
         self._poll(data.draw(st.sampled_from(self.regions)))
 
+    def do_deliver(self, source: str, destination: str, key: str) -> None:
+        self._step((source, destination, key))
+
     def _step(self, lane: tuple[str, str, str]) -> None:
         """Advance one delivery: first read and decide, then (a later step) write."""
         source, dst, key = lane
@@ -244,7 +241,7 @@ class ReplicationMachine(RuleBasedStateMachine):
             if not isinstance(task.decision, Skip):
                 return
         if isinstance(task.decision, Write):
-            item = encode_item(task.decision.version, horizon_ms=HORIZON_MS)
+            item = item_for(task.decision.version)
             if not table.write({"pk": {"S": key}}, item, task.decision.precondition).ok:
                 task.decision = None  # lost the race with a local write: read again
                 return

@@ -1,0 +1,111 @@
+"""The property suite has teeth: break the design one piece at a time and watch it fail.
+
+Each test breaks one mechanism (by patching it, in-process, in our own code only) and runs
+the last-writer-wins state machine without shrinking; the machine must find a failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+
+import service.memory
+import tests.property.machine as machine_module
+from resolvers import LastWriterWins
+from resolvers._protocol import Resolution
+from service.checkpoint import CheckpointTracker
+from service.core import apply
+from service.core.version import Version
+from tests.property.machine import ReplicationMachine
+
+BROKEN = settings(
+    max_examples=400,
+    stateful_step_count=50,
+    derandomize=True,
+    deadline=None,
+    phases=[Phase.generate],
+    suppress_health_check=list(HealthCheck),
+    database=None,
+)
+
+
+class LWW(ReplicationMachine):
+    resolver = LastWriterWins()
+
+
+def run_machine() -> None:
+    from hypothesis.stateful import run_state_machine_as_test
+
+    run_state_machine_as_test(LWW, settings=BROKEN)
+
+
+def must_fail() -> None:
+    # Only a property failure counts (AssertionError from an invariant, an oracle or the
+    # forwarded-once check), not an error in the test set-up.
+    with pytest.raises(AssertionError):
+        run_machine()
+
+
+def test_the_unbroken_design_passes_the_same_run() -> None:
+    """The control: without a break, the same derandomized run passes."""
+    run_machine()
+
+
+@pytest.fixture
+def patch(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    yield monkeypatch
+
+
+def test_breaking_the_tie_break_fails_the_suite(patch: pytest.MonkeyPatch) -> None:
+    """LWW on the HLC alone: equal timestamps (skew, ties) pick whichever side came first."""
+
+    def resolve(self: Any, a: Version, b: Version) -> Resolution:
+        winner = a if a.meta.hlc >= b.meta.hlc else b
+        return Resolution(data=winner.data, deleted=winner.meta.deleted, carrier=winner.meta)
+
+    patch.setattr(LastWriterWins, "resolve", resolve)
+    must_fail()
+
+
+def test_breaking_the_echo_check_fails_the_suite(patch: pytest.MonkeyPatch) -> None:
+    """Forward every stamped version, not only fresh local ones: writes are forwarded again by
+    the regions that applied them."""
+    original = apply.translate
+
+    def translate(change: apply.Change, *, region: str, settings: apply.Settings) -> Any:
+        outcome = original(change, region=region, settings=settings)
+        if isinstance(outcome, apply.Drop) and outcome.reason == "echo":
+            stored = apply.read_item(change.new, settings=settings)
+            assert isinstance(stored, apply.Stamped)
+            return apply.Forward(stored.version)
+        return outcome
+
+    patch.setattr(machine_module, "translate", translate)
+    must_fail()
+
+
+def test_breaking_tombstones_into_hard_deletes_fails_the_suite(patch: pytest.MonkeyPatch) -> None:
+    """Delete the item instead of writing a versioned tombstone: an older version arriving
+    later resurrects it."""
+    original = machine_module.item_for
+
+    def item_for(version: Version) -> dict[str, Any] | None:
+        return None if version.meta.deleted else original(version)
+
+    patch.setattr(machine_module, "item_for", item_for)
+    must_fail()
+
+
+def test_breaking_checkpoint_after_apply_fails_the_suite(patch: pytest.MonkeyPatch) -> None:
+    """Checkpoint what was read rather than what was applied: a crash loses records."""
+    patch.setattr(CheckpointTracker, "safe_position", lambda self: self.read_position)
+    must_fail()
+
+
+def test_breaking_the_write_precondition_fails_the_suite(patch: pytest.MonkeyPatch) -> None:
+    """Write blindly: a local write between the consumer's read and its write is lost."""
+    patch.setattr(service.memory, "_holds", lambda pre, current: True)
+    must_fail()
