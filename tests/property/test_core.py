@@ -1,0 +1,365 @@
+"""Properties of the core's building blocks: HLC, digests, metadata, records, tombstones."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import ulid
+from hypothesis import given
+from hypothesis import strategies as st
+
+from resolvers import LastWriterWins
+from service.core import hlc
+from service.core.apply import (
+    Absent,
+    Adopt,
+    Drop,
+    Forward,
+    Settings,
+    Skip,
+    Stamped,
+    Write,
+    decide,
+    read_item,
+    stamp,
+    translate,
+)
+from service.core.records import parse_record
+from service.core.values import digest, same_value
+from service.core.version import (
+    META_ATTR,
+    TTL_ATTR,
+    Meta,
+    VersionVector,
+    decode_meta,
+    encode_item,
+    encode_meta,
+)
+from service.errors import MetadataError, RecordError
+
+REGIONS = ("eu-west-1", "us-east-1", "ap-southeast-2")
+SETTINGS = Settings(
+    regions=REGIONS, key_attributes=("pk",), resolver=LastWriterWins(), horizon_ms=60_000
+)
+T0 = 1_764_000_000_000
+
+timestamps = st.integers(0, 2**60)
+wall = st.integers(0, 2**44)
+
+
+# -- HLC ------------------------------------------------------------------------------------
+
+
+@given(prev=timestamps, now=wall)
+def test_a_clock_tick_never_goes_backwards(prev: int, now: int) -> None:
+    """tick(prev, now) > prev whatever the wall clock says."""
+    assert hlc.tick(prev, now) > prev
+
+
+@given(prev=timestamps, remote=timestamps, now=wall)
+def test_after_observing_a_remote_timestamp_the_clock_orders_after_it(
+    prev: int, remote: int, now: int
+) -> None:
+    assert hlc.observe(prev, remote, now) > max(prev, remote)
+
+
+@given(ms=wall, logical=st.integers(0, 2**16 - 1))
+def test_hlc_pack_and_unpack_are_inverse(ms: int, logical: int) -> None:
+    assert (ms, logical) == hlc.unpack(hlc.pack(ms, logical))
+
+
+# -- digests --------------------------------------------------------------------------------
+
+
+@given(st.lists(st.text(max_size=5), min_size=1, max_size=5, unique=True), st.randoms())
+def test_set_order_does_not_change_the_digest(elements: list[str], rnd: Any) -> None:
+    shuffled = list(elements)
+    rnd.shuffle(shuffled)
+    expected = digest({"pk": {"S": "k"}, "tags": {"SS": elements}})
+    assert expected == digest({"pk": {"S": "k"}, "tags": {"SS": shuffled}})
+
+
+def test_equal_numbers_written_differently_have_one_digest() -> None:
+    a = {"n": {"N": "1.50"}, "big": {"N": "12345678901234567890123456789012345678"}}
+    b = {"n": {"N": "1.5"}, "big": {"N": "12345678901234567890123456789012345678.000"}}
+    assert digest(a) == digest(b)
+    assert digest(a) != digest({**a, "big": {"N": "12345678901234567890123456789012345677"}})
+
+
+@given(st.text(max_size=8), st.text(max_size=8))
+def test_the_encoding_is_unambiguous_between_names_and_values(a: str, b: str) -> None:
+    """Length prefixes: {a: b} and {a+b: ""} never share a digest unless they are equal."""
+    left, right = {a: {"S": b}}, {a + b: {"S": ""}}
+    assert (digest(left) == digest(right)) == (left == right)
+
+
+# -- metadata -------------------------------------------------------------------------------
+
+actors = st.sampled_from(REGIONS).flatmap(
+    lambda r: st.sampled_from([r, f"{r}~7ZQ3K2MA", f"{r}~0000000A"])
+)
+
+
+@st.composite
+def metas(draw: st.DrawFn) -> Meta:
+    counters = draw(st.dictionaries(actors, st.integers(1, 2**62), min_size=1, max_size=4))
+    actor = draw(st.sampled_from(sorted(counters)))
+    return Meta(
+        vv=VersionVector.of(counters),
+        actor=actor,
+        write_id=str(ulid.from_int(draw(st.integers(0, 2**128 - 1)))),
+        hlc=draw(timestamps),
+        digest=digest({"x": {"S": draw(st.text(max_size=4))}}),
+        count=draw(st.integers(1, 10**6)),
+        deleted=draw(st.booleans()),
+        merged=draw(st.booleans()),
+        adopted=draw(st.booleans()),
+        fields=draw(
+            st.none()
+            | st.lists(
+                st.tuples(
+                    st.text(min_size=1, max_size=4), st.tuples(timestamps, st.sampled_from(REGIONS))
+                ),
+                unique_by=lambda f: f[0],
+                max_size=3,
+            ).map(lambda fs: tuple(sorted(fs)))
+        ),
+    )
+
+
+@given(metas())
+def test_metadata_round_trips_through_its_wire_format(meta: Meta) -> None:
+    assert meta == decode_meta(encode_meta(meta), regions=frozenset(REGIONS))
+
+
+def _fresh_meta_attr() -> dict[str, Any]:
+    version = stamp(
+        Absent(),
+        {"pk": {"S": "k"}},
+        region="eu-west-1",
+        now_hlc=hlc.pack(T0),
+        write_id=str(ulid.new()),
+        settings=SETTINGS,
+    )
+    assert version is not None
+    return copy.deepcopy(encode_meta(version.meta))
+
+
+def _tamper(path: list[str], value: Any) -> dict[str, Any]:
+    """The metadata of a fresh version with one field replaced (``*``: the writer's counter)."""
+    attr = _fresh_meta_attr()
+    target = attr["M"]
+    for step in path[:-1]:
+        target = target[step]
+    last = path[-1] if path[-1] != "*" else attr["M"]["o"]["S"]
+    if value is _DELETE:
+        del target[last]
+    else:
+        target[last] = value
+    return attr
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("case", "path", "value"),
+    [
+        ("negative counter", ["v", "M", "*"], {"N": "-3"}),
+        ("zero counter", ["v", "M", "*"], {"N": "0"}),
+        ("counter not a number", ["v", "M", "*"], {"S": "3"}),
+        ("unknown region in vector", ["v", "M", "mars-north-1"], {"N": "3"}),
+        ("unknown writer", ["o"], {"S": "mars-north-1"}),
+        ("writer without a counter", ["o"], {"S": "us-east-1"}),
+        ("write id not a ULID", ["w"], {"S": "not-a-ulid"}),
+        ("digest malformed", ["h"], {"S": "xyz"}),
+        ("flag not a boolean", ["d"], {"S": "true"}),
+        ("timestamp negative", ["t"], {"N": "-1"}),
+        ("missing field", ["n"], _DELETE),
+        ("extra field", ["zz"], {"S": "hello"}),
+        ("wrong schema", ["s"], {"N": "2"}),
+        ("empty vector", ["v"], {"M": {}}),
+        ("malformed actor tag", ["v", "M", "eu-west-1~lower"], {"N": "1"}),
+    ],
+)
+def test_tampered_metadata_is_a_clear_typed_error(case: str, path: list[str], value: Any) -> None:
+    """Negative counters, unknown regions, wrong types... never a crash, never accepted."""
+    with pytest.raises(MetadataError):
+        decode_meta(_tamper(path, value), regions=frozenset(REGIONS))
+
+
+def test_metadata_that_is_not_a_map_is_refused() -> None:
+    for bad in ({"S": "x"}, {"M": "x"}, {"M": {}, "S": "x"}, "x"):
+        with pytest.raises(MetadataError):
+            decode_meta(bad, regions=frozenset(REGIONS))  # type: ignore[arg-type]
+
+
+# -- stamping, tombstones, TTL ---------------------------------------------------------------
+
+
+def _stamped(
+    data: dict[str, Any] | None, *, at: int, current: Any = None, region: str = "eu-west-1"
+) -> Any:
+    return stamp(
+        current or Absent(),
+        data,
+        region=region,
+        now_hlc=hlc.pack(at),
+        write_id=str(ulid.new()),
+        settings=SETTINGS,
+    )
+
+
+def test_a_delete_writes_a_tombstone_with_a_ttl_derived_from_its_timestamp() -> None:
+    live = _stamped({"pk": {"S": "k"}, "a": {"S": "1"}}, at=T0)
+    tomb = _stamped(
+        None, at=T0 + 5, current=read_item(encode_item(live, horizon_ms=1), settings=SETTINGS)
+    )
+    item = encode_item(tomb, horizon_ms=SETTINGS.horizon_ms)
+    assert {"pk": {"S": "k"}} == tomb.data
+    assert tomb.meta.deleted
+    assert {"N": str((T0 + 5 + SETTINGS.horizon_ms) // 1000)} == item[TTL_ATTR]
+
+
+def test_a_tombstone_past_its_horizon_counts_as_absence_for_a_later_version() -> None:
+    """Some regions may have collected it already: all must treat it alike."""
+    live = _stamped({"pk": {"S": "k"}, "a": {"S": "1"}}, at=T0)
+    tomb = _stamped(
+        None, at=T0 + 5, current=read_item(encode_item(live, horizon_ms=1), settings=SETTINGS)
+    )
+    stored = read_item(encode_item(tomb, horizon_ms=SETTINGS.horizon_ms), settings=SETTINGS)
+    before = _stamped({"pk": {"S": "k"}, "a": {"S": "2"}}, at=T0 + 10, region="us-east-1")
+    after = _stamped(
+        {"pk": {"S": "k"}, "a": {"S": "3"}}, at=T0 + 5 + SETTINGS.horizon_ms, region="us-east-1"
+    )
+    decision = decide(stored, before, settings=SETTINGS)
+    assert isinstance(decision, Write) and decision.conflict is not None  # a real conflict
+    decision = decide(stored, after, settings=SETTINGS)
+    assert isinstance(decision, Write) and decision.version == after  # absence
+
+
+def _record(
+    event: str, *, old: Any = None, new: Any = None, ttl: bool = False, seq: str = "000001"
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "ApproximateCreationDateTime": T0 / 1000,
+        "Keys": {"pk": {"S": "k"}},
+        "SequenceNumber": seq,
+        "SizeBytes": 10,
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+    }
+    if old is not None:
+        body["OldImage"] = old
+    if new is not None:
+        body["NewImage"] = new
+    record: dict[str, Any] = {
+        "eventID": "1",
+        "eventName": event,
+        "eventSource": "aws:dynamodb",
+        "dynamodb": body,
+    }
+    if ttl:
+        record["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+    return record
+
+
+def test_a_ttl_deletion_of_a_tombstone_is_garbage_collection() -> None:
+    live = _stamped({"pk": {"S": "k"}}, at=T0)
+    tomb = _stamped(
+        None, at=T0 + 1, current=read_item(encode_item(live, horizon_ms=1), settings=SETTINGS)
+    )
+    change = parse_record(_record("REMOVE", old=encode_item(tomb, horizon_ms=1), ttl=True))
+    assert Drop("collected") == translate(change, region="eu-west-1", settings=SETTINGS)
+
+
+def test_a_ttl_deletion_of_a_live_item_replicates_as_a_delete_by_default() -> None:
+    live = _stamped({"pk": {"S": "k"}, "a": {"S": "1"}}, at=T0)
+    change = parse_record(_record("REMOVE", old=encode_item(live, horizon_ms=1), ttl=True))
+    outcome = translate(change, region="eu-west-1", settings=SETTINGS)
+    assert isinstance(outcome, Adopt) and outcome.version.meta.deleted
+    ignore = Settings(
+        regions=REGIONS, key_attributes=("pk",), resolver=LastWriterWins(), ttl_live_policy="ignore"
+    )
+    assert Drop("ttl-ignored") == translate(change, region="eu-west-1", settings=ignore)
+
+
+def test_a_raw_write_is_adopted_deterministically_and_never_taken_for_an_echo() -> None:
+    remote = _stamped({"pk": {"S": "k"}, "a": {"S": "1"}}, at=T0, region="us-east-1")
+    old = encode_item(remote, horizon_ms=1)
+    raw = {**old, "a": {"S": "changed by plain boto3"}}  # a read-modify-write copying metadata
+    change = parse_record(_record("MODIFY", old=old, new=raw, seq="000007"))
+    first = translate(change, region="eu-west-1", settings=SETTINGS)
+    again = translate(change, region="eu-west-1", settings=SETTINGS)
+    assert isinstance(first, Adopt)
+    assert first == again  # a replay adopts the same version
+    assert first.version.meta.vv.compare(remote.meta.vv).value == "after"
+    assert first.version.meta.origin == "eu-west-1"
+
+
+def test_a_version_written_by_replication_is_an_echo_and_a_local_one_is_forwarded() -> None:
+    remote = _stamped({"pk": {"S": "k"}}, at=T0, region="us-east-1")
+    change = parse_record(_record("INSERT", new=encode_item(remote, horizon_ms=1)))
+    assert Drop("echo") == translate(change, region="eu-west-1", settings=SETTINGS)
+    assert Forward(remote) == translate(change, region="us-east-1", settings=SETTINGS)
+
+
+def test_a_duplicate_is_skipped_and_an_older_version_is_stale() -> None:
+    v1 = _stamped({"pk": {"S": "k"}, "a": {"S": "1"}}, at=T0)
+    stored1 = read_item(encode_item(v1, horizon_ms=1), settings=SETTINGS)
+    v2 = _stamped({"pk": {"S": "k"}, "a": {"S": "2"}}, at=T0 + 1, current=stored1)
+    stored2 = read_item(encode_item(v2, horizon_ms=1), settings=SETTINGS)
+    assert Skip("duplicate") == decide(stored2, v2, settings=SETTINGS)
+    assert Skip("stale") == decide(stored2, v1, settings=SETTINGS)
+    assert isinstance(stored2, Stamped)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {},
+        {"eventName": "UPSERT", "dynamodb": {}},
+        {"eventName": "INSERT"},
+        {
+            "eventName": "INSERT",
+            "dynamodb": {"SequenceNumber": "1", "ApproximateCreationDateTime": 1},
+        },
+        {
+            "eventName": "INSERT",
+            "dynamodb": {"Keys": {"pk": {"S": "k"}}, "ApproximateCreationDateTime": 1},
+        },
+        {
+            "eventName": "INSERT",
+            "dynamodb": {
+                "Keys": {"pk": "k"},
+                "SequenceNumber": "1",
+                "ApproximateCreationDateTime": 1,
+            },
+        },
+        {
+            "eventName": "INSERT",
+            "dynamodb": {
+                "Keys": {"pk": {"S": "k"}},
+                "SequenceNumber": "1",
+                "ApproximateCreationDateTime": "x",
+            },
+        },
+        "not a record",
+    ],
+)
+def test_a_malformed_record_is_a_record_error(record: Any) -> None:
+    with pytest.raises(RecordError):
+        parse_record(record)
+
+
+def test_an_image_with_a_malformed_value_is_a_record_error_when_read() -> None:
+    change = parse_record(_record("INSERT", new={"pk": {"S": "k"}, "a": {"XX": "?"}}))
+    with pytest.raises(RecordError):
+        translate(change, region="eu-west-1", settings=SETTINGS)
+
+
+def test_same_value_follows_dynamodb_equality() -> None:
+    assert same_value({"NS": ["1", "2.0"]}, {"NS": ["2", "1.00"]})
+    assert not same_value({"S": "1"}, {"N": "1"})
+    assert META_ATTR == "_georep"
