@@ -1,0 +1,157 @@
+"""``georep.toml``: one pydantic model, validated at the edge, turned into core Settings.
+
+Minimal form::
+
+    [table]
+    name = "orders"
+    partition_key = "pk"
+    resolver = "lww"
+
+    [[regions]]
+    name = "eu-west-1"
+
+    [[regions]]
+    name = "us-east-1"
+    endpoint_url = "http://127.0.0.1:8000"   # optional: an emulator instead of AWS
+
+Invalid configuration is refused with one clear message naming the field and the fix.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from service.core.apply import Settings
+from service.errors import GeorepError, UnknownRegionError
+
+
+class ConfigError(GeorepError):
+    """The configuration is invalid; the message says which field and how to fix it."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TableConfig(_Strict):
+    name: str = Field(min_length=3, max_length=255, pattern=r"^[a-zA-Z0-9_.-]+$")
+    partition_key: str = Field(min_length=1)
+    sort_key: str | None = None
+    partition_key_type: Literal["S", "N", "B"] = "S"
+    sort_key_type: Literal["S", "N", "B"] = "S"
+    resolver: str = "lww"
+    # Options for the resolver: ``attribute`` (version-counter), ``rule`` and ``unsafe`` (rules).
+    resolver_options: dict[str, Any] = Field(default_factory=dict)
+    # Must exceed the longest replication delay plus the 24 h stream retention.
+    tombstone_horizon_hours: float = Field(default=168.0, gt=24.0)
+    ttl_live_policy: Literal["delete", "ignore"] = "delete"
+
+    @field_validator("sort_key")
+    @classmethod
+    def _distinct_keys(cls, value: str | None, info: Any) -> str | None:
+        if value is not None and value == info.data.get("partition_key"):
+            raise ValueError("sort_key must differ from partition_key")
+        return value
+
+
+class RegionConfig(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9-]+$")
+    endpoint_url: str | None = None
+    # The table's name in this region, if it differs from [table].name.
+    table: str | None = None
+
+
+class ReplicationConfig(_Strict):
+    batch_size: int = Field(default=100, ge=1, le=1000)
+    write_concurrency: int = Field(default=8, ge=1, le=64)
+    checkpoint_table: str = "georep-checkpoints"
+    dead_letter_table: str = "georep-dead-letters"
+    idle_backoff_seconds: float = Field(default=0.05, gt=0, le=10)
+    max_idle_backoff_seconds: float = Field(default=1.0, gt=0, le=60)
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+
+
+class Config(_Strict):
+    table: TableConfig
+    regions: list[RegionConfig] = Field(min_length=2)
+    replication: ReplicationConfig = Field(default_factory=ReplicationConfig)
+
+    @model_validator(mode="after")
+    def _unique_regions(self) -> Config:
+        names = [r.name for r in self.regions]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"region(s) {duplicates} listed twice in [[regions]]")
+        return self
+
+    # -- derived ------------------------------------------------------------------------------
+
+    @property
+    def region_names(self) -> tuple[str, ...]:
+        return tuple(r.name for r in self.regions)
+
+    @property
+    def key_attributes(self) -> tuple[str, ...]:
+        keys = (self.table.partition_key,)
+        return keys + ((self.table.sort_key,) if self.table.sort_key else ())
+
+    def region(self, name: str) -> RegionConfig:
+        for region in self.regions:
+            if region.name == name:
+                return region
+        raise UnknownRegionError(
+            f"region {name!r} is not configured; known regions: {list(self.region_names)}"
+        )
+
+    def table_name(self, region: str) -> str:
+        return self.region(region).table or self.table.name
+
+    @property
+    def horizon_ms(self) -> int:
+        return int(self.table.tombstone_horizon_hours * 3600 * 1000)
+
+    def settings(self) -> Settings:
+        """The core's view. Builds the resolver, which checks a user rule's laws."""
+        from resolvers import build
+
+        try:
+            resolver = build(self.table.resolver, **self.table.resolver_options)
+        except GeorepError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"[table] resolver {self.table.resolver!r}: {exc}") from exc
+        return Settings(
+            regions=self.region_names,
+            key_attributes=self.key_attributes,
+            resolver=resolver,
+            horizon_ms=self.horizon_ms,
+            ttl_live_policy=self.table.ttl_live_policy,
+        )
+
+
+def parse_config(doc: dict[str, Any], *, source: str = "georep.toml") -> Config:
+    """Validate a parsed TOML document; one ConfigError with every problem, field by field."""
+    try:
+        return Config.model_validate(doc)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"{source} is invalid: {problems}") from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate ``georep.toml`` (or another path)."""
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file (create one with `georep init`)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return parse_config(doc, source=str(path))

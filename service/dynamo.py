@@ -1,0 +1,94 @@
+"""The Table port over boto3's low-level DynamoDB client (real AWS or an emulator alike).
+
+Writes are always conditional, never blind: the core's preconditions become named condition
+clauses, and a failed condition is translated into a domain outcome (``WriteResult(ok=False,
+current=<the item now>)`` from ReturnValuesOnConditionCheckFailure=ALL_OLD), not an
+exception that leaks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from service.core.apply import ExpectAbsent, ExpectMeta, Precondition
+from service.core.version import META_ATTR
+from service.ports import WriteResult
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+
+def condition_for(precondition: Precondition, *, partition_key: str) -> dict[str, Any]:
+    """ConditionExpression and its placeholders for a core precondition."""
+    names = {"#pk": partition_key}
+    match precondition:
+        case ExpectAbsent():
+            # no item under this key
+            return {
+                "ConditionExpression": "attribute_not_exists(#pk)",
+                "ExpressionAttributeNames": names,
+            }
+        case ExpectMeta(value=None):
+            # an item written without georep metadata (a raw write not yet adopted)
+            return {
+                "ConditionExpression": "attribute_exists(#pk) AND attribute_not_exists(#g)",
+                "ExpressionAttributeNames": {**names, "#g": META_ATTR},
+            }
+        case ExpectMeta(value=value):
+            # exactly the version the decision was taken on (a local write changes _georep)
+            return {
+                "ConditionExpression": "#g = :g",
+                "ExpressionAttributeNames": {"#g": META_ATTR},
+                "ExpressionAttributeValues": {":g": value},
+            }
+    raise AssertionError(precondition)
+
+
+class DynamoTable:
+    """One region's replica table. ``client`` is reused (its adaptive retry limiter lives in it)."""
+
+    def __init__(self, client: DynamoDBClient, *, table_name: str, key_attributes: tuple[str, ...]):
+        # NOTE: typed as Any inside: the stubs' TypedDicts add nothing over the wire format the
+        # core already validates, and would need a cast at every call.
+        self.client: Any = client
+        self.table_name = table_name
+        self.key_attributes = key_attributes
+
+    def get(self, key: Mapping[str, Any]) -> dict[str, Any] | None:
+        response = self.client.get_item(
+            TableName=self.table_name, Key=dict(key), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return dict(item) if item is not None else None
+
+    def write(
+        self,
+        key: Mapping[str, Any],
+        item: Mapping[str, Any] | None,
+        precondition: Precondition,
+    ) -> WriteResult:
+        condition = condition_for(precondition, partition_key=self.key_attributes[0])
+        try:
+            if item is None:
+                self.client.delete_item(
+                    TableName=self.table_name,
+                    Key=dict(key),
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    **condition,
+                )
+            else:
+                self.client.put_item(
+                    TableName=self.table_name,
+                    Item=dict(item),
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    **condition,
+                )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            current: Any = error.response.get("Item")
+            return WriteResult(ok=False, current=dict(current) if current else None)
+        return WriteResult(ok=True, current=None)
