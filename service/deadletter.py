@@ -10,10 +10,14 @@ import base64
 import datetime as dt
 import json
 import time
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
 import ulid
+
+
+PART_BYTES = 300 * 1024
 
 
 def _json_default(value: object) -> object:
@@ -52,22 +56,52 @@ class DynamoDeadLetters:
                 raise
 
     def put(self, *, region: str, record: Mapping[str, Any], reason: str, error: str) -> None:
-        self.client.put_item(
-            TableName=self.table_name,
-            Item={
-                "id": {"S": str(ulid.new())},
-                "region": {"S": region},
-                "reason": {"S": reason[:10_000]},
-                "error": {"S": error},
-                "record": {"S": record_json(record)},
-                "at": {"N": str(int(time.time()))},
-            },
-        )
+        """Store the record compressed, split into parts that each fit an item.
+
+        NOTE: the record that is dead-lettered for being too large is itself near 400 KB, so a
+        single item could not hold it; nothing is truncated.
+        """
+        entry = str(ulid.new())
+        blob = zlib.compress(record_json(record).encode(), 6)
+        parts = [blob[i : i + PART_BYTES] for i in range(0, len(blob), PART_BYTES)] or [b""]
+        for number, part in enumerate(parts):
+            item: dict[str, Any] = {
+                "id": {"S": entry if number == 0 else f"{entry}#{number}"},
+                "record": {"B": part},
+            }
+            if number == 0:
+                item |= {
+                    "region": {"S": region},
+                    "reason": {"S": reason[:10_000]},
+                    "error": {"S": error},
+                    "parts": {"N": str(len(parts))},
+                    "at": {"N": str(int(time.time()))},
+                }
+            self.client.put_item(TableName=self.table_name, Item=item)
 
     def entries(self) -> list[dict[str, Any]]:
+        """Every dead letter with its record reassembled (as JSON text)."""
         paginator = self.client.get_paginator("scan")
-        out = []
+        items: dict[str, dict[str, Any]] = {}
         for page in paginator.paginate(TableName=self.table_name, ConsistentRead=True):
             for item in page.get("Items", []):
-                out.append({k: next(iter(v.values())) for k, v in item.items()})
-        return sorted(out, key=lambda e: e["id"])
+                items[item["id"]["S"]] = item
+        out = []
+        for key, item in sorted(items.items()):
+            if "#" in key:
+                continue
+            count = int(item["parts"]["N"])
+            blob = b"".join(
+                bytes(items[key if n == 0 else f"{key}#{n}"]["record"]["B"]) for n in range(count)
+            )
+            out.append(
+                {
+                    "id": key,
+                    "region": item["region"]["S"],
+                    "reason": item["reason"]["S"],
+                    "error": item["error"]["S"],
+                    "at": int(item["at"]["N"]),
+                    "record": zlib.decompress(blob).decode(),
+                }
+            )
+        return out

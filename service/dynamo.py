@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 
 from service.core.apply import ExpectAbsent, ExpectMeta, Precondition
 from service.core.version import META_ATTR
+from service.errors import ItemTooLargeError
 from service.ports import WriteResult
 
 if TYPE_CHECKING:
@@ -87,7 +88,12 @@ class DynamoTable:
                     **condition,
                 )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            code = error.response.get("Error", {}).get("Code")
+            message = error.response.get("Error", {}).get("Message", "")
+            if code == "ValidationException" and "size" in message.lower():
+                # The backend's own limit (moto counts sizes differently from AWS, docs/backends.md)
+                raise ItemTooLargeError(f"{self.table_name}: {message}") from error
+            if code != "ConditionalCheckFailedException":
                 raise
             current: Any = error.response.get("Item")
             return WriteResult(ok=False, current=dict(current) if current else None)
