@@ -16,7 +16,6 @@ from typing import Any
 
 import ulid
 
-
 PART_BYTES = 300 * 1024
 
 
