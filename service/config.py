@@ -71,7 +71,7 @@ class ReplicationConfig(_Strict):
     checkpoint_table: str = "georep-checkpoints"
     dead_letter_table: str = "georep-dead-letters"
     idle_backoff_seconds: float = Field(default=0.05, gt=0, le=10)
-    max_idle_backoff_seconds: float = Field(default=1.0, gt=0, le=60)
+    max_idle_backoff_seconds: float = Field(default=0.25, gt=0, le=60)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
 

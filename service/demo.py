@@ -1,169 +1,160 @@
-"""``make demo``: three regions, concurrent writers, a hostile network, and the verdict.
+"""``make demo``: a real replication session on the embedded backend, and the verdict.
 
-For now the session runs on the in-memory model (the runtime over DynamoDB Local comes with
-the runtime issue): writers in every region put, update and delete the same few keys, some
-through georep's stamping and some as plain raw writes; deliveries are shuffled, duplicated
-and a consumer crashes; then the streams drain and the regions are compared byte for byte.
+Starts DynamoDB Local (or moto server where Java is missing), creates the table in three
+regions, runs one consumer per region while writers in every region hammer the same few
+keys (stamped writes through georep, plain boto3 puts, deletes), stops the writers, drains
+the streams and compares the regions byte for byte.
 """
 
 from __future__ import annotations
 
+import argparse
 import random
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Callable
+import uuid
+from pathlib import Path
+from typing import Any
 
-import ulid
+import boto3
 
-from resolvers import LastWriterWins
-from service.checkpoint import CheckpointTracker
-from service.core import hlc
-from service.core.apply import (
-    Adopt,
-    Forward,
-    Restore,
-    Settings,
-    Skip,
-    Stamped,
-    Write,
-    decide,
-    precondition_for,
-    read_item,
-    stamp,
-    translate,
-)
-from service.core.records import parse_record
-from service.core.version import Version, encode_item
-from service.memory import MemoryTable
+from service.backends import create_replica_table, start_backend
+from service.config import load_config
+from service.consumer import Consumer
+from service.core.apply import Stamped, read_item
+from service.core.version import META_ATTR, TTL_ATTR
+from service.pipeline import MemoryMetrics
+from service.sdk import GeorepTable
 
 REGIONS = ("eu-west-1", "us-east-1", "ap-southeast-2")
-HORIZON_MS = 7 * 24 * 3600 * 1000
 
 
-def _clock(now: list[int], skew: int) -> Callable[[], int]:
-    return lambda: now[0] + skew
-
-
-def main(seed: int = 7, writes: int = 600) -> int:
+def _writer(
+    client: Any,
+    sdk: GeorepTable,
+    table: str,
+    region: str,
+    seed: int,
+    writes: int,
+    counts: dict[str, int],
+) -> None:
     rng = random.Random(seed)
-    now = [1_700_000_000_000]
-    skew = {"eu-west-1": 0, "us-east-1": 40, "ap-southeast-2": -25}
-    tables = {r: MemoryTable(r, ("pk",), now_ms=_clock(now, skew[r])) for r in REGIONS}
-    settings = Settings(regions=REGIONS, key_attributes=("pk",), resolver=LastWriterWins())
-    clocks = dict.fromkeys(REGIONS, 0)
-    trackers = {r: CheckpointTracker() for r in REGIONS}
-    inflight: list[tuple[str, str, int, Version]] = []
-    counts = {"stamped": 0, "raw": 0, "deletes": 0, "conflicts": 0, "echoes": 0, "crashes": 0}
-    started = time.perf_counter()
-
-    def apply(dst: str, version: Version) -> None:
-        key = {"pk": version.data["pk"]}
-        while True:
-            current = read_item(tables[dst].get(key), settings=settings)
-            decision = decide(current, version, settings=settings)
-            if isinstance(decision, Skip):
-                return
-            assert isinstance(decision, Write)
-            counts["conflicts"] += decision.conflict is not None
-            item = encode_item(decision.version, horizon_ms=HORIZON_MS)
-            if tables[dst].write(key, item, decision.precondition).ok:
-                return
-
-    def poll(region: str) -> None:
-        tracker = trackers[region]
-        for record in tables[region].records_after(tracker.read_position, limit=10):
-            outcome = translate(parse_record(record), region=region, settings=settings)
-            targets: list[str] = []
-            if isinstance(outcome, Forward):
-                targets = [r for r in REGIONS if r != region]
-            elif isinstance(outcome, Adopt):
-                targets = list(REGIONS)
-            elif isinstance(outcome, Restore):
-                targets = [region]
-            else:
-                counts["echoes"] += outcome.reason == "echo"
-            position = tracker.read_position
-            tracker.read(position, tasks=len(targets))
-            assert isinstance(outcome, Forward | Adopt | Restore) or not targets
-            for dst in targets:
-                inflight.append((region, dst, position, outcome.version))  # type: ignore[union-attr]
-
     for n in range(writes):
-        now[0] += rng.choice([0, 1, 5, 20])
-        region, key = rng.choice(REGIONS), {"pk": {"S": f"user#{rng.randrange(4)}"}}
-        table = tables[region]
-        kind = rng.random()
-        if kind < 0.12:
-            counts["deletes"] += 1
-            current = read_item(table.get(key), settings=settings)
-            clocks[region] = hlc.tick(clocks[region], now[0] + skew[region])
-            v = stamp(
-                current,
-                None,
-                region=region,
-                now_hlc=clocks[region],
-                write_id=str(ulid.new()),
-                settings=settings,
-            )
-            if v is not None:
-                table.write(key, encode_item(v, horizon_ms=HORIZON_MS), precondition_for(current))
-        elif kind < 0.3:
+        key = {"pk": {"S": f"user#{rng.randrange(6)}"}}
+        roll = rng.random()
+        if roll < 0.2:
+            client.put_item(TableName=table, Item={**key, "name": {"S": f"raw-{region}-{n}"}})
             counts["raw"] += 1
-            table.put_raw({**key, "value": {"S": f"raw-{n}"}})
+        elif roll < 0.3:
+            sdk.delete(key)
+            counts["deletes"] += 1
         else:
+            sdk.put({**key, "name": {"S": f"{region}-{n}"}, "visits": {"N": str(n)}})
             counts["stamped"] += 1
-            current = read_item(table.get(key), settings=settings)
-            clocks[region] = hlc.tick(clocks[region], now[0] + skew[region])
-            v = stamp(
-                current,
-                {**key, "value": {"S": f"w-{n}"}},
-                region=region,
-                now_hlc=clocks[region],
-                write_id=str(ulid.new()),
-                settings=settings,
-            )
-            assert v is not None
-            table.write(key, encode_item(v, horizon_ms=HORIZON_MS), precondition_for(current))
-        poll(rng.choice(REGIONS))
-        rng.shuffle(inflight)
-        for _ in range(rng.randrange(len(inflight) + 1)):
-            src, dst, position, version = inflight.pop()
-            apply(dst, version)
-            trackers[src].done(position)
-        if rng.random() < 0.01:  # a consumer crashes; it restarts from its last checkpoint
-            victim = rng.choice(REGIONS)
-            inflight[:] = [t for t in inflight if t[0] != victim]
-            trackers[victim] = CheckpointTracker(start=trackers[victim].safe_position())
-            counts["crashes"] += 1
-    while True:  # writers stopped: drain every stream
-        for r in REGIONS:
-            poll(r)
-        if not inflight:
-            break
-        while inflight:
-            src, dst, position, version = inflight.pop()
-            apply(dst, version)
-            trackers[src].done(position)
-    elapsed = time.perf_counter() - started
 
-    keys = sorted({k for t in tables.values() for k in t.items})
-    identical = all(len({repr(tables[r].items.get(k)) for r in REGIONS}) == 1 for k in keys)
-    print(
-        f"georep demo: {len(REGIONS)} regions, {writes} writes "
-        f"({counts['stamped']} stamped, {counts['raw']} raw, {counts['deletes']} deletes), "
-        f"{counts['crashes']} consumer crashes, {elapsed:.2f}s"
-    )
-    print(f"{'key':<10} {'value':<12} {'deleted':<8} writer")
-    for k in keys:
-        stored = read_item(tables[REGIONS[0]].items.get(k), settings=settings)
-        assert isinstance(stored, Stamped)
-        meta = stored.version.meta
-        value = stored.version.data.get("value", {}).get("S", "-")
-        print(f"{stored.version.data['pk']['S']:<10} {value:<12} {meta.deleted!s:<8} {meta.actor}")
-    print(f"conflicts resolved: {counts['conflicts']}, echoes dropped: {counts['echoes']}")
-    verdict = "CONVERGED: every region holds byte-identical items" if identical else "DIVERGED"
-    print(verdict)
-    return 0 if identical else 1
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="georep demo")
+    parser.add_argument("--backend", default="auto", choices=["auto", "dynamodb-local", "moto"])
+    parser.add_argument("--writes", type=int, default=150, help="writes per region")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    with start_backend(args.backend) as backend, tempfile.TemporaryDirectory() as tmp:
+        print(
+            f"georep demo: {backend.name} on {backend.endpoint_url}, regions {', '.join(REGIONS)}"
+        )
+        session = boto3.Session(**backend.credentials_for(REGIONS[0]))
+        table = f"demo-{uuid.uuid4().hex[:6]}"
+        regions = "".join(
+            f'[[regions]]\nname = "{r}"\nendpoint_url = "{backend.endpoint_url}"\n' for r in REGIONS
+        )
+        path = Path(tmp) / "georep.toml"
+        path.write_text(
+            f'[table]\nname = "{table}"\npartition_key = "pk"\nresolver = "lww"\n\n{regions}'
+        )
+        config = load_config(path)
+        clients = {
+            r: session.client("dynamodb", region_name=r, endpoint_url=backend.endpoint_url)
+            for r in REGIONS
+        }
+        for r in REGIONS:
+            create_replica_table(
+                clients[r], table_name=table, partition_key="pk", ttl_attribute=TTL_ATTR
+            )
+        metrics = MemoryMetrics()
+        consumers = [Consumer(config, region=r, session=session, metrics=metrics) for r in REGIONS]
+        for c in consumers:
+            c.setup()
+        stop = threading.Event()
+        pollers = [threading.Thread(target=c.run, kwargs={"stop": stop}) for c in consumers]
+        counts = {"stamped": 0, "raw": 0, "deletes": 0}
+        writers = [
+            threading.Thread(
+                target=_writer,
+                args=(
+                    clients[r],
+                    GeorepTable(clients[r], config=config, region=r),
+                    table,
+                    r,
+                    i,
+                    args.writes,
+                    counts,
+                ),
+            )
+            for i, r in enumerate(REGIONS)
+        ]
+        for t in pollers + writers:
+            t.start()
+        for t in writers:
+            t.join()
+        print(
+            f"writers done: {counts['stamped']} stamped, {counts['raw']} raw, "
+            f"{counts['deletes']} deletes"
+        )
+        stop.set()
+        for t in pollers:
+            t.join()
+        quiet = 0
+        while quiet < 3:  # drain: every stream empty three rounds running
+            quiet = quiet + 1 if sum(c.poll_once() for c in consumers) == 0 else 0
+        for c in consumers:
+            c.close()
+
+        def scan(region: str) -> dict[str, Any]:
+            items = clients[region].scan(TableName=table, ConsistentRead=True)["Items"]
+            return {i["pk"]["S"]: i for i in items}
+
+        snapshots = {r: scan(r) for r in REGIONS}
+        identical = all(snapshots[r] == snapshots[REGIONS[0]] for r in REGIONS)
+        settings = config.settings()
+        print(f"\n{'key':<9} {'value':<22} {'deleted':<8} {'writer':<26} identical")
+        for key, item in sorted(snapshots[REGIONS[0]].items()):
+            stored = read_item(item, settings=settings)
+            assert isinstance(stored, Stamped)
+            meta = stored.version.meta
+            same = all(snapshots[r].get(key) == item for r in REGIONS)
+            print(
+                f"{key:<9} {item.get('name', {}).get('S', '-'):<22} {meta.deleted!s:<8} "
+                f"{meta.actor:<26} {'yes' if same else 'NO'}"
+            )
+        lags = sorted(metrics.observations["replication_lag_seconds"]) or [0.0]
+        p50, p99 = lags[len(lags) // 2] * 1000, lags[int(len(lags) * 0.99)] * 1000
+        conflicts = metrics.total("conflicts")
+        print(
+            f"\nreplicated {metrics.total('applied'):.0f} writes, resolved {conflicts:.0f} conflicts, "
+            f"adopted {metrics.total('raw_writes_adopted'):.0f} raw writes, "
+            f"dropped {metrics.total('dropped_echo'):.0f} echoes; lag p50 {p50:.0f} ms, p99 {p99:.0f} ms"
+        )
+        meta_ok = all(META_ATTR in i for i in snapshots[REGIONS[0]].values())
+        verdict = identical and meta_ok
+        print(
+            f"VERDICT: {'CONVERGED' if verdict else 'DIVERGED'}: "
+            f"{len(snapshots[REGIONS[0]])} items, "
+            f"byte-identical in {len(REGIONS)} regions ({time.perf_counter() - started:.1f}s)"
+        )
+        return 0 if verdict else 1
 
 
 if __name__ == "__main__":

@@ -270,6 +270,10 @@ class Replicator:
 
     def _applied(self, version: Version, how: str, labels: Mapping[str, str]) -> None:
         self.metrics.incr("applied", {**labels, "how": how})
+        if version.meta.adopted:
+            # An adopted raw write's timestamp is the stream's approximate time (whole seconds,
+            # or minutes on DynamoDB Local), not when it was written: no lag to measure.
+            return
         lag_ms = self.now_ms() - hlc.wall_ms(version.meta.hlc)
         self.metrics.observe("replication_lag_seconds", labels, max(lag_ms, 0) / 1000)
 
