@@ -141,11 +141,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         lags = sorted(metrics.observations["replication_lag_seconds"]) or [0.0]
         p50, p99 = lags[len(lags) // 2] * 1000, lags[int(len(lags) * 0.99)] * 1000
-        conflicts = metrics.total("conflicts")
+        applied, conflicts = metrics.total("applied"), metrics.total("conflicts")
+        adopted, echoes = metrics.total("raw_writes_adopted"), metrics.total("dropped_echo")
         print(
-            f"\nreplicated {metrics.total('applied'):.0f} writes, resolved {conflicts:.0f} conflicts, "
-            f"adopted {metrics.total('raw_writes_adopted'):.0f} raw writes, "
-            f"dropped {metrics.total('dropped_echo'):.0f} echoes; lag p50 {p50:.0f} ms, p99 {p99:.0f} ms"
+            f"\nreplicated {applied:.0f} writes, resolved {conflicts:.0f} conflicts, "
+            f"adopted {adopted:.0f} raw writes, dropped {echoes:.0f} echoes; "
+            f"lag p50 {p50:.0f} ms, p99 {p99:.0f} ms"
         )
         meta_ok = all(META_ATTR in i for i in snapshots[REGIONS[0]].values())
         verdict = identical and meta_ok
