@@ -29,7 +29,11 @@ BOTO_CONFIG = BotoConfig(retries={"mode": "adaptive", "max_attempts": 10}, max_p
 
 
 def clients_for(
-    config: Config, service: str, *, session: boto3.Session | None = None
+    config: Config,
+    service: str,
+    *,
+    session: boto3.Session | None = None,
+    boto_config: BotoConfig = BOTO_CONFIG,
 ) -> dict[str, Any]:
     """One boto3 client per configured region (endpoint from config, or AWS)."""
     session = session or boto3.Session()
@@ -38,7 +42,7 @@ def clients_for(
             service,  # type: ignore[call-overload]
             region_name=r.name,
             endpoint_url=r.endpoint_url,
-            config=BOTO_CONFIG,
+            config=boto_config,
         )
         for r in config.regions
     }

@@ -48,6 +48,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config as BotoConfig
 
 from service.config import Config, ConfigError, load_config
+from service.consumer import clients_for
 from service.deadletter import DynamoDeadLetters
 from service.dynamo import DynamoTable
 from service.errors import GeorepError, RecordError
@@ -226,7 +227,8 @@ class LambdaReplication:
             try:
                 decoded.append(decode_record(record))
             except GeorepError as error:
-                self._dead_letter(record, error)
+                self.metrics.incr("records_read", {"region": self.replicator.region})
+                self.replicator.dead_letter(record, error)
         failed: dict[str, str] = {}
         for result in self.replicator.process(decoded):
             if result.status != "failed":
@@ -237,18 +239,6 @@ class LambdaReplication:
                 raise RuntimeError(f"a record failed without a sequence number: {result.reason}")
             failed[result.sequence] = result.reason
         return failed
-
-    def _dead_letter(self, record: Any, error: GeorepError) -> None:
-        region = self.replicator.region
-        log.error("dead-lettering record %s: %s", _sequence_of(record), error)
-        self.metrics.incr("records_read", {"region": region})
-        self.metrics.incr("dead_lettered", {"region": region, "error": type(error).__name__})
-        self.replicator.dead_letters.put(
-            region=region,
-            record=record if isinstance(record, Mapping) else {"record": record},
-            reason=str(error),
-            error=type(error).__name__,
-        )
 
     def close(self) -> None:
         self.replicator.close()
@@ -277,12 +267,7 @@ def build(
     """
     config.region(region)  # UnknownRegionError names the configured regions
     session = session or boto3.Session()
-    clients = {
-        r.name: session.client(
-            "dynamodb", region_name=r.name, endpoint_url=r.endpoint_url, config=BOTO_CONFIG
-        )
-        for r in config.regions
-    }
+    clients = clients_for(config, "dynamodb", session=session, boto_config=BOTO_CONFIG)
     tables = {
         name: DynamoTable(
             client, table_name=config.table_name(name), key_attributes=config.key_attributes

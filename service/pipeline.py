@@ -159,7 +159,7 @@ class Replicator:
             try:
                 send = self._plan(index, record)
             except GeorepError as error:
-                self._dead_letter(record, error)
+                self.dead_letter(record, error)
                 results.append(RecordResult(sequence, "dead-lettered", str(error)))
                 continue
             results.append(RecordResult(sequence, "ok"))
@@ -199,11 +199,15 @@ class Replicator:
                 f"item is {size} bytes with georep metadata; DynamoDB's limit is {MAX_ITEM_BYTES}"
             )
 
-    def _dead_letter(self, record: Mapping[str, Any], error: GeorepError) -> None:
+    def dead_letter(self, record: Any, error: GeorepError) -> None:
+        """Send a record that cannot be applied to the dead-letter sink, with its reason."""
         log.error("dead-lettering record %s: %s", _sequence_of(record), error)
         self.metrics.incr("dead_lettered", {"region": self.region, "error": type(error).__name__})
         self.dead_letters.put(
-            region=self.region, record=record, reason=str(error), error=type(error).__name__
+            region=self.region,
+            record=record if isinstance(record, Mapping) else {"record": record},
+            reason=str(error),
+            error=type(error).__name__,
         )
 
     # -- sending ----------------------------------------------------------------------------
@@ -223,7 +227,7 @@ class Replicator:
                 for destination in send.destinations:
                     self._apply(destination, send)
             except GeorepError as error:  # a user rule failing on this conflict, say
-                self._dead_letter(send.record, error)
+                self.dead_letter(send.record, error)
                 self._dead_lettered.add(send.index)
             except Exception as error:  # reported, and retried from this record
                 log.warning("replicating record %d failed: %s", send.index, error)
