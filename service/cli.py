@@ -21,8 +21,8 @@ def _run(args: argparse.Namespace) -> int:
     metrics = PrometheusMetrics()
     port = args.metrics_port if args.metrics_port is not None else config.replication.metrics_port
     if port is not None:
-        bound = serve(port)
-        print(f"georep: metrics on http://127.0.0.1:{bound}/metrics", flush=True)
+        server = serve(port)
+        print(f"georep: metrics on http://127.0.0.1:{server.server_port}/metrics", flush=True)
     consumer = Consumer(config, region=args.region, metrics=metrics)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

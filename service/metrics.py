@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import threading
+from wsgiref.simple_server import WSGIServer
 from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -52,7 +53,8 @@ class PrometheusMetrics:
         histogram.labels(**labels).observe(value)
 
 
-def serve(port: int) -> int:
-    """Serve /metrics on 127.0.0.1:``port`` (0: a free port); returns the bound port."""
+def serve(port: int) -> WSGIServer:
+    """Serve /metrics on 127.0.0.1:``port`` (0: a free port). ``.server_port`` is the bound
+    port; ``.shutdown()`` stops it."""
     server, _thread = start_http_server(port, addr="127.0.0.1")
-    return int(server.server_port)
+    return server

@@ -1,0 +1,119 @@
+"""The stream reader's bookkeeping: lineage, closed shards, expired iterators, trimmed data.
+
+A scripted stand-in for the streams client plays the server's side of the protocol (the real
+one is exercised over HTTP in tests/integration); here we need errors the emulators cannot be
+made to produce on demand.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from service.streams import MemoryCheckpoints, ShardState, StreamReader, TrimmedError
+
+
+def _error(code: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": code}}, "GetRecords")
+
+
+class ScriptedStreams:
+    """Shards with records; ``closed`` shards end; errors can be queued per operation."""
+
+    def __init__(self, shards: dict[str, tuple[str | None, list[str], bool]]) -> None:
+        self.shards = shards  # id -> (parent, sequence numbers, closed)
+        self.errors: dict[str, list[ClientError]] = {"get_records": [], "get_shard_iterator": []}
+
+    def describe_stream(self, **_: Any) -> dict[str, Any]:
+        return {
+            "StreamDescription": {
+                "Shards": [
+                    {"ShardId": sid, **({"ParentShardId": p} if p else {})}
+                    for sid, (p, _, _) in self.shards.items()
+                ]
+            }
+        }
+
+    def get_shard_iterator(
+        self, *, ShardId: str, ShardIteratorType: str, **kw: Any
+    ) -> dict[str, Any]:
+        if self.errors["get_shard_iterator"]:
+            raise self.errors["get_shard_iterator"].pop(0)
+        seqs = self.shards[ShardId][1]
+        start = 0 if ShardIteratorType == "TRIM_HORIZON" else seqs.index(kw["SequenceNumber"]) + 1
+        return {"ShardIterator": f"{ShardId}:{start}"}
+
+    def get_records(self, *, ShardIterator: str, Limit: int) -> dict[str, Any]:
+        if self.errors["get_records"]:
+            raise self.errors["get_records"].pop(0)
+        shard, start = ShardIterator.split(":")
+        _, seqs, closed = self.shards[shard]
+        batch = seqs[int(start) : int(start) + Limit]
+        end = int(start) + len(batch)
+        records = [{"dynamodb": {"SequenceNumber": s}} for s in batch]
+        following = None if closed and end >= len(seqs) else f"{shard}:{end}"
+        return {"Records": records, **({"NextShardIterator": following} if following else {})}
+
+
+def test_a_child_shard_is_read_only_after_its_parent_is_finished() -> None:
+    streams = ScriptedStreams({"p": (None, ["1", "2"], True), "c": ("p", ["3"], False)})
+    reader = StreamReader(streams, stream_arn="arn", checkpoints=MemoryCheckpoints(), batch_size=10)
+    assert ["p"] == reader.ready_shards()
+    batch = reader.read("p")
+    assert ["1", "2"] == [r["dynamodb"]["SequenceNumber"] for r in batch.records]
+    assert batch.closed
+    assert ["p"] == reader.ready_shards()  # not finished until the batch is committed
+    reader.commit("p", sequence="2", finished=True)
+    assert ["c"] == reader.ready_shards()
+
+
+def test_a_child_whose_parent_is_gone_past_retention_is_ready() -> None:
+    streams = ScriptedStreams({"c": ("trimmed-parent", ["3"], False)})
+    reader = StreamReader(streams, stream_arn="arn", checkpoints=MemoryCheckpoints())
+    assert ["c"] == reader.ready_shards()
+
+
+def test_reading_resumes_after_the_checkpoint_after_a_restart() -> None:
+    streams = ScriptedStreams({"s": (None, ["1", "2", "3"], False)})
+    store = MemoryCheckpoints()
+    store.save("s", ShardState(sequence="2"))
+    reader = StreamReader(streams, stream_arn="arn", checkpoints=store)
+    reader.ready_shards()
+    assert ["3"] == [r["dynamodb"]["SequenceNumber"] for r in reader.read("s").records]
+
+
+def test_an_expired_iterator_is_taken_again_from_the_checkpoint() -> None:
+    streams = ScriptedStreams({"s": (None, ["1", "2"], False)})
+    reader = StreamReader(streams, stream_arn="arn", checkpoints=MemoryCheckpoints(), batch_size=1)
+    reader.ready_shards()
+    assert 1 == len(reader.read("s").records)  # read "1", not committed
+    streams.errors["get_records"].append(_error("ExpiredIteratorException"))
+    assert [] == reader.read("s").records
+    # Nothing was committed, so reading starts again at the trim horizon: "1" again.
+    assert ["1"] == [r["dynamodb"]["SequenceNumber"] for r in reader.read("s").records]
+
+
+def test_a_rewind_replays_from_the_checkpoint() -> None:
+    streams = ScriptedStreams({"s": (None, ["1", "2", "3"], False)})
+    reader = StreamReader(streams, stream_arn="arn", checkpoints=MemoryCheckpoints(), batch_size=2)
+    reader.ready_shards()
+    reader.read("s")
+    reader.commit("s", sequence="1", finished=False)
+    reader.rewind("s")
+    assert ["2", "3"] == [r["dynamodb"]["SequenceNumber"] for r in reader.read("s").records]
+
+
+@pytest.mark.parametrize("code", ["TrimmedDataAccessException", "InternalFailure"])
+def test_a_checkpoint_past_retention_is_a_loud_error_never_a_silent_skip(code: str) -> None:
+    streams = ScriptedStreams({"s": (None, ["9"], False)})
+    store = MemoryCheckpoints()
+    store.save("s", ShardState(sequence="5"))
+    reader = StreamReader(streams, stream_arn="arn", checkpoints=store)
+    reader.ready_shards()
+    streams.errors["get_shard_iterator"].append(_error(code))
+    with pytest.raises(TrimmedError):
+        reader.read("s")
+    reader.needs_repair("test")
+    assert "test" == store.repair
