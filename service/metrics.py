@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 import threading
-from wsgiref.simple_server import WSGIServer
 from collections.abc import Mapping
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
