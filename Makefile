@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-deep lint typecheck bench clean
+.PHONY: install demo test test-deep lint typecheck bench bench-replication clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ test-deep: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/core.py
+
+bench-replication: $(STAMP) $(DDBLOCAL)
+	$(PY) bench/replication.py --backend dynamodb-local
+	$(PY) bench/replication.py --backend moto
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -52,6 +52,14 @@ class Resolver(Protocol):
         """Whether versions must carry per-attribute provenance (``_georep.f``)."""
         ...
 
+    @property
+    def keeps_deleted_data(self) -> bool:
+        """Whether a tombstone keeps the data it deletes, and a write over a tombstone is
+        merged with it. Needed by resolvers that merge data (rather than pick one version):
+        a state-based merge converges only if every causal successor includes what it
+        replaced (docs/design.md, "Deletes under merge rules")."""
+        ...
+
     def resolve(self, a: Version, b: Version) -> Resolution:
         """Merge two concurrent versions. Must obey the laws above."""
         ...

@@ -19,6 +19,7 @@ class LastWriterWins:
 
     name: str = "lww"
     field_stamps: bool = False
+    keeps_deleted_data: bool = False
 
     def resolve(self, a: Version, b: Version) -> Resolution:
         winner = max(a, b, key=lambda v: v.meta.lww_key)

@@ -21,6 +21,7 @@ class VersionCounter:
     attribute: str | None = None
     name: str = "version-counter"
     field_stamps: bool = False
+    keeps_deleted_data: bool = False
 
     def counter(self, version: Version) -> Decimal:
         if self.attribute is not None:

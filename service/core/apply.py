@@ -181,7 +181,7 @@ def _new_version(
     vv = base.vv if base is not None else VersionVector()
     actor = _actor_for(base, region=region) if visible else None
     if actor is None:
-        actor = fresh_actor(region, write_id)
+        actor = fresh_actor(region, write_id, taken=(a for a, _ in vv.entries))
     vv = vv.bump(actor, max(vv.get(actor) + 1, at_hlc))
     hlc = max(at_hlc, base.hlc + 1) if base is not None else at_hlc
     fields = None
@@ -238,16 +238,17 @@ def stamp(
                 base, base_data, visible = v.meta, v.data, True
         case Raw(data=raw, copied=copied):
             base, base_data = copied, raw
+    keeps = settings.resolver.keeps_deleted_data
     if data is None:
         live_base = isinstance(current, Raw) or (base is not None and not base.deleted)
         if not live_base:
             return None
         old = current.data if isinstance(current, Raw) else base_data
-        data, deleted = settings.keys_of(old), True
+        data, deleted = (dict(old) if keeps else settings.keys_of(old)), True
     else:
         deleted = False
         settings.keys_of(data)
-    return _new_version(
+    version = _new_version(
         base=base,
         visible=visible,
         base_data=base_data,
@@ -259,6 +260,24 @@ def stamp(
         adopted=False,
         settings=settings,
     )
+    if keeps and not deleted and base is not None and base.deleted:
+        # A write over a tombstone under merge rules includes what the tombstone holds, so
+        # the successor is an inflation of its predecessor (docs/design.md).
+        tombstone = Version(data=base_data, meta=base)
+        merged = settings.resolver.resolve(tombstone, version).data
+        version = _new_version(
+            base=base,
+            visible=visible,
+            base_data=base_data,
+            data={**merged, **settings.keys_of(data)},
+            deleted=False,
+            region=region,
+            at_hlc=now_hlc,
+            write_id=write_id,
+            adopted=False,
+            settings=settings,
+        )
+    return version
 
 
 def adoption_id(*, region: str, sequence: str, at_hlc: int) -> str:
@@ -392,12 +411,23 @@ def _adopt(change: Change, *, old: Stored, new: Stored, region: str, settings: S
     """
     data: Mapping[str, AttributeValue]
     if isinstance(new, Absent):  # a delete
-        data, deleted = settings.keys_of(_data_of(old)), True
+        old_data = _data_of(old)
+        keeps = settings.resolver.keeps_deleted_data
+        data, deleted = (dict(old_data) if keeps else settings.keys_of(old_data)), True
     else:
         data, deleted = _data_of(new), False
     visible = isinstance(old, Stamped)
     base = _join(_meta_of(old), _meta_of(new))
     at_hlc = max(hlc_.pack(change.approx_ms), (base.hlc + 1) if base else 0)
+    if (
+        not deleted
+        and settings.resolver.keeps_deleted_data
+        and isinstance(old, Stamped)
+        and old.version.meta.deleted
+    ):
+        # A raw write over a tombstone under merge rules: include what the tombstone holds.
+        data = {**settings.resolver.resolve(old.version, _provisional(old.version, data)).data}
+        data.update(settings.keys_of(_data_of(new)))
     return _new_version(
         base=base,
         visible=visible,
@@ -410,6 +440,20 @@ def _adopt(change: Change, *, old: Stored, new: Stored, region: str, settings: S
         adopted=True,
         settings=settings,
     )
+
+
+def _provisional(base: Version, data: Mapping[str, AttributeValue]) -> Version:
+    """``data`` as a version just after ``base`` (only to ask the resolver for a merge)."""
+    meta = Meta(
+        vv=base.meta.vv,
+        actor=base.meta.actor,
+        write_id=base.meta.write_id,
+        hlc=base.meta.hlc + 1,
+        digest=checked_digest(data),
+        count=base.meta.count + 1,
+        fields=base.meta.fields,
+    )
+    return Version(data=dict(data), meta=meta)
 
 
 def _join(a: Meta | None, b: Meta | None) -> Meta | None:

@@ -9,6 +9,7 @@ silent overwrite.
 from __future__ import annotations
 
 import enum
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -46,9 +47,25 @@ def actor_region(actor: str) -> str:
     return actor.split("~", 1)[0]
 
 
-def fresh_actor(region: str, write_id: str) -> str:
-    """A new actor for a write that cannot see the item's history (docs/design.md)."""
-    return f"{region}~{write_id[-8:]}"
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def fresh_actor(region: str, write_id: str, *, taken: Iterable[str] = ()) -> str:
+    """A new actor for a write that cannot see the item's history (docs/design.md).
+
+    The tag is 40 bits of a hash of the write id (not a slice of it: adopted writes' ids are
+    derived from sequence numbers, whose low bits repeat across streams), and never one the
+    base already has.
+    """
+    used = set(taken)
+    for salt in range(1_000):
+        raw = hashlib.blake2b(f"{write_id}/{salt}".encode(), digest_size=5).digest()
+        number = int.from_bytes(raw, "big")
+        tag = "".join(_CROCKFORD[(number >> (5 * i)) & 31] for i in reversed(range(8)))
+        actor = f"{region}~{tag}"
+        if actor not in used:
+            return actor
+    raise AssertionError("no free actor tag")  # 1,000 collisions of a 40-bit hash
 
 
 @dataclass(frozen=True, slots=True)

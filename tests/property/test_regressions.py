@@ -119,3 +119,33 @@ def test_a_replicated_write_racing_a_local_write_is_merged_not_overwritten(
         m.do_deliver("r0", "r1", "k0")
 
     run(resolver, 2, script)
+
+
+@pytest.mark.parametrize("resolver", RESOLVERS, ids=lambda r: r.name)
+def test_a_fresh_actor_never_reuses_an_actor_already_in_the_vector(resolver: Resolver) -> None:
+    """Found when fresh-actor tags were the id's last 8 characters: an adopted write's id (from
+    a sequence number) and a test write id shared low bits, so the "fresh" actor continued an
+    existing one and two adoptions took the same counter. Fix: the tag is a hash of the
+    write id, and never one the base already holds."""
+
+    def script(m: ReplicationMachine) -> None:
+        m.do_sdk_delete("r0", "k0")  # a delete of nothing: only moves the ids on
+        m.do_sdk_put("r0", "k0")
+        m.do_sdk_put("r1", "k0")
+        m.do_raw_put("r0", "k0", copy_meta=True)
+        m.do_raw_put("r0", "k0")
+
+    run(resolver, 2, script)
+
+
+@pytest.mark.parametrize("resolver", RESOLVERS, ids=lambda r: r.name)
+def test_two_raw_deletes_of_recreated_items_converge(resolver: Resolver) -> None:
+    """Found by the union-rule machine: put, raw delete, put, raw delete in one region."""
+
+    def script(m: ReplicationMachine) -> None:
+        m.do_sdk_put("r0", "k0")
+        m.do_raw_delete("r0", "k0")
+        m.do_sdk_put("r0", "k0")
+        m.do_raw_delete("r0", "k0")
+
+    run(resolver, 2, script)
