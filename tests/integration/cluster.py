@@ -96,7 +96,13 @@ class Cluster:
                 assert meta.lww_key >= v.meta.lww_key, f"{key}: {v.meta.write_id} should win"
 
 
-def make_cluster(backend: EmbeddedBackend, tmp_path: Path, *, resolver: str = "lww") -> Cluster:
+def make_cluster(
+    backend: EmbeddedBackend,
+    tmp_path: Path,
+    *,
+    resolver: str = "lww",
+    resolver_options: str | None = None,
+) -> Cluster:
     table_name = f"orders-{uuid.uuid4().hex[:8]}"
     credentials = dict(backend.credentials_for(REGIONS[0]))
     endpoints = "\n".join(
@@ -104,7 +110,9 @@ def make_cluster(backend: EmbeddedBackend, tmp_path: Path, *, resolver: str = "l
     )
     path = tmp_path / "georep.toml"
     path.write_text(
-        f'[table]\nname = "{table_name}"\npartition_key = "pk"\nresolver = "{resolver}"\n\n'
+        f'[table]\nname = "{table_name}"\npartition_key = "pk"\nresolver = "{resolver}"\n'
+        + (f"resolver_options = {resolver_options}\n" if resolver_options else "")
+        + "\n"
         f"{endpoints}\n[replication]\nbatch_size = 100\nwrite_concurrency = 8\n"
         f'checkpoint_table = "ckpt-{table_name}"\ndead_letter_table = "dlq-{table_name}"\n'
     )

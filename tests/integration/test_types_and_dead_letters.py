@@ -125,3 +125,31 @@ def test_bad_records_are_dead_lettered_while_good_ones_in_the_batch_are_applied(
     for region in REGIONS[1:]:
         items = cluster.scan(region)
         assert {"good-1", "good-2"} == set(items), f"{region} has {sorted(items)}"
+
+
+def test_a_failing_user_rule_dead_letters_the_conflict_and_the_consumer_keeps_going(
+    backend: EmbeddedBackend, tmp_path: Path
+) -> None:
+    """A rule that raises on a conflict: the record goes to the dead-letter table with the
+    rule's error as the reason, and the other records (no conflict) still replicate."""
+    cluster = make_cluster(
+        backend,
+        tmp_path,
+        resolver="rules",
+        resolver_options='{ rule = "tests.integration.rules:explode_on_conflict", unsafe = true }',
+    )
+    a = GeorepTable(cluster.client(REGIONS[0]), config=cluster.config, region=REGIONS[0])
+    b = GeorepTable(cluster.client(REGIONS[1]), config=cluster.config, region=REGIONS[1])
+    a.put({"pk": {"S": "contested"}, "v": {"S": "from a"}})
+    b.put({"pk": {"S": "contested"}, "v": {"S": "from b"}})  # concurrent: a conflict
+    a.put({"pk": {"S": "calm"}, "v": {"S": "only a"}})
+    consumers = [Consumer(cluster.config, region=r, session=cluster.session()) for r in REGIONS]
+    drain(consumers)
+    entries = [e for c in consumers for e in c.dead_letters.entries()]
+    for c in consumers:
+        c.close()
+    assert entries, "the conflict should have been dead-lettered"
+    assert all("RuleError" == e["error"] for e in entries)
+    assert all("explode_on_conflict" in e["reason"] for e in entries)
+    for region in REGIONS:
+        assert "calm" in cluster.scan(region)

@@ -1,0 +1,61 @@
+"""The public surface is pinned: a change to it is a decision, not an accident."""
+
+from __future__ import annotations
+
+import resolvers
+import service
+
+
+def test_service_exports_exactly_its_public_names() -> None:
+    expected = {
+        "META_ATTR",
+        "TTL_ATTR",
+        "Adopt",
+        "Decision",
+        "Drop",
+        "Forward",
+        "GeorepError",
+        "ItemTooLargeError",
+        "LawViolation",
+        "Meta",
+        "MetadataError",
+        "Order",
+        "RecordError",
+        "Restore",
+        "RuleError",
+        "Settings",
+        "Skip",
+        "UnknownRegionError",
+        "Version",
+        "VersionVector",
+        "Write",
+        "decide",
+        "merge",
+        "parse_record",
+        "read_item",
+        "stamp",
+        "translate",
+    }
+    assert expected == set(service.__all__)
+    assert all(hasattr(service, name) for name in service.__all__)
+
+
+def test_resolvers_exports_the_protocol_the_registry_and_every_resolver() -> None:
+    for name in (
+        "Resolver",
+        "Resolution",
+        "LastWriterWins",
+        "VersionCounter",
+        "UserRule",
+        "FieldRules",
+        "build",
+        "check",
+        "field_rules",
+        "union",
+        "maximum",
+        "minimum",
+        "pn_counter",
+        "prefer_region",
+    ):
+        assert name in resolvers.__all__, name
+    assert all(hasattr(resolvers, name) for name in resolvers.__all__)
