@@ -48,6 +48,33 @@ def clients_for(
     }
 
 
+THROTTLES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "LimitExceededException",
+    }
+)
+
+
+def count_retries(client: Any, *, metrics: Metrics, region: str) -> None:
+    """Count throttles and retryable errors as botocore sees them (its ``needs-retry`` event);
+    the retrying itself stays botocore's (adaptive mode)."""
+
+    def on_needs_retry(response: Any = None, **_: Any) -> None:
+        if not response:
+            return
+        http, parsed = response
+        code = (parsed or {}).get("Error", {}).get("Code", "")
+        if code in THROTTLES:
+            metrics.incr("throttles", {"region": region})
+        elif getattr(http, "status_code", 200) >= 500:
+            metrics.incr("server_errors", {"region": region})
+
+    client.meta.events.register("needs-retry.*", on_needs_retry)
+
+
 class Consumer:
     def __init__(
         self,
@@ -61,6 +88,8 @@ class Consumer:
         self.config, self.region = config, region
         self.metrics: Metrics = metrics or MemoryMetrics()
         self.dynamodb = clients_for(config, "dynamodb", session=session)
+        for name, client in self.dynamodb.items():
+            count_retries(client, metrics=self.metrics, region=name)
         own = config.region(region)
         self.streams = (session or boto3.Session()).client(
             "dynamodbstreams", region_name=region, endpoint_url=own.endpoint_url, config=BOTO_CONFIG
