@@ -16,6 +16,8 @@ from typing import Any
 
 import ulid
 
+from service.dynamo import ensure_table
+
 PART_BYTES = 300 * 1024
 
 
@@ -38,21 +40,7 @@ class DynamoDeadLetters:
         self.client, self.table_name = client, table_name
 
     def ensure_table(self) -> None:
-        from botocore.exceptions import ClientError
-
-        try:
-            self.client.create_table(
-                TableName=self.table_name,
-                KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
-            self.client.get_waiter("table_exists").wait(
-                TableName=self.table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ResourceInUseException":
-                raise
+        ensure_table(self.client, table_name=self.table_name, key="id")
 
     def put(self, *, region: str, record: Mapping[str, Any], reason: str, error: str) -> None:
         """Store the record compressed, split into parts that each fit an item.

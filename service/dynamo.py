@@ -98,3 +98,21 @@ class DynamoTable:
             current: Any = error.response.get("Item")
             return WriteResult(ok=False, current=dict(current) if current else None)
         return WriteResult(ok=True, current=None)
+
+
+def ensure_table(client: Any, *, table_name: str, key: str) -> None:
+    """Create an on-demand table keyed by the string attribute ``key`` unless it exists
+    (georep's own bookkeeping tables: checkpoints, dead letters)."""
+    try:
+        client.create_table(
+            TableName=table_name,
+            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ResourceInUseException":
+            raise
+    client.get_waiter("table_exists").wait(
+        TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+    )

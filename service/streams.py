@@ -20,6 +20,8 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from service.dynamo import ensure_table
+
 log = logging.getLogger("georep.streams")
 
 REPAIR_MARKER = "__needs_repair__"
@@ -61,19 +63,7 @@ class DynamoCheckpoints:
         self.client, self.table_name, self.stream_arn = client, table_name, stream_arn
 
     def ensure_table(self) -> None:
-        try:
-            self.client.create_table(
-                TableName=self.table_name,
-                KeySchema=[{"AttributeName": "shard", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "shard", "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
-            self.client.get_waiter("table_exists").wait(
-                TableName=self.table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ResourceInUseException":
-                raise
+        ensure_table(self.client, table_name=self.table_name, key="shard")
 
     def _key(self, shard_id: str) -> dict[str, Any]:
         return {"shard": {"S": f"{self.stream_arn}|{shard_id}"}}

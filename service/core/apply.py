@@ -248,7 +248,11 @@ def stamp(
     else:
         deleted = False
         settings.keys_of(data)
-    version = _new_version(
+    if keeps and not deleted and base is not None and base.deleted:
+        data = _over_tombstone(
+            Version(data=base_data, meta=base), data, region=region, settings=settings
+        )
+    return _new_version(
         base=base,
         visible=visible,
         base_data=base_data,
@@ -260,24 +264,6 @@ def stamp(
         adopted=False,
         settings=settings,
     )
-    if keeps and not deleted and base is not None and base.deleted:
-        # A write over a tombstone under merge rules includes what the tombstone holds, so
-        # the successor is an inflation of its predecessor (docs/design.md).
-        tombstone = Version(data=base_data, meta=base)
-        merged = settings.resolver.resolve(tombstone, version).data
-        version = _new_version(
-            base=base,
-            visible=visible,
-            base_data=base_data,
-            data={**merged, **settings.keys_of(data)},
-            deleted=False,
-            region=region,
-            at_hlc=now_hlc,
-            write_id=write_id,
-            adopted=False,
-            settings=settings,
-        )
-    return version
 
 
 def adoption_id(*, region: str, sequence: str, at_hlc: int) -> str:
@@ -425,9 +411,7 @@ def _adopt(change: Change, *, old: Stored, new: Stored, region: str, settings: S
         and isinstance(old, Stamped)
         and old.version.meta.deleted
     ):
-        # A raw write over a tombstone under merge rules: include what the tombstone holds.
-        data = {**settings.resolver.resolve(old.version, _provisional(old.version, data)).data}
-        data.update(settings.keys_of(_data_of(new)))
+        data = _over_tombstone(old.version, data, region=region, settings=settings)
     return _new_version(
         base=base,
         visible=visible,
@@ -442,18 +426,34 @@ def _adopt(change: Change, *, old: Stored, new: Stored, region: str, settings: S
     )
 
 
-def _provisional(base: Version, data: Mapping[str, AttributeValue]) -> Version:
-    """``data`` as a version just after ``base`` (only to ask the resolver for a merge)."""
+def _over_tombstone(
+    tombstone: Version,
+    data: Mapping[str, AttributeValue],
+    *,
+    region: str,
+    settings: Settings,
+) -> dict[str, AttributeValue]:
+    """Under merge rules, a write over a tombstone includes what the tombstone holds, so the
+    successor is an inflation of its predecessor (docs/design.md, "Deletes under merge
+    rules"). ``data`` is asked of the resolver as a version just after the tombstone."""
+    base = tombstone.meta
+    hlc = base.hlc + 1
+    fields = None
+    if settings.resolver.field_stamps:
+        fields = _field_stamps(
+            base_data=tombstone.data, base=base, data=data, stamp=(hlc, region), settings=settings
+        )
     meta = Meta(
-        vv=base.meta.vv,
-        actor=base.meta.actor,
-        write_id=base.meta.write_id,
-        hlc=base.meta.hlc + 1,
+        vv=base.vv,
+        actor=base.actor,
+        write_id=base.write_id,
+        hlc=hlc,
         digest=checked_digest(data),
-        count=base.meta.count + 1,
-        fields=base.meta.fields,
+        count=base.count + 1,
+        fields=fields,
     )
-    return Version(data=dict(data), meta=meta)
+    merged = settings.resolver.resolve(tombstone, Version(data=dict(data), meta=meta)).data
+    return {**merged, **settings.keys_of(data)}
 
 
 def _join(a: Meta | None, b: Meta | None) -> Meta | None:

@@ -258,13 +258,17 @@ class ReplicationMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def checkpoint(self, data: st.DataObject) -> None:
-        region = data.draw(st.sampled_from(self.regions))
+        self.checkpoint_region(data.draw(st.sampled_from(self.regions)))
+
+    def checkpoint_region(self, region: str) -> None:
         self.checkpoints[region] = self.trackers[region].safe_position()
 
     @rule(data=st.data())
     def crash(self, data: st.DataObject) -> None:
         """kill -9: in-flight work is lost; the consumer restarts from its checkpoint."""
-        region = data.draw(st.sampled_from(self.regions))
+        self.crash_region(data.draw(st.sampled_from(self.regions)))
+
+    def crash_region(self, region: str) -> None:
         for lane in list(self.queues):
             if lane[0] == region:
                 self.queues[lane] = []

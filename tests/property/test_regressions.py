@@ -149,3 +149,17 @@ def test_two_raw_deletes_of_recreated_items_converge(resolver: Resolver) -> None
         m.do_raw_delete("r0", "k0")
 
     run(resolver, 2, script)
+
+
+def crash_after_reading(m: ReplicationMachine) -> None:
+    """Read a record, checkpoint, crash before applying it: the restart must replay it."""
+    m.do_sdk_put("r0", "k0")
+    m._poll("r0")
+    m.checkpoint_region("r0")
+    m.crash_region("r0")
+
+
+@pytest.mark.parametrize("resolver", RESOLVERS, ids=lambda r: r.name)
+def test_a_crash_after_reading_replays_what_was_not_yet_applied(resolver: Resolver) -> None:
+    """The checkpoint covers only what every destination applied."""
+    run(resolver, 2, crash_after_reading)

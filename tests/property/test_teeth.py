@@ -20,6 +20,7 @@ from service.checkpoint import CheckpointTracker
 from service.core import apply
 from service.core.version import Version
 from tests.property.machine import ReplicationMachine
+from tests.property.test_regressions import crash_after_reading, run
 
 BROKEN = settings(
     max_examples=400,
@@ -100,9 +101,12 @@ def test_breaking_tombstones_into_hard_deletes_fails_the_suite(patch: pytest.Mon
 
 
 def test_breaking_checkpoint_after_apply_fails_the_suite(patch: pytest.MonkeyPatch) -> None:
-    """Checkpoint what was read rather than what was applied: a crash loses records."""
+    """Checkpoint what was read rather than what was applied: a crash loses records. (The
+    random run finds it only when the lost record is not superseded later, so the named
+    scenario pins it.)"""
     patch.setattr(CheckpointTracker, "safe_position", lambda self: self.read_position)
-    must_fail()
+    with pytest.raises(AssertionError):
+        run(LastWriterWins(), 2, crash_after_reading)
 
 
 def test_breaking_the_write_precondition_fails_the_suite(patch: pytest.MonkeyPatch) -> None:
