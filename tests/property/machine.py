@@ -228,7 +228,9 @@ class ReplicationMachine(RuleBasedStateMachine):
         self._poll(data.draw(st.sampled_from(self.regions)))
 
     def do_deliver(self, source: str, destination: str, key: str) -> None:
-        self._step((source, destination, key))
+        """One delivery step on a lane (nothing if the lane is empty)."""
+        if self.queues[(source, destination, key)]:
+            self._step((source, destination, key))
 
     def _step(self, lane: tuple[str, str, str]) -> None:
         """Advance one delivery: first read and decide, then (a later step) write."""

@@ -163,3 +163,36 @@ def crash_after_reading(m: ReplicationMachine) -> None:
 def test_a_crash_after_reading_replays_what_was_not_yet_applied(resolver: Resolver) -> None:
     """The checkpoint covers only what every destination applied."""
     run(resolver, 2, crash_after_reading)
+
+
+def tied_concurrent_writes(m: ReplicationMachine) -> None:
+    """Two regions write the same key in the same millisecond with fresh clocks: equal HLCs."""
+    m.do_sdk_put("r0", "k0")
+    m.do_sdk_put("r1", "k0")
+
+
+def delete_after_concurrent_update(m: ReplicationMachine) -> None:
+    """A delete in one region after a concurrent update in another: the delete wins."""
+    m.do_sdk_put("r0", "k0")
+    m.drain()
+    m.do_sdk_put("r1", "k0")
+    m.now += 5
+    m.do_sdk_delete("r0", "k0")
+
+
+def replicated_three_ways(m: ReplicationMachine) -> None:
+    """One write replicated to two other regions."""
+    m.do_sdk_put("r0", "k0")
+    m.drain()
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [tied_concurrent_writes, delete_after_concurrent_update, replicated_three_ways],
+    ids=lambda f: f.__name__,
+)
+@pytest.mark.parametrize("resolver", RESOLVERS, ids=lambda r: r.name)
+def test_the_scenarios_the_teeth_use_converge(
+    resolver: Resolver, scenario: Callable[[ReplicationMachine], None]
+) -> None:
+    run(resolver, 3, scenario)

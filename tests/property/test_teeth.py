@@ -6,7 +6,7 @@ the last-writer-wins state machine without shrinking; the machine must find a fa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +20,14 @@ from service.checkpoint import CheckpointTracker
 from service.core import apply
 from service.core.version import Version
 from tests.property.machine import ReplicationMachine
-from tests.property.test_regressions import crash_after_reading, run
+from tests.property.test_regressions import (
+    crash_after_reading,
+    delete_after_concurrent_update,
+    replicated_three_ways,
+    run,
+    test_a_replicated_write_racing_a_local_write_is_merged_not_overwritten,
+    tied_concurrent_writes,
+)
 
 BROKEN = settings(
     max_examples=400,
@@ -43,11 +50,14 @@ def run_machine() -> None:
     run_state_machine_as_test(LWW, settings=BROKEN)
 
 
-def must_fail() -> None:
-    # Only a property failure counts (AssertionError from an invariant, an oracle or the
-    # forwarded-once check), not an error in the test set-up.
+def must_fail(scenario: Callable[[], None]) -> None:
+    """Both the random run and the named scenario must fail. Only a property failure counts
+    (AssertionError from an invariant, an oracle or the forwarded-once check), not an error in
+    the test set-up."""
     with pytest.raises(AssertionError):
         run_machine()
+    with pytest.raises(AssertionError):
+        scenario()
 
 
 def test_the_unbroken_design_passes_the_same_run() -> None:
@@ -68,7 +78,7 @@ def test_breaking_the_tie_break_fails_the_suite(patch: pytest.MonkeyPatch) -> No
         return Resolution(data=winner.data, deleted=winner.meta.deleted, carrier=winner.meta)
 
     patch.setattr(LastWriterWins, "resolve", resolve)
-    must_fail()
+    must_fail(lambda: run(LastWriterWins(), 2, tied_concurrent_writes))
 
 
 def test_breaking_the_echo_check_fails_the_suite(patch: pytest.MonkeyPatch) -> None:
@@ -85,7 +95,7 @@ def test_breaking_the_echo_check_fails_the_suite(patch: pytest.MonkeyPatch) -> N
         return outcome
 
     patch.setattr(machine_module, "translate", translate)
-    must_fail()
+    must_fail(lambda: run(LastWriterWins(), 3, replicated_three_ways))
 
 
 def test_breaking_tombstones_into_hard_deletes_fails_the_suite(patch: pytest.MonkeyPatch) -> None:
@@ -97,7 +107,7 @@ def test_breaking_tombstones_into_hard_deletes_fails_the_suite(patch: pytest.Mon
         return None if version.meta.deleted else original(version)
 
     patch.setattr(machine_module, "item_for", item_for)
-    must_fail()
+    must_fail(lambda: run(LastWriterWins(), 2, delete_after_concurrent_update))
 
 
 def test_breaking_checkpoint_after_apply_fails_the_suite(patch: pytest.MonkeyPatch) -> None:
@@ -112,4 +122,8 @@ def test_breaking_checkpoint_after_apply_fails_the_suite(patch: pytest.MonkeyPat
 def test_breaking_the_write_precondition_fails_the_suite(patch: pytest.MonkeyPatch) -> None:
     """Write blindly: a local write between the consumer's read and its write is lost."""
     patch.setattr(service.memory, "_holds", lambda pre, current: True)
-    must_fail()
+    must_fail(
+        lambda: test_a_replicated_write_racing_a_local_write_is_merged_not_overwritten(
+            LastWriterWins()
+        )
+    )
