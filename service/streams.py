@@ -14,7 +14,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -117,8 +118,14 @@ class StreamReader:
         stream_arn: str,
         checkpoints: CheckpointStore,
         batch_size: int = 100,
+        discover_every: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.streams, self.stream_arn = streams, stream_arn
+        # NOTE: DescribeStream is rate-limited (10/s per account on AWS): shards are listed
+        # again only every ``discover_every`` seconds, or when a shard was finished.
+        self.discover_every, self.clock = discover_every, clock
+        self._discovered_at: float | None = None
         self.checkpoints = checkpoints
         self.batch_size = batch_size
         self.state = checkpoints.load()
@@ -143,7 +150,10 @@ class StreamReader:
 
     def ready_shards(self) -> list[str]:
         """Unfinished shards whose parent is finished or no longer in the stream."""
-        self._discover()
+        now = self.clock()
+        if self._discovered_at is None or now - self._discovered_at >= self.discover_every:
+            self._discover()
+            self._discovered_at = now
         ready = []
         for shard_id, parent in sorted(self.parents.items()):
             if self.state[shard_id].finished:
@@ -207,6 +217,8 @@ class StreamReader:
             state.sequence = sequence
         state.finished = finished
         self.checkpoints.save(shard_id, state)
+        if finished:
+            self._discovered_at = None  # its children may be ready: list shards again
 
     def rewind(self, shard_id: str) -> None:
         """Forget the iterator: the next read starts again after the checkpoint."""

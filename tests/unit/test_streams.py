@@ -117,3 +117,30 @@ def test_a_checkpoint_past_retention_is_a_loud_error_never_a_silent_skip(code: s
         reader.read("s")
     reader.needs_repair("test")
     assert "test" == store.repair
+
+
+def test_shards_are_listed_again_only_periodically_or_after_one_finishes() -> None:
+    """DescribeStream is rate-limited on AWS: polling must not call it every time."""
+    streams = ScriptedStreams({"p": (None, ["1"], True), "c": ("p", ["2"], False)})
+    calls = 0
+    original = streams.describe_stream
+
+    def counting(**kw: Any) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        return original(**kw)
+
+    streams.describe_stream = counting  # type: ignore[method-assign]
+    now = [0.0]
+    reader = StreamReader(
+        streams, stream_arn="arn", checkpoints=MemoryCheckpoints(), clock=lambda: now[0]
+    )
+    for _ in range(5):
+        reader.ready_shards()
+    assert 1 == calls
+    reader.commit("p", sequence="1", finished=True)
+    assert ["c"] == reader.ready_shards()
+    assert 2 == calls
+    now[0] += 11
+    reader.ready_shards()
+    assert 3 == calls
