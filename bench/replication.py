@@ -19,21 +19,15 @@ import statistics
 import tempfile
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import boto3
-
-from service.backends import create_replica_table, start_backend
-from service.config import load_config
+from service.backends import start_backend
 from service.consumer import Consumer
-from service.core.version import TTL_ATTR
+from service.local import REGIONS, local_replica_set
 from service.pipeline import MemoryMetrics
 from service.sdk import GeorepTable
-
-REGIONS = ("eu-west-1", "us-east-1", "ap-southeast-2")
 
 
 def ceiling(clients: list[Any], table: str, *, threads: int, seconds: float) -> float:
@@ -71,26 +65,14 @@ def main() -> None:
     parser.add_argument("--lag-seconds", type=float, default=10.0)
     args = parser.parse_args()
     with start_backend(args.backend) as backend, tempfile.TemporaryDirectory() as tmp:
-        creds = dict(backend.credentials_for(REGIONS[0]))
-        session = boto3.Session(**creds)
-        name = f"bench-{uuid.uuid4().hex[:6]}"
-        path = Path(tmp) / "georep.toml"
-        regions = "".join(
-            f'[[regions]]\nname = "{r}"\nendpoint_url = "{backend.endpoint_url}"\n' for r in REGIONS
+        replicas = local_replica_set(
+            backend,
+            Path(tmp),
+            prefix="bench",
+            replication="batch_size = 1000\nwrite_concurrency = 8",
         )
-        path.write_text(
-            f'[table]\nname = "{name}"\npartition_key = "pk"\n\n{regions}\n'
-            f"[replication]\nbatch_size = 1000\nwrite_concurrency = 8\n"
-        )
-        config = load_config(path)
-        clients = {
-            r: session.client("dynamodb", region_name=r, endpoint_url=backend.endpoint_url)
-            for r in REGIONS
-        }
-        for r in REGIONS:
-            create_replica_table(
-                clients[r], table_name=name, partition_key="pk", ttl_attribute=TTL_ATTR
-            )
+        config, name, session = replicas.config, replicas.table_name, replicas.session()
+        clients = {r: replicas.client(r) for r in REGIONS}
         source = REGIONS[0]
 
         ceiling_rate = ceiling([clients[r] for r in REGIONS[1:]], name, threads=8, seconds=5.0)

@@ -14,21 +14,16 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-import boto3
-
-from service.backends import create_replica_table, start_backend
-from service.config import load_config
+from service.backends import start_backend
 from service.consumer import Consumer
 from service.core.apply import Stamped, read_item
-from service.core.version import META_ATTR, TTL_ATTR
+from service.core.version import META_ATTR
+from service.local import REGIONS, local_replica_set
 from service.pipeline import MemoryMetrics
 from service.sdk import GeorepTable
-
-REGIONS = ("eu-west-1", "us-east-1", "ap-southeast-2")
 
 
 def _writer(
@@ -65,24 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"georep demo: {backend.name} on {backend.endpoint_url}, regions {', '.join(REGIONS)}"
         )
-        session = boto3.Session(**backend.credentials_for(REGIONS[0]))
-        table = f"demo-{uuid.uuid4().hex[:6]}"
-        regions = "".join(
-            f'[[regions]]\nname = "{r}"\nendpoint_url = "{backend.endpoint_url}"\n' for r in REGIONS
-        )
-        path = Path(tmp) / "georep.toml"
-        path.write_text(
-            f'[table]\nname = "{table}"\npartition_key = "pk"\nresolver = "lww"\n\n{regions}'
-        )
-        config = load_config(path)
-        clients = {
-            r: session.client("dynamodb", region_name=r, endpoint_url=backend.endpoint_url)
-            for r in REGIONS
-        }
-        for r in REGIONS:
-            create_replica_table(
-                clients[r], table_name=table, partition_key="pk", ttl_attribute=TTL_ATTR
-            )
+        replicas = local_replica_set(backend, Path(tmp), prefix="demo", table='resolver = "lww"')
+        config, table, session = replicas.config, replicas.table_name, replicas.session()
+        clients = {r: replicas.client(r) for r in REGIONS}
         metrics = MemoryMetrics()
         consumers = [Consumer(config, region=r, session=session, metrics=metrics) for r in REGIONS]
         for c in consumers:
@@ -122,11 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         for c in consumers:
             c.close()
 
-        def scan(region: str) -> dict[str, Any]:
-            items = clients[region].scan(TableName=table, ConsistentRead=True)["Items"]
-            return {i["pk"]["S"]: i for i in items}
-
-        snapshots = {r: scan(r) for r in REGIONS}
+        snapshots = {r: replicas.scan(r) for r in REGIONS}
         identical = all(snapshots[r] == snapshots[REGIONS[0]] for r in REGIONS)
         settings = config.settings()
         print(f"\n{'key':<9} {'value':<22} {'deleted':<8} {'writer':<26} identical")

@@ -4,40 +4,25 @@ from __future__ import annotations
 
 import random
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import boto3
-
-from service.backends import EmbeddedBackend, create_replica_table
-from service.config import Config, load_config
+from service.backends import EmbeddedBackend
 from service.core.apply import Stamped, read_item
-from service.core.version import TTL_ATTR, Version
+from service.core.version import Version
+from service.local import REGIONS, LocalReplicaSet, local_replica_set
 from service.sdk import GeorepTable
 
-REGIONS = ("eu-west-1", "us-east-1", "ap-southeast-2")
+__all__ = ["REGIONS", "Cluster", "make_cluster"]
 
 
 @dataclass
-class Cluster:
-    backend: EmbeddedBackend
-    config_path: Path
-    config: Config
-    credentials: dict[str, str]
-    table_name: str
+class Cluster(LocalReplicaSet):
+    """A local replica set plus what the tests record: every acknowledged stamped write."""
+
     acknowledged: dict[str, list[Version]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def session(self) -> boto3.Session:
-        return boto3.Session(**self.credentials)
-
-    def client(self, region: str) -> Any:
-        return self.session().client(
-            "dynamodb", region_name=region, endpoint_url=self.backend.endpoint_url
-        )
 
     def env(self) -> dict[str, str]:
         """Environment for a consumer process: the same database as the test's clients."""
@@ -45,16 +30,6 @@ class Cluster:
             "AWS_ACCESS_KEY_ID": self.credentials["aws_access_key_id"],
             "AWS_SECRET_ACCESS_KEY": self.credentials["aws_secret_access_key"],
         }
-
-    def scan(self, region: str) -> dict[str, dict[str, Any]]:
-        client = self.client(region)
-        items: dict[str, dict[str, Any]] = {}
-        for page in client.get_paginator("scan").paginate(
-            TableName=self.table_name, ConsistentRead=True
-        ):
-            for item in page["Items"]:
-                items[item["pk"]["S"]] = item
-        return items
 
     def identical(self) -> bool:
         first, *rest = (self.scan(r) for r in REGIONS)
@@ -103,28 +78,17 @@ def make_cluster(
     resolver: str = "lww",
     resolver_options: str | None = None,
 ) -> Cluster:
-    table_name = f"orders-{uuid.uuid4().hex[:8]}"
-    credentials = dict(backend.credentials_for(REGIONS[0]))
-    endpoints = "\n".join(
-        f'[[regions]]\nname = "{r}"\nendpoint_url = "{backend.endpoint_url}"\n' for r in REGIONS
+    table = f'resolver = "{resolver}"' + (
+        f"\nresolver_options = {resolver_options}" if resolver_options else ""
     )
-    path = tmp_path / "georep.toml"
-    path.write_text(
-        f'[table]\nname = "{table_name}"\npartition_key = "pk"\nresolver = "{resolver}"\n'
-        + (f"resolver_options = {resolver_options}\n" if resolver_options else "")
-        + "\n"
-        f"{endpoints}\n[replication]\nbatch_size = 100\nwrite_concurrency = 8\n"
-        f'checkpoint_table = "ckpt-{table_name}"\ndead_letter_table = "dlq-{table_name}"\n'
+    base = local_replica_set(
+        backend,
+        tmp_path,
+        prefix="orders",
+        table=table,
+        replication="batch_size = 100\nwrite_concurrency = 8",
     )
-    cluster = Cluster(backend, path, load_config(path), credentials, table_name)
-    for region in REGIONS:
-        create_replica_table(
-            cluster.client(region),
-            table_name=table_name,
-            partition_key="pk",
-            ttl_attribute=TTL_ATTR,
-        )
-    return cluster
+    return Cluster(base.backend, base.config_path, base.config, base.credentials, base.table_name)
 
 
 def regions() -> Iterator[str]:

@@ -1,0 +1,85 @@
+"""A georep replica set on an embedded backend: one table in every region, a georep.toml
+pointing at it, and clients. Shared by ``make demo``, the benchmarks and the integration
+tests, so they all set up exactly what a user's deployment would."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from service.backends import Credentials, EmbeddedBackend, create_replica_table
+from service.config import Config, load_config
+from service.core.version import TTL_ATTR
+
+REGIONS = ("eu-west-1", "us-east-1", "ap-southeast-2")
+
+
+@dataclass
+class LocalReplicaSet:
+    backend: EmbeddedBackend
+    config_path: Path
+    config: Config
+    credentials: Credentials
+    table_name: str
+
+    def session(self) -> boto3.Session:
+        return boto3.Session(
+            aws_access_key_id=self.credentials["aws_access_key_id"],
+            aws_secret_access_key=self.credentials["aws_secret_access_key"],
+        )
+
+    def client(self, region: str) -> Any:
+        return self.session().client(
+            "dynamodb", region_name=region, endpoint_url=self.backend.endpoint_url
+        )
+
+    def scan(self, region: str) -> dict[str, dict[str, Any]]:
+        """Every item of ``region``'s table by partition key (consistent reads)."""
+        client = self.client(region)
+        items: dict[str, dict[str, Any]] = {}
+        for page in client.get_paginator("scan").paginate(
+            TableName=self.table_name, ConsistentRead=True
+        ):
+            for item in page["Items"]:
+                items[item["pk"]["S"]] = item
+        return items
+
+
+def local_replica_set(
+    backend: EmbeddedBackend,
+    directory: Path,
+    *,
+    prefix: str = "georep",
+    regions: tuple[str, ...] = REGIONS,
+    table: str = "",
+    replication: str = "",
+) -> LocalReplicaSet:
+    """Write ``directory/georep.toml`` and create the replica table in every region.
+
+    ``table`` and ``replication`` are extra TOML lines for the ``[table]`` and
+    ``[replication]`` sections (resolver options, batch size...).
+    """
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    blocks = "".join(
+        f'[[regions]]\nname = "{r}"\nendpoint_url = "{backend.endpoint_url}"\n\n' for r in regions
+    )
+    path = directory / "georep.toml"
+    # Bookkeeping tables named after the replica table: several replica sets can share one
+    # emulator database (moto's default account) without sharing checkpoints or dead letters.
+    path.write_text(
+        f'[table]\nname = "{name}"\npartition_key = "pk"\n{table}\n\n{blocks}'
+        f'[replication]\ncheckpoint_table = "{name}-checkpoints"\n'
+        f'dead_letter_table = "{name}-dead-letters"\n{replication}\n'
+    )
+    replica_set = LocalReplicaSet(
+        backend, path, load_config(path), backend.credentials_for(regions[0]), name
+    )
+    for region in regions:
+        create_replica_table(
+            replica_set.client(region), table_name=name, partition_key="pk", ttl_attribute=TTL_ATTR
+        )
+    return replica_set
