@@ -227,15 +227,15 @@ def stamp(
 
     ``current`` is what the writer read; the caller writes the result under the precondition
     :func:`precondition_for` (current). Returns ``None`` for a delete of nothing.
-    An expired tombstone counts as absence (some regions may have collected it already).
+    A write over a tombstone succeeds it even past its horizon, so a late replay of the
+    tombstone stays stale.
     """
     base: Meta | None = None
     base_data: Mapping[str, AttributeValue] = {}
     visible = False
     match current:
         case Stamped(version=v):
-            if not tombstone_expired(v.meta, at_hlc=now_hlc, settings=settings):
-                base, base_data, visible = v.meta, v.data, True
+            base, base_data, visible = v.meta, v.data, True
         case Raw(data=raw, copied=copied):
             base, base_data = copied, raw
     keeps = settings.resolver.keeps_deleted_data
@@ -579,8 +579,6 @@ def decide(current: Stored, incoming: Version, *, settings: Settings) -> Decisio
                 return Skip("stale")
             return Write(incoming, pre)
         case Stamped(version=mine):
-            if tombstone_expired(mine.meta, at_hlc=incoming.meta.hlc, settings=settings):
-                return Write(incoming, pre)
             order = compare(incoming.meta, mine.meta)
             if order is Order.EQUAL:
                 return Skip("duplicate")
@@ -588,6 +586,12 @@ def decide(current: Stored, incoming: Version, *, settings: Settings) -> Decisio
                 return Skip("stale")
             if order is Order.AFTER:
                 return Write(incoming, pre)
+            # Concurrent. A tombstone past its horizon relative to the other version counts as
+            # absence, whichever side it is on: some regions may have collected it already.
+            if tombstone_expired(mine.meta, at_hlc=incoming.meta.hlc, settings=settings):
+                return Write(incoming, pre)
+            if tombstone_expired(incoming.meta, at_hlc=mine.meta.hlc, settings=settings):
+                return Skip("stale")
             merged = merge(mine, incoming, settings=settings)
             if merged.meta == mine.meta and merged.data == mine.data:
                 return Skip("absorbed")

@@ -363,3 +363,17 @@ def test_same_value_follows_dynamodb_equality() -> None:
     assert same_value({"NS": ["1", "2.0"]}, {"NS": ["2", "1.00"]})
     assert not same_value({"S": "1"}, {"N": "1"})
     assert META_ATTR == "_georep"
+
+
+def test_a_late_tombstone_past_its_horizon_is_stale_against_a_later_version() -> None:
+    """The horizon rule is symmetric: a tombstone delivered after a version written past its
+    expiry (a replay) counts as absence, so the order of arrival does not matter."""
+    live = _stamped({"pk": {"S": "k"}, "a": {"S": "1"}}, at=T0)
+    tomb = _stamped(
+        None, at=T0 + 5, current=read_item(encode_item(live, horizon_ms=1), settings=SETTINGS)
+    )
+    later = _stamped(
+        {"pk": {"S": "k"}, "a": {"S": "3"}}, at=T0 + 5 + SETTINGS.horizon_ms, region="us-east-1"
+    )
+    stored = read_item(encode_item(later, horizon_ms=SETTINGS.horizon_ms), settings=SETTINGS)
+    assert Skip("stale") == decide(stored, tomb, settings=SETTINGS)

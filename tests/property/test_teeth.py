@@ -103,8 +103,8 @@ def test_breaking_tombstones_into_hard_deletes_fails_the_suite(patch: pytest.Mon
     later resurrects it."""
     original = machine_module.item_for
 
-    def item_for(version: Version) -> dict[str, Any] | None:
-        return None if version.meta.deleted else original(version)
+    def item_for(version: Version, horizon_ms: int = 10**12) -> dict[str, Any] | None:
+        return None if version.meta.deleted else original(version, horizon_ms)
 
     patch.setattr(machine_module, "item_for", item_for)
     must_fail(lambda: run(LastWriterWins(), 2, delete_after_concurrent_update))

@@ -1,0 +1,121 @@
+"""Tombstones collected by TTL: regions still converge.
+
+DynamoDB's TTL removes an expired tombstone in each region at its own time (within days on
+AWS), emitting a REMOVE the consumer must treat as garbage collection. The horizon assumption
+(docs/design.md) is modelled exactly: time moves past a tombstone's expiry only after every
+version in flight is delivered and every checkpoint caught up, i.e. replication delay and
+checkpoint lag stay under the horizon. Within that, collection happens at random moments per
+region, writes continue on collected, uncollected and expired keys, and at quiescence TTL has
+run everywhere.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import strategies as st
+from hypothesis.stateful import rule
+
+from resolvers import LastWriterWins, VersionCounter
+from service.core import apply, hlc
+from service.core.apply import Stamped, read_item
+from service.core.version import Version, expiry_ms
+from tests.property.machine import ReplicationMachine, key_of
+
+
+class CollectingMachine(ReplicationMachine):
+    horizon_ms = 1_500
+
+    def _expiries(self) -> list[int]:
+        return [
+            expiry_ms(v.meta, horizon_ms=self.horizon_ms)
+            for versions in self.versions.values()
+            for v in versions
+            if v.meta.deleted
+        ]
+
+    @rule(step=st.sampled_from([0, 0, 1, 3, 1000]))
+    def advance_time(self, step: int) -> None:
+        """Time passes; crossing a tombstone's expiry first delivers everything in flight."""
+        later = self.now + step
+        if any(self.now < e <= later + 1000 for e in self._expiries()):
+            self.drain()
+            for region in self.regions:
+                self.checkpoint_region(region)
+        self.now = later
+
+    @rule(data=st.data())
+    def collect(self, data: st.DataObject) -> None:
+        """TTL runs in one region: every tombstone there past its expiry is removed."""
+        region = data.draw(st.sampled_from(self.regions))
+        self._collect(region)
+
+    def _collect(self, region: str) -> None:
+        table = self.tables[region]
+        wall = self.now + self.skew[region]
+        for key in self.keys:
+            stored = read_item(table.items.get(key_of(key)), settings=self.settings)
+            meta = stored.version.meta if isinstance(stored, Stamped) else None
+            if (
+                meta is not None
+                and meta.deleted
+                and expiry_ms(meta, horizon_ms=self.horizon_ms) <= wall
+            ):
+                table.expire({"pk": {"S": key}})
+
+    def settle(self) -> None:
+        """Writers stopped, streams drained, and TTL has run everywhere (after enough time)."""
+        self.drain()
+        self.now += self.horizon_ms + 2_000
+        for region in self.regions:
+            self._collect(region)
+        self.drain()
+
+    def collected(self, version: Version) -> bool:
+        if not version.meta.deleted:
+            return False
+        latest = max(self.now + s for s in self.skew.values())
+        return expiry_ms(version.meta, horizon_ms=self.horizon_ms) <= hlc.pack(latest) >> 16
+
+
+class CollectingLWW(CollectingMachine):
+    resolver = LastWriterWins()
+
+
+class CollectingVersionCounter(CollectingMachine):
+    resolver = VersionCounter()
+
+
+TestCollectedTombstonesConvergeUnderLWW = CollectingLWW.TestCase
+TestCollectedTombstonesConvergeUnderVersionCounters = CollectingVersionCounter.TestCase
+
+
+def write_after_collection_in_one_region(m: CollectingMachine) -> None:
+    """r0 collects an expired tombstone and writes the key afresh while r1 still holds it."""
+    m.do_sdk_put("r0", "k0")
+    m.drain()
+    m.do_sdk_delete("r0", "k0")
+    m.drain()
+    m.now += m.horizon_ms + 1_000
+    m._collect("r0")
+    m.do_sdk_put("r0", "k0")
+
+
+@pytest.mark.parametrize("machine", [CollectingLWW, CollectingVersionCounter])
+def test_a_write_after_collection_in_one_region_replaces_the_tombstone_everywhere(
+    machine: type[CollectingMachine],
+) -> None:
+    """The horizon rule: the uncollected tombstone counts as absence for the new write."""
+    m = machine()
+    m.setup(n=2, nkeys=2, skews=[0] * 5)
+    write_after_collection_in_one_region(m)
+    m.teardown()
+
+
+def test_without_the_horizon_rule_that_scenario_diverges(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Teeth: break the rule in the decision (the oracle keeps it) and the scenario fails."""
+    monkeypatch.setattr(apply, "tombstone_expired", lambda *a, **k: False)
+    m = CollectingLWW()
+    m.setup(n=2, nkeys=2, skews=[0] * 5)
+    write_after_collection_in_one_region(m)
+    with pytest.raises(AssertionError):
+        m.teardown()
