@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.core.apply import ExpectAbsent, ExpectMeta, Precondition
-from service.core.values import Item, canonical, same_value
+from service.core.values import canonical, same_item, same_value
 from service.core.version import META_ATTR
 from service.ports import WriteResult
 
@@ -25,10 +25,6 @@ from service.ports import WriteResult
 def key_string(key: Mapping[str, Any]) -> str:
     """A hashable, canonical form of a primary key."""
     return json.dumps({k: canonical(v) for k, v in sorted(key.items())}, sort_keys=True)
-
-
-def _same_item(a: Item, b: Item) -> bool:
-    return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
 
 
 @dataclass
@@ -87,7 +83,7 @@ class MemoryTable:
         new = copy.deepcopy(dict(item)) if item is not None else None
         if old is None and new is None:
             return
-        if old is not None and new is not None and _same_item(old, new) and not self.record_no_ops:
+        if old is not None and new is not None and same_item(old, new) and not self.record_no_ops:
             return
         if new is None:
             del self.items[k]

@@ -20,12 +20,12 @@ import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import ulid
 
 from service.core import hlc as hlc_
-from service.core.values import AttributeValue, Item, digest, same_value
+from service.core.values import AttributeValue, Item, digest, same_item, same_value
 from service.core.version import (
     META_ATTR,
     FieldStamp,
@@ -40,7 +40,7 @@ from service.core.version import (
     expiry_ms,
     fresh_actor,
 )
-from service.errors import MetadataError, RecordError, RuleError
+from service.errors import RecordError, RuleError
 
 if TYPE_CHECKING:  # resolvers import the core's types; the core only needs the Protocol
     from resolvers._protocol import Resolver
@@ -355,7 +355,7 @@ def translate(change: Change, *, region: str, settings: Settings) -> Outcome:
     new = read_item(change.new, settings=settings)
     if isinstance(new, Absent):
         raise RecordError(f"{change.event} record without a new image")
-    if change.old is not None and _same_item(change.old, change.new or {}):
+    if change.old is not None and same_item(change.old, change.new or {}):
         return Drop("unchanged")
     if isinstance(new, Stamped):
         meta = new.version.meta
@@ -382,10 +382,6 @@ def _peek_vv(image: Item | None) -> VersionVector | None:
         return VersionVector.of({a: int(c["N"]) for a, c in raw.items()})
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
-
-
-def _same_item(a: Item, b: Item) -> bool:
-    return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
 
 
 def _adopt(change: Change, *, old: Stored, new: Stored, region: str, settings: Settings) -> Version:
@@ -597,18 +593,3 @@ def decide(current: Stored, incoming: Version, *, settings: Settings) -> Decisio
                 return Skip("absorbed")
             return Write(merged, pre, conflict=(mine, incoming))
     raise AssertionError(current)
-
-
-def check_meta(meta: Meta, *, settings: Settings) -> None:
-    """Validate a version built elsewhere (SDK) against the replica set."""
-    unknown = {actor_region(a) for a, _ in meta.vv.entries} - settings.region_set
-    if unknown or meta.origin not in settings.region_set:
-        raise MetadataError(f"version names unknown regions {sorted(unknown | {meta.origin})}")
-
-
-def as_python(item: Mapping[str, Any]) -> dict[str, Any]:
-    """Wire item -> Python values (boto3's own deserializer)."""
-    from boto3.dynamodb.types import TypeDeserializer
-
-    des = TypeDeserializer()
-    return {k: des.deserialize(v) for k, v in item.items()}

@@ -134,6 +134,11 @@ def same_value(a: AttributeValue, b: AttributeValue) -> bool:
     return bool(canonical(a) == canonical(b))
 
 
+def same_item(a: Item, b: Item) -> bool:
+    """Two items equal as DynamoDB means it (what decides whether a write changed anything)."""
+    return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
+
+
 def is_attribute_value(value: object) -> bool:
     """Shallow check that ``value`` looks like a wire attribute value."""
     return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _TYPES

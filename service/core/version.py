@@ -12,10 +12,10 @@ import enum
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from service.core.values import AttributeValue, Item, digest
+from service.core.values import AttributeValue, Item
 from service.errors import MetadataError
 
 META_ATTR = "_georep"
@@ -161,11 +161,7 @@ class Version:
     """One version of an item: its data (keys included, metadata excluded) and metadata."""
 
     data: Mapping[str, AttributeValue]
-    meta: Meta = field(compare=True)
-
-    def same_as(self, other: Version) -> bool:
-        """Byte-for-byte the same version (same metadata, same data digest)."""
-        return self.meta == other.meta
+    meta: Meta
 
 
 def compare(a: Meta, b: Meta) -> Order:
@@ -400,11 +396,3 @@ def encode_item(version: Version, *, horizon_ms: int) -> dict[str, AttributeValu
 def expiry_ms(meta: Meta, *, horizon_ms: int) -> int:
     """When a tombstone may be collected (wall-clock ms)."""
     return (meta.hlc >> 16) + horizon_ms
-
-
-def data_matches(meta: Meta, data: Item) -> bool:
-    return meta.digest == digest(data)
-
-
-def names(regions: Iterable[str]) -> frozenset[str]:
-    return frozenset(regions)
