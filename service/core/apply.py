@@ -400,7 +400,11 @@ def _adopt(change: Change, *, old: Stored, new: Stored, region: str, settings: S
         data, deleted = _data_of(new), False
     visible = isinstance(old, Stamped)
     base = _join(_meta_of(old), _meta_of(new))
-    at_hlc = max(hlc_.pack(change.approx_ms), (base.hlc + 1) if base else 0)
+    # NOTE: stream times are whole seconds (minutes on DynamoDB Local); the record's sequence
+    # number in the logical bits keeps two adoptions of one second from sharing a counter
+    # when they succeed the same base (test_two_adoptions_from_one_base_in_one_second_...).
+    floor = hlc_.pack(change.approx_ms, _sequence_bits(change.sequence))
+    at_hlc = max(floor, (base.hlc + 1) if base else 0)
     if (
         not deleted
         and settings.resolver.keeps_deleted_data
@@ -420,6 +424,14 @@ def _adopt(change: Change, *, old: Stored, new: Stored, region: str, settings: S
         adopted=True,
         settings=settings,
     )
+
+
+def _sequence_bits(sequence: str) -> int:
+    """16 bits that differ between records of one stream within any one second."""
+    if sequence.isdigit():
+        return int(sequence) & hlc_.LOGICAL_MASK
+    digest_ = hashlib.blake2b(sequence.encode(), digest_size=2).digest()
+    return int.from_bytes(digest_, "big")
 
 
 def _over_tombstone(

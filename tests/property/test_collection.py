@@ -26,12 +26,21 @@ class CollectingMachine(ReplicationMachine):
     horizon_ms = 1_500
 
     def _expiries(self) -> list[int]:
-        return [
+        """Expiries of every tombstone written, and a lower bound for those a raw delete not
+        yet read from its stream will become (adopted at the record's time or later)."""
+        known = [
             expiry_ms(v.meta, horizon_ms=self.horizon_ms)
             for versions in self.versions.values()
             for v in versions
             if v.meta.deleted
         ]
+        pending = [
+            int(record["dynamodb"]["ApproximateCreationDateTime"] * 1000) + self.horizon_ms
+            for region in self.regions
+            for record in self.tables[region].records_after(self.trackers[region].read_position)
+            if record["eventName"] == "REMOVE"
+        ]
+        return known + pending
 
     @rule(step=st.sampled_from([0, 0, 1, 3, 1000]))
     def advance_time(self, step: int) -> None:
@@ -119,3 +128,16 @@ def test_without_the_horizon_rule_that_scenario_diverges(monkeypatch: pytest.Mon
     write_after_collection_in_one_region(m)
     with pytest.raises(AssertionError):
         m.teardown()
+
+
+def test_a_raw_delete_not_yet_read_is_delivered_before_its_horizon_passes() -> None:
+    """Found by the ci profile: the model let time pass a raw delete's horizon before its
+    consumer had even read it (outside the horizon assumption), and a skewed region then wrote
+    afresh. The model now counts unread raw deletes; the scenario converges."""
+    m = CollectingLWW()
+    m.setup(n=3, nkeys=2, skews=[0, 0, 900, 0, 0])
+    m.do_sdk_put("r0", "k0")
+    m.do_raw_delete("r0", "k0")
+    m.advance_time(1000)
+    m.do_sdk_put("r2", "k0")
+    m.teardown()

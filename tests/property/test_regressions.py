@@ -196,3 +196,26 @@ def test_the_scenarios_the_teeth_use_converge(
     resolver: Resolver, scenario: Callable[[ReplicationMachine], None]
 ) -> None:
     run(resolver, 3, scenario)
+
+
+@pytest.mark.parametrize("resolver", RESOLVERS, ids=lambda r: r.name)
+def test_two_adoptions_from_one_base_in_one_second_never_share_a_counter(
+    resolver: Resolver,
+) -> None:
+    """Found by the deep profile: a raw read-modify-write was overwritten by a replicated
+    merge before its adoption, then the item was raw-deleted in the same second; both
+    adoptions bumped the same actor from the same base counter to the same value, and a
+    region that merged one before the other ended with a different 'merged' flag. Fix: an
+    adoption's clock floor carries the record's sequence number in its logical bits."""
+
+    def script(m: ReplicationMachine) -> None:
+        m.do_raw_delete("r0", "k0")
+        m.do_sdk_put("r1", "k0")
+        m.do_sdk_put("r3", "k0")
+        m._poll("r3")
+        m.do_deliver("r3", "r1", "k0")  # decide a merge at r1
+        m.do_raw_put("r1", "k0", copy_meta=True)  # a raw RMW lands in between
+        m.do_deliver("r3", "r1", "k0")  # the merge overwrites it (its metadata was copied)
+        m.do_raw_delete("r1", "k0")
+
+    run(resolver, 4, script)
