@@ -169,6 +169,7 @@ def _new_version(
     write_id: str,
     adopted: bool,
     settings: Settings,
+    sequence: str | None = None,
 ) -> Version:
     """A new version by ``region`` on top of ``base``.
 
@@ -182,7 +183,7 @@ def _new_version(
     actor = _actor_for(base, region=region) if visible else None
     if actor is None:
         actor = fresh_actor(region, write_id, taken=(a for a, _ in vv.entries))
-    vv = vv.bump(actor, max(vv.get(actor) + 1, at_hlc))
+    vv = vv.bump(actor, _counter(vv.get(actor), at_hlc=at_hlc, sequence=sequence))
     hlc = max(at_hlc, base.hlc + 1) if base is not None else at_hlc
     fields = None
     if settings.resolver.field_stamps:
@@ -201,6 +202,22 @@ def _new_version(
         fields=fields,
     )
     return Version(data=dict(data), meta=meta)
+
+
+def _counter(previous: int, *, at_hlc: int, sequence: str | None) -> int:
+    """The actor's next counter: above ``previous`` and at least the clock.
+
+    Stamped writes take even counters, adopted raw writes odd ones offset by their record's
+    sequence number: a stamped write and an adoption that succeed the same base (a raw
+    read-modify-write racing a stamped write), or two adoptions that do (a raw write
+    overwritten before adoption, then deleted), never take the same counter
+    (test_two_adoptions_from_one_base_in_one_second_never_share_a_counter and its sequel).
+    """
+    floor = max(previous + 1, at_hlc)
+    if sequence is None:
+        return floor + (floor & 1)
+    odd = floor | 1
+    return odd + 2 * (_sequence_bits(sequence) & 0x7FFF)
 
 
 def _actor_for(base: Meta | None, *, region: str) -> str | None:
@@ -423,6 +440,7 @@ def _adopt(change: Change, *, old: Stored, new: Stored, region: str, settings: S
         write_id=adoption_id(region=region, sequence=change.sequence, at_hlc=at_hlc),
         adopted=True,
         settings=settings,
+        sequence=change.sequence,
     )
 
 

@@ -23,7 +23,11 @@ from tests.property.machine import ReplicationMachine, key_of
 
 
 class CollectingMachine(ReplicationMachine):
-    horizon_ms = 1_500
+    # The horizon must exceed clock skew (up to 900 ms here) plus the stream's time rounding
+    # (whole seconds) as well as the delivery delay: an adopted tombstone's clock can start
+    # up to ~1.9 s before a skewed region's (docs/design.md).
+    horizon_ms = 4_000
+    slack_ms = 2_000
 
     def _expiries(self) -> list[int]:
         """Expiries of every tombstone written, and a lower bound for those a raw delete not
@@ -46,7 +50,7 @@ class CollectingMachine(ReplicationMachine):
     def advance_time(self, step: int) -> None:
         """Time passes; crossing a tombstone's expiry first delivers everything in flight."""
         later = self.now + step
-        if any(self.now < e <= later + 1000 for e in self._expiries()):
+        if any(self.now < e <= later + self.slack_ms for e in self._expiries()):
             self.drain()
             for region in self.regions:
                 self.checkpoint_region(region)
@@ -140,4 +144,15 @@ def test_a_raw_delete_not_yet_read_is_delivered_before_its_horizon_passes() -> N
     m.do_raw_delete("r0", "k0")
     m.advance_time(1000)
     m.do_sdk_put("r2", "k0")
+    m.teardown()
+
+
+def test_a_delete_whose_stream_time_lags_a_skewed_region_still_converges() -> None:
+    """Found by the deep profile with a 1.5 s model horizon: stream time rounded down plus
+    900 ms of skew outran the horizon. The horizon must exceed both (4 s here)."""
+    m = CollectingLWW()
+    m.setup(n=2, nkeys=2, skews=[-1, 900, 0, 0, 0])
+    m.do_raw_put("r0", "k0")
+    m.do_raw_delete("r0", "k0")
+    m.do_sdk_put("r1", "k0")
     m.teardown()

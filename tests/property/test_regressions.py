@@ -219,3 +219,26 @@ def test_two_adoptions_from_one_base_in_one_second_never_share_a_counter(
         m.do_raw_delete("r1", "k0")
 
     run(resolver, 4, script)
+
+
+@pytest.mark.parametrize("resolver", RESOLVERS, ids=lambda r: r.name)
+def test_adoptions_from_a_base_counter_ahead_of_the_clock_never_share_a_counter(
+    resolver: Resolver,
+) -> None:
+    """Found by the deep profile after the previous fix: when the base's counter (a stamped
+    write's clock) is ahead of the stream's rounded time, both adoptions took base + 1.
+    Fix: adopted writes take odd counters offset by their sequence, stamped writes even."""
+
+    def script(m: ReplicationMachine) -> None:
+        m.skew["r0"] = 1
+        m.do_raw_put("r0", "k0")
+        m._poll("r0")
+        m.do_deliver("r0", "r0", "k0")
+        m.do_sdk_put("r0", "k0")
+        m.do_deliver("r0", "r0", "k0")
+        m.do_deliver("r0", "r0", "k0")
+        m.do_raw_put("r0", "k0", copy_meta=True)
+        m.do_deliver("r0", "r0", "k0")
+        m.do_raw_delete("r0", "k0")
+
+    run(resolver, 2, script)
