@@ -14,12 +14,17 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from service.core.apply import ExpectAbsent, ExpectMeta, Precondition
+from service.core.values import size_of
 from service.core.version import META_ATTR
 from service.errors import ItemTooLargeError
 from service.ports import WriteResult
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+
+MAX_PINNED_ATTRIBUTES = 60
+MAX_PINNED_BYTES = 64 * 1024
 
 
 def condition_for(precondition: Precondition, *, partition_key: str) -> dict[str, Any]:
@@ -32,20 +37,40 @@ def condition_for(precondition: Precondition, *, partition_key: str) -> dict[str
                 "ConditionExpression": "attribute_not_exists(#pk)",
                 "ExpressionAttributeNames": names,
             }
-        case ExpectMeta(value=None):
-            # an item written without georep metadata (a raw write not yet adopted)
-            return {
-                "ConditionExpression": "attribute_exists(#pk) AND attribute_not_exists(#g)",
-                "ExpressionAttributeNames": {**names, "#g": META_ATTR},
+        case ExpectMeta(value=value, data=data):
+            clauses: list[str] = []
+            values: dict[str, Any] = {}
+            names = {"#g": META_ATTR}
+            if value is None:
+                # an item written without georep metadata (a raw write not yet adopted)
+                names["#pk"] = partition_key
+                clauses.append("attribute_exists(#pk) AND attribute_not_exists(#g)")
+            else:
+                # exactly the version the decision was taken on (a stamped write changes it)
+                clauses.append("#g = :g")
+                values[":g"] = value
+            for i, (name, attr) in enumerate(_pinned(data)):
+                # the data is still what was read (a raw read-modify-write may have copied
+                # _georep back unchanged)
+                names[f"#d{i}"] = name
+                values[f":d{i}"] = attr
+                clauses.append(f"#d{i} = :d{i}")
+            out: dict[str, Any] = {
+                "ConditionExpression": " AND ".join(clauses),
+                "ExpressionAttributeNames": names,
             }
-        case ExpectMeta(value=value):
-            # exactly the version the decision was taken on (a local write changes _georep)
-            return {
-                "ConditionExpression": "#g = :g",
-                "ExpressionAttributeNames": {"#g": META_ATTR},
-                "ExpressionAttributeValues": {":g": value},
-            }
+            if values:
+                out["ExpressionAttributeValues"] = values
+            return out
     raise AssertionError(precondition)
+
+
+def _pinned(data: Mapping[str, Any] | None) -> list[tuple[str, Any]]:
+    """The attributes to pin, or none when the item is too large for a condition (then only
+    the metadata is compared; docs/design.md states the limit)."""
+    if not data or len(data) > MAX_PINNED_ATTRIBUTES or size_of(data) > MAX_PINNED_BYTES:
+        return []
+    return sorted(data.items())
 
 
 class DynamoTable:

@@ -122,10 +122,14 @@ def _holds(pre: Precondition, current: Mapping[str, Any] | None) -> bool:
     match pre:
         case ExpectAbsent():
             return current is None
-        case ExpectMeta(value=value):
+        case ExpectMeta(value=value, data=data):
             if current is None:
                 return False
             stored = current.get(META_ATTR)
+            if data is not None and not all(
+                name in current and same_value(current[name], v) for name, v in data.items()
+            ):
+                return False
             if value is None:
                 return stored is None
             return stored is not None and same_value(stored, value)

@@ -207,17 +207,15 @@ def _new_version(
 def _counter(previous: int, *, at_hlc: int, sequence: str | None) -> int:
     """The actor's next counter: above ``previous`` and at least the clock.
 
-    Stamped writes take even counters, adopted raw writes odd ones offset by their record's
-    sequence number: a stamped write and an adoption that succeed the same base (a raw
-    read-modify-write racing a stamped write), or two adoptions that do (a raw write
-    overwritten before adoption, then deleted), never take the same counter
-    (test_two_adoptions_from_one_base_in_one_second_never_share_a_counter and its sequel).
+    Stamped writes take even counters, adopted raw writes odd ones: a stamped write and an
+    adoption that succeed the same base (a raw read-modify-write racing a stamped write) never
+    take the same counter. (An offset per record was tried and removed: a larger counter
+    claims every smaller dot of its actor, so an adoption must not jump past later writes.)
     """
     floor = max(previous + 1, at_hlc)
     if sequence is None:
         return floor + (floor & 1)
-    odd = floor | 1
-    return odd + 2 * (_sequence_bits(sequence) & 0x7FFF)
+    return floor | 1
 
 
 def _actor_for(base: Meta | None, *, region: str) -> str | None:
@@ -551,9 +549,16 @@ class ExpectAbsent:
 @dataclass(frozen=True)
 class ExpectMeta:
     """Write only if the item exists and its ``_georep`` attribute is exactly ``value``
-    (``None``: the item exists and has no ``_georep``)."""
+    (``None``: the item exists and has no ``_georep``), and every attribute of ``data`` still
+    holds that value.
+
+    NOTE: pinning the data matters for raw read-modify-writes that copy ``_georep`` back: they
+    leave the metadata as it was, so a condition on it alone lets a replicated write overwrite
+    them before their adoption (docs/design.md, "Raw-write adoption and its limits").
+    """
 
     value: AttributeValue | None
+    data: Mapping[str, AttributeValue] | None = None
 
 
 Precondition = ExpectAbsent | ExpectMeta
@@ -564,10 +569,10 @@ def precondition_for(current: Stored) -> Precondition:
     match current:
         case Absent():
             return ExpectAbsent()
-        case Stamped(meta_attr=attr):
-            return ExpectMeta(attr)
-        case Raw(meta_attr=attr):
-            return ExpectMeta(attr)
+        case Stamped(version=v, meta_attr=attr):
+            return ExpectMeta(attr, v.data)
+        case Raw(data=data, meta_attr=attr):
+            return ExpectMeta(attr, data)
     raise AssertionError(current)
 
 

@@ -244,18 +244,11 @@ def test_adoptions_from_a_base_counter_ahead_of_the_clock_never_share_a_counter(
     run(resolver, 2, script)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known limit, open in issue 2: a raw read-modify-write that copied metadata back is "
-        "overwritten by a replicated merge before its adoption (the precondition on _georep "
-        "cannot see the data change), then a stamped write in the same millisecond succeeds "
-        "the same base; two writes of one actor from one base cannot both be ordered "
-        "consistently by counters. Needs dotted version vectors or a data-pinning precondition."
-    ),
-)
 def test_a_raw_rmw_overwritten_before_adoption_then_a_same_millisecond_stamped_write() -> None:
-    """Found by the deep profile (5,000 examples); kept failing on purpose until fixed."""
+    """Found by the deep profile (5,000 examples): the replicated merge's precondition compared
+    only _georep, which the raw write had copied back, so the merge overwrote it before its
+    adoption; a same-millisecond stamped write then succeeded the same base. Fix: conditions
+    also pin the data that was read, and adoption counters no longer jump ahead."""
 
     def script(m: ReplicationMachine) -> None:
         m.do_raw_put("r0", "k1")
