@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -26,31 +27,32 @@ class PrometheusMetrics:
         self._lock = threading.Lock()
 
     def incr(self, name: str, labels: Mapping[str, str], value: float = 1) -> None:
-        with self._lock:
-            counter = self._counters.get(name)
-            if counter is None:
-                counter = Counter(
-                    f"georep_{name}",
-                    f"georep {name.replace('_', ' ')}",
-                    sorted(labels),
-                    registry=self.registry,
-                )
-                self._counters[name] = counter
+        counter = self._get(self._counters, Counter, name, labels)
         counter.labels(**labels).inc(value)
 
     def observe(self, name: str, labels: Mapping[str, str], value: float) -> None:
+        histogram = self._get(self._histograms, Histogram, name, labels, buckets=LAG_BUCKETS)
+        histogram.labels(**labels).observe(value)
+
+    def _get(
+        self,
+        made: dict[str, Any],
+        kind: Any,
+        name: str,
+        labels: Mapping[str, str],
+        **options: Any,
+    ) -> Any:
+        """The collector for ``name``, created on first use with these label names."""
         with self._lock:
-            histogram = self._histograms.get(name)
-            if histogram is None:
-                histogram = Histogram(
+            if name not in made:
+                made[name] = kind(
                     f"georep_{name}",
                     f"georep {name.replace('_', ' ')}",
                     sorted(labels),
-                    buckets=LAG_BUCKETS,
                     registry=self.registry,
+                    **options,
                 )
-                self._histograms[name] = histogram
-        histogram.labels(**labels).observe(value)
+            return made[name]
 
 
 def serve(port: int) -> WSGIServer:

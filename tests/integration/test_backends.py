@@ -11,7 +11,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -31,10 +31,10 @@ from service.backends import (
     start_backend,
     stream_arn,
 )
+from tests.integration.streams import read_stream
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
-    from mypy_boto3_dynamodbstreams.type_defs import RecordTypeDef
+    pass
 
 pytestmark = pytest.mark.integration
 
@@ -43,42 +43,7 @@ TABLE = "replica"
 TTL = "expires_at"
 
 
-def read_stream(
-    streams: DynamoDBStreamsClient, arn: str, *, expected: int, timeout: float = 10.0
-) -> list[RecordTypeDef]:
-    """Every record of the stream from TRIM_HORIZON, once `expected` have arrived.
-
-    Keeps polling until `expected` records are in (or the deadline passes), then polls once
-    more so that a record beyond the expected ones is seen and fails the caller's assertion.
-    """
-    shards = streams.describe_stream(StreamArn=arn)["StreamDescription"].get("Shards", [])
-    iterators: dict[str, str | None] = {
-        shard["ShardId"]: streams.get_shard_iterator(
-            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        for shard in shards
-    }
-    records: list[RecordTypeDef] = []
-    deadline = time.monotonic() + timeout
-    settled = False
-    while True:
-        for shard_id, iterator in iterators.items():
-            if iterator is None:
-                continue
-            page = streams.get_records(ShardIterator=iterator)
-            records.extend(page.get("Records", []))
-            iterators[shard_id] = page.get("NextShardIterator")
-        if len(records) >= expected:
-            if settled:
-                return records
-            settled = True
-            continue
-        if time.monotonic() > deadline:
-            return records
-        time.sleep(0.01)
-
-
-def event_names(records: Sequence[RecordTypeDef]) -> list[str]:
+def event_names(records: Sequence[Mapping[str, Any]]) -> list[str]:
     return [record.get("eventName", "?") for record in records]
 
 

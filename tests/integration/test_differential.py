@@ -44,10 +44,10 @@ from service.core.records import parse_record
 from service.core.values import canonical
 from service.core.version import META_ATTR
 from service.memory import MemoryTable, key_string
+from tests.integration.streams import read_stream
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
 
 pytestmark = pytest.mark.integration
 
@@ -289,37 +289,6 @@ def scan_all(dynamodb: DynamoDBClient, table: str) -> dict[str, Any]:
         if "LastEvaluatedKey" not in page:
             return found
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def read_stream(
-    streams: DynamoDBStreamsClient, arn: str, *, expected: int, timeout: float = 5.0
-) -> list[dict[str, Any]]:
-    """Every record of every shard from TRIM_HORIZON once ``expected`` have arrived, plus one
-    more poll so that a record beyond the expected ones is seen (and fails the comparison)."""
-    shards = streams.describe_stream(StreamArn=arn)["StreamDescription"].get("Shards", [])
-    iterators: dict[str, str | None] = {
-        shard["ShardId"]: streams.get_shard_iterator(
-            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        for shard in shards
-    }
-    records: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    settled = False
-    while True:
-        for shard_id, iterator in iterators.items():
-            if iterator is not None:
-                page = streams.get_records(ShardIterator=iterator)
-                records.extend(cast(list[dict[str, Any]], page.get("Records", [])))
-                iterators[shard_id] = page.get("NextShardIterator")
-        if len(records) >= expected:
-            if settled:
-                return records
-            settled = True
-        elif time.monotonic() > deadline:
-            return records
-        else:
-            time.sleep(0.01)
 
 
 def changes_per_key(records: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[Any, ...]]]:
