@@ -12,16 +12,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# DynamoDB Local (AWS's engine) is fetched at install time from the npm package
-# amplify-dynamodb-simulator into .cache/ (never committed); skipped if npm or Java 17 is missing.
-DDBLOCAL := .cache/dynamodb-local/georep-install.json
+# The embedded backend is the moto server (moto[server], Apache-2.0), installed with the test
+# extra and started by the demo, the tests and the benchmarks themselves: nothing else to fetch.
+install: $(STAMP)
 
-$(DDBLOCAL): | $(STAMP)
-	$(PY) -m service.backends.fetch
-
-install: $(STAMP) $(DDBLOCAL)
-
-demo: $(STAMP) $(DDBLOCAL)
+demo: $(STAMP)
 	$(PY) -m service.demo
 
 lint: $(STAMP)
@@ -31,8 +26,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
-test: lint typecheck $(DDBLOCAL)
-	GEOREP_REQUIRE_DDBLOCAL=$(CI) HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q
+test: lint typecheck
+	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q
 
 test-deep: $(STAMP)
 	HYPOTHESIS_PROFILE=deep $(PY) -m pytest -q tests/property
@@ -40,9 +35,8 @@ test-deep: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/core.py
 
-bench-replication: $(STAMP) $(DDBLOCAL)
-	$(PY) bench/replication.py --backend dynamodb-local
-	$(PY) bench/replication.py --backend moto
+bench-replication: $(STAMP)
+	$(PY) bench/replication.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .cache

@@ -1,6 +1,7 @@
 """Replication throughput and lag on an embedded backend, three regions, one machine.
 
-    .venv/bin/python bench/replication.py --backend dynamodb-local|moto [--records 2000]
+    .venv/bin/python bench/replication.py [--records 2000]
+    .venv/bin/python bench/replication.py --backend endpoint --endpoint-url URL  # your server
 
 1. Ceiling: the same machine's rate of single conditional PutItems at the consumer's write
    concurrency, into a destination table, measured in this run.
@@ -60,11 +61,20 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--backend", default="auto", choices=["auto", "dynamodb-local", "moto"])
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "moto", "endpoint"],
+        help="auto/moto: the embedded moto server; endpoint: your own server at --endpoint-url",
+    )
+    parser.add_argument("--endpoint-url", default=None, help="with --backend endpoint")
     parser.add_argument("--records", type=int, default=2000)
     parser.add_argument("--lag-seconds", type=float, default=10.0)
     args = parser.parse_args()
-    with start_backend(args.backend) as backend, tempfile.TemporaryDirectory() as tmp:
+    with (
+        start_backend(args.backend, endpoint_url=args.endpoint_url) as backend,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         replicas = local_replica_set(
             backend,
             Path(tmp),

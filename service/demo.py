@@ -1,9 +1,9 @@
 """``make demo``: a real replication session on the embedded backend, and the verdict.
 
-Starts DynamoDB Local (or moto server where Java is missing), creates the table in three
-regions, runs one consumer per region while writers in every region hammer the same few
-keys (stamped writes through georep, plain boto3 puts, deletes), stops the writers, drains
-the streams and compares the regions byte for byte.
+Starts the embedded moto server (or uses a server you run: ``--backend endpoint``), creates
+the table in three regions, runs one consumer per region while writers in every region hammer
+the same few keys (stamped writes through georep, plain boto3 puts, deletes), stops the
+writers, drains the streams and compares the regions byte for byte.
 """
 
 from __future__ import annotations
@@ -52,11 +52,20 @@ def _writer(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="georep demo")
-    parser.add_argument("--backend", default="auto", choices=["auto", "dynamodb-local", "moto"])
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "moto", "endpoint"],
+        help="auto/moto: the embedded moto server; endpoint: your own server at --endpoint-url",
+    )
+    parser.add_argument("--endpoint-url", default=None, help="with --backend endpoint")
     parser.add_argument("--writes", type=int, default=150, help="writes per region")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    with start_backend(args.backend) as backend, tempfile.TemporaryDirectory() as tmp:
+    with (
+        start_backend(args.backend, endpoint_url=args.endpoint_url) as backend,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         print(
             f"georep demo: {backend.name} on {backend.endpoint_url}, regions {', '.join(REGIONS)}"
         )

@@ -2,10 +2,10 @@
 
 It implements the same port as the real DynamoDB adapter (:class:`service.ports.Table`) and
 keeps DynamoDB's semantics where georep depends on them: conditional writes are atomic, a
-write that changes nothing emits no record (DynamoDB Local and AWS; set
-``record_no_ops=True`` to mimic moto), records are ordered per item, and a TTL deletion is a
+write that changes nothing emits no record (AWS; set ``record_no_ops=True`` to mimic
+moto, which streams a MODIFY), records are ordered per item, and a TTL deletion is a
 REMOVE record whose userIdentity is the DynamoDB service. The differential test in
-tests/integration checks it against DynamoDB Local and moto on the same operations.
+tests/integration checks it against the moto server on the same operations.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
-"""Embedded DynamoDB backends for integration tests and the demo: one interface, two engines.
+"""The embedded DynamoDB backend for tests, the demo and the benchmarks, and its alternative.
 
-- `DynamoDBLocal`: AWS's own engine in a JVM; faithful where a replicator cares (conditional
-  writes, stream records, TTL). The default whenever java >= 17 and the jar are here
-  (``python -m service.backends.fetch`` installs the jar at install time).
-- `MotoServer`: moto in a child Python process with requests serialised; the fallback, with
-  documented deviations (docs/backends.md).
+- `MotoServer`: moto (Apache-2.0) in a child Python process on a free loopback port, with
+  requests serialised so conditional writes are atomic. It speaks the real DynamoDB and
+  DynamoDB Streams HTTP APIs; its documented deviations are in docs/backends.md.
+- `Endpoint`: any DynamoDB-compatible server the user runs themselves (``--backend endpoint
+  --endpoint-url URL``). georep never fetches, starts or requires one.
 
-Both run as separate processes spoken to over HTTP, so tests exercise the same botocore path
-as production and nothing is patched in-process.
+Both are spoken to over HTTP, so tests exercise the same botocore path as production and
+nothing is patched in-process.
 
 >>> with start_backend("auto") as backend:  # doctest: +SKIP
 ...     dynamodb = backend.client("dynamodb", "eu-west-1")
@@ -18,12 +18,11 @@ as production and nothing is patched in-process.
 
 from __future__ import annotations
 
-from service.backends._ddblocal import DynamoDBLocal, dynamodb_local_unavailable_reason
+from service.backends._endpoint import Endpoint
 from service.backends._errors import (
     BackendError,
     BackendStartError,
     BackendUnavailableError,
-    FetchError,
     TableSetupError,
 )
 from service.backends._moto import MotoServer
@@ -37,33 +36,33 @@ __all__ = [
     "BackendStartError",
     "BackendUnavailableError",
     "Credentials",
-    "DynamoDBLocal",
     "EmbeddedBackend",
-    "FetchError",
+    "Endpoint",
     "KeyType",
     "MotoServer",
     "ServiceName",
     "TableSetupError",
     "create_replica_table",
-    "dynamodb_local_unavailable_reason",
     "port_is_open",
     "start_backend",
     "stream_arn",
 ]
 
 
-def start_backend(kind: BackendKind = "auto") -> DynamoDBLocal | MotoServer:
+def start_backend(
+    kind: BackendKind = "auto", *, endpoint_url: str | None = None
+) -> MotoServer | Endpoint:
     """Start and return a backend; the caller stops it (``with start_backend() as b:``).
 
-    ``"auto"`` picks DynamoDB Local when java >= 17 and the jar cache are present, else moto.
-    Asking for ``"dynamodb-local"`` where it cannot run raises `BackendUnavailableError` with
-    the reason, rather than silently testing against the less faithful engine.
+    ``"auto"`` and ``"moto"`` start the serialised moto server (the one embedded engine);
+    ``"endpoint"`` uses the server at ``endpoint_url`` that the user runs, and starts nothing.
     """
-    backend: DynamoDBLocal | MotoServer
-    if kind == "dynamodb-local" or (kind == "auto" and dynamodb_local_unavailable_reason() is None):
-        backend = DynamoDBLocal()
-    elif kind in ("auto", "moto"):
-        backend = MotoServer()
-    else:
-        raise ValueError(f"unknown backend kind {kind!r}; use 'auto', 'dynamodb-local' or 'moto'")
-    return backend.start()
+    if kind in ("auto", "moto"):
+        if endpoint_url is not None:
+            raise ValueError(f"--endpoint-url goes with --backend endpoint, not {kind!r}")
+        return MotoServer().start()
+    if kind == "endpoint":
+        if not endpoint_url:
+            raise ValueError("--backend endpoint needs --endpoint-url URL")
+        return Endpoint(endpoint_url).start()
+    raise ValueError(f"unknown backend kind {kind!r}; use 'auto', 'moto' or 'endpoint'")

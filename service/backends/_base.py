@@ -1,4 +1,4 @@
-"""What both backends share: the process, the client cache, and isolated views."""
+"""What every backend shares: one boto3 client per (service, region), and isolated views."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from botocore.client import BaseClient
 from botocore.config import Config
 
 from service.backends._errors import BackendError
-from service.backends._process import ManagedProcess
 from service.backends._protocol import Credentials, ServiceName
 
 if TYPE_CHECKING:
@@ -38,16 +37,15 @@ PROBE_CONFIG: Final = Config(
 )
 
 
-class ProcessBackend:
-    """Base of `DynamoDBLocal` and `MotoServer`: an `EmbeddedBackend` over a `ManagedProcess`.
+class ClientBackend:
+    """Base of `MotoServer` and `Endpoint`: an `EmbeddedBackend` minus how the server is had.
 
-    Subclasses say how to launch and probe the process (through the `ManagedProcess` they
-    pass in), what credentials a namespace uses, and how to point a client at a namespace.
+    Subclasses say where the server is (`endpoint_url`), how to start and stop it, what
+    credentials a namespace uses, and how to point a client at a namespace.
     """
 
-    def __init__(self, *, name: str, server: ManagedProcess, namespace: str) -> None:
+    def __init__(self, *, name: str, namespace: str) -> None:
         self._name = name
-        self._server = server
         self._namespace = namespace
         self._owner = True
         self._lock = threading.Lock()
@@ -55,7 +53,7 @@ class ProcessBackend:
         self._session: boto3.session.Session | None = None
 
     def __repr__(self) -> str:
-        endpoint = self._server.endpoint_url if self._server.running else "stopped"
+        endpoint = self.endpoint_url if self.running else "stopped"
         role = "owner" if self._owner else "view"
         return f"<{type(self).__name__} {endpoint} namespace={self._namespace} {role}>"
 
@@ -65,23 +63,21 @@ class ProcessBackend:
 
     @property
     def endpoint_url(self) -> str:
-        return self._server.endpoint_url
+        raise NotImplementedError
 
     @property
-    def process(self) -> ManagedProcess:
-        """The process behind this backend (port, pid, start-up time), shared by its views."""
-        return self._server
+    def running(self) -> bool:
+        raise NotImplementedError
 
     @property
     def namespace(self) -> str:
-        """What isolates this backend's databases: an access key id or a moto account id."""
+        """What isolates this backend's databases (a moto account id)."""
         return self._namespace
 
     def start(self) -> Self:
         if self._owner:
-            self._check_available()
-            self._server.start()
-        elif not self._server.running:
+            self._start_server()
+        elif not self.running:
             raise BackendError(f"{self!r}: the process behind this view has stopped")
         return self
 
@@ -91,7 +87,7 @@ class ProcessBackend:
         for client in clients:
             client.close()
         if self._owner:
-            self._server.stop()
+            self._stop_server()
 
     def __enter__(self) -> Self:
         return self.start()
@@ -123,9 +119,9 @@ class ProcessBackend:
     def client(self, service: Literal["dynamodbstreams"], region: str) -> DynamoDBStreamsClient: ...
 
     def client(self, service: ServiceName, region: str) -> Any:
-        if not self._server.running:
+        if not self.running:
             raise BackendError(f"{self!r} is not running: start it first")
-        endpoint = self._server.endpoint_url
+        endpoint = self.endpoint_url
         key = (service, region, endpoint)  # a restarted server has a new port
         with self._lock:  # NOTE: boto3 sessions are not thread-safe; clients are.
             cached = self._clients.get(key)
@@ -152,8 +148,11 @@ class ProcessBackend:
         )
         return client
 
-    def _check_available(self) -> None:
-        """Raise `BackendUnavailableError` if this machine cannot run the backend."""
+    def _start_server(self) -> None:
+        raise NotImplementedError
+
+    def _stop_server(self) -> None:
+        raise NotImplementedError
 
     def _fresh_namespace(self) -> str:
         raise NotImplementedError

@@ -4,12 +4,10 @@ Every failure here is about the *test or demo environment*, never about replicat
 these errors stay separate from the core's domain outcomes::
 
     BackendError                  anything below; catch this to fall back or skip
-    ├── BackendUnavailableError   the backend cannot be had here (no java, no jar, no moto):
-    │                             the caller may choose another backend or skip
+    ├── BackendUnavailableError   the backend cannot be had here (moto[server] not installed,
+    │                             or an isolated view asked of an external endpoint)
     ├── BackendStartError         the process started but died or never answered; the message
     │                             carries the tail of its output
-    ├── FetchError                installing DynamoDB Local failed although npm and java exist
-    │                             (download, archive or checksum): worth a loud install failure
     └── TableSetupError           a table already exists but cannot serve as a replica
                                   (wrong keys, stream off or of the wrong view type, other TTL)
 """
@@ -20,7 +18,6 @@ __all__ = [
     "BackendError",
     "BackendStartError",
     "BackendUnavailableError",
-    "FetchError",
     "TableSetupError",
 ]
 
@@ -39,7 +36,3 @@ class BackendStartError(BackendError):
 
 class TableSetupError(BackendError):
     """An existing table does not match what a replica table needs (the message says how)."""
-
-
-class FetchError(BackendError):
-    """Installing DynamoDB Local failed for a reason other than a missing tool."""

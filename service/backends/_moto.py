@@ -1,4 +1,4 @@
-"""moto's server, with requests serialised: the pure-Python fallback backend."""
+"""moto's server, with requests serialised: the embedded backend."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import boto3
 from botocore.awsrequest import AWSRequest
 from botocore.client import BaseClient
 
-from service.backends._base import PROBE_CONFIG, ProcessBackend
+from service.backends._base import PROBE_CONFIG, ClientBackend
 from service.backends._errors import BackendUnavailableError
 from service.backends._process import LOOPBACK, ManagedProcess
 from service.backends._protocol import Credentials
@@ -31,7 +31,7 @@ def _fresh_account_id() -> str:
     return f"{secrets.randbelow(10**12):012d}"
 
 
-class MotoServer(ProcessBackend):
+class MotoServer(ClientBackend):
     """A moto server (``service.backends._moto_serial``) on a free loopback port.
 
     Requests are handled one at a time, which makes conditional writes atomic; see the
@@ -51,14 +51,34 @@ class MotoServer(ProcessBackend):
         env["PYTHONPATH"] = os.pathsep.join(
             [str(_IMPORT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
         )
-        server = ManagedProcess(
+        self._server = ManagedProcess(
             name="moto",
             command=self._command,
             probe=self._probe,
             start_timeout=start_timeout,
             env=env,
         )
-        super().__init__(name="moto", server=server, namespace=_fresh_account_id())
+        super().__init__(name="moto", namespace=_fresh_account_id())
+
+    @property
+    def endpoint_url(self) -> str:
+        return self._server.endpoint_url
+
+    @property
+    def running(self) -> bool:
+        return self._server.running
+
+    @property
+    def process(self) -> ManagedProcess:
+        """The process behind this backend (port, pid, start-up time), shared by its views."""
+        return self._server
+
+    def _start_server(self) -> None:
+        self._check_available()
+        self._server.start()
+
+    def _stop_server(self) -> None:
+        self._server.stop()
 
     def credentials_for(self, region: str) -> Credentials:
         # moto ignores the key (any value signs); the account comes from the header.

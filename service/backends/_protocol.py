@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
 
 ServiceName = Literal["dynamodb", "dynamodbstreams"]
-BackendKind = Literal["auto", "dynamodb-local", "moto"]
+BackendKind = Literal["auto", "moto", "endpoint"]
 
 
 class Credentials(TypedDict):
@@ -21,17 +21,18 @@ class Credentials(TypedDict):
 
 
 class EmbeddedBackend(Protocol):
-    """A DynamoDB + DynamoDB Streams emulator process reachable over plain HTTP on loopback.
+    """A DynamoDB + DynamoDB Streams server reachable over plain HTTP.
 
-    Contract, checked for every implementation by ``tests/integration/test_backends.py``:
+    Contract, checked for the moto server by ``tests/integration/test_backends.py`` (an
+    `Endpoint` is the user's server: georep promises nothing about it beyond the HTTP APIs):
 
     - One process serves every region, and each region is a separate database: a table, item
       or stream record made through one region's client is invisible to another region's.
     - `client` returns one boto3 client per (service, region), created on first use and then
       reused, because boto3's adaptive retry mode keeps its rate limiter inside the client.
-    - Records do not name their source region truthfully (DynamoDB Local says ``ddblocal``,
-      moto ``us-east-1``, and moto ignores the region inside a stream ARN): whoever reads a
-      stream must take the source region from configuration, i.e. from the client it used.
+    - Records do not name their source region truthfully (moto says ``us-east-1`` whatever
+      the region, and ignores the region inside a stream ARN): whoever reads a stream must
+      take the source region from configuration, i.e. from the client it used.
     - `isolated` returns a view on the same process whose clients see empty databases of
       their own, so tests can share one slow-to-start process yet never see each other's
       tables. Stopping a view closes its clients only; stopping the backend that started the
@@ -41,7 +42,7 @@ class EmbeddedBackend(Protocol):
 
     @property
     def name(self) -> str:
-        """``"dynamodb-local"`` or ``"moto"``, for messages and test ids."""
+        """``"moto"`` or ``"endpoint"``, for messages and test ids."""
         ...
 
     @property
@@ -65,9 +66,8 @@ class EmbeddedBackend(Protocol):
     def credentials_for(self, region: str) -> Credentials:
         """The access key to sign requests to `region` with.
 
-        On DynamoDB Local the access key id selects the database (together with the region),
-        so it is unique to this backend or view. On moto the account is selected by a header
-        that only `client` adds: build clients with `client` there.
+        On moto any key signs; the account (the database) is selected by a header that only
+        `client` adds: build clients with `client` to stay inside an isolated view.
         """
         ...
 

@@ -81,8 +81,8 @@ def create_replica_table(
 def stream_arn(client: DynamoDBClient, table_name: str) -> str:
     """The table's latest stream ARN (DescribeTable ``LatestStreamArn``).
 
-    Never derive the source region from this ARN or from a record's ``awsRegion``: DynamoDB
-    Local writes ``ddblocal`` in both and moto ignores the ARN's region when reading.
+    Never derive the source region from this ARN or from a record's ``awsRegion``: emulators
+    write a constant there (moto: ``us-east-1``) and moto ignores the ARN's region when reading.
     """
     table = client.describe_table(TableName=table_name)["Table"]
     return _latest_stream_arn(table)
@@ -157,8 +157,9 @@ def _ensure_ttl(client: DynamoDBClient, *, table_name: str, attribute: str) -> N
             f"table {table_name} is disabling TTL (AWS allows re-enabling only after it ends, "
             "up to an hour); retry later"
         )
-    # NOTE: moto records this setting but never expires items; DynamoDB Local deletes expired
-    # items within seconds and streams a REMOVE by the service principal.
+    # NOTE: moto records this setting but never expires items; AWS deletes expired items
+    # within days and streams a REMOVE by the service principal (tested with records of that
+    # exact shape: tests/integration/test_ttl_records.py).
     client.update_time_to_live(
         TableName=table_name,
         TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute},

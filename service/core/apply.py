@@ -415,7 +415,7 @@ def _adopt(change: Change, *, old: Stored, new: Stored, region: str, settings: S
         data, deleted = _data_of(new), False
     visible = isinstance(old, Stamped)
     base = _join(_meta_of(old), _meta_of(new))
-    # NOTE: stream times are whole seconds (minutes on DynamoDB Local); the record's sequence
+    # NOTE: stream times are whole seconds (on AWS and moto); the record's sequence
     # number in the logical bits keeps two adoptions of one second from sharing a counter
     # when they succeed the same base (test_two_adoptions_from_one_base_in_one_second_...).
     floor = hlc_.pack(change.approx_ms, _sequence_bits(change.sequence))

@@ -77,8 +77,9 @@ def make_cluster(
     *,
     resolver: str = "lww",
     resolver_options: str | None = None,
+    ttl_live_policy: str = "delete",
 ) -> Cluster:
-    table = f'resolver = "{resolver}"' + (
+    table = f'resolver = "{resolver}"\nttl_live_policy = "{ttl_live_policy}"' + (
         f"\nresolver_options = {resolver_options}" if resolver_options else ""
     )
     base = local_replica_set(

@@ -1,8 +1,8 @@
-"""Both embedded backends keep the promises a replicator builds on, over real HTTP.
+"""The embedded moto server keeps the promises a replicator builds on, over real HTTP.
 
-Each test runs once per backend (``[dynamodb-local]``, ``[moto]``) in fresh databases. Where
-the two emulators legitimately differ from each other (documented deviations), the test pins
-each one's behaviour, so an upgrade that changes it fails here first.
+Each test runs in fresh databases. Where moto legitimately differs from DynamoDB (documented
+deviations, docs/backends.md), the test pins moto's behaviour, so an upgrade that changes it
+fails here first.
 """
 
 from __future__ import annotations
@@ -14,15 +14,16 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import pytest
 from botocore.exceptions import ClientError
 
 from service.backends import (
     BackendStartError,
-    DynamoDBLocal,
+    BackendUnavailableError,
     EmbeddedBackend,
+    Endpoint,
     MotoServer,
     TableSetupError,
     _process,
@@ -32,9 +33,6 @@ from service.backends import (
     stream_arn,
 )
 from tests.integration.streams import read_stream
-
-if TYPE_CHECKING:
-    pass
 
 pytestmark = pytest.mark.integration
 
@@ -224,24 +222,26 @@ def test_isolated_views_share_the_process_but_not_the_tables(backend: EmbeddedBa
     assert expected_tables == backend.client("dynamodb", REGIONS[0]).list_tables()["TableNames"]
 
 
-# Documented deviations (docs/backends.md): pinned per emulator, never relied upon.
-RECORD_REGION = {"dynamodb-local": "ddblocal", "moto": "us-east-1"}
-RECORDS_FOR_A_WRITE_THAT_CHANGES_NOTHING = {"dynamodb-local": [], "moto": ["MODIFY"]}
+# Documented deviations (docs/backends.md): pinned for moto, never relied upon. (AWS names the
+# table's region in awsRegion and streams nothing for a write that changes nothing.)
+MOTO_RECORD_REGION = "us-east-1"
+MOTO_RECORDS_FOR_A_WRITE_THAT_CHANGES_NOTHING = ["MODIFY"]
 
 
 def test_stream_records_do_not_name_the_configured_region(backend: EmbeddedBackend) -> None:
-    """awsRegion is a constant per emulator, so the source region must come from config."""
+    """awsRegion is a constant on moto, so the source region must come from config."""
     region = "ap-southeast-2"
     arn = new_replica(backend, region)
     backend.client("dynamodb", region).put_item(TableName=TABLE, Item={"pk": {"S": "k"}})
 
     records = read_stream(backend.client("dynamodbstreams", region), arn, expected=1)
 
-    assert [RECORD_REGION[backend.name]] == [record.get("awsRegion") for record in records]
+    assert [MOTO_RECORD_REGION] == [record.get("awsRegion") for record in records]
 
 
 def test_a_write_that_changes_nothing_streams_as_documented(backend: EmbeddedBackend) -> None:
-    """AWS and DynamoDB Local stream nothing for an identical put; moto streams a MODIFY."""
+    """AWS streams nothing for an identical put; moto streams a MODIFY (the service stays
+    correct on both: the differential test runs the model in each mode)."""
     region = REGIONS[0]
     arn = new_replica(backend, region)
     item = {"pk": {"S": "k"}, "value": {"S": "same"}}
@@ -249,22 +249,20 @@ def test_a_write_that_changes_nothing_streams_as_documented(backend: EmbeddedBac
     dynamodb.put_item(TableName=TABLE, Item=item)
     dynamodb.put_item(TableName=TABLE, Item=item)
 
-    expected = ["INSERT", *RECORDS_FOR_A_WRITE_THAT_CHANGES_NOTHING[backend.name]]
+    expected = ["INSERT", *MOTO_RECORDS_FOR_A_WRITE_THAT_CHANGES_NOTHING]
     records = read_stream(backend.client("dynamodbstreams", region), arn, expected=len(expected))
 
     assert expected == event_names(records)
 
 
 def test_stopping_a_backend_closes_its_port_and_ends_its_process(
-    backend_kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """After stop() nothing listens on the port, the process is gone, and no file is left.
-
-    A dedicated process, not the session's. DynamoDB Local writes a metadata file into its
-    working directory, which therefore must not be the caller's.
-    """
+    """After stop() nothing listens on the port, the process is gone, and no file is left in
+    the working directory. A dedicated process, not the module's."""
     monkeypatch.chdir(tmp_path)
-    with start_backend("moto" if backend_kind == "moto" else "dynamodb-local") as started:
+    with start_backend("moto") as started:
+        assert isinstance(started, MotoServer)
         port, process = started.process.port, started.process
         assert port_is_open(port)
         assert not started.client("dynamodb", REGIONS[0]).list_tables()["TableNames"]
@@ -338,17 +336,46 @@ def non_loopback_address() -> str | None:
     return None if address.startswith("127.") or address == "0.0.0.0" else address
 
 
-def test_both_backends_accept_connections_on_loopback_only(backend: EmbeddedBackend) -> None:
-    """An emulator has no authentication, so it must not be reachable from the network.
-
-    DynamoDB Local has no host option; the compiled launcher binds it to 127.0.0.1.
-    """
+def test_the_moto_server_accepts_connections_on_loopback_only(backend: EmbeddedBackend) -> None:
+    """An emulator has no authentication, so it must not be reachable from the network."""
     address = non_loopback_address()
     if address is None:
         pytest.skip("this machine has no non-loopback IPv4 address to try")
-    if isinstance(backend, DynamoDBLocal) and not backend.binds_loopback_only:
-        pytest.skip("no javac at fetch time: DynamoDB Local runs without the loopback launcher")
     port = int(backend.endpoint_url.rsplit(":", 1)[1])
 
     assert port_is_open(port)
     assert not port_is_open(port, host=address)
+
+
+def test_an_endpoint_backend_uses_the_users_server_and_never_stops_it(
+    moto_server: MotoServer,
+) -> None:
+    """``--backend endpoint`` talks to a server the user runs (here: the module's moto, by its
+    URL alone); leaving it closes georep's clients and leaves the server running."""
+    table = "endpoint-replica"
+    with start_backend("endpoint", endpoint_url=moto_server.endpoint_url) as endpoint:
+        assert isinstance(endpoint, Endpoint)
+        arn = new_replica(endpoint, REGIONS[0], table=table)
+        endpoint.client("dynamodb", REGIONS[0]).put_item(TableName=table, Item={"pk": {"S": "k"}})
+        records = read_stream(endpoint.client("dynamodbstreams", REGIONS[0]), arn, expected=1)
+        with pytest.raises(BackendUnavailableError, match="isolated"):
+            endpoint.isolated()
+
+    assert ["INSERT"] == event_names(records)
+    assert moto_server.running
+    assert port_is_open(moto_server.process.port)
+
+
+@pytest.mark.parametrize(
+    ("kind", "url", "message"),
+    [
+        ("endpoint", None, "needs --endpoint-url"),
+        ("moto", "http://127.0.0.1:1", "goes with --backend endpoint"),
+        ("dynamodb-local", None, "unknown backend kind"),
+    ],
+)
+def test_a_backend_choice_that_cannot_work_is_refused_before_anything_starts(
+    kind: Any, url: str | None, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        start_backend(kind, endpoint_url=url)

@@ -1,27 +1,30 @@
-"""The in-memory table (``service/memory.py``) behaves like both real backends on the same writes.
+"""The in-memory table (``service/memory.py``) behaves like the moto server on the same writes.
 
 A fake nobody checks drifts (STYLE 2). Hypothesis generates short operation sequences on three
 keys: unconditional puts of items with every attribute type, puts of an identical item (no-op),
 deletes (also of absent keys), and conditional puts and deletes under the two preconditions the
-service uses (`ExpectAbsent`, `ExpectMeta`). Each sequence runs against a `MemoryTable` and
-against a fresh table on DynamoDB Local and on moto, over HTTP; then three things must agree:
+service uses (`ExpectAbsent`, `ExpectMeta`, pinning the metadata and the data it read), issued
+on the moto side through the service's own DynamoDB adapter (`service.dynamo.DynamoTable`).
+Each sequence runs against a `MemoryTable` and against a fresh table on the moto server, over
+HTTP; then three things must agree:
 
 1. every write's outcome: applied, or refused with the same current item (ALL_OLD);
 2. the final table contents (Scan) and the model's items;
 3. the stream: per key, the same sequence of (eventName, Keys, OldImage, NewImage), every real
    record accepted by `parse_record`, and compared after parsing.
 
-Comparison is canonical (`service.core.values.canonical`): DynamoDB Local answers numbers
-normalised ("1.50" -> "1.5", "-0" -> "0", "1E+3" -> "1000") while moto, like the model, keeps
-them as written; sets are unordered everywhere. Binary values are ``bytes`` in the model and in
+Comparison is canonical (`service.core.values.canonical`): AWS answers numbers normalised
+("1.50" -> "1.5", "-0" -> "0", "1E+3" -> "1000") while moto, like the model, keeps them as
+written; sets are unordered everywhere. Binary values are ``bytes`` in the model and in
 boto3's answers, and `canonical` encodes both the same way. Equality that ignores spelling is
 also what georep relies on (digests and `same_value` are canonical), so no normalisation of
 the model is needed.
 
-Deviation handled explicitly (docs/backends.md, moto 2): moto streams a MODIFY for a write that
-changes nothing, so against moto the model runs with ``record_no_ops=True``. Its other stream
-deviation (two INSERTs for an UpdateItem that creates an item) cannot arise: the service writes
-with PutItem and DeleteItem only, and so does this test.
+Deviation handled explicitly (docs/backends.md, moto 1): moto streams a MODIFY for a write that
+changes nothing, so against moto the model runs with ``record_no_ops=True``; the property tests
+run the model in AWS's mode (no record), so the service is proved on both behaviours. moto's
+other stream deviation (two INSERTs for an UpdateItem that creates an item) cannot arise: the
+service writes with PutItem and DeleteItem only, and so does this test.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
-from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -42,7 +44,8 @@ from service.backends import EmbeddedBackend, create_replica_table
 from service.core.apply import ExpectAbsent, ExpectMeta, Precondition
 from service.core.records import parse_record
 from service.core.values import canonical
-from service.core.version import META_ATTR
+from service.core.version import META_ATTR, data_of
+from service.dynamo import DynamoTable
 from service.memory import MemoryTable, key_string
 from tests.integration.streams import read_stream
 
@@ -57,9 +60,9 @@ TTL = "expires_at"
 KEYS = ("k1", "k2", "k3")
 _table_numbers = itertools.count()
 
-# NOTE: moto streams a MODIFY for a put that changes nothing (docs/backends.md, moto 2); AWS and
-# DynamoDB Local stream nothing. The model mimics each in the matching mode.
-RECORD_NO_OPS = {"dynamodb-local": False, "moto": True}
+# NOTE: moto streams a MODIFY for a put that changes nothing (docs/backends.md, moto 1); AWS
+# streams nothing. The model mimics moto here and AWS in the property tests.
+MOTO_RECORDS_NO_OPS = True
 
 # -- values --------------------------------------------------------------------------------------
 
@@ -78,7 +81,7 @@ numbers = st.one_of(
     st.integers(-_38_DIGITS, _38_DIGITS).map(str),
     # up to 38 significant digits with a decimal point anywhere, e.g. 1234.5678...
     st.builds(_with_point, st.integers(-_38_DIGITS, _38_DIGITS), st.integers(0, 38)),
-    # spellings DynamoDB Local normalises and moto keeps: trailing zeros, -0, exponents.
+    # spellings AWS normalises and moto keeps: trailing zeros, -0, exponents.
     st.sampled_from(["1.50", "0.0", "-0", "007", "1E+3", "1e-5", "-1E-130", "9.99E+125"]),
 )
 strings = st.text(alphabet="ab é", max_size=3)  # includes the empty string
@@ -155,8 +158,9 @@ class Delete:
 class Conditional:
     """The service's write: PutItem (``item``) or DeleteItem (``None``) under a precondition.
 
-    ``meta`` is "absent" (ExpectAbsent), "current" (ExpectMeta of the stored item's `_georep`,
-    so it holds whenever the item exists) or one of METAS (may hold or fail)."""
+    ``meta`` is "absent" (ExpectAbsent), "current" (ExpectMeta of the stored item's `_georep`
+    and data, as the service pins what it read, so it holds whenever the item exists) or one of
+    METAS (may hold or fail)."""
 
     key: str
     item: dict[str, Any] | None
@@ -193,31 +197,11 @@ def precondition_for(op: Conditional, model: MemoryTable) -> Precondition:
         return ExpectAbsent()
     if op.meta == "current":
         current = model.get(key_of(op.key))
-        return ExpectMeta(current.get(META_ATTR) if current is not None else None)
+        if current is None:
+            return ExpectMeta(None)
+        return ExpectMeta(current.get(META_ATTR), data_of(current))
     assert not isinstance(op.meta, str)
     return ExpectMeta(op.meta)
-
-
-def condition_kwargs(pre: Precondition) -> dict[str, Any]:
-    """The ConditionExpression the DynamoDB adapter issues for a precondition."""
-    match pre:
-        case ExpectAbsent():
-            # nothing is stored under the key
-            return {"ConditionExpression": "attribute_not_exists(pk)"}
-        case ExpectMeta(value=None):
-            # the item exists and carries no metadata (an application's raw write)
-            return {
-                "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(#g)",
-                "ExpressionAttributeNames": {"#g": META_ATTR},
-            }
-        case ExpectMeta(value=value):
-            # the metadata is exactly what the decision was taken on (implies the item exists)
-            return {
-                "ConditionExpression": "#g = :g",
-                "ExpressionAttributeNames": {"#g": META_ATTR},
-                "ExpressionAttributeValues": {":g": value},
-            }
-    raise AssertionError(pre)
 
 
 Outcome = tuple[bool, Any]
@@ -244,9 +228,10 @@ def apply_to_model(model: MemoryTable, op: Operation) -> Outcome:
 def apply_to_backend(
     dynamodb: DynamoDBClient, table: str, model_before: MemoryTable, op: Operation
 ) -> Outcome:
-    """The same operation over HTTP. ``model_before`` is the model *before* the operation,
-    used only to resolve what the operation means (the item to re-put, the metadata to
-    expect), never to predict the backend's answer."""
+    """The same operation over HTTP; the service's writes through its own adapter.
+    ``model_before`` is the model *before* the operation, used only to resolve what the
+    operation means (the item to re-put, the metadata to expect), never to predict the
+    backend's answer."""
     match op:
         case Put(item=item):
             dynamodb.put_item(TableName=table, Item=item)
@@ -255,27 +240,9 @@ def apply_to_backend(
         case Delete(key=key):
             dynamodb.delete_item(TableName=table, Key=key_of(key))
         case Conditional():
-            condition = condition_kwargs(precondition_for(op, model_before))
-            try:
-                if op.item is None:
-                    dynamodb.delete_item(
-                        TableName=table,
-                        Key=key_of(op.key),
-                        ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                        **condition,
-                    )
-                else:
-                    dynamodb.put_item(
-                        TableName=table,
-                        Item=op.item,
-                        ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                        **condition,
-                    )
-            except ClientError as error:
-                response = cast(dict[str, Any], error.response)
-                if response["Error"]["Code"] != "ConditionalCheckFailedException":
-                    raise
-                return False, canonical_item(response.get("Item"))
+            adapter = DynamoTable(dynamodb, table_name=table, key_attributes=("pk",))
+            result = adapter.write(key_of(op.key), op.item, precondition_for(op, model_before))
+            return result.ok, canonical_item(result.current)
     return True, None
 
 
@@ -348,13 +315,10 @@ def test_the_memory_table_writes_and_streams_like_the_backend_on_the_same_operat
 ) -> None:
     """Same operations, same outcomes (ALL_OLD on a failed condition), same final items, and
     per key the same stream records (event, keys, old and new image), compared canonically."""
-    model = MemoryTable(
-        region=REGION, key_attributes=("pk",), record_no_ops=RECORD_NO_OPS[backend.name]
-    )
+    model = MemoryTable(region=REGION, key_attributes=("pk",), record_no_ops=MOTO_RECORDS_NO_OPS)
     # NOTE: a fresh table per example in the test's own database (`backend` is isolated per
     # test). A fresh database per example (`backend.isolated()`) costs two new boto3 clients,
-    # 0.1-0.7 s per example here; the 26 small tables of one run stay far below the table and
-    # write counts at which DynamoDB Local was measured slowing down (docs/backends.md).
+    # 0.1-0.7 s per example here.
     table = f"replica-{next(_table_numbers)}"
     dynamodb = backend.client("dynamodb", REGION)
     arn = create_replica_table(dynamodb, table_name=table, partition_key="pk", ttl_attribute=TTL)
@@ -372,12 +336,12 @@ def test_the_memory_table_writes_and_streams_like_the_backend_on_the_same_operat
     assert changes_per_key(model.stream) == changes_per_key(records)
 
 
-def test_a_ttl_deletion_streams_a_remove_that_parses_as_the_models_expiry(
+def test_moto_never_expires_an_item_so_ttl_deletions_are_tested_with_records_of_awss_shape(
     backend: EmbeddedBackend,
 ) -> None:
-    """DynamoDB Local expires an item whose TTL is past and streams a REMOVE that
-    `parse_record` marks ``ttl_delete``, equal to the model's `expire`; moto never expires
-    anything (docs/backends.md, moto 3), which is pinned here so an upgrade shows up."""
+    """moto keeps an item whose TTL is long past and streams no REMOVE (docs/backends.md,
+    moto 6); pinned here so that an upgrade that starts expiring shows up. The TTL path is
+    tested with records of the exact shape AWS emits in test_ttl_records.py."""
     dynamodb = backend.client("dynamodb", REGION)
     arn = create_replica_table(dynamodb, table_name=TABLE, partition_key="pk", ttl_attribute=TTL)
     expired = str(int(time.time()) - 60)
@@ -385,20 +349,9 @@ def test_a_ttl_deletion_streams_a_remove_that_parses_as_the_models_expiry(
     dynamodb.put_item(TableName=TABLE, Item=item)
     model = MemoryTable(region=REGION, key_attributes=("pk",))
     model.put_raw(item)
-    streams = backend.client("dynamodbstreams", REGION)
 
-    if backend.name == "moto":
-        time.sleep(1.0)
-        records = read_stream(streams, arn, expected=1)
-        assert changes_per_key(model.stream) == changes_per_key(records)
-        assert [item] == dynamodb.scan(TableName=TABLE)["Items"]
-        return
+    time.sleep(1.0)
+    records = read_stream(backend.client("dynamodbstreams", REGION), arn, expected=1)
 
-    model.expire(key_of("k1"))
-    # NOTE: DynamoDB Local 1.25.1 took 1.1-10.4 s from the put to the REMOVE here (its TTL
-    # sweep runs periodically); 30 s leaves room on a loaded machine.
-    records = read_stream(streams, arn, expected=2, timeout=30.0)
-    expected_remove = ("REMOVE", True)
-    assert expected_remove == (records[-1]["eventName"], parse_record(records[-1]).ttl_delete)
     assert changes_per_key(model.stream) == changes_per_key(records)
-    assert [] == dynamodb.scan(TableName=TABLE)["Items"]
+    assert [item] == dynamodb.scan(TableName=TABLE)["Items"]

@@ -69,7 +69,7 @@ def lambda_event(cluster: Cluster, region: str) -> dict[str, Any]:
     for record in records:
         shaped = json.loads(json.dumps(record, default=_lambda_json))
         shaped["eventSource"] = "aws:dynamodb"
-        shaped["awsRegion"] = record.get("awsRegion") or region  # "ddblocal" on DynamoDB Local
+        shaped["awsRegion"] = record.get("awsRegion") or region  # a constant on emulators
         shaped["eventSourceARN"] = arn
         event_records.append(shaped)
     return {"Records": event_records}
