@@ -1,9 +1,10 @@
 """The Table port over boto3's low-level DynamoDB client (real AWS or an emulator alike).
 
-Writes are always conditional, never blind: the core's preconditions become named condition
-clauses, and a failed condition is translated into a domain outcome (``WriteResult(ok=False,
-current=<the item now>)`` from ReturnValuesOnConditionCheckFailure=ALL_OLD), not an
-exception that leaks.
+Writes are always conditional, never blind: a core precondition becomes the condition that
+`service.core.conditions.condition_for` builds (the in-memory table evaluates the very same
+one), and a failed condition is translated into a domain outcome (``WriteResult(ok=False,
+current=<the item now>)`` from ReturnValuesOnConditionCheckFailure=ALL_OLD), not an exception
+that leaks.
 """
 
 from __future__ import annotations
@@ -13,64 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from service.core.apply import ExpectAbsent, ExpectMeta, Precondition
-from service.core.values import size_of
-from service.core.version import META_ATTR
+from service.core.apply import Precondition
+from service.core.conditions import condition_for
 from service.errors import ItemTooLargeError
 from service.ports import WriteResult
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-
-
-MAX_PINNED_ATTRIBUTES = 60
-MAX_PINNED_BYTES = 64 * 1024
-
-
-def condition_for(precondition: Precondition, *, partition_key: str) -> dict[str, Any]:
-    """ConditionExpression and its placeholders for a core precondition."""
-    names = {"#pk": partition_key}
-    match precondition:
-        case ExpectAbsent():
-            # no item under this key
-            return {
-                "ConditionExpression": "attribute_not_exists(#pk)",
-                "ExpressionAttributeNames": names,
-            }
-        case ExpectMeta(value=value, data=data):
-            clauses: list[str] = []
-            values: dict[str, Any] = {}
-            names = {"#g": META_ATTR}
-            if value is None:
-                # an item written without georep metadata (a raw write not yet adopted)
-                names["#pk"] = partition_key
-                clauses.append("attribute_exists(#pk) AND attribute_not_exists(#g)")
-            else:
-                # exactly the version the decision was taken on (a stamped write changes it)
-                clauses.append("#g = :g")
-                values[":g"] = value
-            for i, (name, attr) in enumerate(_pinned(data)):
-                # the data is still what was read (a raw read-modify-write may have copied
-                # _georep back unchanged)
-                names[f"#d{i}"] = name
-                values[f":d{i}"] = attr
-                clauses.append(f"#d{i} = :d{i}")
-            out: dict[str, Any] = {
-                "ConditionExpression": " AND ".join(clauses),
-                "ExpressionAttributeNames": names,
-            }
-            if values:
-                out["ExpressionAttributeValues"] = values
-            return out
-    raise AssertionError(precondition)
-
-
-def _pinned(data: Mapping[str, Any] | None) -> list[tuple[str, Any]]:
-    """The attributes to pin, or none when the item is too large for a condition (then only
-    the metadata is compared; docs/design.md states the limit)."""
-    if not data or len(data) > MAX_PINNED_ATTRIBUTES or size_of(data) > MAX_PINNED_BYTES:
-        return []
-    return sorted(data.items())
 
 
 class DynamoTable:

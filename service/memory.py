@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.core.apply import ExpectAbsent, ExpectMeta, Precondition
+from service.core.apply import Precondition
+from service.core.conditions import condition_for
 from service.core.values import canonical, same_item, same_value
-from service.core.version import META_ATTR
 from service.ports import WriteResult
 
 
@@ -35,6 +36,9 @@ class MemoryTable:
     key_attributes: tuple[str, ...]
     now_ms: Callable[[], int] = lambda: 0
     record_no_ops: bool = False
+    # The first record's sequence number; DynamoDB promises only that they increase within a
+    # shard, so tests start near a power of two to catch arithmetic on their low bits.
+    first_sequence: int = 1
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
     stream: list[dict[str, Any]] = field(default_factory=list)
 
@@ -55,7 +59,7 @@ class MemoryTable:
     ) -> WriteResult:
         """Conditional put (``item``) or delete (``None``); atomic, like DynamoDB."""
         current = self.items.get(key_string(key))
-        if not _holds(precondition, current):
+        if not _holds(precondition, current, partition_key=self.key_attributes[0]):
             return WriteResult(ok=False, current=copy.deepcopy(current))
         self._set(key, item)
         return WriteResult(ok=True, current=None)
@@ -93,7 +97,7 @@ class MemoryTable:
         body: dict[str, Any] = {
             "ApproximateCreationDateTime": float(self.now_ms() // 1000),
             "Keys": copy.deepcopy(dict(key)),
-            "SequenceNumber": f"{len(self.stream) + 1:021d}",
+            "SequenceNumber": f"{self.first_sequence + len(self.stream):021d}",
             "SizeBytes": 0,
             "StreamViewType": "NEW_AND_OLD_IMAGES",
         }
@@ -118,19 +122,28 @@ class MemoryTable:
         return copy.deepcopy(self.stream[position : position + limit])
 
 
-def _holds(pre: Precondition, current: Mapping[str, Any] | None) -> bool:
-    match pre:
-        case ExpectAbsent():
-            return current is None
-        case ExpectMeta(value=value, data=data):
-            if current is None:
+def _holds(pre: Precondition, current: Mapping[str, Any] | None, *, partition_key: str) -> bool:
+    """Evaluate the ConditionExpression the DynamoDB adapter sends for ``pre`` (built by the
+    same function), as DynamoDB would: clauses joined by AND, each a function of one
+    attribute or an equality with a placeholder value (compared by value: 1 == 1.0, sets
+    unordered)."""
+    condition = condition_for(pre, partition_key=partition_key)
+    names = condition["ExpressionAttributeNames"]
+    values = condition.get("ExpressionAttributeValues", {})
+    item = current or {}
+    for clause in condition["ConditionExpression"].split(" AND "):
+        if match := _FUNCTION.fullmatch(clause):
+            exists = names[match["name"]] in item
+            if exists != (match["function"] == "attribute_exists"):
                 return False
-            stored = current.get(META_ATTR)
-            if data is not None and not all(
-                name in current and same_value(current[name], v) for name, v in data.items()
-            ):
+        elif match := _EQUALS.fullmatch(clause):
+            stored = item.get(names[match["name"]])
+            if stored is None or not same_value(stored, values[match["value"]]):
                 return False
-            if value is None:
-                return stored is None
-            return stored is not None and same_value(stored, value)
-    raise AssertionError(pre)
+        else:
+            raise AssertionError(f"the model cannot evaluate condition clause {clause!r}")
+    return True
+
+
+_FUNCTION = re.compile(r"(?P<function>attribute_exists|attribute_not_exists)\((?P<name>#\w+)\)")
+_EQUALS = re.compile(r"(?P<name>#\w+) = (?P<value>:\w+)")

@@ -39,7 +39,7 @@ from service.core.apply import (
 )
 from service.core.records import parse_record
 from service.core.values import size_of
-from service.core.version import META_ATTR, Order, Version, compare, data_of, encode_item
+from service.core.version import META_ATTR, Order, Version, compare, encode_item
 from service.errors import GeorepError, ItemTooLargeError
 from service.ports import Table
 
@@ -117,7 +117,7 @@ def fast_precondition(change: Change) -> Precondition | None:
     if change.old is None:
         return ExpectAbsent()
     meta = change.old.get(META_ATTR)
-    return ExpectMeta(meta, data_of(change.old)) if meta is not None else None
+    return ExpectMeta(meta) if meta is not None else None
 
 
 class Replicator:

@@ -1,10 +1,11 @@
-"""Hypothesis profiles: ``ci`` (derandomized, in make test) and ``deep`` (make test-deep)."""
+"""Hypothesis profiles: ``ci`` (derandomized, in make test), ``deep`` (make test-deep),
+``triage`` (ci without shrinking) and ``dev`` (the default)."""
 
 from __future__ import annotations
 
 import os
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 settings.register_profile(
     "ci",
@@ -22,6 +23,13 @@ settings.register_profile(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     print_blob=True,
+)
+# The ci profile without shrinking: the first failing schedule, at once (shrinking a long
+# stateful run can take minutes). For triage only.
+settings.register_profile(
+    "triage",
+    parent=settings.get_profile("ci"),
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.explain],
 )
 settings.register_profile(
     "dev", max_examples=50, stateful_step_count=30, deadline=None, print_blob=True

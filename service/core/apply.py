@@ -34,11 +34,13 @@ from service.core.version import (
     Version,
     VersionVector,
     actor_region,
+    adoption_actor,
     compare,
     data_of,
     decode_meta,
     expiry_ms,
     fresh_actor,
+    is_adoption_actor,
 )
 from service.errors import RecordError, RuleError
 
@@ -173,17 +175,26 @@ def _new_version(
 ) -> Version:
     """A new version by ``region`` on top of ``base``.
 
-    ``visible``: ``base`` is what this region's table held, so the region's history of the
-    item is in it and the region's actor continues (counter ``max(previous + 1, at_hlc)``: the
-    HLC floor keeps counters unique even if a stale version was restored over a forgotten
-    one). Otherwise the write starts a fresh actor, which claims no dot it never saw
-    (docs/design.md, "History that was lost").
+    ``sequence`` set: a raw write adopted from the record at that sequence number; the
+    region's adoption actor takes the sequence number as its counter (`_adoption_counter`).
+
+    Otherwise a stamped write. ``visible``: ``base`` is what this region's table held, so the
+    region's history of the item is in it and the region's actor continues (counter
+    ``max(previous + 1, at_hlc)``: the HLC floor keeps counters unique even if a stale
+    version was restored over a forgotten one). Otherwise the write starts a fresh actor,
+    which claims no dot it never saw (docs/design.md, "History that was lost").
     """
     vv = base.vv if base is not None else VersionVector()
-    actor = _actor_for(base, region=region) if visible else None
-    if actor is None:
-        actor = fresh_actor(region, write_id, taken=(a for a, _ in vv.entries))
-    vv = vv.bump(actor, _counter(vv.get(actor), at_hlc=at_hlc, sequence=sequence))
+    if sequence is not None:
+        actor = adoption_actor(region)
+        counter = _adoption_counter(vv.get(actor), sequence=sequence, at_hlc=at_hlc)
+    else:
+        continued = _actor_for(base, region=region) if visible else None
+        actor = continued or fresh_actor(region, write_id, taken=(a for a, _ in vv.entries))
+        # Above the previous counter and at least the clock: unique even if a stale version
+        # was restored over a forgotten one.
+        counter = max(vv.get(actor) + 1, at_hlc)
+    vv = vv.bump(actor, counter)
     hlc = max(at_hlc, base.hlc + 1) if base is not None else at_hlc
     fields = None
     if settings.resolver.field_stamps:
@@ -204,28 +215,30 @@ def _new_version(
     return Version(data=dict(data), meta=meta)
 
 
-def _counter(previous: int, *, at_hlc: int, sequence: str | None) -> int:
-    """The actor's next counter: above ``previous`` and at least the clock.
+def _adoption_counter(previous: int, *, sequence: str, at_hlc: int) -> int:
+    """The adoption actor's counter for the record at ``sequence``: the sequence number itself.
 
-    Stamped writes take even counters, adopted raw writes odd ones: a stamped write and an
-    adoption that succeed the same base (a raw read-modify-write racing a stamped write) never
-    take the same counter. (An offset per record was tried and removed: a larger counter
-    claims every smaller dot of its actor, so an adoption must not jump past later writes.)
+    Sequence numbers increase within a shard, and an item's records stay in one shard lineage,
+    so a raw write's counter exceeds that of every raw write it physically replaced, and a
+    replay computes the same one. ``previous + 1`` keeps it above the base's should a stream
+    ever number below it (a re-enabled stream, a restored table); a non-numeric sequence (no
+    DynamoDB stream has one) falls back to the clock.
     """
-    floor = max(previous + 1, at_hlc)
-    if sequence is None:
-        return floor + (floor & 1)
-    return floor | 1
+    number = int(sequence) if sequence.isdigit() else at_hlc
+    return max(previous + 1, number)
 
 
 def _actor_for(base: Meta | None, *, region: str) -> str | None:
-    """The actor this region continues: the base's writer if it is ours, else our actor
-    with the highest counter in the base, else none (start a fresh one)."""
+    """The actor this region's stamped writes continue: the base's writer if it is ours,
+    else our actor with the highest counter in the base, else none (start a fresh one).
+    Never the adoption actor: only adoptions bump it."""
     if base is None:
         return None
-    if actor_region(base.actor) == region:
+    if actor_region(base.actor) == region and not is_adoption_actor(base.actor):
         return base.actor
-    ours = [(c, a) for a, c in base.vv.entries if actor_region(a) == region]
+    ours = [
+        (c, a) for a, c in base.vv.entries if actor_region(a) == region and not is_adoption_actor(a)
+    ]
     return max(ours)[1] if ours else None
 
 
@@ -372,18 +385,41 @@ def translate(change: Change, *, region: str, settings: Settings) -> Outcome:
         raise RecordError(f"{change.event} record without a new image")
     if change.old is not None and same_item(change.old, change.new or {}):
         return Drop("unchanged")
-    if isinstance(new, Stamped):
+    if isinstance(new, Stamped) and _written_by_georep(new.version.meta, change, settings):
         meta = new.version.meta
-        # NOTE: only the old image's metadata is needed here, not its digest: this is the hot
-        # path (every record of every region passes here).
-        old_vv = _peek_vv(change.old)
-        restored = old_vv is not None and meta.vv.compare(old_vv) is Order.BEFORE
-        if not restored:
-            if meta.origin != region or meta.merged or meta.adopted:
-                return Drop("echo")
-            return Forward(new.version)
+        if meta.origin != region or meta.merged or meta.adopted:
+            return Drop("echo")
+        return Forward(new.version)
     old = read_item(change.old, settings=settings)
     return Adopt(_adopt(change, old=old, new=new, region=region, settings=settings))
+
+
+def _written_by_georep(meta: Meta, change: Change, settings: Settings) -> bool:
+    """Whether a stamped new image is what georep itself writes over the old image: a stamped
+    write or a replicated version succeeds it (or equals it), and replication over a raw item,
+    or over a tombstone past its horizon, writes any version its metadata does not already
+    contain. Anything else (a version
+    restored from a backup, or copied from another region over a concurrent one) is a raw
+    write of old metadata, adopted like any raw write, never dropped as an echo.
+
+    NOTE: only the old image's metadata is read on the common path, not its digest: this is
+    the hot path (every record of every region passes here).
+    """
+    old_vv = _peek_vv(change.old)
+    if old_vv is None:
+        return True
+    order = meta.vv.compare(old_vv)
+    if order in (Order.AFTER, Order.EQUAL):
+        return True
+    if order is Order.BEFORE:
+        return False
+    # Concurrent: replication writes it over a raw item, or over a tombstone past its horizon
+    # relative to it (which counts as absence, see `decide`).
+    old = read_item(change.old, settings=settings)
+    return isinstance(old, Raw) or (
+        isinstance(old, Stamped)
+        and tombstone_expired(old.version.meta, at_hlc=meta.hlc, settings=settings)
+    )
 
 
 def _peek_vv(image: Item | None) -> VersionVector | None:
@@ -413,7 +449,12 @@ def _adopt(change: Change, *, old: Stored, new: Stored, region: str, settings: S
         data, deleted = (dict(old_data) if keeps else settings.keys_of(old_data)), True
     else:
         data, deleted = _data_of(new), False
-    visible = isinstance(old, Stamped)
+    # NOTE: under merge rules every adoption starts a fresh actor and claims only its base.
+    # The adoption actor would make a raw write succeed earlier raw writes it never read
+    # (one overwritten by replication before its adoption, a tombstone already gone from the
+    # table), and a successor under merge rules must contain its predecessors' data
+    # (docs/design.md, "Deletes under merge rules"); last-writer-wins needs no such thing.
+    visible = False
     base = _join(_meta_of(old), _meta_of(new))
     # NOTE: stream times are whole seconds (on AWS and moto); the record's sequence
     # number in the logical bits keeps two adoptions of one second from sharing a counter
@@ -438,7 +479,7 @@ def _adopt(change: Change, *, old: Stored, new: Stored, region: str, settings: S
         write_id=adoption_id(region=region, sequence=change.sequence, at_hlc=at_hlc),
         adopted=True,
         settings=settings,
-        sequence=change.sequence,
+        sequence=None if settings.resolver.keeps_deleted_data else change.sequence,
     )
 
 
@@ -481,7 +522,8 @@ def _over_tombstone(
 
 
 def _join(a: Meta | None, b: Meta | None) -> Meta | None:
-    """A base that has seen both (vector join, latest clock); ``a`` supplies the rest."""
+    """A base that has seen both (vector join, latest clock, larger count); ``a`` supplies
+    the rest."""
     if a is None or b is None:
         return a or b
     return Meta(
@@ -490,7 +532,9 @@ def _join(a: Meta | None, b: Meta | None) -> Meta | None:
         write_id=a.write_id,
         hlc=max(a.hlc, b.hlc),
         digest=a.digest,
-        count=a.count,
+        # NOTE: the larger count, so the successor's count exceeds both predecessors' (the
+        # version-counter resolver relies on it; test_a_copy_of_a_version_with_more_updates_...)
+        count=max(a.count, b.count),
         fields=a.fields,
     )
 
@@ -549,16 +593,15 @@ class ExpectAbsent:
 @dataclass(frozen=True)
 class ExpectMeta:
     """Write only if the item exists and its ``_georep`` attribute is exactly ``value``
-    (``None``: the item exists and has no ``_georep``), and every attribute of ``data`` still
-    holds that value.
+    (``None``: the item exists and has no ``_georep``).
 
-    NOTE: pinning the data matters for raw read-modify-writes that copy ``_georep`` back: they
-    leave the metadata as it was, so a condition on it alone lets a replicated write overwrite
-    them before their adoption (docs/design.md, "Raw-write adoption and its limits").
+    NOTE: the data is not pinned. A raw read-modify-write that copies ``_georep`` back can
+    still be overwritten by a replicated write before its adoption; it is then adopted from its
+    own record and merged, and because adoptions take their region's adoption actor, no other
+    write can take its dot (docs/design.md, "Raw-write adoption and its limits").
     """
 
     value: AttributeValue | None
-    data: Mapping[str, AttributeValue] | None = None
 
 
 Precondition = ExpectAbsent | ExpectMeta
@@ -569,10 +612,8 @@ def precondition_for(current: Stored) -> Precondition:
     match current:
         case Absent():
             return ExpectAbsent()
-        case Stamped(version=v, meta_attr=attr):
-            return ExpectMeta(attr, v.data)
-        case Raw(data=data, meta_attr=attr):
-            return ExpectMeta(attr, data)
+        case Stamped(meta_attr=attr) | Raw(meta_attr=attr):
+            return ExpectMeta(attr)
     raise AssertionError(current)
 
 

@@ -48,6 +48,21 @@ def actor_region(actor: str) -> str:
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+ADOPTION_TAG = "00000000"
+
+
+def adoption_actor(region: str) -> str:
+    """The actor of every raw write adopted in ``region``: ``eu-west-1~00000000``.
+
+    Only that region's consumer bumps it, in stream order per item, with the record's sequence
+    number as the counter; so a raw write succeeds every earlier raw write of its region to the
+    same item (it physically replaced them), and no stamped write ever takes one of its dots.
+    """
+    return f"{region}~{ADOPTION_TAG}"
+
+
+def is_adoption_actor(actor: str) -> bool:
+    return actor.endswith("~" + ADOPTION_TAG)
 
 
 def fresh_actor(region: str, write_id: str, *, taken: Iterable[str] = ()) -> str:
@@ -63,7 +78,7 @@ def fresh_actor(region: str, write_id: str, *, taken: Iterable[str] = ()) -> str
         number = int.from_bytes(raw, "big")
         tag = "".join(_CROCKFORD[(number >> (5 * i)) & 31] for i in reversed(range(8)))
         actor = f"{region}~{tag}"
-        if actor not in used:
+        if actor not in used and tag != ADOPTION_TAG:
             return actor
     raise AssertionError("no free actor tag")  # 1,000 collisions of a 40-bit hash
 

@@ -3,8 +3,9 @@
 A fake nobody checks drifts (STYLE 2). Hypothesis generates short operation sequences on three
 keys: unconditional puts of items with every attribute type, puts of an identical item (no-op),
 deletes (also of absent keys), and conditional puts and deletes under the two preconditions the
-service uses (`ExpectAbsent`, `ExpectMeta`, pinning the metadata and the data it read), issued
-on the moto side through the service's own DynamoDB adapter (`service.dynamo.DynamoTable`).
+service uses (`ExpectAbsent`, `ExpectMeta`), issued on the moto side through the service's own
+DynamoDB adapter (`service.dynamo.DynamoTable`), and evaluated by the model from the same
+ConditionExpression (`service.core.conditions.condition_for`).
 Each sequence runs against a `MemoryTable` and against a fresh table on the moto server, over
 HTTP; then three things must agree:
 
@@ -44,7 +45,7 @@ from service.backends import EmbeddedBackend, create_replica_table
 from service.core.apply import ExpectAbsent, ExpectMeta, Precondition
 from service.core.records import parse_record
 from service.core.values import canonical
-from service.core.version import META_ATTR, data_of
+from service.core.version import META_ATTR
 from service.dynamo import DynamoTable
 from service.memory import MemoryTable, key_string
 from tests.integration.streams import read_stream
@@ -158,9 +159,8 @@ class Delete:
 class Conditional:
     """The service's write: PutItem (``item``) or DeleteItem (``None``) under a precondition.
 
-    ``meta`` is "absent" (ExpectAbsent), "current" (ExpectMeta of the stored item's `_georep`
-    and data, as the service pins what it read, so it holds whenever the item exists) or one of
-    METAS (may hold or fail)."""
+    ``meta`` is "absent" (ExpectAbsent), "current" (ExpectMeta of the stored item's `_georep`,
+    so it holds whenever the item exists) or one of METAS (may hold or fail)."""
 
     key: str
     item: dict[str, Any] | None
@@ -197,9 +197,7 @@ def precondition_for(op: Conditional, model: MemoryTable) -> Precondition:
         return ExpectAbsent()
     if op.meta == "current":
         current = model.get(key_of(op.key))
-        if current is None:
-            return ExpectMeta(None)
-        return ExpectMeta(current.get(META_ATTR), data_of(current))
+        return ExpectMeta(current.get(META_ATTR) if current is not None else None)
     assert not isinstance(op.meta, str)
     return ExpectMeta(op.meta)
 

@@ -7,6 +7,7 @@ Each one broke an earlier design; the comment says which and how it was fixed
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -261,3 +262,110 @@ def test_a_raw_rmw_overwritten_before_adoption_then_a_same_millisecond_stamped_w
         m.do_sdk_delete("r3", "k1")  # same millisecond, same base actor
 
     run(LastWriterWins(), 4, script)
+
+
+def final_value(m: ReplicationMachine, key: str) -> str | None:
+    """The ``val`` every region ends with (they must agree)."""
+    items = [m.tables[r].get({"pk": {"S": key}}) for r in m.regions]
+    values = {None if i is None else i.get("val", {}).get("S") for i in items}
+    assert 1 == len(values), f"{key}: regions differ: {items}"
+    return values.pop()
+
+
+@pytest.mark.parametrize("resolver", RESOLVERS, ids=lambda r: r.name)
+def test_a_raw_write_succeeds_the_raw_write_it_replaced_across_a_sequence_number_wrap(
+    resolver: Resolver,
+) -> None:
+    """Review finding 1: two raw writes to one key in one second, the second before the first
+    was adopted. Both old images lack metadata, so both adoptions started fresh actors and
+    were concurrent; LWW fell back to the low 16 bits of the sequence numbers, which wrap
+    (...065535, then ...065536), and the first write won in every region, on replay too.
+    Fix: adoptions of one region share its adoption actor, counted by sequence number, so a
+    raw write succeeds the raw write it physically replaced."""
+
+    class Machine(ReplicationMachine):
+        pass
+
+    Machine.resolver = resolver
+    m = Machine()
+    m.setup(n=3, nkeys=2, skews=[0] * 5)
+    m.tables["r0"].first_sequence = 65_535
+    m.do_raw_put("r0", "k0")  # sequence ...065535
+    m.do_raw_put("r0", "k0")  # sequence ...065536, same second, not yet adopted
+    second = m.tables["r0"].get({"pk": {"S": "k0"}})
+    assert second is not None
+    m.drain()
+    assert second["val"]["S"] == final_value(m, "k0")
+    m.crash_region("r0")  # replay both records from the start: nothing changes
+    m.checkpoints["r0"] = 0
+    m.crash_region("r0")
+    m.drain()
+    assert second["val"]["S"] == final_value(m, "k0")
+    m.teardown()
+
+
+def test_a_raw_rmw_overwritten_before_adoption_with_62_attributes_converges() -> None:
+    """Review finding 2: the replay of
+    test_a_raw_rmw_overwritten_before_adoption_then_a_same_millisecond_stamped_write with
+    items of 62 attributes, above the 60 the DynamoDB adapter pinned, and the condition the
+    adapter really sends (the model now evaluates the adapter's own ConditionExpression): a
+    tombstone in one region and a live item in another, forever. Fix: adoptions use their
+    region's adoption actor, so no stamped write can take an adopted write's dot, and
+    convergence no longer rests on pinning the data."""
+
+    class Wide(ReplicationMachine):
+        def new_data(self, key: str, value: str, current: dict[str, Any] | None) -> dict[str, Any]:
+            return self.widen(super().new_data(key, value, current), value)
+
+    Wide.resolver = LastWriterWins()
+    m = Wide()
+    m.setup(n=4, nkeys=2, skews=[0] * 5)
+    m.do_raw_put("r0", "k1")
+    m.do_sdk_put("r3", "k1")
+    m.do_raw_delete("r0", "k1")
+    m._poll("r0")
+    m.do_deliver("r0", "r3", "k1")  # decide a merge at r3
+    m.do_raw_put("r3", "k1", copy_meta=True)  # a raw RMW copying metadata lands
+    m.do_deliver("r0", "r3", "k1")  # the merge overwrites it: its _georep still matches
+    m.do_sdk_delete("r3", "k1")  # same millisecond, same base actor
+    m.metadata_is_valid_and_never_moves_backwards()
+    m.teardown()
+
+
+@pytest.mark.parametrize("resolver", RESOLVERS, ids=lambda r: r.name)
+def test_a_raw_copy_of_another_regions_version_over_a_concurrent_one_is_not_an_echo(
+    resolver: Resolver,
+) -> None:
+    """Review finding 6: a copy script (or a restore from a backup) writes r2's version,
+    `_georep` included, over r1's concurrent version. It was dropped as an echo, so r1 held
+    r2's version for good while the others merged both. Fix: only a version that succeeds
+    the record's old image (what replication itself writes) is an echo; this one is adopted."""
+
+    def script(m: ReplicationMachine) -> None:
+        m.do_sdk_put("r2", "k0")
+        m.advance_time(3)
+        m.do_sdk_put("r1", "k0")  # concurrent with r2's, and later: LWW keeps it
+        m.do_raw_copy("r2", "r1", "k0")  # r1 now holds r2's version, metadata and all
+
+    run(resolver, 3, script)
+
+
+def test_a_copy_of_a_version_with_more_updates_keeps_the_larger_update_count() -> None:
+    """Found by the ci profile once copies joined the state machine: r2's version (3 updates)
+    copied raw over r3's (1 update) was adopted with the old image's count plus one (2), below
+    the count of a version it succeeds, so the version-counter resolver picked a different
+    carrier depending on merge order. Fix: an adoption's base takes the larger count."""
+
+    class Machine(ReplicationMachine):
+        resolver = VersionCounter()
+
+    m = Machine()
+    m.setup(n=5, nkeys=2, skews=[-1, 1, 2, 900, 900])
+    m.do_sdk_put("r4", "k1")
+    m.do_sdk_put("r3", "k1", wide=True)
+    m.do_sdk_put("r4", "k1")
+    m.do_sdk_put("r1", "k1")
+    m.do_raw_copy("r4", "r2", "k1")
+    m.do_sdk_put("r2", "k1")
+    m.do_raw_copy("r2", "r3", "k1")
+    m.teardown()

@@ -121,7 +121,7 @@ def test_breaking_checkpoint_after_apply_fails_the_suite(patch: pytest.MonkeyPat
 
 def test_breaking_the_write_precondition_fails_the_suite(patch: pytest.MonkeyPatch) -> None:
     """Write blindly: a local write between the consumer's read and its write is lost."""
-    patch.setattr(service.memory, "_holds", lambda pre, current: True)
+    patch.setattr(service.memory, "_holds", lambda pre, current, **_: True)
     must_fail(
         lambda: test_a_replicated_write_racing_a_local_write_is_merged_not_overwritten(
             LastWriterWins()
