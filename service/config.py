@@ -114,12 +114,20 @@ class Config(_Strict):
     def horizon_ms(self) -> int:
         return int(self.table.tombstone_horizon_hours * 3600 * 1000)
 
-    def settings(self) -> Settings:
-        """The core's view. Builds the resolver, which checks a user rule's laws."""
+    def settings(self, *, check_laws: bool = False) -> Settings:
+        """The core's view, with the configured resolver.
+
+        Cheap, and it never imports Hypothesis: this runs on every start (each Lambda cold
+        start, each ``GeorepTable``). ``check_laws=True`` also checks a user rule's laws
+        (about 1 s; raises LawViolation unless the rule is marked ``unsafe``): do it once, at
+        configuration time (``georep check-rule``; ``georep run`` does it when it starts).
+        """
         from resolvers import build
 
         try:
-            resolver = build(self.table.resolver, **self.table.resolver_options)
+            resolver = build(
+                self.table.resolver, check_laws=check_laws, **self.table.resolver_options
+            )
         except GeorepError:
             raise
         except (KeyError, TypeError, ValueError) as exc:

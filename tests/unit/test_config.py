@@ -69,15 +69,16 @@ def test_an_unknown_resolver_is_refused() -> None:
         parse_config(doc(resolver="nope")).settings()
 
 
-def test_a_user_rule_that_breaks_its_laws_is_refused_unless_marked_unsafe() -> None:
+def test_the_explicit_law_check_refuses_a_user_rule_that_breaks_its_laws_unless_unsafe() -> None:
+    """``settings(check_laws=True)`` (what ``georep check-rule`` and ``georep run`` do) refuses
+    an unlawful rule with the law it breaks and the minimal counterexample."""
     options = {"rule": "tests.property.example_rules:local_wins"}
-    with pytest.raises(LawViolation):
-        parse_config(doc(resolver="rules", resolver_options=options)).settings()
-    unsafe = {**options, "unsafe": True}
-    assert (
-        "rules"
-        == parse_config(doc(resolver="rules", resolver_options=unsafe)).settings().resolver.name
-    )
+    with pytest.raises(LawViolation) as refused:
+        parse_config(doc(resolver="rules", resolver_options=options)).settings(check_laws=True)
+    assert "commutative" == refused.value.law
+    assert 2 == len(refused.value.counterexample)  # the two versions merge order decides
+    unsafe = parse_config(doc(resolver="rules", resolver_options={**options, "unsafe": True}))
+    assert "rules" == unsafe.settings(check_laws=True).resolver.name
 
 
 def test_an_unknown_region_is_a_typed_error() -> None:
