@@ -16,6 +16,7 @@ from service.errors import GeorepError
 def _run(args: argparse.Namespace) -> int:
     from service.consumer import Consumer
     from service.metrics import PrometheusMetrics, serve
+    from service.preflight import check_tables
 
     config = load_config(args.config)
     # A user rule's laws are checked once per process start (~1 s), here and not in every
@@ -27,6 +28,7 @@ def _run(args: argparse.Namespace) -> int:
         server = serve(port)
         print(f"georep: metrics on http://127.0.0.1:{server.server_port}/metrics", flush=True)
     consumer = Consumer(config, region=args.region, metrics=metrics)
+    check_tables(config, clients=consumer.dynamodb)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from service.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
 
 CONFIG = """
 [table]
@@ -114,3 +118,25 @@ def test_georep_run_refuses_a_bad_configuration_with_one_line_and_exit_2(
     assert [err.strip()] == err.strip().splitlines()
     assert err.startswith("georep: ")
     assert needle in err
+
+
+def test_georep_run_without_aws_credentials_exits_2_with_one_line(tmp_path: Path) -> None:
+    """No credentials anywhere (no AWS_* variables, empty config files, no instance metadata):
+    one line saying so and how to provide them, exit 2, no traceback. The endpoint is a closed
+    port, so nothing would be reached even if a request were sent."""
+    path = write_config(tmp_path)
+
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", "run", "--region", "eu-west-1", "-c", str(path)],
+        cwd=ROOT,
+        env={**no_aws_environment(tmp_path), "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert "Traceback" not in done.stderr
+    assert 2 == done.returncode
+    assert [done.stderr.strip()] == done.stderr.strip().splitlines()
+    assert done.stderr.startswith("georep: no usable AWS credentials")
+    assert "AWS_ACCESS_KEY_ID" in done.stderr
