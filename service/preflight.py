@@ -45,6 +45,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from service.consumer import THROTTLES
 from service.core.version import TTL_ATTR
 from service.errors import GeorepError
 
@@ -63,16 +64,6 @@ _CREDENTIALS_ERRORS = (
     CredentialRetrievalError,
     TokenRetrievalError,
     SSOError,
-)
-_TRANSIENT_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "LimitExceededException",
-        "InternalServerError",
-        "ServiceUnavailable",
-    }
 )
 
 
@@ -217,7 +208,7 @@ def _describe(region: str, client: DynamoDBClient, *, table_name: str, keys: Key
     except ClientError as error:
         code = str(error.response.get("Error", {}).get("Code", ""))
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
-        if code in _TRANSIENT_CODES or status >= 500:
+        if code in THROTTLES or status >= 500:
             return _Verdict(region, unchecked=f"{code}: {error}")
         return _Verdict(region, problems=(_client_problem(code, error, table_name),))
     return _Verdict(region, problems=tuple(table_problems(table, ttl, keys=keys)))

@@ -9,7 +9,6 @@ the fix, with exit code 2 and no traceback.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -28,6 +27,7 @@ from service.consumer import clients_for
 from service.core.version import TTL_ATTR
 from service.errors import GeorepError
 from service.local import local_replica_set
+from tests.integration.test_lambda_handler import closed_port
 
 pytestmark = pytest.mark.integration
 
@@ -225,9 +225,7 @@ def test_a_region_that_cannot_be_reached_is_skipped_with_a_warning_not_refused(
     from service.preflight import check_tables
 
     path = replica_set(backend, tmp_path, bad=proper)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    closed = f"http://127.0.0.1:{closed_port()}"
     text = path.read_text()
     head, tail = text.split(f'name = "{BAD}"\n', 1)
     path.write_text(f'{head}name = "{BAD}"\n' + tail.replace(backend.endpoint_url, closed, 1))
