@@ -23,10 +23,19 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from resolvers.registry import check_name, check_options
 from service.core.apply import Settings
-from service.errors import GeorepError, UnknownRegionError
+from service.errors import GeorepError, RuleError, UnknownRegionError
 
 
 class ConfigError(GeorepError):
@@ -45,16 +54,37 @@ class TableConfig(_Strict):
     sort_key_type: Literal["S", "N", "B"] = "S"
     resolver: str = "lww"
     # Options for the resolver: ``attribute`` (version-counter), ``rule`` and ``unsafe`` (rules).
-    resolver_options: dict[str, Any] = Field(default_factory=dict)
+    resolver_options: dict[str, Any] = Field(default_factory=dict, validate_default=True)
     # Must exceed the longest replication delay plus the 24 h stream retention.
     tombstone_horizon_hours: float = Field(default=168.0, gt=24.0)
     ttl_live_policy: Literal["delete", "ignore"] = "delete"
 
     @field_validator("sort_key")
     @classmethod
-    def _distinct_keys(cls, value: str | None, info: Any) -> str | None:
+    def _distinct_keys(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and value == info.data.get("partition_key"):
             raise ValueError("sort_key must differ from partition_key")
+        return value
+
+    @field_validator("resolver")
+    @classmethod
+    def _known_resolver(cls, value: str) -> str:
+        try:
+            check_name(value)
+        except RuleError as error:
+            raise ValueError(str(error)) from None
+        return value
+
+    @field_validator("resolver_options")
+    @classmethod
+    def _resolver_options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        resolver = info.data.get("resolver")
+        if resolver is None:  # refused above already
+            return value
+        try:
+            check_options(resolver, value)
+        except RuleError as error:
+            raise ValueError(str(error)) from None
         return value
 
 
@@ -73,6 +103,16 @@ class ReplicationConfig(_Strict):
     idle_backoff_seconds: float = Field(default=0.05, gt=0, le=10)
     max_idle_backoff_seconds: float = Field(default=0.25, gt=0, le=60)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _backoff_within_maximum(self) -> ReplicationConfig:
+        if self.idle_backoff_seconds > self.max_idle_backoff_seconds:
+            raise ValueError(
+                f"idle_backoff_seconds ({self.idle_backoff_seconds}) is above "
+                f"max_idle_backoff_seconds ({self.max_idle_backoff_seconds}): lower the first "
+                "or raise the second (the idle wait doubles from the first up to the second)"
+            )
+        return self
 
 
 class Config(_Strict):
@@ -114,12 +154,20 @@ class Config(_Strict):
     def horizon_ms(self) -> int:
         return int(self.table.tombstone_horizon_hours * 3600 * 1000)
 
-    def settings(self) -> Settings:
-        """The core's view. Builds the resolver, which checks a user rule's laws."""
+    def settings(self, *, check_laws: bool = False) -> Settings:
+        """The core's view, with the configured resolver.
+
+        Cheap, and it never imports Hypothesis: this runs on every start (each Lambda cold
+        start, each ``GeorepTable``). ``check_laws=True`` also checks a user rule's laws
+        (about 1 s; raises LawViolation unless the rule is marked ``unsafe``): do it once, at
+        configuration time (``georep check-rule``; ``georep run`` does it when it starts).
+        """
         from resolvers import build
 
         try:
-            resolver = build(self.table.resolver, **self.table.resolver_options)
+            resolver = build(
+                self.table.resolver, check_laws=check_laws, **self.table.resolver_options
+            )
         except GeorepError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
@@ -139,19 +187,43 @@ def parse_config(doc: dict[str, Any], *, source: str = "georep.toml") -> Config:
         return Config.model_validate(doc)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {_message(err)}"
             for err in exc.errors()
         )
         raise ConfigError(f"{source} is invalid: {problems}") from None
+
+
+def _message(error: Any) -> str:
+    """Pydantic's message without its "Value error, " prefix for our own validators."""
+    if error.get("type") == "value_error" and "error" in error.get("ctx", {}):
+        return str(error["ctx"]["error"])
+    return str(error["msg"])
 
 
 def load_config(path: str | Path) -> Config:
     """Read and validate ``georep.toml`` (or another path)."""
     path = Path(path)
     try:
-        doc = tomllib.loads(path.read_text())
+        # NOTE: bytes, decoded here: TOML is UTF-8 by definition, whatever the locale says.
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file (create one with `georep init`)") from None
+        raise ConfigError(
+            f"{path}: no such file (pass the path of your georep.toml with -c/--config or "
+            "GEOREP_CONFIG)"
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"{path} is a folder, not a file: pass the path of the georep.toml file itself"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+            f"{exc.start}): TOML files must be UTF-8, save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    try:
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     return parse_config(doc, source=str(path))

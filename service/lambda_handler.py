@@ -53,6 +53,7 @@ from service.deadletter import DynamoDeadLetters
 from service.dynamo import DynamoTable
 from service.errors import GeorepError, RecordError
 from service.pipeline import Labels, Replicator
+from service.preflight import check_tables
 
 log = logging.getLogger("georep.lambda")
 
@@ -262,12 +263,18 @@ def build(
 ) -> LambdaReplication:
     """Clients (one per region, reused across invocations), tables and the Replicator.
 
+    Every region's table is checked first (:func:`service.preflight.check_tables`: keys,
+    NEW_AND_OLD_IMAGES stream, TTL on ``_georep_ttl``), so the role needs
+    ``dynamodb:DescribeTable`` and ``dynamodb:DescribeTimeToLive`` on every replica table; a
+    region that cannot be reached at the cold start is skipped with a warning.
+
     The dead-letter table must exist (``Consumer.setup`` or the deployment creates it): a
     function that creates tables on a cold start needs CreateTable rights it should not have.
     """
     config.region(region)  # UnknownRegionError names the configured regions
     session = session or boto3.Session()
     clients = clients_for(config, "dynamodb", session=session, boto_config=BOTO_CONFIG)
+    check_tables(config, clients=clients)
     tables = {
         name: DynamoTable(
             client, table_name=config.table_name(name), key_attributes=config.key_attributes

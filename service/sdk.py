@@ -7,6 +7,17 @@
 Each write reads the current item, stamps the new version (version vector, HLC, write id,
 digest) and writes it with a precondition on what it read; if another write got there first,
 it reads again. Reads through :meth:`get` hide tombstones and metadata.
+
+georep's own attributes are not application data. :meth:`put` drops the ``_georep`` that an
+item read with plain boto3 carries (the SDK reads the current item itself, so the new version
+succeeds it), and drops ``_georep_ttl`` when it comes with a tombstone's ``_georep`` (writing
+over a deleted item brings it back, and it must not expire). Any other ``_georep_ttl`` is
+refused: the table's TTL attribute collects tombstones, and the SDK does not expire live
+items. So a read-modify-write through boto3 works::
+
+    item = client.get_item(TableName="orders", Key={"pk": {"S": "user#1"}})["Item"]
+    item["name"] = {"S": "Ada L."}
+    table.put(item)   # a stamped version that succeeds the one read
 """
 
 from __future__ import annotations
@@ -21,8 +32,9 @@ import ulid
 from service.config import Config
 from service.core import hlc
 from service.core.apply import Settings, precondition_for, read_item, stamp
-from service.core.version import Version, data_of, encode_item
+from service.core.version import META_ATTR, TTL_ATTR, Version, data_of, decode_meta, encode_item
 from service.dynamo import DynamoTable
+from service.errors import MetadataError
 
 
 class Clock:
@@ -39,6 +51,33 @@ class Clock:
     def observe(self, remote: int) -> None:
         with self.lock:
             self.last = hlc.observe(self.last, remote, self.now_ms())
+
+
+def application_data(item: Mapping[str, Any], *, settings: Settings) -> dict[str, Any]:
+    """``item`` without georep's attributes, as :meth:`GeorepTable.put` writes it.
+
+    ``_georep`` is dropped; ``_georep_ttl`` too if the ``_georep`` beside it marks a
+    tombstone (the item was read deleted). Raises MetadataError for any other ``_georep_ttl``.
+    """
+    data = dict(item)
+    copied = data.pop(META_ATTR, None)
+    expiry = data.pop(TTL_ATTR, None)
+    if expiry is not None and not _is_tombstone(copied, settings=settings):
+        raise MetadataError(
+            f"{TTL_ATTR} is georep's tombstone expiry, not application data: remove it from "
+            "the item (the table's TTL collects deleted items only; GeorepTable does not "
+            "expire live items)"
+        )
+    return data
+
+
+def _is_tombstone(meta_attr: Any, *, settings: Settings) -> bool:
+    if meta_attr is None:
+        return False
+    try:
+        return decode_meta(meta_attr, regions=settings.region_set).deleted
+    except MetadataError:
+        return False
 
 
 class GeorepTable:
@@ -71,7 +110,10 @@ class GeorepTable:
         return data_of(item)
 
     def put(self, item: Mapping[str, Any]) -> Version:
-        version = self._write(self.settings.keys_of(item), dict(item))
+        """Write ``item`` as a new version (see the module docstring for ``_georep`` and
+        ``_georep_ttl`` in ``item``)."""
+        data = application_data(item, settings=self.settings)
+        version = self._write(self.settings.keys_of(data), data)
         assert version is not None
         return version
 

@@ -87,10 +87,13 @@ def test_registry_builds_every_named_resolver() -> None:
 
 
 def test_registry_refuses_an_unlawful_rule_unless_unsafe() -> None:
-    """A rule breaking a law is refused at configuration time; unsafe=True accepts it."""
+    """A rule breaking a law is refused by the explicit configuration-time check
+    (check_laws=True); unsafe=True accepts it."""
     with pytest.raises(LawViolation):
-        build("rules", rule="tests.property.example_rules:local_wins")
-    rule = build("rules", rule="tests.property.example_rules:local_wins", unsafe=True)
+        build("rules", check_laws=True, rule="tests.property.example_rules:local_wins")
+    rule = build(
+        "rules", check_laws=True, rule="tests.property.example_rules:local_wins", unsafe=True
+    )
     assert "rules" == rule.name
 
 

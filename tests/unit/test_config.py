@@ -69,15 +69,16 @@ def test_an_unknown_resolver_is_refused() -> None:
         parse_config(doc(resolver="nope")).settings()
 
 
-def test_a_user_rule_that_breaks_its_laws_is_refused_unless_marked_unsafe() -> None:
+def test_the_explicit_law_check_refuses_a_user_rule_that_breaks_its_laws_unless_unsafe() -> None:
+    """``settings(check_laws=True)`` (what ``georep check-rule`` and ``georep run`` do) refuses
+    an unlawful rule with the law it breaks and the minimal counterexample."""
     options = {"rule": "tests.property.example_rules:local_wins"}
-    with pytest.raises(LawViolation):
-        parse_config(doc(resolver="rules", resolver_options=options)).settings()
-    unsafe = {**options, "unsafe": True}
-    assert (
-        "rules"
-        == parse_config(doc(resolver="rules", resolver_options=unsafe)).settings().resolver.name
-    )
+    with pytest.raises(LawViolation) as refused:
+        parse_config(doc(resolver="rules", resolver_options=options)).settings(check_laws=True)
+    assert "commutative" == refused.value.law
+    assert 2 == len(refused.value.counterexample)  # the two versions merge order decides
+    unsafe = parse_config(doc(resolver="rules", resolver_options={**options, "unsafe": True}))
+    assert "rules" == unsafe.settings(check_laws=True).resolver.name
 
 
 def test_an_unknown_region_is_a_typed_error() -> None:
@@ -86,9 +87,65 @@ def test_an_unknown_region_is_a_typed_error() -> None:
 
 
 def test_a_missing_or_broken_file_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="georep init"):
+    with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "missing.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("[table\nname=")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+def test_a_config_path_that_is_a_folder_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a folder, not a file"):
+        load_config(tmp_path)
+
+
+def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    """TOML is UTF-8 whatever the locale: a Latin-1 file is refused, naming the byte."""
+    path = tmp_path / "georep.toml"
+    path.write_bytes(MINIMAL.replace('"orders"', '"ordères"').encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 0xe8 at offset \d+\)"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("attribute", [5, 1.5, True, "", "  ", ["version"], {"name": "v"}])
+def test_a_version_counter_attribute_that_is_not_an_attribute_name_is_refused(
+    attribute: object,
+) -> None:
+    """The counter attribute must be a name; anything else used to fall back silently to the
+    update count (the version was never found under a number)."""
+    with pytest.raises(ConfigError) as error:
+        parse_config(doc(resolver="version-counter", resolver_options={"attribute": attribute}))
+    message = str(error.value)
+    assert "table.resolver_options" in message
+    assert "'attribute' must be the name of a numeric attribute" in message
+
+
+def test_an_unsafe_flag_that_is_not_a_boolean_is_refused() -> None:
+    """``unsafe = "false"`` is truthy: it would have skipped the law check."""
+    options = {"rule": "tests.property.example_rules:union_tags", "unsafe": "false"}
+    with pytest.raises(ConfigError, match="'unsafe' must be true or false"):
+        parse_config(doc(resolver="rules", resolver_options=options))
+
+
+def test_resolver_options_are_checked_when_the_file_is_parsed() -> None:
+    with pytest.raises(ConfigError, match=r"does not take option\(s\) \['attribute'\]"):
+        parse_config(doc(resolver="lww", resolver_options={"attribute": "v"}))
+    with pytest.raises(ConfigError, match="needs option rule"):
+        parse_config(doc(resolver="rules"))
+    with pytest.raises(ConfigError, match=r"table\.resolver: unknown resolver 'nope'"):
+        parse_config(doc(resolver="nope"))
+
+
+def test_an_idle_backoff_above_its_maximum_is_refused() -> None:
+    document = {**doc(), "replication": {"idle_backoff_seconds": 2, "max_idle_backoff_seconds": 1}}
+    with pytest.raises(ConfigError) as error:
+        parse_config(document)
+    assert "replication: idle_backoff_seconds (2.0) is above max_idle_backoff_seconds (1.0)" in str(
+        error.value
+    )
+
+
+def test_an_idle_backoff_equal_to_its_maximum_is_accepted() -> None:
+    document = {**doc(), "replication": {"idle_backoff_seconds": 1, "max_idle_backoff_seconds": 1}}
+    assert 1.0 == parse_config(document).replication.max_idle_backoff_seconds

@@ -1,0 +1,242 @@
+"""``georep run`` and the Lambda cold start refuse tables that cannot work, over real HTTP.
+
+Each test makes a two-region replica set on the emulator: a correct table in the first region
+(``create_replica_table``, as a deployment would) and, in the second, a table made with plain
+boto3 that is wrong in one way. The refusal must be one line naming the region, the table and
+the fix, with exit code 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config as BotoConfig
+
+from service import lambda_handler
+from service.backends import EmbeddedBackend, create_replica_table
+from service.config import load_config
+from service.consumer import clients_for
+from service.core.version import TTL_ATTR
+from service.errors import GeorepError
+from service.local import local_replica_set
+from tests.integration.test_lambda_handler import closed_port
+
+pytestmark = pytest.mark.integration
+
+GOOD, BAD = "eu-west-1", "us-east-1"
+ROOT = Path(__file__).resolve().parents[2]
+GEOREP_RUN = (sys.executable, "-m", "service.cli", "run", "--region", GOOD)
+
+MakeTable = Callable[[Any, str], None]
+
+
+def _create(
+    client: Any,
+    name: str,
+    *,
+    keys: tuple[tuple[str, str, str], ...] = (("pk", "HASH", "S"),),
+    stream: str | None = "NEW_AND_OLD_IMAGES",
+    ttl: str | None = TTL_ATTR,
+) -> None:
+    """A table made by hand, the way a user might have made it."""
+    options: dict[str, Any] = {}
+    if stream is not None:
+        options["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream}
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": a, "KeyType": k} for a, k, _ in keys],
+        AttributeDefinitions=[{"AttributeName": a, "AttributeType": t} for a, _, t in keys],
+        BillingMode="PAY_PER_REQUEST",
+        **options,
+    )
+    if ttl is not None:
+        client.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl}
+        )
+
+
+BAD_TABLES: dict[str, tuple[MakeTable, str]] = {
+    "stream-new-image": (
+        lambda c, n: _create(c, n, stream="NEW_IMAGE"),
+        "stream view type is NEW_IMAGE, georep needs NEW_AND_OLD_IMAGES",
+    ),
+    "stream-off": (lambda c, n: _create(c, n, stream=None), "its stream is off"),
+    "ttl-off": (lambda c, n: _create(c, n, ttl=None), "TTL is off, georep needs it on"),
+    "ttl-on-another-attribute": (
+        lambda c, n: _create(c, n, ttl="expires_at"),
+        "TTL is on attribute 'expires_at', georep needs it on '_georep_ttl'",
+    ),
+    "partition-key-type": (
+        lambda c, n: _create(c, n, keys=(("pk", "HASH", "N"),)),
+        'key pk has type N, the configuration says S: set [table] partition_key_type = "N"',
+    ),
+    "sort-key-not-configured": (
+        lambda c, n: _create(c, n, keys=(("pk", "HASH", "S"), ("sk", "RANGE", "S"))),
+        "key schema is pk (partition key, S) + sk (sort key, S), the configuration says "
+        "pk (partition key, S)",
+    ),
+    "missing": (lambda c, n: None, "the table does not exist"),
+}
+
+
+def client(backend: EmbeddedBackend, region: str) -> Any:
+    """A plain boto3 client, as ``georep run`` and the Lambda make theirs (on moto, clients
+    from ``backend.client`` live in an account of their own)."""
+    session = boto3.Session(**backend.credentials_for(region))
+    return session.client("dynamodb", region_name=region, endpoint_url=backend.endpoint_url)
+
+
+def proper(c: Any, name: str) -> None:
+    create_replica_table(c, table_name=name, partition_key="pk", ttl_attribute=TTL_ATTR)
+
+
+def replica_set(
+    backend: EmbeddedBackend,
+    directory: Path,
+    *,
+    bad: MakeTable,
+    good: MakeTable = proper,
+    table_options: str = "",
+) -> Path:
+    """georep.toml for GOOD and BAD; ``good``'s table in GOOD, ``bad``'s in BAD."""
+    name = f"preflight-{uuid.uuid4().hex[:8]}"
+    path = directory / "georep.toml"
+    regions = "".join(
+        f'[[regions]]\nname = "{r}"\nendpoint_url = "{backend.endpoint_url}"\n\n'
+        for r in (GOOD, BAD)
+    )
+    path.write_text(
+        f'[table]\nname = "{name}"\npartition_key = "pk"\n{table_options}\n\n{regions}'
+        f'[replication]\ncheckpoint_table = "{name}-checkpoints"\n'
+        f'dead_letter_table = "{name}-dead-letters"\n'
+    )
+    good(client(backend, GOOD), name)
+    bad(client(backend, BAD), name)
+    return path
+
+
+def environment(backend: EmbeddedBackend) -> dict[str, str]:
+    credentials = backend.credentials_for(GOOD)
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+        "PYTHONPATH": str(ROOT),
+        "AWS_ACCESS_KEY_ID": credentials["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": credentials["aws_secret_access_key"],
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_TABLES))
+def test_georep_run_refuses_a_table_that_cannot_work_with_one_line_and_exit_2(
+    bad: str, backend: EmbeddedBackend, tmp_path: Path
+) -> None:
+    """Wrong stream view type, no stream, no TTL, TTL on another attribute, a key type or a
+    key schema that differs from the configuration, or no table at all: ``georep run`` exits 2
+    before replicating, with one line naming the region, the table and the fix."""
+    make_bad, needle = BAD_TABLES[bad]
+    path = replica_set(backend, tmp_path, bad=make_bad)
+    table = load_config(path).table.name
+
+    done = subprocess.run(
+        [*GEOREP_RUN, "-c", str(path), "--exit-when-idle", "0.5"],
+        cwd=ROOT,
+        env=environment(backend),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert "Traceback" not in done.stderr
+    assert 2 == done.returncode, done.stderr
+    assert [done.stderr.strip()] == done.stderr.strip().splitlines()
+    assert done.stderr.startswith(f"georep: region {BAD}, table {table}: ")
+    assert needle in done.stderr
+    assert "" == done.stdout  # nothing started
+
+
+@pytest.fixture
+def lambda_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    lambda_handler.reset()
+    yield monkeypatch
+    lambda_handler.reset()
+
+
+def test_the_lambda_cold_start_refuses_a_destination_whose_stream_lacks_old_images(
+    backend: EmbeddedBackend, tmp_path: Path, lambda_env: pytest.MonkeyPatch
+) -> None:
+    """A destination table streaming NEW_IMAGE only is refused when the function's container
+    starts, naming the region, the table and the fix, before any record is replicated."""
+    path = replica_set(backend, tmp_path, bad=BAD_TABLES["stream-new-image"][0])
+    for name, value in environment(backend).items():
+        if name.startswith("AWS_"):
+            lambda_env.setenv(name, value)
+    lambda_env.setenv("GEOREP_CONFIG", str(path))
+    lambda_env.setenv("GEOREP_REGION", GOOD)
+
+    with pytest.raises(GeorepError) as refused:
+        lambda_handler.app()
+
+    message = str(refused.value)
+    assert message.startswith(f"region {BAD}, table {load_config(path).table.name}: ")
+    assert "NEW_AND_OLD_IMAGES" in message
+    assert "\n" not in message
+
+
+def test_tables_made_as_configured_pass_including_a_numeric_partition_key(
+    backend: EmbeddedBackend, tmp_path: Path
+) -> None:
+    """A replica set made by ``local_replica_set`` passes; so do tables whose partition key is
+    a number when the configuration says ``partition_key_type = "N"`` (the key types used to
+    be accepted and never used)."""
+    from service.preflight import check_tables  # here: the refusal tests run on any version
+
+    made = local_replica_set(backend, tmp_path, regions=(GOOD, BAD))
+    clients = clients_for(made.config, "dynamodb", session=made.session())
+    assert {} == check_tables(made.config, clients=clients)
+
+    numeric = tmp_path / "numeric"
+    numeric.mkdir()
+
+    def number_key(c: Any, name: str) -> None:
+        _create(c, name, keys=(("pk", "HASH", "N"),))
+
+    path = replica_set(
+        backend, numeric, good=number_key, bad=number_key, table_options='partition_key_type = "N"'
+    )
+    config = load_config(path)
+    assert {} == check_tables(
+        config, clients=clients_for(config, "dynamodb", session=made.session())
+    )
+
+
+def test_a_region_that_cannot_be_reached_is_skipped_with_a_warning_not_refused(
+    backend: EmbeddedBackend, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A destination that is down at start-up must not stop replication to the others (the
+    replication path retries writes to it): its check is skipped, loudly."""
+    from service.preflight import check_tables
+
+    path = replica_set(backend, tmp_path, bad=proper)
+    closed = f"http://127.0.0.1:{closed_port()}"
+    text = path.read_text()
+    head, tail = text.split(f'name = "{BAD}"\n', 1)
+    path.write_text(f'{head}name = "{BAD}"\n' + tail.replace(backend.endpoint_url, closed, 1))
+    config = load_config(path)
+    session = boto3.Session(**backend.credentials_for(GOOD))
+    once = BotoConfig(retries={"max_attempts": 1}, connect_timeout=2)
+
+    unchecked = check_tables(
+        config, clients=clients_for(config, "dynamodb", session=session, boto_config=once)
+    )
+
+    assert [BAD] == list(unchecked)
+    assert "Could not connect" in unchecked[BAD]
+    assert f"could not check region {BAD}, table {config.table.name}" in caplog.text

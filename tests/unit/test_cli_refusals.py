@@ -1,0 +1,142 @@
+"""``georep run`` refuses what cannot work with one line on stderr and exit code 2.
+
+Nothing here reaches the network: every endpoint is a closed loopback port and the process
+has no AWS credentials, so a refusal that came too late would fail on those instead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from service.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CONFIG = """
+[table]
+name = "orders"
+partition_key = "pk"
+{table}
+
+[[regions]]
+name = "eu-west-1"
+endpoint_url = "http://127.0.0.1:{port}"
+
+[[regions]]
+name = "us-east-1"
+endpoint_url = "http://127.0.0.1:{port}"
+
+[replication]
+{replication}
+"""
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_config(directory: Path, *, table: str = "", replication: str = "") -> Path:
+    path = directory / "georep.toml"
+    path.write_text(CONFIG.format(table=table, replication=replication, port=closed_port()))
+    return path
+
+
+def no_aws_environment(directory: Path) -> dict[str, str]:
+    """The environment without credentials: no AWS_* variables, empty config and credentials
+    files, no instance metadata lookups."""
+    empty = directory / "empty-aws-file"
+    empty.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return {
+        **env,
+        "AWS_CONFIG_FILE": str(empty),
+        "AWS_SHARED_CREDENTIALS_FILE": str(empty),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+@pytest.fixture
+def no_aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    for name, value in no_aws_environment(tmp_path).items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+
+
+def _not_utf8(directory: Path) -> Path:
+    path = write_config(directory)
+    path.write_bytes(path.read_text().replace('"orders"', '"ordères"').encode("latin-1"))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make_config", "needle"),
+    [
+        pytest.param(lambda d: d, "is a folder, not a file", id="config-path-is-a-folder"),
+        pytest.param(_not_utf8, "is not UTF-8 text", id="config-not-utf8"),
+        pytest.param(
+            lambda d: write_config(
+                d, table='resolver = "version-counter"\nresolver_options = { attribute = 5 }'
+            ),
+            "option 'attribute' must be the name of a numeric attribute",
+            id="version-counter-attribute-not-a-string",
+        ),
+        pytest.param(
+            lambda d: write_config(
+                d, replication="idle_backoff_seconds = 2.0\nmax_idle_backoff_seconds = 1.0"
+            ),
+            "idle_backoff_seconds (2.0) is above max_idle_backoff_seconds (1.0)",
+            id="idle-backoff-above-maximum",
+        ),
+    ],
+)
+def test_georep_run_refuses_a_bad_configuration_with_one_line_and_exit_2(
+    make_config: Callable[[Path], Path],
+    needle: str,
+    tmp_path: Path,
+    no_aws: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A folder, a non-UTF-8 file, a version-counter attribute that is not a name and an idle
+    backoff above its maximum are refused before anything is started."""
+    path = make_config(tmp_path)
+
+    code = main(["run", "--region", "eu-west-1", "-c", str(path), "--exit-when-idle", "0.1"])
+
+    err = capsys.readouterr().err
+    assert 2 == code
+    assert [err.strip()] == err.strip().splitlines()
+    assert err.startswith("georep: ")
+    assert needle in err
+
+
+def test_georep_run_without_aws_credentials_exits_2_with_one_line(tmp_path: Path) -> None:
+    """No credentials anywhere (no AWS_* variables, empty config files, no instance metadata):
+    one line saying so and how to provide them, exit 2, no traceback. The endpoint is a closed
+    port, so nothing would be reached even if a request were sent."""
+    path = write_config(tmp_path)
+
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", "run", "--region", "eu-west-1", "-c", str(path)],
+        cwd=ROOT,
+        env={**no_aws_environment(tmp_path), "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert "Traceback" not in done.stderr
+    assert 2 == done.returncode
+    assert [done.stderr.strip()] == done.stderr.strip().splitlines()
+    assert done.stderr.startswith("georep: no usable AWS credentials")
+    assert "AWS_ACCESS_KEY_ID" in done.stderr
