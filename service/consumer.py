@@ -19,7 +19,7 @@ from service.config import Config
 from service.deadletter import DynamoDeadLetters
 from service.dynamo import DynamoTable
 from service.pipeline import MemoryMetrics, Metrics, Replicator
-from service.streams import DynamoCheckpoints, StreamReader, TrimmedError
+from service.streams import DynamoCheckpoints, StreamReader
 
 log = logging.getLogger("georep.consumer")
 
@@ -132,6 +132,8 @@ class Consumer:
             self.streams,
             stream_arn=stream_arn,
             checkpoints=checkpoints,
+            metrics=self.metrics,
+            region=self.region,
             batch_size=self.config.replication.batch_size,
         )
 
@@ -143,14 +145,7 @@ class Consumer:
         assert reader is not None
         processed = 0
         for shard_id in reader.ready_shards():
-            try:
-                batch = reader.read(shard_id)
-            except TrimmedError as error:
-                self.metrics.incr("trimmed_data", {"region": self.region})
-                reader.needs_repair(str(error))
-                reader.state[shard_id].sequence = None  # go on from the trim horizon, loudly
-                reader.rewind(shard_id)
-                continue
+            batch = reader.read(shard_id)  # trimmed data is reported by the reader
             if not batch.records:
                 if batch.closed:
                     reader.commit(shard_id, sequence=None, finished=True)

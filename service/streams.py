@@ -1,14 +1,18 @@
 """Reading one region's DynamoDB Stream: shards, lineage, iterators, checkpoints.
 
-* A child shard is read only after its parent is finished (or gone past retention): per-item
-  order survives shard splits.
+* A child shard is read only after its parent is finished: per-item order survives shard splits.
 * Iterators start AFTER_SEQUENCE_NUMBER the checkpoint, or at TRIM_HORIZON for a new shard;
   an expired iterator is simply taken again from the checkpoint.
 * The checkpoint of a shard moves only after every destination applied the records up to it
-  (the caller says so), and is stored in a DynamoDB table of the same region.
-* Reading past the 24 h retention (TrimmedDataAccessException, or a checkpoint the stream no
-  longer has) is a loud error and a metric, and marks the region as needing repair; it never
-  silently skips.
+  (the caller says so), and is stored in a DynamoDB table of the same region, per stream ARN.
+* Records lost to the 24 h retention are never skipped silently. Each of these is logged, counted
+  (``trimmed_data``) and marks the region as needing repair, then reading goes on:
+  1. a checkpoint below the trim horizon (TrimmedDataAccessException, and only that);
+  2. a shard this consumer knew, gone from the listing before it was read to its end;
+  3. a listed shard whose parent is gone and was never read to its end by this consumer (on a
+     first start too: the history before it is unknown, so it is not assumed replicated).
+* Every other error (a 500 among them: it is not trimmed data) drops the shard's iterator and
+  propagates; the next read starts again from the checkpoint.
 """
 
 from __future__ import annotations
@@ -16,16 +20,30 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from service.dynamo import ensure_table
+from service.pipeline import MemoryMetrics, Metrics
 
 log = logging.getLogger("georep.streams")
 
 REPAIR_MARKER = "__needs_repair__"
+
+# What boto3 raises for an AWS call that failed after botocore's own retries.
+AWS_ERRORS = (ClientError, BotoCoreError)
+EXPIRED = "ExpiredIteratorException"
+TRIMMED = "TrimmedDataAccessException"
+NOT_FOUND = "ResourceNotFoundException"
+
+
+def error_code(error: BaseException) -> str:
+    """The AWS error code of a botocore error, or the exception's class name."""
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code") or "ClientError")
+    return type(error).__name__
 
 
 @dataclass
@@ -35,6 +53,8 @@ class ShardState:
 
 
 class CheckpointStore(Protocol):
+    """One stream's checkpoints."""
+
     def load(self) -> dict[str, ShardState]: ...
 
     def save(self, shard_id: str, state: ShardState) -> None: ...
@@ -45,20 +65,26 @@ class CheckpointStore(Protocol):
 class MemoryCheckpoints:
     def __init__(self) -> None:
         self.shards: dict[str, ShardState] = {}
-        self.repair: str | None = None
+        self.repairs: list[str] = []
+
+    @property
+    def repair(self) -> str | None:
+        """The latest repair marker's reason (the DynamoDB store keeps only the latest)."""
+        return self.repairs[-1] if self.repairs else None
 
     def load(self) -> dict[str, ShardState]:
-        return {k: ShardState(v.sequence, v.finished) for k, v in self.shards.items()}
+        return {k: replace(v) for k, v in self.shards.items()}
 
     def save(self, shard_id: str, state: ShardState) -> None:
-        self.shards[shard_id] = ShardState(state.sequence, state.finished)
+        self.shards[shard_id] = replace(state)
 
     def mark_needs_repair(self, reason: str) -> None:
-        self.repair = reason
+        self.repairs.append(reason)
 
 
 class DynamoCheckpoints:
-    """Checkpoints in a small table of the consumer's own region (key ``shard``, S)."""
+    """One stream's checkpoints in a small table of the consumer's own region (key ``shard``, S:
+    ``<stream arn>|<shard id>``)."""
 
     def __init__(self, client: Any, *, table_name: str, stream_arn: str) -> None:
         self.client, self.table_name, self.stream_arn = client, table_name, stream_arn
@@ -96,10 +122,6 @@ class DynamoCheckpoints:
         )
 
 
-class TrimmedError(Exception):
-    """The stream no longer has records the checkpoint says were not applied yet."""
-
-
 @dataclass(frozen=True)
 class Batch:
     shard_id: str
@@ -117,6 +139,8 @@ class StreamReader:
         *,
         stream_arn: str,
         checkpoints: CheckpointStore,
+        metrics: Metrics | None = None,
+        region: str = "",
         batch_size: int = 100,
         discover_every: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
@@ -127,10 +151,15 @@ class StreamReader:
         self.discover_every, self.clock = discover_every, clock
         self._discovered_at: float | None = None
         self.checkpoints = checkpoints
+        self.metrics: Metrics = metrics if metrics is not None else MemoryMetrics()
+        self.region = region
         self.batch_size = batch_size
         self.state = checkpoints.load()
+        self.first_start = not self.state
         self.iterators: dict[str, str] = {}
         self.parents: dict[str, str | None] = {}
+
+    # -- shards ------------------------------------------------------------------------------
 
     def _discover(self) -> None:
         shards: list[Mapping[str, Any]] = []
@@ -144,9 +173,40 @@ class StreamReader:
             start = description.get("LastEvaluatedShardId")
             if not start:
                 break
-        self.parents = {s["ShardId"]: s.get("ParentShardId") for s in shards}
-        for shard_id in self.parents:
+        listed = {s["ShardId"]: s.get("ParentShardId") for s in shards}
+        self._report_gone(listed)
+        for shard_id in listed:
             self.state.setdefault(shard_id, ShardState())
+        self.parents = listed
+
+    def _report_gone(self, listed: Mapping[str, str | None]) -> None:
+        """Rules 2 and 3: shards that left the listing before this consumer read them to their
+        end took their unread records with them."""
+        # Rule 2: a shard gone before it was read to its end lost every record after its
+        # checkpoint (a consumer stopped for a day meets this on every restart).
+        for shard_id, state in sorted(self.state.items()):
+            if shard_id not in listed and not state.finished:
+                self._lost(
+                    shard_id,
+                    f"shard {shard_id} aged out of the stream before it was read to its end "
+                    f"(checkpoint {state.sequence or 'none'})",
+                    gone=True,
+                )
+        # Rule 3: a parent gone without this consumer ever finishing it lost its records.
+        for shard_id, parent in sorted(listed.items()):
+            if parent and parent not in listed and parent not in self.state:
+                first = (
+                    " (a first start: no checkpoint for this stream; records older than the "
+                    "trim horizon were never replicated by this consumer)"
+                    if self.first_start
+                    else ""
+                )
+                self._lost(
+                    parent,
+                    f"shard {parent}, parent of {shard_id}, aged out of the stream before this "
+                    f"consumer read it{first}",
+                    gone=True,
+                )
 
     def ready_shards(self) -> list[str]:
         """Unfinished shards whose parent is finished or no longer in the stream."""
@@ -162,6 +222,8 @@ class StreamReader:
                 ready.append(shard_id)
         return ready
 
+    # -- records -----------------------------------------------------------------------------
+
     def _iterator(self, shard_id: str) -> str:
         if shard_id in self.iterators:
             return self.iterators[shard_id]
@@ -172,36 +234,32 @@ class StreamReader:
         else:
             kwargs["ShardIteratorType"] = "AFTER_SEQUENCE_NUMBER"
             kwargs["SequenceNumber"] = sequence
-        try:
-            iterator: str = self.streams.get_shard_iterator(**kwargs)["ShardIterator"]
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            # NOTE: AWS says TrimmedDataAccessException; DynamoDB Local answers InternalFailure
-            # and moto a 500 for a sequence number below the trim horizon (backends.md).
-            if sequence is not None and code in {
-                "TrimmedDataAccessException",
-                "InternalFailure",
-                "500",
-            }:
-                raise TrimmedError(
-                    f"shard {shard_id}: checkpoint {sequence} is past retention ({code})"
-                ) from error
-            raise
+        iterator: str = self.streams.get_shard_iterator(**kwargs)["ShardIterator"]
         self.iterators[shard_id] = iterator
         return iterator
 
     def read(self, shard_id: str) -> Batch:
+        """The next batch of ``shard_id``. Expired iterators and trimmed data are handled here
+        (an empty batch); any other error drops the iterator and propagates."""
         try:
             response = self.streams.get_records(
                 ShardIterator=self._iterator(shard_id), Limit=self.batch_size
             )
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            if code == "ExpiredIteratorException":
-                self.iterators.pop(shard_id, None)  # taken again from the checkpoint next time
+        except AWS_ERRORS as error:
+            self.iterators.pop(shard_id, None)  # next time, again from the checkpoint
+            code = error_code(error)
+            if code == EXPIRED:
                 return Batch(shard_id, [], closed=False)
-            if code == "TrimmedDataAccessException":
-                raise TrimmedError(f"shard {shard_id}: {error}") from error
+            if code == TRIMMED:  # rule 1
+                sequence = self.state[shard_id].sequence
+                self._lost(
+                    shard_id,
+                    f"shard {shard_id}: records after checkpoint {sequence or '(none)'} were "
+                    f"trimmed before they were read ({error})",
+                )
+                return Batch(shard_id, [], closed=False)
+            if code == NOT_FOUND:
+                self._discovered_at = None  # the shard or the stream is gone: list again
             raise
         following = response.get("NextShardIterator")
         if following:
@@ -223,6 +281,21 @@ class StreamReader:
     def rewind(self, shard_id: str) -> None:
         """Forget the iterator: the next read starts again after the checkpoint."""
         self.iterators.pop(shard_id, None)
+
+    # -- losses ------------------------------------------------------------------------------
+
+    def _lost(self, shard_id: str, reason: str, *, gone: bool = False) -> None:
+        """Records of ``shard_id`` can no longer be read: say so loudly, then go on (a gone shard
+        is finished; a trimmed one is read again from its trim horizon)."""
+        self.metrics.incr("trimmed_data", {"region": self.region})
+        self.needs_repair(reason)
+        state = self.state.setdefault(shard_id, ShardState())
+        if gone:
+            state.finished = True
+        else:
+            state.sequence = None
+        self.iterators.pop(shard_id, None)
+        self.checkpoints.save(shard_id, state)
 
     def needs_repair(self, reason: str) -> None:
         log.error("REGION NEEDS REPAIR: %s", reason)
