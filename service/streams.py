@@ -4,7 +4,8 @@
 * Iterators start AFTER_SEQUENCE_NUMBER the checkpoint, or at TRIM_HORIZON for a new shard;
   an expired iterator is simply taken again from the checkpoint.
 * The checkpoint of a shard moves only after every destination applied the records up to it
-  (the caller says so), and is stored in a DynamoDB table of the same region, per stream ARN.
+  (the caller says so, by service/checkpoint.py's rule), and is stored in a DynamoDB table of
+  the same region, per stream ARN.
 * Records lost to the 24 h retention are never skipped silently. Each of these is logged, counted
   (``trimmed_data``) and marks the region as needing repair, then reading goes on:
   1. a checkpoint below the trim horizon (TrimmedDataAccessException, and only that);
@@ -12,7 +13,7 @@
   3. a listed shard whose parent is gone and was never read to its end by this consumer (on a
      first start too: the history before it is unknown, so it is not assumed replicated).
 * Every other error (a 500 among them: it is not trimmed data) drops the shard's iterator and
-  propagates; the next read starts again from the checkpoint.
+  propagates; the caller backs off and reads again from the checkpoint.
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ class CheckpointStore(Protocol):
     def mark_needs_repair(self, reason: str) -> None: ...
 
 
+class CheckpointTable(Protocol):
+    """A replica table's checkpoints: one store per stream."""
+
+    def for_stream(self, stream_arn: str) -> CheckpointStore: ...
+
+
 class MemoryCheckpoints:
     def __init__(self) -> None:
         self.shards: dict[str, ShardState] = {}
@@ -80,6 +87,14 @@ class MemoryCheckpoints:
 
     def mark_needs_repair(self, reason: str) -> None:
         self.repairs.append(reason)
+
+
+class MemoryCheckpointTable:
+    def __init__(self) -> None:
+        self.streams: dict[str, MemoryCheckpoints] = {}
+
+    def for_stream(self, stream_arn: str) -> MemoryCheckpoints:
+        return self.streams.setdefault(stream_arn, MemoryCheckpoints())
 
 
 class DynamoCheckpoints:
@@ -120,6 +135,20 @@ class DynamoCheckpoints:
             TableName=self.table_name,
             Item={**self._key(REPAIR_MARKER), "reason": {"S": reason}},
         )
+
+
+class DynamoCheckpointTable:
+    """Every checkpoint of one replica table, in one table of the consumer's region: shards per
+    stream ARN, and a repair marker per stream."""
+
+    def __init__(self, client: Any, *, table_name: str, replica_table: str) -> None:
+        self.client, self.table_name, self.replica_table = client, table_name, replica_table
+
+    def ensure_table(self) -> None:
+        ensure_table(self.client, table_name=self.table_name, key="shard")
+
+    def for_stream(self, stream_arn: str) -> DynamoCheckpoints:
+        return DynamoCheckpoints(self.client, table_name=self.table_name, stream_arn=stream_arn)
 
 
 @dataclass(frozen=True)
