@@ -11,12 +11,12 @@ from the configuration. What happens to each kind of trouble:
 * a record a destination did not apply (throttled past botocore's retries, access denied...):
   the shard is checkpointed up to it by service/checkpoint.py's rule (the one the property model
   proves) and read again from there after a backoff; other shards go on;
-* an AWS error from the stream, the checkpoint or dead-letter table, after botocore's own
-  retries: counted in ``stream_errors`` (labelled with the error code), logged,
+* an AWS error from the stream, the checkpoint or dead-letter table, or DescribeTable, after
+  botocore's own retries: counted in ``stream_errors`` (labelled with the error code), logged,
   and retried after a backoff;
-* records the stream lost (retention): logged, counted (``trimmed_data``) and the region marked
-  as needing repair (service/streams.py);
-* what waiting cannot fix (credentials missing or rejected, no table or stream at start) raises
+* records the stream lost (retention, a stream disabled then enabled again): logged, counted
+  (``trimmed_data``, ``stream_gaps``) and the region marked as needing repair;
+* what waiting cannot fix (credentials missing or rejected, the table deleted) raises
   :class:`service.errors.ConsumerHaltedError`; ``georep run`` prints it and exits 1.
 
 Backoffs are exponential with jitter and capped, per shard (a failing shard does not slow the
@@ -152,6 +152,10 @@ def applied_prefix(results: Sequence[RecordResult]) -> int:
     return tracker.safe_position()
 
 
+def _stream_enabled(table: Mapping[str, Any]) -> bool:
+    return bool(table.get("StreamSpecification", {}).get("StreamEnabled", False))
+
+
 class BatchReplicator(Protocol):
     def process(self, records: Sequence[Mapping[str, Any]]) -> list[RecordResult]: ...
 
@@ -171,6 +175,7 @@ class StreamConsumer:
         metrics: Metrics,
         batch_size: int = 100,
         discover_every: float = 10.0,
+        table_check_every: float = 60.0,
         retry_base: float = 0.1,
         retry_cap: float = 20.0,
         idle_backoff: float = 0.05,
@@ -183,32 +188,45 @@ class StreamConsumer:
         self.table_client, self.streams = dynamodb, streams
         self.checkpoints, self.replicator, self.metrics = checkpoints, replicator, metrics
         self.batch_size, self.discover_every = batch_size, discover_every
+        # NOTE: DescribeTable tells a disabled or replaced stream (StreamStatus on AWS says so
+        # too, moto's does not); once a minute costs nothing next to the polls.
+        self.table_check_every = table_check_every
         self.retry_base, self.retry_cap = retry_base, retry_cap
         self.idle_backoff, self.max_idle_backoff = idle_backoff, max_idle_backoff
         self.clock, self.wall, self.jitter = clock, wall, jitter
         self.reader: StreamReader | None = None
         self._failures: dict[str | None, int] = {}  # shard (None: the stream) -> failures in a row
         self._retry_at: dict[str | None, float] = {}
+        self._table_checked_at = -math.inf
+        self._said_disabled = False
 
-    # -- the stream ------------------------------------------------------------------------
+    # -- the stream to follow ----------------------------------------------------------------
 
     def setup(self) -> None:
-        """Find the table's stream. Any AWS error here stops the consumer with one clear line
-        (botocore already retried)."""
+        """Find the stream to follow: the one followed before a restart, else the table's latest.
+        Any AWS error here stops the consumer with one clear line (botocore already retried)."""
         try:
-            latest = self._describe_table().get("LatestStreamArn")
-            if not latest:
-                raise ConsumerHaltedError(
-                    f"table {self.table_name} in {self.region} has no stream; enable "
-                    "NEW_AND_OLD_IMAGES (georep init does)"
-                )
-            reader = self._reader_for(latest)
+            table = self._describe_table()
+            latest = table.get("LatestStreamArn")
+            followed = self.checkpoints.followed_stream()
+            if followed is None:
+                if not latest:
+                    raise ConsumerHaltedError(
+                        f"table {self.table_name} in {self.region} has no stream; enable "
+                        "NEW_AND_OLD_IMAGES (georep init does)"
+                    )
+                self.checkpoints.follow(latest)
+                followed = latest
+            reader = self._reader_for(followed)
         except AWS_ERRORS as error:
             raise ConsumerHaltedError(
                 f"cannot start replicating {self.region}: "
                 f"{halting_reason(error) or f'{error_code(error)}: {error}'}"
             ) from error
+        if followed != latest or not _stream_enabled(table):
+            reader.mark_disabled()  # replaced or disabled while the consumer was stopped
         self.reader = reader
+        self._table_checked_at = self.clock()
 
     def _reader_for(self, stream_arn: str) -> StreamReader:
         return StreamReader(
@@ -235,6 +253,54 @@ class StreamConsumer:
             raise
         return table
 
+    def _watch_table(self, *, stream_missing: bool = False) -> None:
+        """Ask DescribeTable which stream is current (every ``table_check_every``, more often once
+        the followed stream is read to its end, at once if it is missing); follow a newer one once
+        the old one is read to its end, marking the gap between the two for repair."""
+        reader = self._current()
+        now = self.clock()
+        every = self.discover_every if reader.exhausted else self.table_check_every
+        if not stream_missing and now - self._table_checked_at < every:
+            return
+        table = self._describe_table()
+        self._table_checked_at = now
+        latest, enabled = table.get("LatestStreamArn"), _stream_enabled(table)
+        if latest != reader.stream_arn or not enabled:
+            reader.mark_disabled()
+            if stream_missing:
+                reader.abandon(f"stream {reader.stream_arn} no longer exists")
+        if not enabled and not self._said_disabled:
+            log.error(
+                "the stream of table %s in %s is disabled: nothing written now is replicated "
+                "until it is enabled again (the gap will be marked for repair)",
+                self.table_name,
+                self.region,
+            )
+            self.metrics.incr("stream_disabled", {"region": self.region})
+        self._said_disabled = not enabled
+        if latest and latest != reader.stream_arn and reader.exhausted:
+            self._follow(latest)
+
+    def _follow(self, stream_arn: str) -> None:
+        old = self._current()
+        reader = self._reader_for(stream_arn)  # its own, empty checkpoints: TRIM_HORIZON
+        self.metrics.incr("stream_gaps", {"region": self.region})
+        # NOTE: marked before the new stream is recorded as followed: a crash in between marks
+        # again after the restart, never not at all.
+        # NOTE: the table's latest stream, not the next one: a stream enabled and disabled
+        # again in between (while the consumer was stopped) is not read; this marker covers
+        # its records too. (ListStreams might list it; AWS does not document that it lists
+        # disabled streams, and moto lists only the latest.)
+        reader.needs_repair(
+            f"the stream of table {self.table_name} changed from {old.stream_arn} to "
+            f"{stream_arn} (disabled, then enabled again): writes made after the first ended "
+            "were not replicated (in no stream, or in a stream enabled and disabled meanwhile)"
+        )
+        self.checkpoints.follow(stream_arn)
+        self.reader = reader
+        self._failures = {k: v for k, v in self._failures.items() if k is None}
+        self._retry_at = {k: v for k, v in self._retry_at.items() if k is None}
+
     def _current(self) -> StreamReader:
         if self.reader is None:
             self.setup()
@@ -258,7 +324,18 @@ class StreamConsumer:
         return sum(self._poll_shard(shard_id) for shard_id in shards if self._due(shard_id))
 
     def _ready_shards(self) -> list[str]:
-        return self._current().ready_shards()
+        self._watch_table()
+        reader = self._current()
+        try:
+            return reader.ready_shards()
+        except ClientError as error:
+            if error_code(error) != NOT_FOUND:
+                raise
+            # Gone (a day after it was disabled), or not visible yet: the table says which.
+            self._watch_table(stream_missing=True)
+            if not reader.gone:
+                raise
+            return []  # abandoned, and replaced if the table has a newer stream
 
     def _poll_shard(self, shard_id: str) -> int:
         reader = self._current()

@@ -5,13 +5,15 @@
   an expired iterator is simply taken again from the checkpoint.
 * The checkpoint of a shard moves only after every destination applied the records up to it
   (the caller says so, by service/checkpoint.py's rule), and is stored in a DynamoDB table of
-  the same region, per stream ARN.
+  the same region, per stream ARN: a new stream never reuses an old stream's checkpoints.
 * Records lost to the 24 h retention are never skipped silently. Each of these is logged, counted
   (``trimmed_data``) and marks the region as needing repair, then reading goes on:
   1. a checkpoint below the trim horizon (TrimmedDataAccessException, and only that);
   2. a shard this consumer knew, gone from the listing before it was read to its end;
   3. a listed shard whose parent is gone and was never read to its end by this consumer (on a
      first start too: the history before it is unknown, so it is not assumed replicated).
+* A disabled stream's shards are closed (AWS): the reader reads them to their end, then says it
+  is ``exhausted``; the consumer then follows the table's new stream (service/consumer.py).
 * Every other error (a 500 among them: it is not trimmed data) drops the shard's iterator and
   propagates; the caller backs off and reads again from the checkpoint.
 """
@@ -32,6 +34,7 @@ from service.pipeline import MemoryMetrics, Metrics
 log = logging.getLogger("georep.streams")
 
 REPAIR_MARKER = "__needs_repair__"
+FOLLOWED_STREAM = "__followed_stream__"
 
 # What boto3 raises for an AWS call that failed after botocore's own retries.
 AWS_ERRORS = (ClientError, BotoCoreError)
@@ -64,9 +67,13 @@ class CheckpointStore(Protocol):
 
 
 class CheckpointTable(Protocol):
-    """A replica table's checkpoints: one store per stream."""
+    """A replica table's checkpoints: one store per stream, and which stream is followed."""
 
     def for_stream(self, stream_arn: str) -> CheckpointStore: ...
+
+    def followed_stream(self) -> str | None: ...
+
+    def follow(self, stream_arn: str) -> None: ...
 
 
 class MemoryCheckpoints:
@@ -92,9 +99,16 @@ class MemoryCheckpoints:
 class MemoryCheckpointTable:
     def __init__(self) -> None:
         self.streams: dict[str, MemoryCheckpoints] = {}
+        self.followed: str | None = None
 
     def for_stream(self, stream_arn: str) -> MemoryCheckpoints:
         return self.streams.setdefault(stream_arn, MemoryCheckpoints())
+
+    def followed_stream(self) -> str | None:
+        return self.followed
+
+    def follow(self, stream_arn: str) -> None:
+        self.followed = stream_arn
 
 
 class DynamoCheckpoints:
@@ -139,7 +153,9 @@ class DynamoCheckpoints:
 
 class DynamoCheckpointTable:
     """Every checkpoint of one replica table, in one table of the consumer's region: shards per
-    stream ARN, and a repair marker per stream."""
+    stream ARN, a repair marker per stream, and the stream the consumer follows (key
+    ``table/<replica table>|__followed_stream__``), so that a restart after the stream was
+    disabled and enabled again still finds the old stream and the gap between the two."""
 
     def __init__(self, client: Any, *, table_name: str, replica_table: str) -> None:
         self.client, self.table_name, self.replica_table = client, table_name, replica_table
@@ -149,6 +165,22 @@ class DynamoCheckpointTable:
 
     def for_stream(self, stream_arn: str) -> DynamoCheckpoints:
         return DynamoCheckpoints(self.client, table_name=self.table_name, stream_arn=stream_arn)
+
+    def _followed_key(self) -> dict[str, Any]:
+        return {"shard": {"S": f"table/{self.replica_table}|{FOLLOWED_STREAM}"}}
+
+    def followed_stream(self) -> str | None:
+        response = self.client.get_item(
+            TableName=self.table_name, Key=self._followed_key(), ConsistentRead=True
+        )
+        arn = response.get("Item", {}).get("stream", {}).get("S")
+        return arn if isinstance(arn, str) else None
+
+    def follow(self, stream_arn: str) -> None:
+        self.client.put_item(
+            TableName=self.table_name,
+            Item={**self._followed_key(), "stream": {"S": stream_arn}},
+        )
 
 
 @dataclass(frozen=True)
@@ -187,6 +219,46 @@ class StreamReader:
         self.first_start = not self.state
         self.iterators: dict[str, str] = {}
         self.parents: dict[str, str | None] = {}
+        self.status: str | None = None
+        self.gone = False  # the stream no longer exists
+        self._disabled = False  # DescribeTable says the stream is disabled or replaced
+        self._final_listing = False  # shards were listed after the stream was disabled
+
+    # -- the stream's life -------------------------------------------------------------------
+
+    @property
+    def disabled(self) -> bool:
+        return self.gone or self._disabled or self.status in ("DISABLING", "DISABLED")
+
+    @property
+    def exhausted(self) -> bool:
+        """Nothing more will ever come from this stream: it is disabled and every shard listed
+        since then is finished (or the stream is gone)."""
+        if self.gone:
+            return True
+        return (
+            self.disabled
+            and self._final_listing
+            and all(self.state[s].finished for s in self.parents)
+        )
+
+    def mark_disabled(self) -> None:
+        """The table says this stream is disabled or replaced by a newer one: AWS has closed its
+        shards, so read them to their end (listing them once more first)."""
+        if not self._disabled:
+            self._disabled = True
+            self._discovered_at = None
+
+    def abandon(self, reason: str) -> None:
+        """The stream no longer exists: whatever was not read from it is lost."""
+        for shard_id, state in sorted(self.state.items()):
+            if not state.finished:
+                self._lost(
+                    shard_id, f"{reason}: shard {shard_id} was not read to its end", gone=True
+                )
+        self.gone = True
+        self.parents = {}
+        self.iterators.clear()
 
     # -- shards ------------------------------------------------------------------------------
 
@@ -202,11 +274,14 @@ class StreamReader:
             start = description.get("LastEvaluatedShardId")
             if not start:
                 break
+        self.status = description.get("StreamStatus")
         listed = {s["ShardId"]: s.get("ParentShardId") for s in shards}
         self._report_gone(listed)
         for shard_id in listed:
             self.state.setdefault(shard_id, ShardState())
         self.parents = listed
+        if self.disabled:
+            self._final_listing = True
 
     def _report_gone(self, listed: Mapping[str, str | None]) -> None:
         """Rules 2 and 3: shards that left the listing before this consumer read them to their
@@ -239,6 +314,8 @@ class StreamReader:
 
     def ready_shards(self) -> list[str]:
         """Unfinished shards whose parent is finished or no longer in the stream."""
+        if self.gone:
+            return []
         now = self.clock()
         if self._discovered_at is None or now - self._discovered_at >= self.discover_every:
             self._discover()

@@ -1,6 +1,8 @@
 """The stream consumer's loop against an in-memory DynamoDB Streams (service/streams_memory.py):
-failing destinations, transient and permanent AWS errors, the checkpoint rule (issue 7's
-findings among them)."""
+replaced streams, failing destinations, transient and permanent AWS errors, the checkpoint rule.
+
+The property test tests/property/test_stream_reader.py drives the same loop through random
+histories; these are the named cases (issue 7's findings among them)."""
 
 from __future__ import annotations
 
@@ -55,6 +57,80 @@ class Setup:
         return [reason for store in self.checkpoints.streams.values() for reason in store.repairs]
 
 
+# -- finding 5: a stream disabled and enabled again ------------------------------------------
+
+
+def test_a_stream_disabled_and_enabled_again_is_followed_and_the_gap_marked_for_repair() -> None:
+    """Finding 5 of issue 7: the consumer read LatestStreamArn once and stalled on the old
+    stream. Now it reads the old stream to its end, follows the new one from its trim horizon
+    (its own checkpoints), and marks the region for repair: the write made while no stream was
+    enabled is in no stream."""
+    s = Setup()
+    before = s.write("k0")
+    s.poll()
+    old = s.consumer.reader.stream_arn  # type: ignore[union-attr]
+    late = s.write("k1")  # streamed to the old stream before it is disabled
+    s.streams.disable()
+    s.write("k2")  # in no stream
+    new = s.streams.enable()
+    after = s.write("k0", "k1")
+    s.poll(20, every=10.0)
+    assert before + late + after == s.replicator.handed
+    assert new == s.consumer.reader.stream_arn  # type: ignore[union-attr]
+    assert new == s.checkpoints.followed
+    assert 1 == s.metrics.total("stream_gaps")
+    assert [f"{old} to {new}" in reason for reason in s.repairs()] == [True]
+    assert {"shardId"} == {k[:7] for k in s.checkpoints.streams[new].shards}
+    assert after[-1] == max(
+        (st.sequence or "" for st in s.checkpoints.streams[new].shards.values()), default=""
+    )
+
+
+def test_a_restart_after_the_stream_was_replaced_reads_the_old_stream_to_its_end_first() -> None:
+    """The stream was replaced while the consumer was stopped: the restart starts with the
+    stream it followed (recorded in the checkpoint table), not the table's latest one."""
+    s = Setup()
+    s.write("k0")
+    s.poll()
+    unread = s.write("k1", "k2")
+    s.streams.disable()
+    s.streams.enable()
+    after = s.write("k1")
+    s.start()
+    s.poll(20, every=10.0)
+    assert unread + after == s.replicator.handed[1:]
+    assert 1 == len(s.repairs())
+
+
+def test_a_replaced_stream_gone_past_retention_marks_its_unread_records_lost() -> None:
+    """A restart more than a day after the stream was replaced: the old stream is gone
+    (ResourceNotFound), with records the consumer never read. Both losses are marked."""
+    s = Setup()
+    s.write("k0")
+    s.poll()
+    s.write("k1")
+    s.streams.disable()
+    s.streams.enable()
+    s.clock.advance(25 * 3600)
+    after = s.write("k2")
+    s.start()
+    s.poll(20, every=10.0)
+    assert after == s.replicator.handed[-1:]
+    assert 1 == s.metrics.total("stream_gaps")
+    repairs = s.repairs()
+    assert any("no longer exists" in reason for reason in repairs), repairs
+
+
+def test_a_disabled_stream_without_a_new_one_is_said_once_and_waited_for() -> None:
+    s = Setup()
+    s.write("k0")
+    s.streams.disable()
+    s.poll(30, every=10.0)
+    assert 1 == len(s.replicator.handed)
+    assert 1 == s.metrics.total("stream_disabled")
+    assert [] == s.repairs()  # not yet: the gap ends when a stream is enabled again
+
+
 # -- finding 8: failures back off, transient errors never kill the consumer --------------------
 
 
@@ -81,6 +157,7 @@ def test_a_destination_that_keeps_failing_is_retried_with_capped_exponential_bac
         ("get_records", "LimitExceededException", 400),
         ("get_shard_iterator", "InternalServerError", 500),
         ("describe_stream", "ThrottlingException", 400),
+        ("describe_table", "InternalServerError", 500),
         ("get_records", "AccessDeniedException", 400),
     ],
 )
@@ -107,6 +184,15 @@ def test_rejected_credentials_halt_the_consumer(code: str) -> None:
     s.write("k0")
     s.streams.fail("get_records", client_error(code, "GetRecords"))
     with pytest.raises(ConsumerHaltedError, match="credentials"):
+        s.poll()
+
+
+def test_a_deleted_table_halts_the_consumer_with_its_name() -> None:
+    s = Setup()
+    s.poll()
+    s.streams.delete_table()
+    s.clock.advance(61)
+    with pytest.raises(ConsumerHaltedError, match=f"table {s.streams.table_name} does not exist"):
         s.poll()
 
 
