@@ -238,6 +238,7 @@ class StreamConsumer:
             batch_size=self.batch_size,
             discover_every=self.discover_every,
             clock=self.clock,
+            wall=self.wall,
         )
 
     def _describe_table(self) -> Mapping[str, Any]:

@@ -1,8 +1,9 @@
 """Reading one region's DynamoDB Stream: shards, lineage, iterators, checkpoints.
 
 * A child shard is read only after its parent is finished: per-item order survives shard splits.
-* Iterators start AFTER_SEQUENCE_NUMBER the checkpoint, or at TRIM_HORIZON for a new shard;
-  an expired iterator is simply taken again from the checkpoint.
+* Iterators start AFTER_SEQUENCE_NUMBER the checkpoint, or at TRIM_HORIZON for a shard with
+  none (then AT_SEQUENCE_NUMBER the first record read, until something is checkpointed); an
+  expired iterator is simply taken again from there.
 * The checkpoint of a shard moves only after every destination applied the records up to it
   (the caller says so, by service/checkpoint.py's rule), and is stored in a DynamoDB table of
   the same region, per stream ARN: a new stream never reuses an old stream's checkpoints.
@@ -11,11 +12,13 @@
   1. a checkpoint below the trim horizon (TrimmedDataAccessException, and only that);
   2. a shard this consumer knew, gone from the listing before it was read to its end;
   3. a listed shard whose parent is gone and was never read to its end by this consumer (on a
-     first start too: the history before it is unknown, so it is not assumed replicated).
+     first start too: the history before it is unknown, so it is not assumed replicated);
+  4. a shard without a checkpoint read from its trim horizon when it may have been created more
+     than the retention ago (TRIM_HORIZON silently starts after whatever was trimmed).
 * A disabled stream's shards are closed (AWS): the reader reads them to their end, then says it
   is ``exhausted``; the consumer then follows the table's new stream (service/consumer.py).
-* Every other error (a 500 among them: it is not trimmed data) drops the shard's iterator and
-  propagates; the caller backs off and reads again from the checkpoint.
+* Every other error drops the shard's iterator and propagates; the caller backs off and reads
+  again from the checkpoint.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -42,6 +46,11 @@ EXPIRED = "ExpiredIteratorException"
 TRIMMED = "TrimmedDataAccessException"
 NOT_FOUND = "ResourceNotFoundException"
 
+RETENTION_SECONDS = 24 * 3600.0
+# NOTE: rule 4 compares this host's clock with DynamoDB's stream creation time: the margin
+# absorbs clock skew, and errs towards a repair marker when reading that close to the horizon.
+HORIZON_MARGIN_SECONDS = 3600.0
+
 
 def error_code(error: BaseException) -> str:
     """The AWS error code of a botocore error, or the exception's class name."""
@@ -54,6 +63,9 @@ def error_code(error: BaseException) -> str:
 class ShardState:
     sequence: str | None = None  # last sequence number fully applied
     finished: bool = False
+    # Wall-clock seconds at which the shard did not exist yet (a listing without it, or the
+    # stream's creation): rule 4's bound on how old its first records can be.
+    created_after: float | None = None
 
 
 class CheckpointStore(Protocol):
@@ -132,9 +144,11 @@ class DynamoCheckpoints:
             for item in page.get("Items", []):
                 name = item["shard"]["S"]
                 if name.startswith(prefix) and REPAIR_MARKER not in name:
+                    created = item.get("created_after", {}).get("N")
                     out[name[len(prefix) :]] = ShardState(
                         item.get("sequence", {}).get("S"),
                         item.get("finished", {}).get("BOOL", False),
+                        float(created) if created is not None else None,
                     )
         return out
 
@@ -142,6 +156,8 @@ class DynamoCheckpoints:
         item = {**self._key(shard_id), "finished": {"BOOL": state.finished}}
         if state.sequence is not None:
             item["sequence"] = {"S": state.sequence}
+        if state.created_after is not None:
+            item["created_after"] = {"N": repr(state.created_after)}
         self.client.put_item(TableName=self.table_name, Item=item)
 
     def mark_needs_repair(self, reason: str) -> None:
@@ -191,6 +207,14 @@ class Batch:
     millis_behind: int | None = None
 
 
+def _seconds(value: object) -> float | None:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, int | float):
+        return float(value)
+    return None
+
+
 class StreamReader:
     """Hands out batches from ready shards, in lineage order, and records checkpoints."""
 
@@ -205,11 +229,15 @@ class StreamReader:
         batch_size: int = 100,
         discover_every: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        retention: float = RETENTION_SECONDS,
+        margin: float = HORIZON_MARGIN_SECONDS,
     ) -> None:
         self.streams, self.stream_arn = streams, stream_arn
         # NOTE: DescribeStream is rate-limited (10/s per account on AWS): shards are listed
         # again only every ``discover_every`` seconds, or when a shard was finished.
-        self.discover_every, self.clock = discover_every, clock
+        self.discover_every, self.clock, self.wall = discover_every, clock, wall
+        self.retention, self.margin = retention, margin
         self._discovered_at: float | None = None
         self.checkpoints = checkpoints
         self.metrics: Metrics = metrics if metrics is not None else MemoryMetrics()
@@ -220,9 +248,14 @@ class StreamReader:
         self.iterators: dict[str, str] = {}
         self.parents: dict[str, str | None] = {}
         self.status: str | None = None
+        self.created: float | None = None  # the stream's CreationRequestDateTime
         self.gone = False  # the stream no longer exists
         self._disabled = False  # DescribeTable says the stream is disabled or replaced
         self._final_listing = False  # shards were listed after the stream was disabled
+        self._listed_at: float | None = None  # wall time of the latest listing
+        # Shards without a checkpoint: the first record read from the trim horizon. Read again
+        # AT it, so that AWS says TrimmedDataAccessException if it aged out meanwhile.
+        self._first_read: dict[str, str] = {}
 
     # -- the stream's life -------------------------------------------------------------------
 
@@ -274,12 +307,19 @@ class StreamReader:
             start = description.get("LastEvaluatedShardId")
             if not start:
                 break
+        now = self.wall()
         self.status = description.get("StreamStatus")
+        self.created = _seconds(description.get("CreationRequestDateTime"))
         listed = {s["ShardId"]: s.get("ParentShardId") for s in shards}
         self._report_gone(listed)
-        for shard_id in listed:
-            self.state.setdefault(shard_id, ShardState())
+        # New shards are saved at first sight, with a bound on their age (rule 4 after a restart).
+        bound = self._listed_at if self._listed_at is not None else self._bound_for_unknown()
+        for shard_id in sorted(listed):
+            if shard_id not in self.state:
+                self.state[shard_id] = ShardState(created_after=bound)
+                self.checkpoints.save(shard_id, self.state[shard_id])
         self.parents = listed
+        self._listed_at = now
         if self.disabled:
             self._final_listing = True
 
@@ -312,6 +352,13 @@ class StreamReader:
                     gone=True,
                 )
 
+    def _bound_for_unknown(self) -> float | None:
+        """When a shard first listed now did not exist yet: after the stream's creation, and after
+        every listing that saved a shard it does not have (none listed it, or it would be known)."""
+        known = [s.created_after for s in self.state.values() if s.created_after is not None]
+        candidates = [*known, *([self.created] if self.created is not None else [])]
+        return max(candidates, default=None)
+
     def ready_shards(self) -> list[str]:
         """Unfinished shards whose parent is finished or no longer in the stream."""
         if self.gone:
@@ -335,7 +382,11 @@ class StreamReader:
             return self.iterators[shard_id]
         sequence = self.state[shard_id].sequence
         kwargs: dict[str, Any] = {"StreamArn": self.stream_arn, "ShardId": shard_id}
-        if sequence is None:
+        if sequence is None and shard_id in self._first_read:
+            kwargs["ShardIteratorType"] = "AT_SEQUENCE_NUMBER"
+            kwargs["SequenceNumber"] = self._first_read[shard_id]
+        elif sequence is None:
+            self._check_head(shard_id)
             kwargs["ShardIteratorType"] = "TRIM_HORIZON"
         else:
             kwargs["ShardIteratorType"] = "AFTER_SEQUENCE_NUMBER"
@@ -343,6 +394,23 @@ class StreamReader:
         iterator: str = self.streams.get_shard_iterator(**kwargs)["ShardIterator"]
         self.iterators[shard_id] = iterator
         return iterator
+
+    def _check_head(self, shard_id: str) -> None:
+        """Rule 4: TRIM_HORIZON starts after whatever was trimmed, without saying so. A shard that
+        may be older than the retention may have lost its first records unread."""
+        # NOTE: asked again at every read from the trim horizon, even right after a report: a
+        # loss after the report needs a marker after it (reads after the first record use
+        # AT_SEQUENCE_NUMBER instead, where AWS itself says whether it was trimmed).
+        created_after = self.state[shard_id].created_after
+        if created_after is None:
+            return  # nothing says how old it is (a checkpoint saved by an older georep)
+        age = self.wall() - created_after
+        if age >= self.retention - self.margin:
+            self._lost(
+                shard_id,
+                f"shard {shard_id} is read from its trim horizon {age / 3600:.1f} h after it was "
+                "created: records at its head may have aged out unread",
+            )
 
     def read(self, shard_id: str) -> Batch:
         """The next batch of ``shard_id``. Expired iterators and trimmed data are handled here
@@ -372,13 +440,19 @@ class StreamReader:
             self.iterators[shard_id] = following
         else:
             self.iterators.pop(shard_id, None)
-        return Batch(shard_id, response.get("Records", []), closed=not following)
+        records = response.get("Records", [])
+        if records and self.state[shard_id].sequence is None:
+            first = records[0].get("dynamodb", {}).get("SequenceNumber")
+            if isinstance(first, str):
+                self._first_read.setdefault(shard_id, first)
+        return Batch(shard_id, records, closed=not following)
 
     def commit(self, shard_id: str, *, sequence: str | None, finished: bool) -> None:
         """Everything up to ``sequence`` is applied everywhere (``finished``: the whole shard)."""
         state = self.state[shard_id]
         if sequence is not None:
             state.sequence = sequence
+            self._first_read.pop(shard_id, None)
         state.finished = finished
         self.checkpoints.save(shard_id, state)
         if finished:
@@ -400,6 +474,7 @@ class StreamReader:
             state.finished = True
         else:
             state.sequence = None
+        self._first_read.pop(shard_id, None)
         self.iterators.pop(shard_id, None)
         self.checkpoints.save(shard_id, state)
 

@@ -2,7 +2,8 @@
 
 A scripted stand-in for the streams client plays the server's side of the protocol (the real
 one is exercised over HTTP in tests/integration); here we need errors the emulators cannot be
-made to produce on demand.
+made to produce on demand. (tests/unit/test_consumer.py and tests/property/test_stream_reader.py
+use service/streams_memory.py, which also ages records out and replaces streams.)
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ def test_an_expired_iterator_is_taken_again_from_the_checkpoint() -> None:
     assert 1 == len(reader.read("s").records)  # read "1", not committed
     streams.errors["get_records"].append(_error("ExpiredIteratorException"))
     assert [] == reader.read("s").records
-    # Nothing was committed, so reading starts again at the trim horizon: "1" again.
+    # Nothing was committed, so reading starts again at the first record read: "1" again.
     assert ["1"] == [r["dynamodb"]["SequenceNumber"] for r in reader.read("s").records]
 
 
