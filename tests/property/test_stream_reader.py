@@ -27,7 +27,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -53,6 +52,7 @@ from service.streams import (
 )
 from service.streams_memory import RETENTION_SECONDS, MemoryStreams, StreamedRecord, client_error
 from tests.doubles import Clock, ScriptedReplicator, consumer_on, key_of, sequence_of
+from tests.property.test_teeth import BROKEN  # the project's settings for a broken run
 
 KEYS = ("k0", "k1", "k2")
 OPERATIONS = ("describe_stream", "get_shard_iterator", "get_records", "describe_table")
@@ -471,22 +471,12 @@ def test_the_named_scenarios_hold(scenario: Callable[[StreamConsumerMachine], No
 
 # -- teeth: break one mechanism at a time, and the machine fails ---------------------------------
 
-BROKEN = settings(
-    max_examples=200,
-    stateful_step_count=50,
-    derandomize=True,
-    deadline=None,
-    phases=[Phase.generate],
-    suppress_health_check=list(HealthCheck),
-    database=None,
-    report_multiple_bugs=False,
-)
-
 
 def must_fail(
     scenario: Callable[[StreamConsumerMachine], None], *, random_run: bool = True
 ) -> None:
-    """The random run (ci budget, no shrinking) and the named scenario both find the break."""
+    """The random run (the teeth budget, no shrinking) and the named scenario both find the
+    break."""
     if random_run:
         with pytest.raises(AssertionError):
             run_state_machine_as_test(StreamConsumerMachine, settings=BROKEN)
