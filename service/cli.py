@@ -10,7 +10,7 @@ import sys
 import threading
 
 from service.config import load_config
-from service.errors import GeorepError
+from service.errors import ConsumerHaltedError, GeorepError
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.handler(args))
+    except ConsumerHaltedError as error:  # what retrying cannot fix: one line, and exit 1
+        print(f"georep: {error}", file=sys.stderr)
+        return 1
     except GeorepError as error:
         print(f"georep: {error}", file=sys.stderr)
         return 2

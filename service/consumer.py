@@ -2,24 +2,60 @@
 
 Lambda's event source mapping does the same job at scale (service/lambda_handler.py); both
 hand records to the same :class:`service.pipeline.Replicator`.
+
+:class:`StreamConsumer` is the polling loop over its ports (a DynamoDB client for DescribeTable,
+a streams client, the checkpoint table, a batch replicator, a clock and a random source), so the
+property tests drive it against service/streams_memory.py; :class:`Consumer` wires it to boto3
+from the configuration. What happens to each kind of trouble:
+
+* a record a destination did not apply (throttled past botocore's retries, access denied...):
+  the shard is checkpointed up to it by service/checkpoint.py's rule (the one the property model
+  proves) and read again from there after a backoff; other shards go on;
+* an AWS error from the stream, the checkpoint or dead-letter table, or DescribeTable, after
+  botocore's own retries: counted in ``stream_errors`` (labelled with the error code), logged,
+  and retried after a backoff;
+* records the stream lost (retention, a stream disabled then enabled again): logged, counted
+  (``trimmed_data``, ``stream_gaps``) and the region marked as needing repair;
+* what waiting cannot fix (credentials missing or rejected, the table deleted) raises
+  :class:`service.errors.ConsumerHaltedError`; ``georep run`` prints it and exits 1.
+
+Backoffs are exponential with jitter and capped, per shard (a failing shard does not slow the
+others) and for the stream as a whole.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import random
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import boto3
 from botocore.config import Config as BotoConfig
+from botocore.exceptions import (
+    ClientError,
+    CredentialRetrievalError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
 
+from service.checkpoint import CheckpointTracker
 from service.config import Config
 from service.deadletter import DynamoDeadLetters
 from service.dynamo import DynamoTable
-from service.pipeline import MemoryMetrics, Metrics, Replicator
-from service.streams import DynamoCheckpoints, StreamReader, TrimmedError
+from service.errors import ConsumerHaltedError
+from service.pipeline import MemoryMetrics, Metrics, RecordResult, Replicator
+from service.streams import (
+    AWS_ERRORS,
+    NOT_FOUND,
+    CheckpointTable,
+    DynamoCheckpointTable,
+    StreamReader,
+    error_code,
+)
 
 log = logging.getLogger("georep.consumer")
 
@@ -57,6 +93,19 @@ THROTTLES = frozenset(
     }
 )
 
+# Credentials that are missing or that AWS rejects do not get better by waiting. (AccessDenied
+# does: a policy can be fixed while the consumer backs off.)
+REJECTED_CREDENTIALS = frozenset(
+    {
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "InvalidSignatureException",
+        "IncompleteSignatureException",
+        "MissingAuthenticationTokenException",
+        "ExpiredTokenException",
+    }
+)
+
 
 def count_retries(client: Any, *, metrics: Metrics, region: str) -> None:
     """Count throttles and retryable errors as botocore sees them (its ``needs-retry`` event);
@@ -75,7 +124,321 @@ def count_retries(client: Any, *, metrics: Metrics, region: str) -> None:
     client.meta.events.register("needs-retry.*", on_needs_retry)
 
 
-class Consumer:
+def halting_reason(error: BaseException) -> str | None:
+    """Why ``error`` cannot be waited out, or None if retrying later may succeed."""
+    if isinstance(error, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
+        return f"no usable AWS credentials ({error})"
+    if isinstance(error, ClientError) and error_code(error) in REJECTED_CREDENTIALS:
+        return f"AWS rejected the credentials ({error})"
+    return None
+
+
+def retry_delay(failures: int, *, base: float, cap: float, jitter: Callable[[], float]) -> float:
+    """Exponential backoff with "equal jitter": between half and all of ``base * 2**(failures-1)``,
+    capped at ``cap``. Never zero, so a failing call can never spin."""
+    delay = min(cap, base * 2.0 ** min(failures - 1, 32))
+    return delay / 2 + jitter() * delay / 2
+
+
+def applied_prefix(results: Sequence[RecordResult]) -> int:
+    """How many of a batch's records, from its start, may be checkpointed: service/checkpoint.py's
+    rule (the one the property model proves), one destination task per record. A dead-lettered
+    record is done (retrying it would not help); a failed one is not."""
+    tracker = CheckpointTracker()
+    for position, result in enumerate(results):
+        tracker.read(position, tasks=1)
+        if result.status != "failed":
+            tracker.done(position)
+    return tracker.safe_position()
+
+
+def _stream_enabled(table: Mapping[str, Any]) -> bool:
+    return bool(table.get("StreamSpecification", {}).get("StreamEnabled", False))
+
+
+class BatchReplicator(Protocol):
+    def process(self, records: Sequence[Mapping[str, Any]]) -> list[RecordResult]: ...
+
+
+class StreamConsumer:
+    """Polls one region's table stream and hands each batch to a replicator."""
+
+    def __init__(
+        self,
+        *,
+        region: str,
+        table_name: str,
+        dynamodb: Any,
+        streams: Any,
+        checkpoints: CheckpointTable,
+        replicator: BatchReplicator,
+        metrics: Metrics,
+        batch_size: int = 100,
+        discover_every: float = 10.0,
+        table_check_every: float = 60.0,
+        retry_base: float = 0.1,
+        retry_cap: float = 20.0,
+        idle_backoff: float = 0.05,
+        max_idle_backoff: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.region, self.table_name = region, table_name
+        self.table_client, self.streams = dynamodb, streams
+        self.checkpoints, self.replicator, self.metrics = checkpoints, replicator, metrics
+        self.batch_size, self.discover_every = batch_size, discover_every
+        # NOTE: DescribeTable tells a disabled or replaced stream (StreamStatus on AWS says so
+        # too, moto's does not); once a minute costs nothing next to the polls.
+        self.table_check_every = table_check_every
+        self.retry_base, self.retry_cap = retry_base, retry_cap
+        self.idle_backoff, self.max_idle_backoff = idle_backoff, max_idle_backoff
+        self.clock, self.wall, self.jitter = clock, wall, jitter
+        self.reader: StreamReader | None = None
+        self._failures: dict[str | None, int] = {}  # shard (None: the stream) -> failures in a row
+        self._retry_at: dict[str | None, float] = {}
+        self._table_checked_at = -math.inf
+        self._said_disabled = False
+
+    # -- the stream to follow ----------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Find the stream to follow: the one followed before a restart, else the table's latest.
+        Any AWS error here stops the consumer with one clear line (botocore already retried)."""
+        try:
+            table = self._describe_table()
+            latest = table.get("LatestStreamArn")
+            followed = self.checkpoints.followed_stream()
+            if followed is None:
+                if not latest:
+                    raise ConsumerHaltedError(
+                        f"table {self.table_name} in {self.region} has no stream; enable "
+                        "NEW_AND_OLD_IMAGES (georep init does)"
+                    )
+                self.checkpoints.follow(latest)
+                followed = latest
+            reader = self._reader_for(followed)
+        except AWS_ERRORS as error:
+            raise ConsumerHaltedError(
+                f"cannot start replicating {self.region}: "
+                f"{halting_reason(error) or f'{error_code(error)}: {error}'}"
+            ) from error
+        if followed != latest or not _stream_enabled(table):
+            reader.mark_disabled()  # replaced or disabled while the consumer was stopped
+        self.reader = reader
+        self._table_checked_at = self.clock()
+
+    def _reader_for(self, stream_arn: str) -> StreamReader:
+        return StreamReader(
+            self.streams,
+            stream_arn=stream_arn,
+            checkpoints=self.checkpoints.for_stream(stream_arn),
+            metrics=self.metrics,
+            region=self.region,
+            batch_size=self.batch_size,
+            discover_every=self.discover_every,
+            clock=self.clock,
+            wall=self.wall,
+        )
+
+    def _describe_table(self) -> Mapping[str, Any]:
+        try:
+            table: Mapping[str, Any] = self.table_client.describe_table(TableName=self.table_name)[
+                "Table"
+            ]
+        except ClientError as error:
+            if error_code(error) == NOT_FOUND:
+                raise ConsumerHaltedError(
+                    f"table {self.table_name} does not exist in {self.region} (deleted?)"
+                ) from error
+            raise
+        return table
+
+    def _watch_table(self, *, stream_missing: bool = False) -> None:
+        """Ask DescribeTable which stream is current (every ``table_check_every``, more often once
+        the followed stream is read to its end, at once if it is missing); follow a newer one once
+        the old one is read to its end, marking the gap between the two for repair."""
+        reader = self._current()
+        now = self.clock()
+        every = self.discover_every if reader.exhausted else self.table_check_every
+        if not stream_missing and now - self._table_checked_at < every:
+            return
+        table = self._describe_table()
+        self._table_checked_at = now
+        latest, enabled = table.get("LatestStreamArn"), _stream_enabled(table)
+        if latest != reader.stream_arn or not enabled:
+            reader.mark_disabled()
+            if stream_missing:
+                reader.abandon(f"stream {reader.stream_arn} no longer exists")
+        if not enabled and not self._said_disabled:
+            log.error(
+                "the stream of table %s in %s is disabled: nothing written now is replicated "
+                "until it is enabled again (the gap will be marked for repair)",
+                self.table_name,
+                self.region,
+            )
+            self.metrics.incr("stream_disabled", {"region": self.region})
+        self._said_disabled = not enabled
+        if latest and latest != reader.stream_arn and reader.exhausted:
+            self._follow(latest)
+
+    def _follow(self, stream_arn: str) -> None:
+        old = self._current()
+        reader = self._reader_for(stream_arn)  # its own, empty checkpoints: TRIM_HORIZON
+        self.metrics.incr("stream_gaps", {"region": self.region})
+        # NOTE: marked before the new stream is recorded as followed: a crash in between marks
+        # again after the restart, never not at all.
+        # NOTE: the table's latest stream, not the next one: a stream enabled and disabled
+        # again in between (while the consumer was stopped) is not read; this marker covers
+        # its records too. (ListStreams might list it; AWS does not document that it lists
+        # disabled streams, and moto lists only the latest.)
+        reader.needs_repair(
+            f"the stream of table {self.table_name} changed from {old.stream_arn} to "
+            f"{stream_arn} (disabled, then enabled again): writes made after the first ended "
+            "were not replicated (in no stream, or in a stream enabled and disabled meanwhile)"
+        )
+        self.checkpoints.follow(stream_arn)
+        self.reader = reader
+        self._failures = {k: v for k, v in self._failures.items() if k is None}
+        self._retry_at = {k: v for k, v in self._retry_at.items() if k is None}
+
+    def _current(self) -> StreamReader:
+        if self.reader is None:
+            self.setup()
+        assert self.reader is not None
+        return self.reader
+
+    # -- polling -----------------------------------------------------------------------------
+
+    def poll_once(self) -> int:
+        """Read one batch from every ready shard that is not backing off, replicate it,
+        checkpoint. Returns the number of records handed to the replicator."""
+        self._current()
+        if not self._due(None):
+            return 0
+        try:
+            shards = self._ready_shards()
+        except AWS_ERRORS as error:
+            self._trouble(None, error, f"listing the shards of {self._current().stream_arn}")
+            return 0
+        self._recovered(None)
+        return sum(self._poll_shard(shard_id) for shard_id in shards if self._due(shard_id))
+
+    def _ready_shards(self) -> list[str]:
+        self._watch_table()
+        reader = self._current()
+        try:
+            return reader.ready_shards()
+        except ClientError as error:
+            if error_code(error) != NOT_FOUND:
+                raise
+            # Gone (a day after it was disabled), or not visible yet: the table says which.
+            self._watch_table(stream_missing=True)
+            if not reader.gone:
+                raise
+            return []  # abandoned, and replaced if the table has a newer stream
+
+    def _poll_shard(self, shard_id: str) -> int:
+        reader = self._current()
+        handed = 0
+        try:
+            batch = reader.read(shard_id)
+            if not batch.records:
+                if batch.closed:
+                    reader.commit(shard_id, sequence=None, finished=True)
+                self._recovered(shard_id)
+                return 0
+            handed = len(batch.records)
+            results = self.replicator.process(batch.records)
+            self._observe_age(batch.records[-1])
+            applied = applied_prefix(results)
+            done = [r.sequence for r in results[:applied] if r.sequence is not None]
+            finished = batch.closed and applied == len(results)
+            if done or finished:
+                reader.commit(shard_id, sequence=done[-1] if done else None, finished=finished)
+        except AWS_ERRORS as error:  # reading, the dead-letter sink, the checkpoint table
+            reader.rewind(shard_id)
+            self._trouble(shard_id, error, f"shard {shard_id}")
+            return handed
+        if applied < len(results):
+            reader.rewind(shard_id)  # read again from the first record not applied
+            delay = self._back_off(shard_id)
+            log.warning(
+                "shard %s: %d of %d records not applied yet (%s); retrying in %.2f s",
+                shard_id,
+                len(results) - applied,
+                len(results),
+                results[applied].reason,
+                delay,
+            )
+        else:
+            self._recovered(shard_id)
+        return handed
+
+    def _observe_age(self, record: Mapping[str, Any]) -> None:
+        created = record.get("dynamodb", {}).get("ApproximateCreationDateTime")
+        if hasattr(created, "timestamp"):
+            age = max(self.wall() - created.timestamp(), 0.0)
+            self.metrics.observe("iterator_age_seconds", {"region": self.region}, age)
+
+    # -- backoff -----------------------------------------------------------------------------
+
+    def _trouble(self, key: str | None, error: Exception, where: str) -> None:
+        reason = halting_reason(error)
+        if reason is not None:
+            raise ConsumerHaltedError(f"{self.region}: {reason}") from error
+        self.metrics.incr("stream_errors", {"region": self.region, "error": error_code(error)})
+        delay = self._back_off(key)
+        log.warning("%s: %s; retrying in %.2f s", where, error, delay)
+
+    def _back_off(self, key: str | None) -> float:
+        self._failures[key] = self._failures.get(key, 0) + 1
+        delay = retry_delay(
+            self._failures[key], base=self.retry_base, cap=self.retry_cap, jitter=self.jitter
+        )
+        self._retry_at[key] = self.clock() + delay
+        return delay
+
+    def _recovered(self, key: str | None) -> None:
+        self._failures.pop(key, None)
+        self._retry_at.pop(key, None)
+
+    def _due(self, key: str | None) -> bool:
+        return self._retry_at.get(key, -math.inf) <= self.clock()
+
+    @property
+    def backing_off(self) -> bool:
+        """Some shard, or the stream, waits to be retried: the consumer is not idle."""
+        return bool(self._retry_at)
+
+    def run(self, *, stop: threading.Event, idle_exit_after: float | None = None) -> None:
+        """Poll until ``stop`` is set (or, with ``idle_exit_after``, until idle that long: nothing
+        read and nothing waiting to be retried). Raises ConsumerHaltedError on what waiting
+        cannot fix; every other error is retried."""
+        backoff = self.idle_backoff
+        idle_since: float | None = None
+        while not stop.is_set():
+            if self.poll_once():
+                backoff, idle_since = self.idle_backoff, None
+                continue
+            now = self.clock()
+            if self.backing_off:
+                idle_since = None
+            elif idle_since is None:
+                idle_since = now
+            if (
+                idle_exit_after is not None
+                and idle_since is not None
+                and now - idle_since >= idle_exit_after
+            ):
+                return
+            stop.wait(backoff)
+            backoff = min(backoff * 2, self.max_idle_backoff)
+
+
+class Consumer(StreamConsumer):
+    """The consumer of ``region``'s stream, wired to AWS (or an emulator) from the configuration."""
+
     def __init__(
         self,
         config: Config,
@@ -85,16 +448,15 @@ class Consumer:
         metrics: Metrics | None = None,
     ) -> None:
         config.region(region)  # UnknownRegionError for a region not configured
-        self.config, self.region = config, region
-        self.metrics: Metrics = metrics or MemoryMetrics()
+        self.config = config
+        metrics = metrics or MemoryMetrics()
         self.dynamodb = clients_for(config, "dynamodb", session=session)
         for name, client in self.dynamodb.items():
-            count_retries(client, metrics=self.metrics, region=name)
+            count_retries(client, metrics=metrics, region=name)
         own = config.region(region)
-        self.streams = (session or boto3.Session()).client(
+        streams = (session or boto3.Session()).client(
             "dynamodbstreams", region_name=region, endpoint_url=own.endpoint_url, config=BOTO_CONFIG
         )
-        settings = config.settings()
         keys = config.key_attributes
         tables = {
             name: DynamoTable(client, table_name=config.table_name(name), key_attributes=keys)
@@ -103,91 +465,43 @@ class Consumer:
         self.dead_letters = DynamoDeadLetters(
             self.dynamodb[region], table_name=config.replication.dead_letter_table
         )
-        self.replicator = Replicator(
+        self.pipeline = Replicator(
             region=region,
-            settings=settings,
+            settings=config.settings(),
             tables=tables,
             dead_letters=self.dead_letters,
-            metrics=self.metrics,
+            metrics=metrics,
             write_concurrency=config.replication.write_concurrency,
         )
-        self.reader: StreamReader | None = None
+        self.checkpoint_table = DynamoCheckpointTable(
+            self.dynamodb[region],
+            table_name=config.replication.checkpoint_table,
+            replica_table=config.table_name(region),
+        )
+        super().__init__(
+            region=region,
+            table_name=config.table_name(region),
+            dynamodb=self.dynamodb[region],
+            streams=streams,
+            checkpoints=self.checkpoint_table,
+            replicator=self.pipeline,
+            metrics=metrics,
+            batch_size=config.replication.batch_size,
+            idle_backoff=config.replication.idle_backoff_seconds,
+            max_idle_backoff=config.replication.max_idle_backoff_seconds,
+        )
 
     def setup(self) -> None:
-        """Find the stream; create the checkpoint and dead-letter tables if they are missing."""
-        client = self.dynamodb[self.region]
-        table = client.describe_table(TableName=self.config.table_name(self.region))["Table"]
-        stream_arn = table.get("LatestStreamArn")
-        if not stream_arn:
-            raise RuntimeError(
-                f"table {self.config.table_name(self.region)} in {self.region} has no stream; "
-                "enable NEW_AND_OLD_IMAGES (georep init does)"
-            )
-        checkpoints = DynamoCheckpoints(
-            client, table_name=self.config.replication.checkpoint_table, stream_arn=stream_arn
-        )
-        checkpoints.ensure_table()
-        self.dead_letters.ensure_table()
-        self.reader = StreamReader(
-            self.streams,
-            stream_arn=stream_arn,
-            checkpoints=checkpoints,
-            batch_size=self.config.replication.batch_size,
-        )
-
-    def poll_once(self) -> int:
-        """Read one batch from every ready shard, replicate it, checkpoint. Returns records."""
-        if self.reader is None:
-            self.setup()
-        reader = self.reader
-        assert reader is not None
-        processed = 0
-        for shard_id in reader.ready_shards():
-            try:
-                batch = reader.read(shard_id)
-            except TrimmedError as error:
-                self.metrics.incr("trimmed_data", {"region": self.region})
-                reader.needs_repair(str(error))
-                reader.state[shard_id].sequence = None  # go on from the trim horizon, loudly
-                reader.rewind(shard_id)
-                continue
-            if not batch.records:
-                if batch.closed:
-                    reader.commit(shard_id, sequence=None, finished=True)
-                continue
-            results = self.replicator.process(batch.records)
-            processed += len(batch.records)
-            self._observe_age(batch.records[-1])
-            failed = next((i for i, r in enumerate(results) if r.status == "failed"), None)
-            if failed is None:
-                reader.commit(shard_id, sequence=results[-1].sequence, finished=batch.closed)
-            else:
-                # Checkpoint what was applied, then replay from the first failed record.
-                done = results[failed - 1].sequence if failed else None
-                if done is not None:
-                    reader.commit(shard_id, sequence=done, finished=False)
-                reader.rewind(shard_id)
-        return processed
-
-    def _observe_age(self, record: Mapping[str, Any]) -> None:
-        created = record.get("dynamodb", {}).get("ApproximateCreationDateTime")
-        if hasattr(created, "timestamp"):
-            age = max(time.time() - created.timestamp(), 0.0)
-            self.metrics.observe("iterator_age_seconds", {"region": self.region}, age)
-
-    def run(self, *, stop: threading.Event, idle_exit_after: float | None = None) -> None:
-        """Poll until ``stop`` is set (or, with ``idle_exit_after``, until idle that long)."""
-        backoff = self.config.replication.idle_backoff_seconds
-        idle_since: float | None = None
-        while not stop.is_set():
-            if self.poll_once():
-                backoff, idle_since = self.config.replication.idle_backoff_seconds, None
-                continue
-            idle_since = idle_since or time.monotonic()
-            if idle_exit_after is not None and time.monotonic() - idle_since >= idle_exit_after:
-                return
-            stop.wait(backoff)
-            backoff = min(backoff * 2, self.config.replication.max_idle_backoff_seconds)
+        """Create the checkpoint and dead-letter tables if they are missing; find the stream."""
+        try:
+            self.checkpoint_table.ensure_table()
+            self.dead_letters.ensure_table()
+        except AWS_ERRORS as error:
+            raise ConsumerHaltedError(
+                f"cannot create georep's tables in {self.region}: "
+                f"{halting_reason(error) or f'{error_code(error)}: {error}'}"
+            ) from error
+        super().setup()
 
     def close(self) -> None:
-        self.replicator.close()
+        self.pipeline.close()

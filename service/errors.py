@@ -8,10 +8,13 @@
     ├── ItemTooLargeError      an item would exceed DynamoDB's 400 KB once metadata is added
     ├── UnknownRegionError     a region not in the configuration was named
     ├── RuleError              a user merge rule raised or returned something invalid
-    └── LawViolation           a merge rule breaks a law (see resolvers.check)
+    ├── LawViolation           a merge rule breaks a law (see resolvers.check)
+    └── ConsumerHaltedError    the stream consumer met what waiting cannot fix (credentials
+                               missing or rejected, its table deleted): ``georep run`` exits 1
 
-A record that raises one of these is dead-lettered with the message as its reason; the consumer
-keeps going. Anything else is a bug and is allowed to propagate.
+A record that raises one of the others is dead-lettered with the message as its reason; the
+consumer keeps going. ConsumerHaltedError is about the consumer, never about one record.
+Anything else is a bug and is allowed to propagate.
 """
 
 from __future__ import annotations
@@ -51,3 +54,8 @@ class LawViolation(GeorepError):
         super().__init__(message)
         self.law = law
         self.counterexample = counterexample
+
+
+class ConsumerHaltedError(GeorepError):
+    """The consumer cannot go on: retrying would not help (service/consumer.py says which
+    errors those are). Every other AWS error is counted, logged and retried with backoff."""

@@ -2,17 +2,24 @@
 
 A scripted stand-in for the streams client plays the server's side of the protocol (the real
 one is exercised over HTTP in tests/integration); here we need errors the emulators cannot be
-made to produce on demand.
+made to produce on demand. (tests/unit/test_consumer.py and tests/property/test_stream_reader.py
+use service/streams_memory.py, which also ages records out and replaces streams.)
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from botocore.exceptions import ClientError
 
-from service.streams import MemoryCheckpoints, ShardState, StreamReader, TrimmedError
+from service.pipeline import MemoryMetrics
+from service.streams import MemoryCheckpoints, ShardState, StreamReader
+
+
+def _trimmed(reader: StreamReader) -> float:
+    """How many losses the reader reported (its default metrics are in memory)."""
+    return cast(MemoryMetrics, reader.metrics).total("trimmed_data")
 
 
 def _error(code: str) -> ClientError:
@@ -42,7 +49,11 @@ class ScriptedStreams:
         if self.errors["get_shard_iterator"]:
             raise self.errors["get_shard_iterator"].pop(0)
         seqs = self.shards[ShardId][1]
-        start = 0 if ShardIteratorType == "TRIM_HORIZON" else seqs.index(kw["SequenceNumber"]) + 1
+        start = {
+            "TRIM_HORIZON": lambda: 0,
+            "AT_SEQUENCE_NUMBER": lambda: seqs.index(kw["SequenceNumber"]),
+            "AFTER_SEQUENCE_NUMBER": lambda: seqs.index(kw["SequenceNumber"]) + 1,
+        }[ShardIteratorType]()
         return {"ShardIterator": f"{ShardId}:{start}"}
 
     def get_records(self, *, ShardIterator: str, Limit: int) -> dict[str, Any]:
@@ -69,10 +80,42 @@ def test_a_child_shard_is_read_only_after_its_parent_is_finished() -> None:
     assert ["c"] == reader.ready_shards()
 
 
-def test_a_child_whose_parent_is_gone_past_retention_is_ready() -> None:
+def test_a_child_whose_parent_is_gone_unread_is_ready_and_the_loss_is_loud() -> None:
+    """Rule 3: the parent was never read to its end by this consumer (here: a first start on a
+    stream older than its retention), so its records were never replicated."""
     streams = ScriptedStreams({"c": ("trimmed-parent", ["3"], False)})
-    reader = StreamReader(streams, stream_arn="arn", checkpoints=MemoryCheckpoints())
+    store = MemoryCheckpoints()
+    reader = StreamReader(streams, stream_arn="arn", checkpoints=store)
     assert ["c"] == reader.ready_shards()
+    assert store.repair is not None and "trimmed-parent" in store.repair
+    assert 1 == _trimmed(reader)
+
+
+def test_a_checkpointed_parent_that_aged_out_is_loud_not_skipped() -> None:
+    """Finding 3 of issue 7: a consumer stopped for over a day finds its checkpointed shard gone
+    from the stream. Its child is read (from the trim horizon), but the records after the
+    checkpoint are lost: a repair marker and the trimmed_data metric, as for trimming inside a
+    listed shard, and only once."""
+    streams = ScriptedStreams({"child": ("parent", ["7"], False)})
+    store = MemoryCheckpoints()
+    store.save("parent", ShardState(sequence="3"))
+    reader = StreamReader(streams, stream_arn="arn", checkpoints=store)
+    assert ["child"] == reader.ready_shards()
+    assert store.repair is not None and "parent" in store.repair
+    assert 1 == _trimmed(reader)
+    assert store.shards["parent"].finished  # reported once: a restart does not report it again
+    restarted = StreamReader(streams, stream_arn="arn", checkpoints=store)
+    assert ["child"] == restarted.ready_shards()
+    assert 0 == _trimmed(restarted)
+
+
+def test_a_finished_parent_that_aged_out_is_not_a_loss() -> None:
+    streams = ScriptedStreams({"child": ("parent", ["7"], False)})
+    store = MemoryCheckpoints()
+    store.save("parent", ShardState(sequence="3", finished=True))
+    reader = StreamReader(streams, stream_arn="arn", checkpoints=store)
+    assert ["child"] == reader.ready_shards()
+    assert None is store.repair
 
 
 def test_reading_resumes_after_the_checkpoint_after_a_restart() -> None:
@@ -91,7 +134,7 @@ def test_an_expired_iterator_is_taken_again_from_the_checkpoint() -> None:
     assert 1 == len(reader.read("s").records)  # read "1", not committed
     streams.errors["get_records"].append(_error("ExpiredIteratorException"))
     assert [] == reader.read("s").records
-    # Nothing was committed, so reading starts again at the trim horizon: "1" again.
+    # Nothing was committed, so reading starts again at the first record read: "1" again.
     assert ["1"] == [r["dynamodb"]["SequenceNumber"] for r in reader.read("s").records]
 
 
@@ -105,18 +148,37 @@ def test_a_rewind_replays_from_the_checkpoint() -> None:
     assert ["2", "3"] == [r["dynamodb"]["SequenceNumber"] for r in reader.read("s").records]
 
 
-@pytest.mark.parametrize("code", ["TrimmedDataAccessException", "InternalFailure"])
-def test_a_checkpoint_past_retention_is_a_loud_error_never_a_silent_skip(code: str) -> None:
+def test_a_checkpoint_past_retention_is_a_loud_error_never_a_silent_skip() -> None:
+    """Rule 1: the checkpoint is older than the trim horizon: marked for repair, counted, and
+    read again from the trim horizon."""
     streams = ScriptedStreams({"s": (None, ["9"], False)})
     store = MemoryCheckpoints()
     store.save("s", ShardState(sequence="5"))
     reader = StreamReader(streams, stream_arn="arn", checkpoints=store)
     reader.ready_shards()
+    streams.errors["get_shard_iterator"].append(_error("TrimmedDataAccessException"))
+    assert [] == reader.read("s").records
+    assert store.repair is not None and "trimmed" in store.repair
+    assert 1 == _trimmed(reader)
+    assert ["9"] == [r["dynamodb"]["SequenceNumber"] for r in reader.read("s").records]
+
+
+@pytest.mark.parametrize("code", ["InternalFailure", "InternalServerError", "500"])
+def test_a_server_error_from_get_shard_iterator_is_not_taken_for_trimmed_data(code: str) -> None:
+    """Finding 7 of issue 7: only TrimmedDataAccessException means trimmed. A 500 is transient:
+    it propagates (the consumer backs off and retries), no repair marker, no replay from the
+    trim horizon."""
+    streams = ScriptedStreams({"s": (None, ["5", "9"], False)})
+    store = MemoryCheckpoints()
+    store.save("s", ShardState(sequence="5"))
+    reader = StreamReader(streams, stream_arn="arn", checkpoints=store)
+    reader.ready_shards()
     streams.errors["get_shard_iterator"].append(_error(code))
-    with pytest.raises(TrimmedError):
+    with pytest.raises(ClientError):
         reader.read("s")
-    reader.needs_repair("test")
-    assert "test" == store.repair
+    assert None is store.repair
+    assert "5" == reader.state["s"].sequence
+    assert ["9"] == [r["dynamodb"]["SequenceNumber"] for r in reader.read("s").records]
 
 
 def test_shards_are_listed_again_only_periodically_or_after_one_finishes() -> None:

@@ -1,0 +1,283 @@
+"""The stream consumer's loop against an in-memory DynamoDB Streams (service/streams_memory.py):
+replaced streams, failing destinations, transient and permanent AWS errors, the checkpoint rule.
+
+The property test tests/property/test_stream_reader.py drives the same loop through random
+histories; these are the named cases (issue 7's findings among them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import service.checkpoint
+import service.consumer
+from service import cli
+from service.checkpoint import CheckpointTracker
+from service.consumer import StreamConsumer, applied_prefix, retry_delay
+from service.errors import ConsumerHaltedError
+from service.pipeline import MemoryMetrics, RecordResult
+from service.streams import MemoryCheckpointTable
+from service.streams_memory import MemoryStreams, client_error
+from tests.doubles import Clock, ScriptedReplicator, consumer_on
+
+
+class Setup:
+    def __init__(self, *, batch_size: int = 10) -> None:
+        self.clock = Clock()
+        self.streams = MemoryStreams(clock=self.clock)
+        self.checkpoints = MemoryCheckpointTable()
+        self.replicator = ScriptedReplicator()
+        self.metrics = MemoryMetrics()
+        self.batch_size = batch_size
+        self.consumer = self.start()
+
+    def start(self) -> StreamConsumer:
+        """A consumer process (again, after a crash): only the checkpoint table survives."""
+        self.consumer = consumer_on(
+            self.streams,
+            checkpoints=self.checkpoints,
+            replicator=self.replicator,
+            clock=self.clock,
+            metrics=self.metrics,
+            batch_size=self.batch_size,
+        )
+        return self.consumer
+
+    def write(self, *keys: str) -> list[str]:
+        records = [self.streams.write(key) for key in keys]
+        return [str(r.sequence) for r in records if r is not None]
+
+    def poll(self, times: int = 1, *, every: float = 0.0) -> None:
+        for _ in range(times):
+            self.consumer.poll_once()
+            self.clock.advance(every)
+
+    def repairs(self) -> list[str]:
+        return [reason for store in self.checkpoints.streams.values() for reason in store.repairs]
+
+
+# -- finding 5: a stream disabled and enabled again ------------------------------------------
+
+
+def test_a_stream_disabled_and_enabled_again_is_followed_and_the_gap_marked_for_repair() -> None:
+    """Finding 5 of issue 7: the consumer read LatestStreamArn once and stalled on the old
+    stream. Now it reads the old stream to its end, follows the new one from its trim horizon
+    (its own checkpoints), and marks the region for repair: the write made while no stream was
+    enabled is in no stream."""
+    s = Setup()
+    before = s.write("k0")
+    s.poll()
+    old = s.consumer.reader.stream_arn  # type: ignore[union-attr]
+    late = s.write("k1")  # streamed to the old stream before it is disabled
+    s.streams.disable()
+    s.write("k2")  # in no stream
+    new = s.streams.enable()
+    after = s.write("k0", "k1")
+    s.poll(20, every=10.0)
+    assert before + late + after == s.replicator.handed
+    assert new == s.consumer.reader.stream_arn  # type: ignore[union-attr]
+    assert new == s.checkpoints.followed
+    assert 1 == s.metrics.total("stream_gaps")
+    assert [f"{old} to {new}" in reason for reason in s.repairs()] == [True]
+    assert {"shardId"} == {k[:7] for k in s.checkpoints.streams[new].shards}
+    assert after[-1] == max(
+        (st.sequence or "" for st in s.checkpoints.streams[new].shards.values()), default=""
+    )
+
+
+def test_a_restart_after_the_stream_was_replaced_reads_the_old_stream_to_its_end_first() -> None:
+    """The stream was replaced while the consumer was stopped: the restart starts with the
+    stream it followed (recorded in the checkpoint table), not the table's latest one."""
+    s = Setup()
+    s.write("k0")
+    s.poll()
+    unread = s.write("k1", "k2")
+    s.streams.disable()
+    s.streams.enable()
+    after = s.write("k1")
+    s.start()
+    s.poll(20, every=10.0)
+    assert unread + after == s.replicator.handed[1:]
+    assert 1 == len(s.repairs())
+
+
+def test_a_replaced_stream_gone_past_retention_marks_its_unread_records_lost() -> None:
+    """A restart more than a day after the stream was replaced: the old stream is gone
+    (ResourceNotFound), with records the consumer never read. Both losses are marked."""
+    s = Setup()
+    s.write("k0")
+    s.poll()
+    s.write("k1")
+    s.streams.disable()
+    s.streams.enable()
+    s.clock.advance(25 * 3600)
+    after = s.write("k2")
+    s.start()
+    s.poll(20, every=10.0)
+    assert after == s.replicator.handed[-1:]
+    assert 1 == s.metrics.total("stream_gaps")
+    repairs = s.repairs()
+    assert any("no longer exists" in reason for reason in repairs), repairs
+
+
+def test_a_disabled_stream_without_a_new_one_is_said_once_and_waited_for() -> None:
+    s = Setup()
+    s.write("k0")
+    s.streams.disable()
+    s.poll(30, every=10.0)
+    assert 1 == len(s.replicator.handed)
+    assert 1 == s.metrics.total("stream_disabled")
+    assert [] == s.repairs()  # not yet: the gap ends when a stream is enabled again
+
+
+# -- finding 8: failures back off, transient errors never kill the consumer --------------------
+
+
+def test_a_destination_that_keeps_failing_is_retried_with_capped_exponential_backoff() -> None:
+    """Finding 8 of issue 7: a batch whose records all failed was retried at once, forever
+    (7,220 GetRecords calls in one second). Now: exponential backoff with jitter, capped, for
+    that shard; the records are applied once the destination is back."""
+    s = Setup()
+    written = s.write("k0", "k1")
+    s.replicator.fail_all = "AccessDeniedException: not authorized"
+    s.poll(6000, every=0.01)  # a minute of polling as fast as the loop goes
+    calls = s.streams.calls["get_records"]
+    assert 8 <= calls <= 15, calls  # 0.1 s doubling to a 20 s cap: about 11 tries in 60 s
+    s.replicator.fail_all = None
+    s.poll(3000, every=0.01)
+    assert set(written) <= s.replicator.applied
+    assert [] == s.repairs()
+
+
+@pytest.mark.parametrize(
+    ("operation", "code", "status"),
+    [
+        ("get_records", "InternalFailure", 500),
+        ("get_records", "LimitExceededException", 400),
+        ("get_shard_iterator", "InternalServerError", 500),
+        ("describe_stream", "ThrottlingException", 400),
+        ("describe_table", "InternalServerError", 500),
+        ("get_records", "AccessDeniedException", 400),
+    ],
+)
+def test_a_transient_stream_error_is_counted_backed_off_and_retried(
+    operation: str, code: str, status: int
+) -> None:
+    """Any stream error other than expired or trimmed escaped Consumer.run. Now it is counted
+    (stream_errors, labelled with the code), logged, and retried after a backoff."""
+    s = Setup()
+    s.poll()  # started: an error while starting stops the consumer (botocore retried already)
+    written = s.write("k0")
+    s.clock.advance(16 * 60)  # DescribeTable is due, and the shard iterator expired
+    for _ in range(3):
+        s.streams.fail(operation, client_error(code, operation, status=status))
+    s.poll(200, every=0.05)
+    assert written == s.replicator.handed
+    assert 1 <= s.metrics.counters[("stream_errors", (("error", code), ("region", "r0")))]
+    assert [] == s.repairs()
+
+
+@pytest.mark.parametrize("code", ["UnrecognizedClientException", "InvalidSignatureException"])
+def test_rejected_credentials_halt_the_consumer(code: str) -> None:
+    s = Setup()
+    s.write("k0")
+    s.streams.fail("get_records", client_error(code, "GetRecords"))
+    with pytest.raises(ConsumerHaltedError, match="credentials"):
+        s.poll()
+
+
+def test_a_deleted_table_halts_the_consumer_with_its_name() -> None:
+    s = Setup()
+    s.poll()
+    s.streams.delete_table()
+    s.clock.advance(61)
+    with pytest.raises(ConsumerHaltedError, match=f"table {s.streams.table_name} does not exist"):
+        s.poll()
+
+
+def test_georep_run_prints_one_line_and_exits_1_when_the_consumer_halts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Halting:
+        def __init__(self, *_: object, **__: object) -> None:
+            pass
+
+        def setup(self) -> None:
+            raise ConsumerHaltedError("us-east-1: AWS rejected the credentials (...)")
+
+    config = tmp_path / "georep.toml"
+    config.write_text(
+        '[table]\nname = "orders"\npartition_key = "pk"\n\n'
+        '[[regions]]\nname = "us-east-1"\n\n[[regions]]\nname = "eu-west-1"\n'
+    )
+    monkeypatch.setattr(service.consumer, "Consumer", Halting)
+    assert 1 == cli.main(["run", "--region", "us-east-1", "-c", str(config)])
+    assert "georep: us-east-1: AWS rejected the credentials (...)\n" == capsys.readouterr().err
+
+
+def test_run_keeps_going_through_failures_and_exits_when_idle() -> None:
+    """``run`` (what ``georep run`` calls) survives a failing destination and a throttled stream,
+    waits between polls (never spins), and is not idle while a retry is pending."""
+    s = Setup()
+    written = s.write("k0", "k1")
+    s.replicator.failing = {"k1"}
+    s.streams.fail("get_records", client_error("ThrottlingException", "GetRecords"))
+    waits: list[float] = []
+
+    class Stop:
+        def is_set(self) -> bool:
+            if len(waits) == 50:
+                s.replicator.failing = set()
+            return False
+
+        def wait(self, seconds: float) -> bool:
+            waits.append(seconds)
+            s.clock.advance(seconds)
+            return False
+
+    s.consumer.run(stop=Stop(), idle_exit_after=5.0)  # type: ignore[arg-type]
+    assert set(written) <= s.replicator.applied
+    assert all(w > 0 for w in waits)
+    assert s.clock.now - Clock().now >= 5.0
+
+
+def test_retry_delays_grow_exponentially_with_jitter_up_to_the_cap() -> None:
+    delays = [retry_delay(n, base=0.1, cap=20.0, jitter=lambda: 1.0) for n in range(1, 12)]
+    assert [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 20.0, 20.0, 20.0] == pytest.approx(delays)
+    assert 0.05 == pytest.approx(retry_delay(1, base=0.1, cap=20.0, jitter=lambda: 0.0))
+    assert 20.0 == retry_delay(10**6, base=0.1, cap=20.0, jitter=lambda: 1.0)
+
+
+# -- one checkpoint rule -----------------------------------------------------------------------
+
+
+def test_the_consumer_checkpoints_by_the_rule_the_model_proves() -> None:
+    """The consumer commits through service.checkpoint.CheckpointTracker, the class the property
+    model (tests/property/machine.py) drives: no second copy of the rule."""
+    assert service.consumer.CheckpointTracker is service.checkpoint.CheckpointTracker
+    results = [
+        RecordResult("1", "ok"),
+        RecordResult("2", "dead-lettered"),
+        RecordResult("3", "failed"),
+        RecordResult("4", "ok"),
+    ]
+    assert 2 == applied_prefix(results)
+
+
+def test_breaking_the_models_checkpoint_rule_breaks_the_consumer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The teeth test's break (checkpoint what was read, tests/property/test_teeth.py) makes the
+    consumer checkpoint past a failed record too: it has no rule of its own."""
+    s = Setup()
+    failed, fine = s.write("k1", "k0")
+    s.replicator.failing = {"k1"}
+    s.poll()
+    (store,) = s.checkpoints.streams.values()
+    assert all(state.sequence is None for state in store.shards.values())  # nothing committed
+    monkeypatch.setattr(CheckpointTracker, "safe_position", lambda self: self.read_position)
+    s.clock.advance(60)
+    s.poll()
+    assert {fine} == {state.sequence for state in store.shards.values()}
+    assert failed not in s.replicator.applied
