@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Final, Literal
 from botocore.exceptions import ClientError
 
 from service.backends._errors import TableSetupError
+from service.preflight import STREAM_VIEW_TYPE, Keys, key_problems, stream_problems, ttl_problems
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
 
 KeyType = Literal["S", "N", "B"]
 
-STREAM_VIEW_TYPE: Final = "NEW_AND_OLD_IMAGES"
 _FIRST_POLL_S: Final = 0.02
 _MAX_POLL_S: Final = 1.0
 
@@ -73,7 +73,8 @@ def create_replica_table(
             raise
         # It exists (or is being created by someone else): check it below, change nothing.
     table = _wait_until_active(client, table_name=table_name, timeout=timeout)
-    _check_shape(table, key_schema=key_schema, definitions=definitions)
+    keys = Keys(partition_key, partition_key_type, sort_key, sort_key_type)
+    _check_shape(table, keys=keys)
     _ensure_ttl(client, table_name=table_name, attribute=ttl_attribute)
     return _latest_stream_arn(table)
 
@@ -109,61 +110,29 @@ def _wait_until_active(
         pause = min(pause * 2, _MAX_POLL_S)
 
 
-def _check_shape(
-    table: TableDescriptionTypeDef,
-    *,
-    key_schema: list[KeySchemaElementTypeDef],
-    definitions: list[AttributeDefinitionTypeDef],
-) -> None:
-    name = table.get("TableName", "?")
-    wanted_keys = [(k["AttributeName"], k["KeyType"]) for k in key_schema]
-    actual_keys = [(k["AttributeName"], k["KeyType"]) for k in table.get("KeySchema", [])]
-    if wanted_keys != actual_keys:
-        raise TableSetupError(
-            f"table {name} has key schema {actual_keys}, a replica needs {wanted_keys}"
-        )
-    actual_types = {
-        d["AttributeName"]: d["AttributeType"] for d in table.get("AttributeDefinitions", [])
-    }
-    for definition in definitions:
-        attribute, wanted = definition["AttributeName"], definition["AttributeType"]
-        if actual_types.get(attribute) != wanted:
-            raise TableSetupError(
-                f"table {name} key {attribute} has type {actual_types.get(attribute)}, "
-                f"a replica needs {wanted}"
-            )
-    stream = table.get("StreamSpecification", {})
-    if not stream.get("StreamEnabled") or stream.get("StreamViewType") != STREAM_VIEW_TYPE:
-        raise TableSetupError(
-            f"table {name} has stream {stream or 'off'}; a replica needs StreamEnabled with "
-            f"StreamViewType {STREAM_VIEW_TYPE} (enable it with UpdateTable)"
-        )
+def _check_shape(table: TableDescriptionTypeDef, *, keys: Keys) -> None:
+    # NOTE: the same checks `georep run` and the Lambda cold start make (service/preflight.py).
+    problems = key_problems(table, keys=keys) + stream_problems(table)
+    if problems:
+        raise TableSetupError(f"table {table.get('TableName', '?')}: {'; '.join(problems)}")
 
 
 def _ensure_ttl(client: DynamoDBClient, *, table_name: str, attribute: str) -> None:
     description = client.describe_time_to_live(TableName=table_name).get(
         "TimeToLiveDescription", {}
     )
-    status = description.get("TimeToLiveStatus", "DISABLED")
-    current = description.get("AttributeName")
-    if status in ("ENABLED", "ENABLING"):
-        if current != attribute:
-            raise TableSetupError(
-                f"table {table_name} has TTL on {current!r}, a replica needs it on {attribute!r}"
-            )
-        return
-    if status == "DISABLING":
-        raise TableSetupError(
-            f"table {table_name} is disabling TTL (AWS allows re-enabling only after it ends, "
-            "up to an hour); retry later"
+    if description.get("TimeToLiveStatus", "DISABLED") == "DISABLED":
+        # NOTE: moto records this setting but never expires items; AWS deletes expired items
+        # within days and streams a REMOVE by the service principal (tested with records of
+        # that exact shape: tests/integration/test_ttl_records.py).
+        client.update_time_to_live(
+            TableName=table_name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute},
         )
-    # NOTE: moto records this setting but never expires items; AWS deletes expired items
-    # within days and streams a REMOVE by the service principal (tested with records of that
-    # exact shape: tests/integration/test_ttl_records.py).
-    client.update_time_to_live(
-        TableName=table_name,
-        TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute},
-    )
+        return
+    problems = ttl_problems(description, attribute=attribute)
+    if problems:
+        raise TableSetupError(f"table {table_name}: {'; '.join(problems)}")
 
 
 def _latest_stream_arn(table: TableDescriptionTypeDef) -> str:

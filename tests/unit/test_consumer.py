@@ -12,6 +12,7 @@ import pytest
 
 import service.checkpoint
 import service.consumer
+import service.preflight
 from service import cli
 from service.checkpoint import CheckpointTracker
 from service.consumer import StreamConsumer, applied_prefix, retry_delay
@@ -200,6 +201,8 @@ def test_georep_run_prints_one_line_and_exits_1_when_the_consumer_halts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     class Halting:
+        dynamodb: dict[str, object] = {}
+
         def __init__(self, *_: object, **__: object) -> None:
             pass
 
@@ -212,6 +215,7 @@ def test_georep_run_prints_one_line_and_exits_1_when_the_consumer_halts(
         '[[regions]]\nname = "us-east-1"\n\n[[regions]]\nname = "eu-west-1"\n'
     )
     monkeypatch.setattr(service.consumer, "Consumer", Halting)
+    monkeypatch.setattr(service.preflight, "check_tables", lambda *_, **__: {})
     assert 1 == cli.main(["run", "--region", "us-east-1", "-c", str(config)])
     assert "georep: us-east-1: AWS rejected the credentials (...)\n" == capsys.readouterr().err
 
