@@ -21,7 +21,7 @@ from service.backends import start_backend
 from service.consumer import Consumer
 from service.core.apply import Stamped, read_item
 from service.core.version import META_ATTR
-from service.local import REGIONS, local_replica_set
+from service.local import REGIONS, drain, local_replica_set
 from service.pipeline import MemoryMetrics
 from service.sdk import GeorepTable
 
@@ -105,9 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         stop.set()
         for t in pollers:
             t.join()
-        quiet = 0
-        while quiet < 3:  # drain: every stream empty three rounds running
-            quiet = quiet + 1 if sum(c.poll_once() for c in consumers) == 0 else 0
+        drain(consumers)
         for c in consumers:
             c.close()
 

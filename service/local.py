@@ -4,6 +4,7 @@ tests, so they all set up exactly what a user's deployment would."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ import boto3
 
 from service.backends import Credentials, EmbeddedBackend, create_replica_table
 from service.config import Config, load_config
+from service.consumer import Consumer
 from service.core.version import TTL_ATTR
 
 REGIONS = ("eu-west-1", "us-east-1", "ap-southeast-2")
@@ -83,3 +85,17 @@ def local_replica_set(
             replica_set.client(region), table_name=name, partition_key="pk", ttl_attribute=TTL_ATTR
         )
     return replica_set
+
+
+def drain(consumers: list[Consumer], *, quiet_rounds: int = 3, timeout: float = 120) -> None:
+    """Poll every region until no stream has anything left for ``quiet_rounds`` rounds running
+    and no consumer waits to retry a failed batch (its backoff is not quiet)."""
+    deadline, quiet = time.monotonic() + timeout, 0
+    while quiet < quiet_rounds:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"streams did not drain within {timeout:.0f} s")
+        read = sum(c.poll_once() for c in consumers)
+        waiting = any(c.backing_off for c in consumers)
+        quiet = quiet + 1 if read == 0 and not waiting else 0
+        if waiting and read == 0:
+            time.sleep(0.05)

@@ -15,18 +15,11 @@ import pytest
 from service.backends import EmbeddedBackend
 from service.consumer import Consumer
 from service.core.apply import Stamped, read_item
+from service.local import drain
 from service.pipeline import MemoryMetrics
 from tests.integration.cluster import REGIONS, Cluster, make_cluster
 
 pytestmark = pytest.mark.integration
-
-
-def drain(consumers: list[Consumer], *, quiet_rounds: int = 3, timeout: float = 120) -> None:
-    """Poll every region until no stream has anything left for a few rounds."""
-    deadline, quiet = time.monotonic() + timeout, 0
-    while quiet < quiet_rounds:
-        assert time.monotonic() < deadline, "streams did not drain"
-        quiet = quiet + 1 if sum(c.poll_once() for c in consumers) == 0 else 0
 
 
 def test_three_regions_with_concurrent_stamped_and_raw_writers_converge(

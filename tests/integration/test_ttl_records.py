@@ -22,11 +22,11 @@ from service.backends import EmbeddedBackend
 from service.consumer import Consumer
 from service.core.apply import Stamped, read_item
 from service.core.records import parse_record
+from service.local import drain
 from service.pipeline import MemoryMetrics
 from service.sdk import GeorepTable
 from tests.integration.cluster import REGIONS, Cluster, make_cluster
 from tests.integration.streams import read_stream
-from tests.integration.test_replication import drain
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ import pytest
 from service.backends import EmbeddedBackend
 from service.consumer import Consumer
 from service.core.version import META_ATTR
+from service.local import drain
 from service.sdk import GeorepTable
 from tests.integration.cluster import REGIONS, make_cluster
-from tests.integration.test_replication import drain
 
 pytestmark = pytest.mark.integration
 
