@@ -6,12 +6,16 @@
     ├── MetadataError          an item's georep metadata is malformed or tampered with
     ├── RecordError            a stream record is malformed (missing images, bad shape)
     ├── ItemTooLargeError      an item would exceed DynamoDB's 400 KB once metadata is added
+    ├── RequestRejectedError   a destination refused a request that retrying cannot fix
     ├── UnknownRegionError     a region not in the configuration was named
     ├── RuleError              a user merge rule raised or returned something invalid
     └── LawViolation           a merge rule breaks a law (see resolvers.check)
 
-A record that raises one of these is dead-lettered with the message as its reason; the consumer
-keeps going. Anything else is a bug and is allowed to propagate.
+For a record these are permanent: retrying cannot fix them. A record that raises one is
+dead-lettered with the message as its reason (raised at one destination, the record is still
+written to the others); the consumer keeps going. The pipeline treats any other exception
+(throttling past botocore's retries, a network error, a destination table that is not there)
+as transient: the record is reported failed and retried (``service.pipeline.is_permanent``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ class RecordError(GeorepError):
 
 class ItemTooLargeError(GeorepError):
     """The item plus its metadata would exceed DynamoDB's 400 KB item limit."""
+
+
+class RequestRejectedError(GeorepError):
+    """A destination refused the request itself (a ValidationException, an AccessDenied): the
+    same request sent again is refused again. service/dynamo.py lists the error codes."""
 
 
 class UnknownRegionError(GeorepError):

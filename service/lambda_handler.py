@@ -52,7 +52,7 @@ from service.consumer import clients_for
 from service.deadletter import DynamoDeadLetters
 from service.dynamo import DynamoTable
 from service.errors import GeorepError, RecordError
-from service.pipeline import Labels, Replicator
+from service.pipeline import Labels, RecordResult, Replicator
 
 log = logging.getLogger("georep.lambda")
 
@@ -223,19 +223,20 @@ class LambdaReplication:
     def _replicate(self, records: list[Any]) -> dict[str, str]:
         """Run the whole batch through the Replicator; failed records' sequence -> reason."""
         decoded: list[Any] = []
+        results: list[RecordResult] = []
         for record in records:
             try:
                 decoded.append(decode_record(record))
             except GeorepError as error:
                 self.metrics.incr("records_read", {"region": self.replicator.region})
-                self.replicator.dead_letter(record, error)
+                results.append(self.replicator.refuse(record, error))
         failed: dict[str, str] = {}
-        for result in self.replicator.process(decoded):
+        for result in results + self.replicator.process(decoded):
             if result.status != "failed":
                 continue
             if not result.sequence:
-                # Unreachable (a failed record was parsed, so it has a sequence number); an
-                # empty identifier would fail the whole batch anyway, so say why instead.
+                # Only a malformed record that could not be dead-lettered either; an empty
+                # identifier would fail the whole batch anyway, so say why instead.
                 raise RuntimeError(f"a record failed without a sequence number: {result.reason}")
             failed[result.sequence] = result.reason
         return failed
