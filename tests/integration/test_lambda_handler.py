@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 
 from service import lambda_handler
-from service.backends import EmbeddedBackend
+from service.backends import EmbeddedBackend, create_replica_table
 from service.config import parse_config
+from service.core.version import TTL_ATTR
 from service.deadletter import DynamoDeadLetters
 from service.memory import MemoryTable
 from service.pipeline import MemoryDeadLetters, Replicator
@@ -375,4 +376,70 @@ def test_an_unreachable_destination_reports_failures_from_the_first_affected_rec
     configure(lambda_env, cluster, cluster.config_path)
     retry = {"Records": event["Records"][sequences(event).index(reported[0]) :]}
     assert {"batchItemFailures": []} == lambda_handler.handler(retry, None)
+    assert cluster.identical()
+
+
+def _replace_table_with_numeric_keys(cluster: Cluster, region: str) -> None:
+    """``region``'s replica table, recreated with a numeric partition key: every georep write
+    there is a ValidationException (a type mismatch), however often it is retried."""
+    client = cluster.client(region)
+    client.delete_table(TableName=cluster.table_name)
+    client.create_table(
+        TableName=cluster.table_name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "N"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+def test_a_destination_rejecting_a_write_dead_letters_it_instead_of_blocking_the_shard(
+    backend: EmbeddedBackend, tmp_path: Path, lambda_env: pytest.MonkeyPatch
+) -> None:
+    """A ValidationException cannot be fixed by retrying: the record goes to the dead-letter
+    table with what happened at each destination, no failure is reported (so it does not hold
+    the shard until the retry limit), and the other destination is written."""
+    cluster = source_cluster(backend, tmp_path)
+    configure(lambda_env, cluster, cluster.config_path)
+    rejecting, healthy = DESTINATIONS
+    _replace_table_with_numeric_keys(cluster, rejecting)
+    sdk = GeorepTable(cluster.client(SOURCE), config=cluster.config, region=SOURCE)
+    sdk.put({"pk": {"S": "k"}, "v": {"S": "one"}})
+    event = lambda_event(cluster, SOURCE)
+
+    assert {"batchItemFailures": []} == lambda_handler.handler(event, None)
+
+    assert cluster.scan(SOURCE) == cluster.scan(healthy)
+    (entry,) = dead_letters(cluster)
+    assert "RequestRejectedError" == entry["error"]
+    assert "ValidationException" in entry["reason"]
+    assert "applied (written)" == entry["destinations"][healthy]
+    assert entry["destinations"][rejecting].startswith("rejected (RequestRejectedError:")
+
+
+def test_a_missing_destination_table_is_retried_while_the_others_are_written(
+    backend: EmbeddedBackend, tmp_path: Path, lambda_env: pytest.MonkeyPatch
+) -> None:
+    """ResourceNotFoundException counts as transient (the table may be being created or
+    restored): the record is reported failed and nothing is dead-lettered, but the other
+    destination is written meanwhile; once the table is back, the retry converges."""
+    cluster = source_cluster(backend, tmp_path)
+    configure(lambda_env, cluster, cluster.config_path)
+    missing, healthy = DESTINATIONS
+    cluster.client(missing).delete_table(TableName=cluster.table_name)
+    sdk = GeorepTable(cluster.client(SOURCE), config=cluster.config, region=SOURCE)
+    sdk.put({"pk": {"S": "k"}, "v": {"S": "one"}})
+    event = lambda_event(cluster, SOURCE)
+
+    response = lambda_handler.handler(event, None)
+
+    assert sequences(event) == [f["itemIdentifier"] for f in response["batchItemFailures"]]
+    assert [] == dead_letters(cluster)
+    assert cluster.scan(SOURCE) == cluster.scan(healthy)
+    create_replica_table(
+        cluster.client(missing),
+        table_name=cluster.table_name,
+        partition_key="pk",
+        ttl_attribute=TTL_ATTR,
+    )
+    assert {"batchItemFailures": []} == lambda_handler.handler(event, None)
     assert cluster.identical()
