@@ -9,7 +9,8 @@
     ├── RequestRejectedError   a destination refused a request that retrying cannot fix
     ├── UnknownRegionError     a region not in the configuration was named
     ├── RuleError              a user merge rule raised or returned something invalid
-    └── LawViolation           a merge rule breaks a law (see resolvers.check)
+    ├── LawViolation           a merge rule breaks a law (see resolvers.check)
+    └── EventError             a Lambda invocation event that is not a DynamoDB Streams event
 
 For a record these are permanent: retrying cannot fix them. A record that raises one is
 dead-lettered with the message as its reason (raised at one destination, the record is still
@@ -60,3 +61,8 @@ class LawViolation(GeorepError):
         super().__init__(message)
         self.law = law
         self.counterexample = counterexample
+
+
+class EventError(GeorepError):
+    """The Lambda handler was invoked with something other than a DynamoDB Streams event; the
+    message says what it received."""

@@ -51,7 +51,7 @@ from service.config import Config, ConfigError, load_config
 from service.consumer import clients_for
 from service.deadletter import DynamoDeadLetters
 from service.dynamo import DynamoTable
-from service.errors import GeorepError, RecordError
+from service.errors import EventError, GeorepError, RecordError
 from service.pipeline import Labels, RecordResult, Replicator
 
 log = logging.getLogger("georep.lambda")
@@ -199,7 +199,10 @@ class LambdaReplication:
     def handle(self, event: dict[str, Any], context: LambdaContext | None) -> dict[str, Any]:
         """Replicate the event's records; the ReportBatchItemFailures response."""
         try:
-            failed = self._replicate(event.get("Records") or [])
+            records = stream_records(event)
+            if not records:  # the console's and `sam local`'s test events
+                return {"batchItemFailures": []}
+            failed = self._replicate(records)
 
             def report(record: DynamoDBRecord) -> None:
                 sequence = _sequence_of(record.raw_event)
@@ -243,6 +246,45 @@ class LambdaReplication:
 
     def close(self) -> None:
         self.replicator.close()
+
+
+STREAM_SOURCE = "aws:dynamodb"
+
+
+def stream_records(event: object) -> list[Any]:
+    """The records of a DynamoDB Streams event: ``{"Records": [...]}``, from aws:dynamodb.
+
+    Anything else (an SQS or Kinesis batch, an API Gateway request, a scheduled event) raises
+    EventError saying what was received: this function is wired to the wrong trigger. A record
+    of the right source but the wrong shape is not the event's fault: it is dead-lettered.
+
+    >>> stream_records({"Records": []})
+    []
+    """
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    if not isinstance(records, list):
+        raise EventError(
+            'expected a DynamoDB Streams event ({"Records": [...]}), received ' + _described(event)
+        )
+    sources = {
+        str(record["eventSource"])
+        for record in records
+        if isinstance(record, Mapping) and record.get("eventSource", STREAM_SOURCE) != STREAM_SOURCE
+    }
+    if sources:
+        raise EventError(
+            f"expected records from {STREAM_SOURCE} (a DynamoDB Streams event source mapping), "
+            f"received records from {', '.join(sorted(sources))}"
+        )
+    return records
+
+
+def _described(value: object) -> str:
+    if isinstance(value, Mapping):
+        names = sorted(map(str, value))
+        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        return f"an object with keys [{shown}]" if names else "an empty object"
+    return f"a {type(value).__name__}: {repr(value)[:80]}"
 
 
 def _checked(response: PartialItemFailureResponse) -> dict[str, Any]:
@@ -330,6 +372,7 @@ def reset() -> None:
 def handler(event: dict[str, Any], context: LambdaContext | None) -> dict[str, Any]:
     """Lambda handler for a DynamoDB Streams event source mapping with ReportBatchItemFailures.
 
-    Returns ``{"batchItemFailures": [{"itemIdentifier": <SequenceNumber>}, ...]}``.
+    Returns ``{"batchItemFailures": [{"itemIdentifier": <SequenceNumber>}, ...]}`` (empty for
+    an empty batch). Raises EventError for an event that is not a DynamoDB Streams event.
     """
     return app().handle(event, context)

@@ -23,6 +23,7 @@ from service.backends import EmbeddedBackend, create_replica_table
 from service.config import parse_config
 from service.core.version import TTL_ATTR
 from service.deadletter import DynamoDeadLetters
+from service.errors import EventError
 from service.memory import MemoryTable
 from service.pipeline import MemoryDeadLetters, Replicator
 from service.ports import WriteResult
@@ -193,6 +194,60 @@ def test_the_aws_sample_event_is_replicated_and_metrics_are_flushed_as_emf(
     }
     assert {("region",), ("destination", "region")} == dimension_sets
     assert [3.0] == next(d["records_read"] for d in emf if "records_read" in d)
+
+
+def _two_region_app() -> tuple[lambda_handler.LambdaReplication, MemoryDeadLetters]:
+    doc = {
+        "table": {"name": "orders", "partition_key": "pk"},
+        "regions": [{"name": "eu-west-1"}, {"name": "us-east-1"}],
+    }
+    tables = {r: MemoryTable(region=r, key_attributes=("pk",)) for r in ("eu-west-1", "us-east-1")}
+    return _memory_app(doc, tables, "eu-west-1")
+
+
+def test_an_empty_batch_is_answered_with_no_failures() -> None:
+    """The console's and `sam local`'s test events send ``{"Records": []}``: nothing to do,
+    nothing failed. (Issue 7, finding 10: it raised UnexpectedBatchTypeError.)"""
+    app, dead = _two_region_app()
+
+    assert {"batchItemFailures": []} == app.handle({"Records": []}, None)
+    assert [] == dead.entries
+
+
+SQS_EVENT = {
+    "Records": [
+        {
+            "messageId": "059f36b4-87a3-44ab-83d2-661975830a7d",
+            "body": "Test message.",
+            "eventSource": "aws:sqs",
+            "awsRegion": "us-east-1",
+        }
+    ]
+}
+SCHEDULED_EVENT = {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events"}
+
+
+@pytest.mark.parametrize(
+    ("event", "says"),
+    [
+        (SQS_EVENT, "received records from aws:sqs"),
+        (SCHEDULED_EVENT, "received an object with keys [detail-type, source, version]"),
+        ({}, "received an empty object"),
+        ({"Records": None}, "received an object with keys [Records]"),
+        ([], "received a list: []"),
+    ],
+    ids=["sqs", "scheduled", "empty", "records-null", "list"],
+)
+def test_an_event_that_is_not_a_stream_event_is_one_clear_error(event: Any, says: str) -> None:
+    """A function wired to the wrong trigger fails with one EventError that says what it
+    received, and dead-letters nothing (an SQS message is not a malformed stream record)."""
+    app, dead = _two_region_app()
+
+    with pytest.raises(EventError) as raised:
+        app.handle(event, None)
+
+    assert str(raised.value).endswith(says)
+    assert [] == dead.entries
 
 
 class _FailingFor:
