@@ -1,7 +1,9 @@
 """Dead-letter destination: a DynamoDB table in the consumer's region, one item per record.
 
-Each entry holds the full record (as JSON; binary as base64), the reason and the error type,
-so nothing is lost and `georep dlq` can show and replay them.
+Each entry holds the full record (as JSON; binary as base64), the reason, the error type and,
+for a record that reached destinations, what happened at each (``destinations``: region ->
+``"applied (written)"``, ``"rejected (ItemTooLargeError: ...)"``...), so nothing is lost and a
+replay knows which regions still lack the record.
 """
 
 from __future__ import annotations
@@ -42,7 +44,15 @@ class DynamoDeadLetters:
     def ensure_table(self) -> None:
         ensure_table(self.client, table_name=self.table_name, key="id")
 
-    def put(self, *, region: str, record: Mapping[str, Any], reason: str, error: str) -> None:
+    def put(
+        self,
+        *,
+        region: str,
+        record: Mapping[str, Any],
+        reason: str,
+        error: str,
+        destinations: Mapping[str, str],
+    ) -> None:
         """Store the record compressed, split into parts that each fit an item.
 
         NOTE: the record that is dead-lettered for being too large is itself near 400 KB, so a
@@ -63,6 +73,9 @@ class DynamoDeadLetters:
                     "error": {"S": error},
                     "parts": {"N": str(len(parts))},
                     "at": {"N": str(int(time.time()))},
+                    "destinations": {
+                        "M": {name: {"S": what[:2_000]} for name, what in destinations.items()}
+                    },
                 }
             self.client.put_item(TableName=self.table_name, Item=item)
 
@@ -89,6 +102,10 @@ class DynamoDeadLetters:
                     "error": item["error"]["S"],
                     "at": int(item["at"]["N"]),
                     "record": zlib.decompress(blob).decode(),
+                    "destinations": {
+                        name: value["S"]
+                        for name, value in item.get("destinations", {}).get("M", {}).items()
+                    },
                 }
             )
         return out

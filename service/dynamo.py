@@ -4,23 +4,39 @@ Writes are always conditional, never blind: a core precondition becomes the cond
 `service.core.conditions.condition_for` builds (the in-memory table evaluates the very same
 one), and a failed condition is translated into a domain outcome (``WriteResult(ok=False,
 current=<the item now>)`` from ReturnValuesOnConditionCheckFailure=ALL_OLD), not an exception
-that leaks.
+that leaks. Other errors are classified here, in the one place that knows AWS's error codes: a
+request DynamoDB refuses as such becomes a permanent ``RequestRejectedError`` (or
+``ItemTooLargeError``); anything else stays as botocore raised it, after botocore's own
+retries, and the pipeline treats it as transient.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from botocore.exceptions import ClientError
 
 from service.core.apply import Precondition
 from service.core.conditions import condition_for
-from service.errors import ItemTooLargeError
+from service.errors import ItemTooLargeError, RequestRejectedError
 from service.ports import WriteResult
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+
+# Requests DynamoDB refuses for what they are: the same request is refused again, whatever the
+# wait. NOTE: ResourceNotFoundException is not here on purpose: a destination table that is not
+# there yet (being created, restored, a region being added) is waited for, so its records stay
+# in the stream, in order, instead of piling up in the dead-letter table.
+REJECTIONS = frozenset(
+    {
+        "ValidationException",  # an item or key the table cannot take (type, size, empty set)
+        "AccessDeniedException",  # IAM does not allow this action on this table
+        "ItemCollectionSizeLimitExceededException",  # a local secondary index's 10 GB is full
+    }
+)
 
 
 class DynamoTable:
@@ -34,9 +50,12 @@ class DynamoTable:
         self.key_attributes = key_attributes
 
     def get(self, key: Mapping[str, Any]) -> dict[str, Any] | None:
-        response = self.client.get_item(
-            TableName=self.table_name, Key=dict(key), ConsistentRead=True
-        )
+        try:
+            response = self.client.get_item(
+                TableName=self.table_name, Key=dict(key), ConsistentRead=True
+            )
+        except ClientError as error:
+            self._reraise(error)
         item = response.get("Item")
         return dict(item) if item is not None else None
 
@@ -63,16 +82,23 @@ class DynamoTable:
                     **condition,
                 )
         except ClientError as error:
-            code = error.response.get("Error", {}).get("Code")
-            message = error.response.get("Error", {}).get("Message", "")
-            if code == "ValidationException" and "size" in message.lower():
-                # The backend's own limit (moto counts sizes differently from AWS, docs/backends.md)
-                raise ItemTooLargeError(f"{self.table_name}: {message}") from error
-            if code != "ConditionalCheckFailedException":
-                raise
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                self._reraise(error)
             current: Any = error.response.get("Item")
             return WriteResult(ok=False, current=dict(current) if current else None)
         return WriteResult(ok=True, current=None)
+
+    def _reraise(self, error: ClientError) -> NoReturn:
+        """A request DynamoDB refuses as such raises a permanent GeorepError; anything else
+        (throttling past botocore's retries, a server error, a missing table) as it came."""
+        code = error.response.get("Error", {}).get("Code", "")
+        message = error.response.get("Error", {}).get("Message", "")
+        if code == "ValidationException" and "size" in message.lower():
+            # The backend's own limit (moto counts sizes differently from AWS, docs/backends.md)
+            raise ItemTooLargeError(f"{self.table_name}: {message}") from error
+        if code in REJECTIONS:
+            raise RequestRejectedError(f"{self.table_name}: {code}: {message}") from error
+        raise error
 
 
 def ensure_table(client: Any, *, table_name: str, key: str) -> None:

@@ -6,15 +6,22 @@
     ├── MetadataError          an item's georep metadata is malformed or tampered with
     ├── RecordError            a stream record is malformed (missing images, bad shape)
     ├── ItemTooLargeError      an item would exceed DynamoDB's 400 KB once metadata is added
+    ├── RequestRejectedError   a destination refused a request that retrying cannot fix
     ├── UnknownRegionError     a region not in the configuration was named
     ├── RuleError              a user merge rule raised or returned something invalid
     ├── LawViolation           a merge rule breaks a law (see resolvers.check)
+    ├── EventError             a Lambda invocation event that is not a DynamoDB Streams event
+    ├── ConfigError            georep.toml is invalid (service/config.py): exit 2
+    ├── PreflightError         a region's table cannot work as a replica (service/preflight.py)
     └── ConsumerHaltedError    the stream consumer met what waiting cannot fix (credentials
                                missing or rejected, its table deleted): ``georep run`` exits 1
 
-A record that raises one of the others is dead-lettered with the message as its reason; the
-consumer keeps going. ConsumerHaltedError is about the consumer, never about one record.
-Anything else is a bug and is allowed to propagate.
+For a record these are permanent: retrying cannot fix them. A record that raises one is
+dead-lettered with the message as its reason (raised at one destination, the record is still
+written to the others); the consumer keeps going. The pipeline treats any other exception
+(throttling past botocore's retries, a network error, a destination table that is not there)
+as transient: the record is reported failed and retried (``service.pipeline.is_permanent``).
+ConfigError, PreflightError and ConsumerHaltedError are about the process, never one record.
 """
 
 from __future__ import annotations
@@ -34,6 +41,11 @@ class RecordError(GeorepError):
 
 class ItemTooLargeError(GeorepError):
     """The item plus its metadata would exceed DynamoDB's 400 KB item limit."""
+
+
+class RequestRejectedError(GeorepError):
+    """A destination refused the request itself (a ValidationException, an AccessDenied): the
+    same request sent again is refused again. service/dynamo.py lists the error codes."""
 
 
 class UnknownRegionError(GeorepError):
@@ -59,3 +71,8 @@ class LawViolation(GeorepError):
 class ConsumerHaltedError(GeorepError):
     """The consumer cannot go on: retrying would not help (service/consumer.py says which
     errors those are). Every other AWS error is counted, logged and retried with backoff."""
+
+
+class EventError(GeorepError):
+    """The Lambda handler was invoked with something other than a DynamoDB Streams event; the
+    message says what it received."""

@@ -51,8 +51,8 @@ from service.config import Config, ConfigError, load_config
 from service.consumer import clients_for
 from service.deadletter import DynamoDeadLetters
 from service.dynamo import DynamoTable
-from service.errors import GeorepError, RecordError
-from service.pipeline import Labels, Replicator
+from service.errors import EventError, GeorepError, RecordError
+from service.pipeline import Labels, RecordResult, Replicator
 from service.preflight import check_tables
 
 log = logging.getLogger("georep.lambda")
@@ -200,7 +200,10 @@ class LambdaReplication:
     def handle(self, event: dict[str, Any], context: LambdaContext | None) -> dict[str, Any]:
         """Replicate the event's records; the ReportBatchItemFailures response."""
         try:
-            failed = self._replicate(event.get("Records") or [])
+            records = stream_records(event)
+            if not records:  # the console's and `sam local`'s test events
+                return {"batchItemFailures": []}
+            failed = self._replicate(records)
 
             def report(record: DynamoDBRecord) -> None:
                 sequence = _sequence_of(record.raw_event)
@@ -224,25 +227,65 @@ class LambdaReplication:
     def _replicate(self, records: list[Any]) -> dict[str, str]:
         """Run the whole batch through the Replicator; failed records' sequence -> reason."""
         decoded: list[Any] = []
+        results: list[RecordResult] = []
         for record in records:
             try:
                 decoded.append(decode_record(record))
             except GeorepError as error:
                 self.metrics.incr("records_read", {"region": self.replicator.region})
-                self.replicator.dead_letter(record, error)
+                results.append(self.replicator.refuse(record, error))
         failed: dict[str, str] = {}
-        for result in self.replicator.process(decoded):
+        for result in results + self.replicator.process(decoded):
             if result.status != "failed":
                 continue
             if not result.sequence:
-                # Unreachable (a failed record was parsed, so it has a sequence number); an
-                # empty identifier would fail the whole batch anyway, so say why instead.
+                # Only a malformed record that could not be dead-lettered either; an empty
+                # identifier would fail the whole batch anyway, so say why instead.
                 raise RuntimeError(f"a record failed without a sequence number: {result.reason}")
             failed[result.sequence] = result.reason
         return failed
 
     def close(self) -> None:
         self.replicator.close()
+
+
+STREAM_SOURCE = "aws:dynamodb"
+
+
+def stream_records(event: object) -> list[Any]:
+    """The records of a DynamoDB Streams event: ``{"Records": [...]}``, from aws:dynamodb.
+
+    Anything else (an SQS or Kinesis batch, an API Gateway request, a scheduled event) raises
+    EventError saying what was received: this function is wired to the wrong trigger. A record
+    of the right source but the wrong shape is not the event's fault: it is dead-lettered.
+
+    >>> stream_records({"Records": []})
+    []
+    """
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    if not isinstance(records, list):
+        raise EventError(
+            'expected a DynamoDB Streams event ({"Records": [...]}), received ' + _described(event)
+        )
+    sources = {
+        str(record["eventSource"])
+        for record in records
+        if isinstance(record, Mapping) and record.get("eventSource", STREAM_SOURCE) != STREAM_SOURCE
+    }
+    if sources:
+        raise EventError(
+            f"expected records from {STREAM_SOURCE} (a DynamoDB Streams event source mapping), "
+            f"received records from {', '.join(sorted(sources))}"
+        )
+    return records
+
+
+def _described(value: object) -> str:
+    if isinstance(value, Mapping):
+        names = sorted(map(str, value))
+        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        return f"an object with keys [{shown}]" if names else "an empty object"
+    return f"a {type(value).__name__}: {repr(value)[:80]}"
 
 
 def _checked(response: PartialItemFailureResponse) -> dict[str, Any]:
@@ -299,7 +342,8 @@ def from_environment() -> LambdaReplication:
     """Build from ``GEOREP_CONFIG`` and ``GEOREP_REGION``.
 
     The region is never taken from a record's ``awsRegion`` or the stream ARN: emulators put
-    "ddblocal" or "us-east-1" there, and the configured region names are what the metadata uses.
+    a constant there (moto: "us-east-1"), and the configured region names are what the
+    metadata uses.
     """
     region = os.environ.get(REGION_ENV, "").strip()
     if not region:
@@ -336,6 +380,7 @@ def reset() -> None:
 def handler(event: dict[str, Any], context: LambdaContext | None) -> dict[str, Any]:
     """Lambda handler for a DynamoDB Streams event source mapping with ReportBatchItemFailures.
 
-    Returns ``{"batchItemFailures": [{"itemIdentifier": <SequenceNumber>}, ...]}``.
+    Returns ``{"batchItemFailures": [{"itemIdentifier": <SequenceNumber>}, ...]}`` (empty for
+    an empty batch). Raises EventError for an event that is not a DynamoDB Streams event.
     """
     return app().handle(event, context)

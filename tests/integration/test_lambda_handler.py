@@ -19,9 +19,11 @@ from typing import Any
 import pytest
 
 from service import lambda_handler
-from service.backends import EmbeddedBackend
+from service.backends import EmbeddedBackend, create_replica_table
 from service.config import parse_config
+from service.core.version import TTL_ATTR
 from service.deadletter import DynamoDeadLetters
+from service.errors import EventError
 from service.memory import MemoryTable
 from service.pipeline import MemoryDeadLetters, Replicator
 from service.ports import WriteResult
@@ -192,6 +194,60 @@ def test_the_aws_sample_event_is_replicated_and_metrics_are_flushed_as_emf(
     }
     assert {("region",), ("destination", "region")} == dimension_sets
     assert [3.0] == next(d["records_read"] for d in emf if "records_read" in d)
+
+
+def _two_region_app() -> tuple[lambda_handler.LambdaReplication, MemoryDeadLetters]:
+    doc = {
+        "table": {"name": "orders", "partition_key": "pk"},
+        "regions": [{"name": "eu-west-1"}, {"name": "us-east-1"}],
+    }
+    tables = {r: MemoryTable(region=r, key_attributes=("pk",)) for r in ("eu-west-1", "us-east-1")}
+    return _memory_app(doc, tables, "eu-west-1")
+
+
+def test_an_empty_batch_is_answered_with_no_failures() -> None:
+    """The console's and `sam local`'s test events send ``{"Records": []}``: nothing to do,
+    nothing failed. (Issue 7, finding 10: it raised UnexpectedBatchTypeError.)"""
+    app, dead = _two_region_app()
+
+    assert {"batchItemFailures": []} == app.handle({"Records": []}, None)
+    assert [] == dead.entries
+
+
+SQS_EVENT = {
+    "Records": [
+        {
+            "messageId": "059f36b4-87a3-44ab-83d2-661975830a7d",
+            "body": "Test message.",
+            "eventSource": "aws:sqs",
+            "awsRegion": "us-east-1",
+        }
+    ]
+}
+SCHEDULED_EVENT = {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events"}
+
+
+@pytest.mark.parametrize(
+    ("event", "says"),
+    [
+        (SQS_EVENT, "received records from aws:sqs"),
+        (SCHEDULED_EVENT, "received an object with keys [detail-type, source, version]"),
+        ({}, "received an empty object"),
+        ({"Records": None}, "received an object with keys [Records]"),
+        ([], "received a list: []"),
+    ],
+    ids=["sqs", "scheduled", "empty", "records-null", "list"],
+)
+def test_an_event_that_is_not_a_stream_event_is_one_clear_error(event: Any, says: str) -> None:
+    """A function wired to the wrong trigger fails with one EventError that says what it
+    received, and dead-letters nothing (an SQS message is not a malformed stream record)."""
+    app, dead = _two_region_app()
+
+    with pytest.raises(EventError) as raised:
+        app.handle(event, None)
+
+    assert str(raised.value).endswith(says)
+    assert [] == dead.entries
 
 
 class _FailingFor:
@@ -375,4 +431,74 @@ def test_an_unreachable_destination_reports_failures_from_the_first_affected_rec
     configure(lambda_env, cluster, cluster.config_path)
     retry = {"Records": event["Records"][sequences(event).index(reported[0]) :]}
     assert {"batchItemFailures": []} == lambda_handler.handler(retry, None)
+    assert cluster.identical()
+
+
+def _replace_table_with_numeric_keys(cluster: Cluster, region: str) -> None:
+    """``region``'s replica table, recreated with a numeric partition key: every georep write
+    there is a ValidationException (a type mismatch), however often it is retried."""
+    client = cluster.client(region)
+    client.delete_table(TableName=cluster.table_name)
+    client.create_table(
+        TableName=cluster.table_name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "N"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+def test_a_destination_rejecting_a_write_dead_letters_it_instead_of_blocking_the_shard(
+    backend: EmbeddedBackend, tmp_path: Path, lambda_env: pytest.MonkeyPatch
+) -> None:
+    """A ValidationException cannot be fixed by retrying: the record goes to the dead-letter
+    table with what happened at each destination, no failure is reported (so it does not hold
+    the shard until the retry limit), and the other destination is written."""
+    cluster = source_cluster(backend, tmp_path)
+    configure(lambda_env, cluster, cluster.config_path)
+    rejecting, healthy = DESTINATIONS
+    # The table changes after the cold start checked it (which would refuse it now).
+    lambda_env.setattr(lambda_handler, "check_tables", lambda *_, **__: {})
+    _replace_table_with_numeric_keys(cluster, rejecting)
+    sdk = GeorepTable(cluster.client(SOURCE), config=cluster.config, region=SOURCE)
+    sdk.put({"pk": {"S": "k"}, "v": {"S": "one"}})
+    event = lambda_event(cluster, SOURCE)
+
+    assert {"batchItemFailures": []} == lambda_handler.handler(event, None)
+
+    assert cluster.scan(SOURCE) == cluster.scan(healthy)
+    (entry,) = dead_letters(cluster)
+    assert "RequestRejectedError" == entry["error"]
+    assert "ValidationException" in entry["reason"]
+    assert "applied (written)" == entry["destinations"][healthy]
+    assert entry["destinations"][rejecting].startswith("rejected (RequestRejectedError:")
+
+
+def test_a_missing_destination_table_is_retried_while_the_others_are_written(
+    backend: EmbeddedBackend, tmp_path: Path, lambda_env: pytest.MonkeyPatch
+) -> None:
+    """ResourceNotFoundException counts as transient (the table may be being created or
+    restored): the record is reported failed and nothing is dead-lettered, but the other
+    destination is written meanwhile; once the table is back, the retry converges."""
+    cluster = source_cluster(backend, tmp_path)
+    configure(lambda_env, cluster, cluster.config_path)
+    missing, healthy = DESTINATIONS
+    # The table goes after the cold start checked it (which would refuse it now).
+    lambda_env.setattr(lambda_handler, "check_tables", lambda *_, **__: {})
+    cluster.client(missing).delete_table(TableName=cluster.table_name)
+    sdk = GeorepTable(cluster.client(SOURCE), config=cluster.config, region=SOURCE)
+    sdk.put({"pk": {"S": "k"}, "v": {"S": "one"}})
+    event = lambda_event(cluster, SOURCE)
+
+    response = lambda_handler.handler(event, None)
+
+    assert sequences(event) == [f["itemIdentifier"] for f in response["batchItemFailures"]]
+    assert [] == dead_letters(cluster)
+    assert cluster.scan(SOURCE) == cluster.scan(healthy)
+    create_replica_table(
+        cluster.client(missing),
+        table_name=cluster.table_name,
+        partition_key="pk",
+        ttl_attribute=TTL_ATTR,
+    )
+    assert {"batchItemFailures": []} == lambda_handler.handler(event, None)
     assert cluster.identical()
