@@ -32,7 +32,9 @@ from service.core.version import (
     META_ATTR,
     TTL_ATTR,
     Meta,
+    Order,
     VersionVector,
+    compare,
     decode_meta,
     encode_item,
     encode_meta,
@@ -377,3 +379,17 @@ def test_a_late_tombstone_past_its_horizon_is_stale_against_a_later_version() ->
     )
     stored = read_item(encode_item(later, horizon_ms=SETTINGS.horizon_ms), settings=SETTINGS)
     assert Skip("stale") == decide(stored, tomb, settings=SETTINGS)
+
+
+def test_an_adopted_raw_write_succeeds_the_metadata_it_copied_back_and_its_old_image() -> None:
+    """A read-modify-write read version X, the item was then raw-deleted, and the write put its
+    data back with X's metadata: its old image is empty, so only the copied metadata says what
+    it saw. The adoption must succeed X (found alive by the mutation check: an adoption that
+    ignored copied metadata passed every machine, whose writers never interleave a read and a
+    write-back)."""
+    seen = _stamped({"pk": {"S": "k"}, "a": {"S": "1"}}, at=T0, region="us-east-1")
+    copied = {**encode_item(seen, horizon_ms=1), "a": {"S": "2"}}
+    over_nothing = parse_record(_record("INSERT", new=copied, seq="000009"))
+    adopted = translate(over_nothing, region="eu-west-1", settings=SETTINGS)
+    assert isinstance(adopted, Adopt)
+    assert Order.AFTER == compare(adopted.version.meta, seen.meta)
