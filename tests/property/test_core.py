@@ -393,3 +393,21 @@ def test_an_adopted_raw_write_succeeds_the_metadata_it_copied_back_and_its_old_i
     adopted = translate(over_nothing, region="eu-west-1", settings=SETTINGS)
     assert isinstance(adopted, Adopt)
     assert Order.AFTER == compare(adopted.version.meta, seen.meta)
+
+
+def test_an_adopted_raw_writes_clock_is_above_its_base_even_when_the_stream_time_is_behind() -> (
+    None
+):
+    """The stream's time is whole seconds, so it is often behind the version a raw write
+    replaced; the adoption's clock must still exceed its base's, or per-attribute stamps of
+    what it changed would tie the base's (found alive by the mutation check)."""
+    base = _stamped({"pk": {"S": "k"}, "a": {"S": "1"}}, at=T0 + 900)  # stream says T0
+    old = encode_item(base, horizon_ms=1)
+    raw = {"pk": {"S": "k"}, "a": {"S": "2"}}
+    adopted = translate(
+        parse_record(_record("MODIFY", old=old, new=raw, seq="000011")),
+        region="eu-west-1",
+        settings=SETTINGS,
+    )
+    assert isinstance(adopted, Adopt)
+    assert adopted.version.meta.hlc > base.meta.hlc
