@@ -411,3 +411,19 @@ def test_an_adopted_raw_writes_clock_is_above_its_base_even_when_the_stream_time
     )
     assert isinstance(adopted, Adopt)
     assert adopted.version.meta.hlc > base.meta.hlc
+
+
+def test_an_adoption_succeeds_its_base_even_when_the_stream_numbers_below_it() -> None:
+    """A re-enabled stream or a restored table may number its records below the adoption
+    counter its items already carry: the adoption must still succeed its base (found alive
+    by the mutation check: the model's streams only ever number upwards)."""
+    first = parse_record(_record("INSERT", new={"pk": {"S": "k"}, "a": {"S": "1"}}, seq="900"))
+    earlier = translate(first, region="eu-west-1", settings=SETTINGS)
+    assert isinstance(earlier, Adopt)
+    old = encode_item(earlier.version, horizon_ms=1)
+    again = parse_record(
+        _record("MODIFY", old=old, new={"pk": {"S": "k"}, "a": {"S": "2"}}, seq="000005")
+    )
+    adopted = translate(again, region="eu-west-1", settings=SETTINGS)
+    assert isinstance(adopted, Adopt)
+    assert Order.AFTER == compare(adopted.version.meta, earlier.version.meta)
