@@ -34,10 +34,12 @@ from service.core.version import (
     Meta,
     Order,
     VersionVector,
+    adoption_actor,
     compare,
     decode_meta,
     encode_item,
     encode_meta,
+    is_adoption_actor,
 )
 from service.errors import MetadataError, RecordError
 
@@ -427,3 +429,17 @@ def test_an_adoption_succeeds_its_base_even_when_the_stream_numbers_below_it() -
     adopted = translate(again, region="eu-west-1", settings=SETTINGS)
     assert isinstance(adopted, Adopt)
     assert Order.AFTER == compare(adopted.version.meta, earlier.version.meta)
+
+
+def test_a_stamped_write_over_an_adopted_version_never_continues_the_adoption_actor() -> None:
+    """Only adoptions bump ``<region>~00000000``, in stream order; a stamped write continuing
+    it could take a counter a later adoption computes from its sequence number (found alive
+    by the mutation check: the model's sequence numbers stay far below HLC counters)."""
+    raw = parse_record(_record("INSERT", new={"pk": {"S": "k"}, "a": {"S": "1"}}, seq="000003"))
+    adopted = translate(raw, region="eu-west-1", settings=SETTINGS)
+    assert isinstance(adopted, Adopt)
+    assert adoption_actor("eu-west-1") == adopted.version.meta.actor
+    current = read_item(encode_item(adopted.version, horizon_ms=1), settings=SETTINGS)
+    stamped = _stamped({"pk": {"S": "k"}, "a": {"S": "2"}}, at=T0 + 5, current=current)
+    assert not is_adoption_actor(stamped.meta.actor)
+    assert Order.AFTER == compare(stamped.meta, adopted.version.meta)
