@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from service.backends import start_backend
+from service.backends import add_backend_options, start_backend
 from service.consumer import Consumer
 from service.local import REGIONS, local_replica_set
 from service.pipeline import MemoryMetrics
@@ -61,13 +61,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument(
-        "--backend",
-        default="auto",
-        choices=["auto", "moto", "endpoint"],
-        help="auto/moto: the embedded moto server; endpoint: your own server at --endpoint-url",
-    )
-    parser.add_argument("--endpoint-url", default=None, help="with --backend endpoint")
+    add_backend_options(parser)
     parser.add_argument("--records", type=int, default=2000)
     parser.add_argument("--lag-seconds", type=float, default=10.0)
     args = parser.parse_args()

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from service.backends import start_backend
+from service.backends import add_backend_options, start_backend
 from service.consumer import Consumer
 from service.core.apply import Stamped, read_item
 from service.core.version import META_ATTR
@@ -52,13 +52,7 @@ def _writer(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="georep demo")
-    parser.add_argument(
-        "--backend",
-        default="auto",
-        choices=["auto", "moto", "endpoint"],
-        help="auto/moto: the embedded moto server; endpoint: your own server at --endpoint-url",
-    )
-    parser.add_argument("--endpoint-url", default=None, help="with --backend endpoint")
+    add_backend_options(parser)
     parser.add_argument("--writes", type=int, default=150, help="writes per region")
     args = parser.parse_args(argv)
     started = time.perf_counter()

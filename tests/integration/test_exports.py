@@ -18,6 +18,7 @@ def test_service_backends_exports_exactly_the_documented_names() -> None:
         "MotoServer",
         "ServiceName",
         "TableSetupError",
+        "add_backend_options",
         "create_replica_table",
         "port_is_open",
         "start_backend",

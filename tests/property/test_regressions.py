@@ -251,17 +251,18 @@ def test_a_raw_rmw_overwritten_before_adoption_then_a_same_millisecond_stamped_w
     adoption; a same-millisecond stamped write then succeeded the same base. Fix: conditions
     also pin the data that was read, and adoption counters no longer jump ahead."""
 
-    def script(m: ReplicationMachine) -> None:
-        m.do_raw_put("r0", "k1")
-        m.do_sdk_put("r3", "k1")
-        m.do_raw_delete("r0", "k1")
-        m._poll("r0")
-        m.do_deliver("r0", "r3", "k1")  # decide a merge at r3
-        m.do_raw_put("r3", "k1", copy_meta=True)  # a raw RMW copying metadata lands
-        m.do_deliver("r0", "r3", "k1")  # the merge overwrites it: its _georep still matches
-        m.do_sdk_delete("r3", "k1")  # same millisecond, same base actor
+    run(LastWriterWins(), 4, rmw_overwritten_before_adoption)
 
-    run(LastWriterWins(), 4, script)
+
+def rmw_overwritten_before_adoption(m: ReplicationMachine) -> None:
+    m.do_raw_put("r0", "k1")
+    m.do_sdk_put("r3", "k1")
+    m.do_raw_delete("r0", "k1")
+    m._poll("r0")
+    m.do_deliver("r0", "r3", "k1")  # decide a merge at r3
+    m.do_raw_put("r3", "k1", copy_meta=True)  # a raw RMW copying metadata lands
+    m.do_deliver("r0", "r3", "k1")  # the merge overwrites it: its _georep still matches
+    m.do_sdk_delete("r3", "k1")  # same millisecond, same base actor
 
 
 def final_value(m: ReplicationMachine, key: str) -> str | None:
@@ -320,14 +321,7 @@ def test_a_raw_rmw_overwritten_before_adoption_with_62_attributes_converges() ->
     Wide.resolver = LastWriterWins()
     m = Wide()
     m.setup(n=4, nkeys=2, skews=[0] * 5)
-    m.do_raw_put("r0", "k1")
-    m.do_sdk_put("r3", "k1")
-    m.do_raw_delete("r0", "k1")
-    m._poll("r0")
-    m.do_deliver("r0", "r3", "k1")  # decide a merge at r3
-    m.do_raw_put("r3", "k1", copy_meta=True)  # a raw RMW copying metadata lands
-    m.do_deliver("r0", "r3", "k1")  # the merge overwrites it: its _georep still matches
-    m.do_sdk_delete("r3", "k1")  # same millisecond, same base actor
+    rmw_overwritten_before_adoption(m)
     m.metadata_is_valid_and_never_moves_backwards()
     m.teardown()
 
