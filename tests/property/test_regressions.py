@@ -113,10 +113,9 @@ def test_a_replicated_write_racing_a_local_write_is_merged_not_overwritten(
     def script(m: ReplicationMachine) -> None:
         m.do_sdk_put("r0", "k0")
         m._poll("r0")
-        m.do_deliver("r0", "r1", "k0")  # read and decide
-        m.do_sdk_put("r1", "k0")  # a local write lands in between
-        m.do_deliver("r0", "r1", "k0")  # the write's precondition fails: read again
-        m.do_deliver("r0", "r1", "k0")
+        # A local write lands before the Replicator's write: its precondition fails, it reads
+        # again (ALL_OLD) and merges.
+        m.do_deliver("r0", "r1", "k0", race=[lambda: m.do_sdk_put("r1", "k0")])
 
     run(resolver, 2, script)
 
@@ -213,10 +212,16 @@ def test_two_adoptions_from_one_base_in_one_second_never_share_a_counter(
         m.do_sdk_put("r1", "k0")
         m.do_sdk_put("r3", "k0")
         m._poll("r3")
-        m.do_deliver("r3", "r1", "k0")  # decide a merge at r1
-        m.do_raw_put("r1", "k0", copy_meta=True)  # a raw RMW lands in between
-        m.do_deliver("r3", "r1", "k0")  # the merge overwrites it (its metadata was copied)
-        m.do_raw_delete("r1", "k0")
+        m.do_deliver(
+            "r3",
+            "r1",
+            "k0",
+            race=[
+                None,  # the fast path's condition fails on r1's write: decide a merge
+                lambda: m.do_raw_put("r1", "k0", copy_meta=True),  # a raw RMW lands first
+                lambda: m.do_raw_delete("r1", "k0"),  # and a raw delete before the retry
+            ],
+        )
 
     run(resolver, 4, script)
 
@@ -233,13 +238,16 @@ def test_adoptions_from_a_base_counter_ahead_of_the_clock_never_share_a_counter(
         m.skew["r0"] = 1
         m.do_raw_put("r0", "k0")
         m._poll("r0")
-        m.do_deliver("r0", "r0", "k0")
-        m.do_sdk_put("r0", "k0")
-        m.do_deliver("r0", "r0", "k0")
-        m.do_deliver("r0", "r0", "k0")
-        m.do_raw_put("r0", "k0", copy_meta=True)
-        m.do_deliver("r0", "r0", "k0")
-        m.do_raw_delete("r0", "k0")
+        m.do_deliver(
+            "r0",
+            "r0",
+            "k0",
+            race=[
+                lambda: m.do_sdk_put("r0", "k0"),  # lands before the adoption's write
+                lambda: m.do_raw_put("r0", "k0", copy_meta=True),  # and before the retry
+                lambda: m.do_raw_delete("r0", "k0"),  # and before the next one
+            ],
+        )
 
     run(resolver, 2, script)
 
@@ -255,9 +263,17 @@ def test_a_raw_rmw_overwritten_before_adoption_then_a_same_millisecond_stamped_w
         m.do_sdk_put("r3", "k1")
         m.do_raw_delete("r0", "k1")
         m._poll("r0")
-        m.do_deliver("r0", "r3", "k1")  # decide a merge at r3
-        m.do_raw_put("r3", "k1", copy_meta=True)  # a raw RMW copying metadata lands
-        m.do_deliver("r0", "r3", "k1")  # the merge overwrites it: its _georep still matches
-        m.do_sdk_delete("r3", "k1")  # same millisecond, same base actor
+        m.do_deliver(
+            "r0",
+            "r3",
+            "k1",
+            race=[
+                # before the merge decided at r3 is written, a raw RMW copying metadata lands
+                # (the merge overwrote it when only _georep was compared)
+                lambda: m.do_raw_put("r3", "k1", copy_meta=True),
+                lambda: m.do_sdk_delete("r3", "k1"),  # same millisecond, same base actor
+            ],
+        )
 
     run(LastWriterWins(), 4, script)
+
