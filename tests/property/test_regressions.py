@@ -277,3 +277,63 @@ def test_a_raw_rmw_overwritten_before_adoption_then_a_same_millisecond_stamped_w
 
     run(LastWriterWins(), 4, script)
 
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: a replayed adoption restores an older version over a later raw write, and "
+    "a local write on it then shares an actor with that raw write's adoption",
+)
+def test_a_replayed_adoption_over_a_later_raw_write_then_local_deletes_converge() -> None:
+    """Found by the union-rule machine once it drove the Replicator (issue 7); the base
+    commit's model diverges on the same script, so the product had it before. r0's consumer
+    crashes before checkpointing a raw write's adoption; meanwhile a second raw write lands.
+    The replay writes the first adoption over it at r0 (decide lets an adopted version
+    overwrite an unadopted raw item, expecting the raw write's own adoption to follow). A
+    delete at r0 is then stamped on the restored version by the same actor as the second
+    raw write's adoption, with a larger counter: it claims that adoption's dot without its
+    data, so r0 skips the adoption as stale while r1 merges it, and the tags differ."""
+    from tests.property.test_rules_convergence import UnionRuleMachine
+
+    m = UnionRuleMachine()
+    m.setup(n=2, nkeys=2, skews=[0] * 5)
+    m.do_raw_put("r0", "k0")
+    m.now += 1
+    m._poll("r0")
+    m.deliver_batch("r0", m.inflight["r0"]["k0"][:1])  # adopted in r0 and r1
+    m.crash_region("r0")  # before any checkpoint: the raw write's record is replayed
+    m._poll("r0")
+    m.do_raw_put("r0", "k0")  # a second raw write, not read yet
+    m.deliver_batch("r0", m.inflight["r0"]["k0"][:1])  # the replay overwrites it at r0
+    m.do_sdk_delete("r0", "k0")
+    m.do_sdk_delete("r1", "k0")
+    m.teardown()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: a replicated version written over an unadopted raw write rolls the region "
+    "back past its own write, and its next write reuses that write's dot",
+)
+def test_a_replicated_delete_over_a_raw_write_then_a_local_write_converge() -> None:
+    """Found by the state machine once it drove the Replicator (issue 7), the same family as
+    the previous test without a crash; the base commit's model diverges on it too. r0
+    deletes an adopted item (tombstone T0, dot c on r0's actor) and a raw put lands over T0;
+    r2's concurrent delete T2 is then written over that raw item (decide lets any version
+    overwrite an unadopted raw write). r0's item no longer shows T0, so its next local write
+    continues r0's actor from the adoption and takes c again: two versions share a dot, and
+    under the union rule regions diverge. (LWW and version counters converge on this
+    script.)"""
+    from tests.property.test_rules_convergence import UnionRuleMachine
+
+    m = UnionRuleMachine()
+    m.setup(n=3, nkeys=2, skews=[0] * 5)
+    m.do_raw_put("r0", "k1")
+    m._poll("r0")
+    m.deliver_batch("r0", m.inflight["r0"]["k1"][:1])  # adopted everywhere
+    m.do_sdk_delete("r2", "k1")
+    m.do_sdk_delete("r0", "k1")  # T0
+    m.do_raw_put("r0", "k1")  # over T0, not adopted yet
+    m._poll("r2", limit=5)
+    m.deliver_batch("r2", list(m.inflight["r2"]["k1"]))  # T2 over the raw item at r0
+    m.do_sdk_put("r0", "k1")  # the same dot as T0
+    m.teardown()
