@@ -30,7 +30,13 @@ def key_string(key: Mapping[str, Any]) -> str:
 
 @dataclass
 class MemoryTable:
-    """One region's table and its stream. ``now_ms`` is this region's (possibly skewed) clock."""
+    """One region's table and its stream. ``now_ms`` is this region's (possibly skewed) clock.
+
+    ``before_write``, if set, is called with the key at the start of every conditional write
+    (the port's :meth:`write`), before the condition is evaluated: the state machine lands a
+    racing local write there, between a replicator's read (or failed condition) and its write,
+    or makes the region unreachable by raising.
+    """
 
     region: str
     key_attributes: tuple[str, ...]
@@ -41,6 +47,7 @@ class MemoryTable:
     first_sequence: int = 1
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
     stream: list[dict[str, Any]] = field(default_factory=list)
+    before_write: Callable[[Mapping[str, Any]], None] | None = None
 
     def key_of(self, item: Mapping[str, Any]) -> dict[str, Any]:
         return {k: item[k] for k in self.key_attributes}
@@ -58,6 +65,8 @@ class MemoryTable:
         precondition: Precondition,
     ) -> WriteResult:
         """Conditional put (``item``) or delete (``None``); atomic, like DynamoDB."""
+        if self.before_write is not None:
+            self.before_write(key)
         current = self.items.get(key_string(key))
         if not _holds(precondition, current, partition_key=self.key_attributes[0]):
             return WriteResult(ok=False, current=copy.deepcopy(current))

@@ -153,3 +153,35 @@ def test_a_failing_user_rule_dead_letters_the_conflict_and_the_consumer_keeps_go
     assert all("explode_on_conflict" in e["reason"] for e in entries)
     for region in REGIONS:
         assert "calm" in cluster.scan(region)
+
+
+def test_a_rule_failing_at_one_destination_still_lets_the_third_region_have_the_write(
+    backend: EmbeddedBackend, tmp_path: Path
+) -> None:
+    """Over HTTP, the first region's write conflicts in the second region (its rule raises
+    there) and not in the third: the third region still gets it, and the dead letter says
+    what each destination did. (Issue 7, finding 4: the third region was skipped.)"""
+    cluster = make_cluster(
+        backend,
+        tmp_path,
+        resolver="rules",
+        resolver_options='{ rule = "tests.integration.rules:explode_on_conflict", unsafe = true }',
+    )
+    first, second, third = REGIONS
+    key = {"pk": {"S": "contested"}}
+    GeorepTable(cluster.client(second), config=cluster.config, region=second).put(
+        {**key, "v": {"S": "from the second"}}
+    )
+    GeorepTable(cluster.client(first), config=cluster.config, region=first).put(
+        {**key, "v": {"S": "from the first"}}
+    )
+    consumer = Consumer(cluster.config, region=first, session=cluster.session())
+    drain([consumer])
+    entries = consumer.dead_letters.entries()
+    consumer.close()
+
+    assert cluster.scan(first)["contested"] == cluster.scan(third)["contested"]
+    (entry,) = entries
+    assert "RuleError" == entry["error"]
+    assert "applied (written)" == entry["destinations"][third]
+    assert entry["destinations"][second].startswith("rejected (RuleError:")

@@ -1,11 +1,19 @@
 """A Hypothesis state machine: regions, local writers, stream consumers and a hostile network.
 
+Each region's consumer is the product's: a :class:`service.pipeline.Replicator` over the
+in-memory tables (its lanes run inline, so the schedule is Hypothesis's) and the
+:class:`service.checkpoint.CheckpointTracker`. The model only reads streams, hands batches to
+the Replicator and keeps what it reports failed for redelivery; every decision (echo, adoption,
+coalescing, the fast path, conflict retries) is the product's own code.
+
 Fault model (STYLE.md 17): delivery is at-least-once and ordered only per item per source
-stream; deliveries are delayed arbitrarily and reordered across keys and sources; a consumer
-may crash and restart from its last checkpoint (later records are redelivered); region clocks
-are skewed and biased towards ties; local writers race the replication writes between the read
-and the conditional write. Writes are acknowledged with unique values, so every final state
-traces to exactly one version (the idea behind Elle).
+stream; deliveries are delayed arbitrarily and reordered across keys and sources (a batch takes
+the first waiting records of some keys); a consumer may crash and restart from its last
+checkpoint (later records are redelivered); region clocks are skewed and biased towards ties;
+just before any of the Replicator's conditional writes, a local write of the same item (stamped
+or raw) or an outage of that destination may land (MemoryTable's ``before_write`` hook). Writes
+are acknowledged with unique values, so every final state traces to exactly one version (the
+idea behind Elle).
 
 Subclasses choose the resolver and how a writer builds new data from what it read.
 """
@@ -13,8 +21,7 @@ Subclasses choose the resolver and how a writer builds new data from what it rea
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import ulid
@@ -32,25 +39,25 @@ from service.checkpoint import CheckpointTracker
 from service.core import hlc
 from service.core.apply import (
     Adopt,
-    Decision,
     Forward,
     Raw,
-    Restore,
     Settings,
-    Skip,
     Stamped,
-    Write,
-    decide,
     merge,
     precondition_for,
     read_item,
     stamp,
     tombstone_expired,
-    translate,
 )
-from service.core.records import parse_record
 from service.core.version import META_ATTR, Meta, Order, Version, encode_item
 from service.memory import MemoryTable, key_string
+from service.pipeline import (
+    InlineExecutor,
+    MemoryDeadLetters,
+    MemoryMetrics,
+    RecordResult,
+    Replicator,
+)
 
 KEYS = ("k0", "k1", "k2")
 HORIZON_MS = 10**12  # no tombstone expires here; test_collection.py models collection
@@ -65,14 +72,24 @@ def item_for(version: Version, horizon_ms: int = HORIZON_MS) -> dict[str, Any] |
     return encode_item(version, horizon_ms=horizon_ms)
 
 
-@dataclass
-class Task:
-    """One record's version on its way to one destination."""
+class Unreachable(ConnectionError):
+    """The model's network fault: a destination that cannot be reached right now (transient,
+    so the Replicator reports the record failed and the consumer redelivers it)."""
 
-    source: str
-    position: int
-    version: Version
-    decision: Decision | None = None
+
+# What may land just before one of the Replicator's conditional writes (weights by repetition;
+# the first is "nothing", what Hypothesis shrinks towards): a local write of the same item, or
+# an outage of the destination.
+RACES = (
+    ("none",) * 6
+    + ("sdk_put", "sdk_delete", "raw_put", "raw_rmw", "raw_delete")
+    + ("unreachable",) * 2
+)
+MAX_RACES = 3  # local writes per delivery: contention stays far below the Replicator's limit
+
+Race = Callable[[], None]
+Position = int
+Pending = tuple[Position, dict[str, Any]]
 
 
 class ReplicationMachine(RuleBasedStateMachine):
@@ -119,10 +136,22 @@ class ReplicationMachine(RuleBasedStateMachine):
             resolver=self.resolver,
             horizon_ms=self.horizon_ms,
         )
+        # Each region's consumer: the product's Replicator (over the in-memory tables, its lanes
+        # run inline) and checkpoint tracker, and the records it has read but not yet had
+        # acknowledged, per key in stream order (the hostile network delays them).
+        self.dead_letters = MemoryDeadLetters()
+        self.metrics = MemoryMetrics()
+        self.replicators = {r: self._replicator(r) for r in self.regions}
         self.trackers = {r: CheckpointTracker() for r in self.regions}
         self.checkpoints = dict.fromkeys(self.regions, 0)
-        # (source, destination, key) -> FIFO of tasks: per-item order per source stream.
-        self.queues: dict[tuple[str, str, str], list[Task]] = defaultdict(list)
+        self.inflight: dict[str, dict[str, list[Pending]]] = {
+            r: defaultdict(list) for r in self.regions
+        }
+        # Who decides what lands before the Replicator's next write (None: nothing).
+        self.races: Callable[[str, str], Race | None] | None = None
+        self.racing = False
+        for region, table in self.tables.items():
+            table.before_write = lambda key, region=region: self._before_write(region, key)
         self.versions: dict[str, list[Version]] = defaultdict(list)
         self.seen: dict[tuple[str, str], Version] = {}
         self.forwarders: dict[str, set[str]] = defaultdict(set)
@@ -250,69 +279,160 @@ class ReplicationMachine(RuleBasedStateMachine):
 
     # -- consumers ---------------------------------------------------------------------------
 
-    def _poll(self, region: str) -> bool:
+    def _replicator(self, region: str) -> Replicator:
+        return Replicator(
+            region=region,
+            settings=self.settings,
+            tables=self.tables,
+            dead_letters=self.dead_letters,
+            metrics=self.metrics,
+            now_ms=lambda: self.now,
+            executor=InlineExecutor(),
+        )
+
+    def _poll(self, region: str, limit: int = 1) -> bool:
+        """Read up to ``limit`` records of ``region``'s stream (they wait to be delivered)."""
         tracker = self.trackers[region]
         position = tracker.read_position
-        records = self.tables[region].records_after(position, limit=1)
-        if not records:
-            return False
-        change = parse_record(records[0])
-        outcome = translate(change, region=region, settings=self.settings)
-        targets: list[str] = []
-        if isinstance(outcome, Forward):
-            targets = [r for r in self.regions if r != region]
-            # Echo suppression: in a full mesh each write is forwarded by one region only.
-            self.forwarders[outcome.version.meta.write_id].add(region)
-            assert len(self.forwarders[outcome.version.meta.write_id]) == 1, outcome.version.meta
-        elif isinstance(outcome, Adopt):
-            assert (region, change.sequence) in self.raw_records, (
-                f"{region} adopted a write georep made itself: {records[0]}"
-            )
-            targets = list(self.regions)
-            self.versions[change.keys["pk"]["S"]].append(outcome.version)
-        elif isinstance(outcome, Restore):
-            targets = [region]
-        tracker.read(position, tasks=len(targets))
-        for dst in targets:
-            assert isinstance(outcome, Forward | Adopt | Restore)
-            key = outcome.version.data["pk"]["S"]
-            self.queues[(region, dst, key)].append(Task(region, position, outcome.version))
-        return True
+        records = self.tables[region].records_after(position, limit=limit)
+        for offset, record in enumerate(records):
+            tracker.read(position + offset, tasks=1)  # the task: the Replicator acknowledges it
+            key = record["dynamodb"]["Keys"]["pk"]["S"]
+            self.inflight[region][key].append((position + offset, record))
+        return bool(records)
 
-    @rule(data=st.data())
-    def poll(self, data: st.DataObject) -> None:
-        self._poll(data.draw(st.sampled_from(self.regions)))
+    @rule(data=st.data(), limit=st.sampled_from([1, 1, 2, 5]))
+    def poll(self, data: st.DataObject, limit: int) -> None:
+        self._poll(data.draw(st.sampled_from(self.regions)), limit)
 
-    def do_deliver(self, source: str, destination: str, key: str) -> None:
-        """One delivery step on a lane (nothing if the lane is empty)."""
-        if self.queues[(source, destination, key)]:
-            self._step((source, destination, key))
+    def pending_records(self, region: str) -> list[dict[str, Any]]:
+        """``region``'s records not yet acknowledged: read and waiting, or not read yet."""
+        waiting = [record for lane in self.inflight[region].values() for _, record in lane]
+        return waiting + self.tables[region].records_after(self.trackers[region].read_position)
 
-    def _step(self, lane: tuple[str, str, str]) -> None:
-        """Advance one delivery: first read and decide, then (a later step) write."""
-        source, dst, key = lane
-        task = self.queues[lane][0]
-        table = self.tables[dst]
-        if task.decision is None:
-            current = read_item(table.get({"pk": {"S": key}}), settings=self.settings)
-            task.decision = decide(current, task.version, settings=self.settings)
-            if not isinstance(task.decision, Skip):
-                return
-        if isinstance(task.decision, Write):
-            item = item_for(task.decision.version, self.horizon_ms)
-            if not table.write({"pk": {"S": key}}, item, task.decision.precondition).ok:
-                task.decision = None  # lost the race with a local write: read again
-                return
-        self.queues[lane].pop(0)
-        self.trackers[source].done(task.position)
+    def _sources(self) -> list[str]:
+        """Regions with records waiting to be delivered."""
+        return [r for r in self.regions if any(self.inflight[r].values())]
 
-    def _lanes(self) -> list[tuple[str, str, str]]:
-        return sorted(lane for lane, tasks in self.queues.items() if tasks)
-
-    @precondition(lambda self: any(self.queues.values()))
+    @precondition(lambda self: bool(self._sources()))
     @rule(data=st.data())
     def deliver(self, data: st.DataObject) -> None:
-        self._step(data.draw(st.sampled_from(self._lanes())))
+        """One batch to one source's Replicator: the first records of some of its keys (so
+        keys and sources are reordered, each key's records stay in order), with local writes
+        and outages drawn to land just before the Replicator's conditional writes."""
+        source = data.draw(st.sampled_from(self._sources()))
+        lanes = self.inflight[source]
+        keys = sorted(key for key, lane in lanes.items() if lane)
+        chosen = data.draw(st.lists(st.sampled_from(keys), min_size=1, unique=True))
+        batch: list[Pending] = []
+        for key in chosen:
+            batch += lanes[key][: data.draw(st.integers(1, len(lanes[key])))]
+        self.deliver_batch(source, sorted(batch, key=lambda p: p[0]), races=self._drawn(data))
+
+    def _drawn(self, data: st.DataObject) -> Callable[[str, str], Race | None]:
+        budget = [MAX_RACES]
+
+        def race(region: str, key: str) -> Race | None:
+            kind = data.draw(st.sampled_from(RACES))
+            if kind == "unreachable":
+                return lambda: self._unreachable(region)
+            if kind == "none" or not budget[0]:
+                return None
+            budget[0] -= 1
+            return {
+                "sdk_put": lambda: self.do_sdk_put(region, key),
+                "sdk_delete": lambda: self.do_sdk_delete(region, key),
+                "raw_put": lambda: self.do_raw_put(region, key),
+                "raw_rmw": lambda: self.do_raw_put(region, key, copy_meta=True),
+                "raw_delete": lambda: self.do_raw_delete(region, key),
+            }[kind]
+
+        return race
+
+    @staticmethod
+    def _unreachable(region: str) -> None:
+        raise Unreachable(f"{region} is unreachable")
+
+    def _before_write(self, region: str, key: Mapping[str, Any]) -> None:
+        """MemoryTable's hook: run whatever the schedule lands before this write."""
+        if self.races is None or self.racing:
+            return  # not a Replicator's write, or the racing write itself
+        action = self.races(region, key["pk"]["S"])
+        if action is None:
+            return
+        # The invariant looks on each side of the racing write, as it would between rules.
+        self.metadata_is_valid_and_never_moves_backwards()
+        self.racing = True
+        try:
+            action()
+        finally:
+            self.racing = False
+        self.metadata_is_valid_and_never_moves_backwards()
+
+    def deliver_batch(
+        self,
+        source: str,
+        batch: Sequence[Pending],
+        *,
+        races: Callable[[str, str], Race | None] | None = None,
+    ) -> list[RecordResult]:
+        """Hand ``batch`` to ``source``'s Replicator; acknowledge what it settled (the
+        checkpoint rule) and keep what failed for redelivery."""
+        self.races = races
+        try:
+            results = self.replicators[source].process([record for _, record in batch])
+        finally:
+            self.races = None
+        for (position, record), result in zip(batch, results, strict=True):
+            self._observe(source, record, result)
+            if result.status == "failed":
+                continue
+            lane = self.inflight[source][record["dynamodb"]["Keys"]["pk"]["S"]]
+            lane[:] = [pending for pending in lane if pending[0] != position]
+            self.trackers[source].done(position)
+        return results
+
+    def _observe(self, source: str, record: Mapping[str, Any], result: RecordResult) -> None:
+        """What the oracle learns from a result, and what the model never allows: a dead
+        letter (nothing here is permanent), or a failure other than an injected outage."""
+        assert result.status != "dead-lettered", f"{source}: dead-lettered: {result.reason}"
+        for destination, delivery in result.deliveries.items():
+            assert delivery.handled != "failed" or delivery.error == Unreachable.__name__, (
+                f"{source} -> {destination}: {delivery}"
+            )
+        if isinstance(result.outcome, Forward):
+            # Echo suppression: in a full mesh each write is forwarded by one region only.
+            meta = result.outcome.version.meta
+            self.forwarders[meta.write_id].add(source)
+            assert len(self.forwarders[meta.write_id]) == 1, meta
+        elif isinstance(result.outcome, Adopt):
+            sequence = record["dynamodb"]["SequenceNumber"]
+            assert (source, sequence) in self.raw_records, (
+                f"{source} adopted a write georep made itself: {record}"
+            )
+            version = result.outcome.version
+            self.versions[version.data["pk"]["S"]].append(version)
+
+    def do_deliver(
+        self, source: str, destination: str, key: str, *, race: Sequence[Race | None] = ()
+    ) -> None:
+        """Scripted: the first waiting record of ``source``'s ``key`` reaches ``destination``
+        only (the others are unreachable for now). ``race[i]`` lands just before the
+        Replicator's i-th conditional write there (``None``: nothing); every one must land.
+        Nothing happens if no record of ``key`` is waiting."""
+        lane = self.inflight[source][key]
+        if not lane:
+            assert not race, f"no record of {key} waiting at {source} for the race to meet"
+            return
+        landing = list(race)
+
+        def scripted(region: str, _key: str) -> Race | None:
+            if region != destination:
+                return lambda: self._unreachable(region)
+            return landing.pop(0) if landing else None
+
+        self.deliver_batch(source, lane[:1], races=scripted)
+        assert not landing, f"{len(landing)} scripted race(s) found no write at {destination}"
 
     @rule(data=st.data())
     def checkpoint(self, data: st.DataObject) -> None:
@@ -327,10 +447,9 @@ class ReplicationMachine(RuleBasedStateMachine):
         self.crash_region(data.draw(st.sampled_from(self.regions)))
 
     def crash_region(self, region: str) -> None:
-        for lane in list(self.queues):
-            if lane[0] == region:
-                self.queues[lane] = []
+        self.inflight[region] = defaultdict(list)
         self.trackers[region] = CheckpointTracker(start=self.checkpoints[region])
+        self.replicators[region] = self._replicator(region)
 
     # -- invariants --------------------------------------------------------------------------
 
@@ -359,13 +478,14 @@ class ReplicationMachine(RuleBasedStateMachine):
     # -- quiescence --------------------------------------------------------------------------
 
     def drain(self) -> None:
+        """Every consumer reads its whole stream and delivers everything, until quiet."""
         for _ in range(5_000):  # a quiescent run needs a few hundred rounds
             progressed = False
             for region in self.regions:
-                while self._poll(region):
-                    progressed = True
-            for lane in self._lanes():
-                self._step(lane)
+                progressed |= self._poll(region, limit=1_000)
+            for region in self._sources():
+                waiting = [p for lane in self.inflight[region].values() for p in lane]
+                self.deliver_batch(region, sorted(waiting, key=lambda p: p[0]))
                 progressed = True
             if not progressed:
                 return

@@ -31,7 +31,7 @@ class CollectingMachine(ReplicationMachine):
 
     def _expiries(self) -> list[int]:
         """Expiries of every tombstone written, and a lower bound for those a raw delete not
-        yet read from its stream will become (adopted at the record's time or later)."""
+        yet delivered will become (adopted at the record's time or later)."""
         known = [
             expiry_ms(v.meta, horizon_ms=self.horizon_ms)
             for versions in self.versions.values()
@@ -41,7 +41,7 @@ class CollectingMachine(ReplicationMachine):
         pending = [
             int(record["dynamodb"]["ApproximateCreationDateTime"] * 1000) + self.horizon_ms
             for region in self.regions
-            for record in self.tables[region].records_after(self.trackers[region].read_position)
+            for record in self.pending_records(region)
             if record["eventName"] == "REMOVE"
         ]
         return known + pending

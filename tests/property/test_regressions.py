@@ -114,10 +114,9 @@ def test_a_replicated_write_racing_a_local_write_is_merged_not_overwritten(
     def script(m: ReplicationMachine) -> None:
         m.do_sdk_put("r0", "k0")
         m._poll("r0")
-        m.do_deliver("r0", "r1", "k0")  # read and decide
-        m.do_sdk_put("r1", "k0")  # a local write lands in between
-        m.do_deliver("r0", "r1", "k0")  # the write's precondition fails: read again
-        m.do_deliver("r0", "r1", "k0")
+        # A local write lands before the Replicator's write: its precondition fails, it reads
+        # again (ALL_OLD) and merges.
+        m.do_deliver("r0", "r1", "k0", race=[lambda: m.do_sdk_put("r1", "k0")])
 
     run(resolver, 2, script)
 
@@ -214,9 +213,17 @@ def test_two_adoptions_from_one_base_in_one_second_never_share_a_counter(
         m.do_sdk_put("r1", "k0")
         m.do_sdk_put("r3", "k0")
         m._poll("r3")
-        m.do_deliver("r3", "r1", "k0")  # decide a merge at r1
-        m.do_raw_put("r1", "k0", copy_meta=True)  # a raw RMW lands in between
-        m.do_deliver("r3", "r1", "k0")  # the merge overwrites it (its metadata was copied)
+        m.do_deliver(
+            "r3",
+            "r1",
+            "k0",
+            race=[
+                None,  # the fast path's condition fails on r1's write: decide a merge
+                lambda: m.do_raw_put("r1", "k0", copy_meta=True),  # a raw RMW lands first
+            ],
+        )
+        # The merge's condition pins only _georep (which the RMW copied back), so it
+        # overwrote the RMW; a raw delete follows in the same second, before either adoption.
         m.do_raw_delete("r1", "k0")
 
     run(resolver, 4, script)
@@ -234,12 +241,17 @@ def test_adoptions_from_a_base_counter_ahead_of_the_clock_never_share_a_counter(
         m.skew["r0"] = 1
         m.do_raw_put("r0", "k0")
         m._poll("r0")
-        m.do_deliver("r0", "r0", "k0")
-        m.do_sdk_put("r0", "k0")
-        m.do_deliver("r0", "r0", "k0")
-        m.do_deliver("r0", "r0", "k0")
-        m.do_raw_put("r0", "k0", copy_meta=True)
-        m.do_deliver("r0", "r0", "k0")
+        m.do_deliver(
+            "r0",
+            "r0",
+            "k0",
+            race=[
+                lambda: m.do_sdk_put("r0", "k0"),  # lands before the adoption's write
+                lambda: m.do_raw_put("r0", "k0", copy_meta=True),  # and before the retry
+            ],
+        )
+        # The retry's condition pins only _georep, which the RMW copied back: it succeeded,
+        # and a raw delete follows in the same second.
         m.do_raw_delete("r0", "k0")
 
     run(resolver, 2, script)
@@ -259,9 +271,16 @@ def rmw_overwritten_before_adoption(m: ReplicationMachine) -> None:
     m.do_sdk_put("r3", "k1")
     m.do_raw_delete("r0", "k1")
     m._poll("r0")
-    m.do_deliver("r0", "r3", "k1")  # decide a merge at r3
-    m.do_raw_put("r3", "k1", copy_meta=True)  # a raw RMW copying metadata lands
-    m.do_deliver("r0", "r3", "k1")  # the merge overwrites it: its _georep still matches
+    m.do_deliver(
+        "r0",
+        "r3",
+        "k1",
+        race=[
+            # before the merge decided at r3 is written, a raw RMW copying metadata lands
+            # (the merge overwrote it when only _georep was compared)
+            lambda: m.do_raw_put("r3", "k1", copy_meta=True),
+        ],
+    )
     m.do_sdk_delete("r3", "k1")  # same millisecond, same base actor
 
 
@@ -362,4 +381,61 @@ def test_a_copy_of_a_version_with_more_updates_keeps_the_larger_update_count() -
     m.do_raw_copy("r4", "r2", "k1")
     m.do_sdk_put("r2", "k1")
     m.do_raw_copy("r2", "r3", "k1")
+    m.teardown()
+
+
+def test_a_replayed_adoption_over_a_later_raw_write_then_local_deletes_converge() -> None:
+    """Found by the union-rule machine once it drove the Replicator (issue 7); the base
+    commit's model diverges on the same script, so the product had it before. Fixed by the
+    adoption actor (finding 1's fix): the description below is of the code before it. r0's consumer
+    crashes before checkpointing a raw write's adoption; meanwhile a second raw write lands.
+    The replay writes the first adoption over it at r0 (decide lets an adopted version
+    overwrite an unadopted raw item, expecting the raw write's own adoption to follow). A
+    delete at r0 is then stamped on the restored version by the same actor as the second
+    raw write's adoption, with a larger counter: it claims that adoption's dot without its
+    data, so r0 skips the adoption as stale while r1 merges it, and the tags differ."""
+    from tests.property.test_rules_convergence import UnionRuleMachine
+
+    m = UnionRuleMachine()
+    m.setup(n=2, nkeys=2, skews=[0] * 5)
+    m.do_raw_put("r0", "k0")
+    m.now += 1
+    m._poll("r0")
+    m.deliver_batch("r0", m.inflight["r0"]["k0"][:1])  # adopted in r0 and r1
+    m.crash_region("r0")  # before any checkpoint: the raw write's record is replayed
+    m._poll("r0")
+    m.do_raw_put("r0", "k0")  # a second raw write, not read yet
+    m.deliver_batch("r0", m.inflight["r0"]["k0"][:1])  # the replay overwrites it at r0
+    m.do_sdk_delete("r0", "k0")
+    m.do_sdk_delete("r1", "k0")
+    m.teardown()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: a replicated version written over an unadopted raw write rolls the region "
+    "back past its own write, and its next write reuses that write's dot",
+)
+def test_a_replicated_delete_over_a_raw_write_then_a_local_write_converge() -> None:
+    """Found by the state machine once it drove the Replicator (issue 7), the same family as
+    the previous test without a crash; the base commit's model diverges on it too. r0
+    deletes an adopted item (tombstone T0, dot c on r0's actor) and a raw put lands over T0;
+    r2's concurrent delete T2 is then written over that raw item (decide lets any version
+    overwrite an unadopted raw write). r0's item no longer shows T0, so its next local write
+    continues r0's actor from the adoption and takes c again: two versions share a dot, and
+    under the union rule regions diverge. (LWW and version counters converge on this
+    script.)"""
+    from tests.property.test_rules_convergence import UnionRuleMachine
+
+    m = UnionRuleMachine()
+    m.setup(n=3, nkeys=2, skews=[0] * 5)
+    m.do_raw_put("r0", "k1")
+    m._poll("r0")
+    m.deliver_batch("r0", m.inflight["r0"]["k1"][:1])  # adopted everywhere
+    m.do_sdk_delete("r2", "k1")
+    m.do_sdk_delete("r0", "k1")  # T0
+    m.do_raw_put("r0", "k1")  # over T0, not adopted yet
+    m._poll("r2", limit=5)
+    m.deliver_batch("r2", list(m.inflight["r2"]["k1"]))  # T2 over the raw item at r0
+    m.do_sdk_put("r0", "k1")  # the same dot as T0
     m.teardown()

@@ -13,12 +13,14 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 import service.memory
+import service.pipeline
 import tests.property.machine as machine_module
 from resolvers import LastWriterWins
 from resolvers._protocol import Resolution
 from service.checkpoint import CheckpointTracker
 from service.core import apply
 from service.core.version import Version
+from service.pipeline import Replicator
 from tests.property.machine import ReplicationMachine
 from tests.property.test_regressions import (
     crash_after_reading,
@@ -94,7 +96,7 @@ def test_breaking_the_echo_check_fails_the_suite(patch: pytest.MonkeyPatch) -> N
             return apply.Forward(stored.version)
         return outcome
 
-    patch.setattr(machine_module, "translate", translate)
+    patch.setattr(service.pipeline, "translate", translate)
     must_fail(lambda: run(LastWriterWins(), 3, replicated_three_ways))
 
 
@@ -102,11 +104,16 @@ def test_breaking_tombstones_into_hard_deletes_fails_the_suite(patch: pytest.Mon
     """Delete the item instead of writing a versioned tombstone: an older version arriving
     later resurrects it."""
     original = machine_module.item_for
+    replicated = Replicator._item
 
     def item_for(version: Version, horizon_ms: int = 10**12) -> dict[str, Any] | None:
         return None if version.meta.deleted else original(version, horizon_ms)
 
-    patch.setattr(machine_module, "item_for", item_for)
+    def item(self: Replicator, version: Version) -> dict[str, Any] | None:
+        return None if version.meta.deleted else replicated(self, version)
+
+    patch.setattr(machine_module, "item_for", item_for)  # local deletes
+    patch.setattr(Replicator, "_item", item)  # replicated ones
     must_fail(lambda: run(LastWriterWins(), 2, delete_after_concurrent_update))
 
 
