@@ -5,6 +5,7 @@ The pure core lives in ``service.core``; ports and adapters around it in ``servi
 
 from service.core.apply import (
     Adopt,
+    Annotate,
     Decision,
     Drop,
     Forward,
@@ -21,11 +22,14 @@ from service.core.apply import (
 from service.core.records import parse_record
 from service.core.version import META_ATTR, TTL_ATTR, Meta, Order, Version, VersionVector
 from service.errors import (
+    ConsumerHaltedError,
+    EventError,
     GeorepError,
     ItemTooLargeError,
     LawViolation,
     MetadataError,
     RecordError,
+    RequestRejectedError,
     RuleError,
     UnknownRegionError,
 )
@@ -34,8 +38,11 @@ __all__ = [
     "META_ATTR",
     "TTL_ATTR",
     "Adopt",
+    "Annotate",
+    "ConsumerHaltedError",
     "Decision",
     "Drop",
+    "EventError",
     "Forward",
     "GeorepError",
     "ItemTooLargeError",
@@ -44,6 +51,7 @@ __all__ = [
     "MetadataError",
     "Order",
     "RecordError",
+    "RequestRejectedError",
     "Restore",
     "RuleError",
     "Settings",

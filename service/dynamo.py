@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 
 from service.core.apply import Precondition
 from service.core.conditions import condition_for
+from service.core.version import META_ATTR
 from service.errors import ItemTooLargeError, RequestRejectedError
 from service.ports import WriteResult
 
@@ -66,21 +67,39 @@ class DynamoTable:
         precondition: Precondition,
     ) -> WriteResult:
         condition = condition_for(precondition, partition_key=self.key_attributes[0])
+        common = {
+            "TableName": self.table_name,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            **condition,
+        }
+        if item is None:
+            return self._conditional(self.client.delete_item, Key=dict(key), **common)
+        return self._conditional(self.client.put_item, Item=dict(item), **common)
+
+    def annotate(
+        self,
+        key: Mapping[str, Any],
+        meta: Mapping[str, Any],
+        precondition: Precondition,
+    ) -> WriteResult:
+        condition = condition_for(precondition, partition_key=self.key_attributes[0])
+        names = {**condition["ExpressionAttributeNames"], "#georep_meta": META_ATTR}
+        values = {**condition.get("ExpressionAttributeValues", {}), ":georep_meta": dict(meta)}
+        return self._conditional(
+            self.client.update_item,
+            TableName=self.table_name,
+            Key=dict(key),
+            UpdateExpression="SET #georep_meta = :georep_meta",
+            ConditionExpression=condition["ConditionExpression"],
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+
+    def _conditional(self, call: Any, **request: Any) -> WriteResult:
+        """One conditional request: ok, or the item as it is now if the condition failed."""
         try:
-            if item is None:
-                self.client.delete_item(
-                    TableName=self.table_name,
-                    Key=dict(key),
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                    **condition,
-                )
-            else:
-                self.client.put_item(
-                    TableName=self.table_name,
-                    Item=dict(item),
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                    **condition,
-                )
+            call(**request)
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 self._reraise(error)

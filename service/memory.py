@@ -20,6 +20,7 @@ from typing import Any
 from service.core.apply import Precondition
 from service.core.conditions import condition_for
 from service.core.values import canonical, same_item, same_value
+from service.core.version import META_ATTR
 from service.ports import WriteResult
 
 
@@ -71,6 +72,22 @@ class MemoryTable:
         if not _holds(precondition, current, partition_key=self.key_attributes[0]):
             return WriteResult(ok=False, current=copy.deepcopy(current))
         self._set(key, item)
+        return WriteResult(ok=True, current=None)
+
+    def annotate(
+        self,
+        key: Mapping[str, Any],
+        meta: Mapping[str, Any],
+        precondition: Precondition,
+    ) -> WriteResult:
+        """Conditional update of the metadata attribute only; atomic, like DynamoDB (which
+        creates the item from its key if it is absent and the condition allows it)."""
+        if self.before_write is not None:
+            self.before_write(key)
+        current = self.items.get(key_string(key))
+        if not _holds(precondition, current, partition_key=self.key_attributes[0]):
+            return WriteResult(ok=False, current=copy.deepcopy(current))
+        self._set(key, {**(current or key), META_ATTR: dict(meta)})
         return WriteResult(ok=True, current=None)
 
     # -- what applications and TTL do -------------------------------------------------------

@@ -31,6 +31,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from service.core import hlc
 from service.core.apply import (
     Adopt,
+    Annotate,
     Change,
     Drop,
     ExpectAbsent,
@@ -47,7 +48,7 @@ from service.core.apply import (
 )
 from service.core.records import parse_record
 from service.core.values import size_of
-from service.core.version import META_ATTR, Order, Version, compare, encode_item
+from service.core.version import META_ATTR, Order, Version, compare, encode_item, encode_meta
 from service.errors import GeorepError, ItemTooLargeError
 from service.ports import Table
 
@@ -195,6 +196,9 @@ class _Send:
     version: Version
     destinations: tuple[str, ...]
     fast: Precondition | None
+    # "adoption": adopts a raw write of the source's own stream; "restore": a tombstone
+    # removed by hand, put back in the source's own table (see `decide`'s ``here``)
+    role: Literal["forward", "adoption", "restore"] = "forward"
 
 
 def fast_precondition(change: Change) -> Precondition | None:
@@ -277,9 +281,9 @@ class Replicator:
             case Adopt(version=v):
                 self._check_size(v)
                 self.metrics.incr("raw_writes_adopted", {"region": self.region})
-                return _Send(index, record, v, self.settings.regions, None)
+                return _Send(index, record, v, self.settings.regions, None, role="adoption")
             case Restore(version=v):
-                return _Send(index, record, v, (self.region,), ExpectAbsent())
+                return _Send(index, record, v, (self.region,), ExpectAbsent(), role="restore")
             case Drop(reason=reason):
                 self.metrics.incr(f"dropped_{reason}", {"region": self.region})
         return None
@@ -390,6 +394,7 @@ class Replicator:
         version = send.version
         key = self.settings.keys_of(version.data)
         labels = {"source": self.region, "destination": destination}
+        here = send.role if destination == self.region and send.role != "forward" else None
         if send.fast is not None:
             result = table.write(key, self._item(version), send.fast)
             if result.ok:
@@ -399,10 +404,17 @@ class Replicator:
             current_item = table.get(key)
         for _ in range(MAX_ATTEMPTS):
             current = read_item(current_item, settings=self.settings)
-            decision = decide(current, version, settings=self.settings)
+            decision = decide(current, version, settings=self.settings, here=here)
             if isinstance(decision, Skip):
                 self.metrics.incr(f"skipped_{decision.reason}", labels)
                 return Delivery("skipped", decision.reason)
+            if isinstance(decision, Annotate):
+                result = table.annotate(key, encode_meta(decision.meta), decision.precondition)
+                if result.ok:
+                    return self._applied(version, "annotated", labels)
+                self.metrics.incr("precondition_retries", labels)
+                current_item = result.current
+                continue
             if decision.conflict is not None:
                 self._check_size(decision.version)  # a merge can outgrow both of its inputs
             result = table.write(key, self._item(decision.version), decision.precondition)
@@ -441,7 +453,7 @@ def _coalesce(lane: list[_Send]) -> list[_Send]:
         ):
             out.pop()
             # The destination still holds what preceded the dropped version: no fast path.
-            send = _Send(send.index, send.record, send.version, send.destinations, None)
+            send = _Send(send.index, send.record, send.version, send.destinations, None, send.role)
         out.append(send)
     return out
 

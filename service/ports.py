@@ -32,3 +32,13 @@ class Table(Protocol):
         item: Mapping[str, Any] | None,
         precondition: Precondition,
     ) -> WriteResult: ...
+
+    def annotate(
+        self,
+        key: Mapping[str, Any],
+        meta: Mapping[str, Any],
+        precondition: Precondition,
+    ) -> WriteResult:
+        """Set only the item's ``_georep`` attribute to ``meta`` (UpdateItem), leaving its
+        data as it is, if ``precondition`` holds."""
+        ...

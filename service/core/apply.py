@@ -294,6 +294,51 @@ def stamp(
     )
 
 
+def _succeeding(
+    adopted: Version,
+    replaced: Version | None,
+    *,
+    settings: Settings,
+) -> Version:
+    """What replaced an adopted raw write in its own region before the adoption reached its
+    table, as a version succeeding both: ``replaced`` (a stamped write made over the raw
+    item, which could not see the adoption), or, if ``None``, the deletion that left the
+    item absent (a tombstone). Computed from its inputs alone (replays agree), with a fresh
+    actor (its dot is no other write's) and origin the adoption's region, so that region's
+    consumer forwards it when it reads its record. A deletion's own record is adopted later
+    and merges with it (both are tombstones)."""
+    meta = adopted.meta
+    base = _join(replaced.meta, meta) if replaced is not None else meta
+    assert base is not None
+    seed = f"{meta.write_id}/{replaced.meta.write_id if replaced is not None else 'deleted'}"
+    randomness = hashlib.blake2b(seed.encode(), digest_size=10).digest()
+    ms = hlc_.wall_ms(base.hlc) % (1 << 48)
+    data = replaced.data if replaced is not None else settings.keys_of(adopted.data)
+    return _new_version(
+        base=base,
+        visible=False,
+        base_data=replaced.data if replaced is not None else adopted.data,
+        data=data,
+        deleted=replaced.meta.deleted if replaced is not None else True,
+        region=actor_region(meta.actor),
+        at_hlc=base.hlc + 1,
+        write_id=str(ulid.from_bytes(ms.to_bytes(6, "big") + randomness)),
+        adopted=False,
+        settings=settings,
+    )
+
+
+def _stamped_here(mine: Meta, adoption: Meta) -> bool:
+    """Whether ``mine``, concurrent with an adoption of its own region, is a stamped write
+    of that region (neither a merge nor an adoption), so made over the adopted raw write."""
+    return (
+        mine.origin == adoption.origin
+        and not mine.merged
+        and not mine.adopted
+        and compare(mine, adoption) is Order.CONCURRENT
+    )
+
+
 def adoption_id(*, region: str, sequence: str, at_hlc: int) -> str:
     """A write id for an adopted raw write that every replay of the record reproduces.
 
@@ -635,20 +680,64 @@ class Write:
     conflict: tuple[Version, Version] | None = None
 
 
-Decision = Skip | Write
+@dataclass(frozen=True)
+class Annotate:
+    """Set only the item's ``_georep`` to ``meta`` (its data untouched) if ``precondition``
+    still holds; else re-read and decide again.
+
+    The item is a raw write that physically replaced the adopted raw write being applied in
+    its own region: the annotation makes the adoption the raw item's copied context, so the
+    annotation's own stream record is adopted as the raw write's successor (`decide`).
+    """
+
+    meta: Meta
+    precondition: Precondition
 
 
-def decide(current: Stored, incoming: Version, *, settings: Settings) -> Decision:
-    """What the destination must do with ``incoming`` given its ``current`` item."""
+Decision = Skip | Write | Annotate
+
+
+def decide(
+    current: Stored,
+    incoming: Version,
+    *,
+    settings: Settings,
+    here: Literal["adoption", "restore"] | None = None,
+) -> Decision:
+    """What the destination must do with ``incoming`` given its ``current`` item.
+
+    ``here="restore"``: ``incoming`` is a tombstone removed by hand from this destination
+    (`Restore`); a raw item written since is annotated with it, not rolled back to it, so
+    the raw write is adopted as the tombstone's successor.
+
+    ``here="adoption"``: ``incoming`` adopts a raw write of this destination's own stream.
+    Whatever other than that raw write the item holds was written after it (records of one
+    item come in order), so a raw write, a stamped write or a deletion that physically
+    replaced it must end up succeeding it, not rolled back to it (review finding 1, general
+    form): a raw item is annotated with the adoption as its copied context (`Annotate`); a
+    stamped write made here over the raw item, or an item deleted since, gets a successor
+    (`_succeeding`). Not under merge rules, where an adoption claims only what its write
+    read (docs/design.md).
+    """
     pre = precondition_for(current)
+    keeps = settings.resolver.keeps_deleted_data
+    succeed = here == "adoption" and not keeps
     match current:
         case Absent():
+            if succeed and not incoming.meta.deleted:
+                return Write(_succeeding(incoming, None, settings=settings), pre)
             return Write(incoming, pre)
-        case Raw(copied=copied):
+        case Raw(data=data, copied=copied):
             # The raw write is adopted from its own record and will meet this version there;
             # here only a version its copied context already contains is stale.
             if copied is not None and compare(incoming.meta, copied) in (Order.EQUAL, Order.BEFORE):
                 return Skip("stale")
+            if (
+                here is not None
+                and not keeps
+                and (incoming.meta.deleted or incoming.meta.digest != checked_digest(data))
+            ):
+                return Annotate(_join(incoming.meta, copied) or incoming.meta, pre)
             return Write(incoming, pre)
         case Stamped(version=mine):
             order = compare(incoming.meta, mine.meta)
@@ -658,6 +747,8 @@ def decide(current: Stored, incoming: Version, *, settings: Settings) -> Decisio
                 return Skip("stale")
             if order is Order.AFTER:
                 return Write(incoming, pre)
+            if succeed and _stamped_here(mine.meta, incoming.meta):
+                return Write(_succeeding(incoming, mine, settings=settings), pre)
             # Concurrent. A tombstone past its horizon relative to the other version counts as
             # absence, whichever side it is on: some regions may have collected it already.
             if tombstone_expired(mine.meta, at_hlc=incoming.meta.hlc, settings=settings):

@@ -167,21 +167,36 @@ class Conditional:
     meta: str | dict[str, Any] | None
 
 
-Operation = Put | PutSame | Delete | Conditional
+@dataclass(frozen=True)
+class Annotation:
+    """The service's metadata-only write: UpdateItem SET `_georep` under a precondition
+    (``meta`` as for Conditional)."""
+
+    key: str
+    value: dict[str, Any]
+    meta: str | dict[str, Any] | None
+
+
+Operation = Put | PutSame | Delete | Conditional | Annotation
 
 
 @st.composite
 def operations(draw: st.DrawFn) -> Operation:
     key = draw(st.sampled_from(KEYS))
-    kind = draw(st.sampled_from(["put", "same", "delete", "conditional"]))
+    kind = draw(st.sampled_from(["put", "same", "delete", "conditional", "annotation"]))
     if kind == "put":
         return Put(draw(items(key)))
     if kind == "same":
         return PutSame(key, draw(items(key)))
     if kind == "delete":
         return Delete(key)
-    item = draw(st.none() | items(key))
+    if kind == "annotation":
+        # Never under ExpectAbsent: the service annotates only a raw item it read (and moto
+        # records an UpdateItem that creates an item as two INSERTs, docs/backends.md).
+        value = draw(metas.filter(lambda m: m is not None))
+        return Annotation(key, value, draw(st.just("current") | metas))
     meta = draw(st.sampled_from(["absent", "current"]) | metas)
+    item = draw(st.none() | items(key))
     return Conditional(key, item, meta)
 
 
@@ -192,7 +207,7 @@ def key_of(key: str) -> dict[str, Any]:
     return {"pk": {"S": key}}
 
 
-def precondition_for(op: Conditional, model: MemoryTable) -> Precondition:
+def precondition_for(op: Conditional | Annotation, model: MemoryTable) -> Precondition:
     if op.meta == "absent":
         return ExpectAbsent()
     if op.meta == "current":
@@ -220,6 +235,9 @@ def apply_to_model(model: MemoryTable, op: Operation) -> Outcome:
         case Conditional():
             result = model.write(key_of(op.key), op.item, precondition_for(op, model))
             return result.ok, canonical_item(result.current)
+        case Annotation():
+            result = model.annotate(key_of(op.key), op.value, precondition_for(op, model))
+            return result.ok, canonical_item(result.current)
     return True, None
 
 
@@ -240,6 +258,11 @@ def apply_to_backend(
         case Conditional():
             adapter = DynamoTable(dynamodb, table_name=table, key_attributes=("pk",))
             result = adapter.write(key_of(op.key), op.item, precondition_for(op, model_before))
+            return result.ok, canonical_item(result.current)
+        case Annotation():
+            adapter = DynamoTable(dynamodb, table_name=table, key_attributes=("pk",))
+            pre = precondition_for(op, model_before)
+            result = adapter.annotate(key_of(op.key), op.value, pre)
             return result.ok, canonical_item(result.current)
     return True, None
 

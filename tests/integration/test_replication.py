@@ -17,6 +17,7 @@ from service.consumer import Consumer
 from service.core.apply import Stamped, read_item
 from service.local import drain
 from service.pipeline import MemoryMetrics
+from service.sdk import Clock, GeorepTable
 from tests.integration.cluster import REGIONS, Cluster, make_cluster
 
 pytestmark = pytest.mark.integration
@@ -140,3 +141,45 @@ def test_a_consumer_killed_mid_run_restarts_from_its_checkpoint_and_nothing_is_l
     drain([replay])
     replay.close()
     assert before == {r: cluster.scan(r) for r in REGIONS}
+
+
+@pytest.mark.parametrize("second", ["put", "delete"])
+def test_over_moto_a_raw_write_succeeds_the_unadopted_raw_write_it_replaced(
+    backend: EmbeddedBackend, tmp_path: Path, second: str
+) -> None:
+    """Review finding 1, general form, over HTTP: a stamped version everywhere, then two
+    plain boto3 writes to one key in one region before its consumer runs. The second (a put,
+    or a delete) ends in every region, through the consumers' own Replicators, UpdateItem
+    annotation included."""
+    cluster: Cluster = make_cluster(backend, tmp_path)
+    consumers = [
+        Consumer(cluster.config, region=r, session=cluster.session(), metrics=MemoryMetrics())
+        for r in REGIONS
+    ]
+    for consumer in consumers:
+        consumer.setup()
+    home = REGIONS[0]
+    client = cluster.client(home)
+    key = {"pk": {"S": "k0"}}
+    # The stamped write's clock runs 5 s ahead: its version's clock is above the stream's
+    # time of both raw writes (as a same-second stamped write's is above a whole second).
+    ahead = Clock(now_ms=lambda: int(time.time() * 1000) + 5_000)
+    sdk = GeorepTable(client, config=cluster.config, region=home, clock=ahead)
+    sdk.put({**key, "v": {"S": "stamped"}})
+    drain(consumers)
+    client.put_item(TableName=cluster.table_name, Item={**key, "v": {"S": "first"}})
+    if second == "put":
+        client.put_item(TableName=cluster.table_name, Item={**key, "v": {"S": "second"}})
+    else:
+        client.delete_item(TableName=cluster.table_name, Key=key)
+    drain(consumers)
+    for consumer in consumers:
+        consumer.close()
+    assert cluster.identical()
+    settings = cluster.config.settings()
+    stored = read_item(cluster.scan(home).get("k0"), settings=settings)
+    assert isinstance(stored, Stamped)
+    if second == "put":
+        assert stored.version.data["v"] == {"S": "second"}
+    else:
+        assert stored.version.meta.deleted

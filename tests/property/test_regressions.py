@@ -324,6 +324,116 @@ def test_a_raw_write_succeeds_the_raw_write_it_replaced_across_a_sequence_number
     m.teardown()
 
 
+def _replaced_in_its_region(
+    resolver: Resolver, first: str, second: str, *, skew_ms: int = 0
+) -> tuple[ReplicationMachine, str | None]:
+    """A stamped version in every region, then at r0 two raw writes (``first``, ``second``:
+    "put" or "delete"), the second before the first is adopted, half-way through a second.
+    Returns the drained machine and the value the second write left in r0."""
+
+    class Machine(ReplicationMachine):
+        pass
+
+    Machine.resolver = resolver
+    m = Machine()
+    m.setup(n=3, nkeys=2, skews=[skew_ms, 0, 0, 0, 0])
+    m.now += 500  # stream times are whole seconds: the stamped version's clock is above them
+    m.do_sdk_put("r0", "k0")
+    m.drain()
+    for kind in (first, second):
+        if kind == "put":
+            m.do_raw_put("r0", "k0")
+        else:
+            m.do_raw_delete("r0", "k0")
+    item = m.tables["r0"].get({"pk": {"S": "k0"}})
+    m.drain()
+    return m, None if item is None else item["val"]["S"]
+
+
+@pytest.mark.parametrize("resolver", RESOLVERS, ids=lambda r: r.name)
+@pytest.mark.parametrize(
+    ("first", "second"), [("put", "put"), ("put", "delete"), ("delete", "put")]
+)
+@pytest.mark.parametrize("skew_ms", [0, 900])
+def test_a_raw_write_succeeds_the_unadopted_raw_write_it_replaced_over_a_stamped_version(
+    resolver: Resolver, first: str, second: str, skew_ms: int
+) -> None:
+    """Review finding 1 in its general form: the raw write it replaced had itself replaced a
+    stamped version. The first adoption succeeded that version and the second (its old image
+    a raw item without metadata) succeeded nothing, so they were concurrent; the first one's
+    clock (its base's plus one, above the stream's whole second) won last-writer-wins, and
+    its larger update count won version counters: the earlier write everywhere, on replay
+    too. Fix: an adoption that finds its region's item already replaced does not roll it
+    back; it annotates the raw item with its metadata (whose own record is then adopted as
+    a successor) or, if the item is gone, writes the deletion's successor tombstone."""
+    m, second_value = _replaced_in_its_region(resolver, first, second, skew_ms=skew_ms)
+    assert final_value(m, "k0") == second_value
+    m.crash_region("r0")  # replay r0's whole stream: nothing changes
+    m.checkpoints["r0"] = 0
+    m.crash_region("r0")
+    m.drain()
+    assert final_value(m, "k0") == second_value
+    m.teardown()
+
+
+@pytest.mark.parametrize("resolver", RESOLVERS, ids=lambda r: r.name)
+@pytest.mark.parametrize("delete", [False, True])
+def test_a_stamped_write_over_an_unadopted_raw_write_succeeds_its_adoption(
+    resolver: Resolver, delete: bool
+) -> None:
+    """Found while fixing finding 1's general form: a stamped write made over a raw item
+    that was not adopted yet starts a fresh actor (it cannot see the raw write's version), so
+    it was concurrent with the adoption, and version counters kept the adoption (more
+    updates: its base had three): the later, acknowledged write lost everywhere. Fix: the
+    adoption, finding in its own region a stamped write of that region concurrent with it,
+    writes a successor of both with the stamped write's data (`_succeeding`)."""
+
+    class Machine(ReplicationMachine):
+        pass
+
+    Machine.resolver = resolver
+    m = Machine()
+    m.setup(n=3, nkeys=2, skews=[0] * 5)
+    m.now += 500
+    for _ in range(3):
+        m.do_sdk_put("r0", "k0")
+    m.drain()
+    m.do_raw_put("r0", "k0")
+    if delete:
+        m.do_sdk_delete("r0", "k0")
+    else:
+        m.do_sdk_put("r0", "k0")
+    item = m.tables["r0"].get({"pk": {"S": "k0"}})
+    assert item is not None
+    m.drain()
+    assert final_value(m, "k0") == (None if delete else item["val"]["S"])
+    m.teardown()
+
+
+@pytest.mark.parametrize("resolver", RESOLVERS, ids=lambda r: r.name)
+def test_a_tombstone_restored_after_a_raw_write_never_rolls_it_back(resolver: Resolver) -> None:
+    """Found while fixing finding 1's general form: a tombstone removed by hand was put back
+    over a raw write made since (the restore's fast path failed, then `decide` wrote over the
+    raw item), and the raw write's adoption then met that restored local tombstone, whose
+    successor it became. Fix: a restore annotates a raw item written since instead (the raw
+    write is adopted as the tombstone's successor, as it physically is)."""
+
+    def script(m: ReplicationMachine) -> None:
+        m.do_sdk_put("r0", "k0")
+        m.do_sdk_delete("r0", "k0")
+        m.drain()
+        m.do_raw_delete("r0", "k0")  # the tombstone, by hand
+        m._poll("r0")  # the REMOVE record: a restore, waiting
+        m.now += 1
+        m.do_raw_put("r0", "k0")  # a new item before the restore is applied
+        put = m.tables["r0"].get({"pk": {"S": "k0"}})
+        assert put is not None
+        m.drain()
+        assert final_value(m, "k0") == put["val"]["S"]
+
+    run(resolver, 3, script)
+
+
 def test_a_raw_rmw_overwritten_before_adoption_with_62_attributes_converges() -> None:
     """Review finding 2: the replay of
     test_a_raw_rmw_overwritten_before_adoption_then_a_same_millisecond_stamped_write with
