@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m service.demo
+	$(VENV)/bin/georep demo
 
 lint: $(STAMP)
 	$(PY) -m ruff check service resolvers tests bench

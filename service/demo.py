@@ -1,9 +1,10 @@
-"""``make demo``: a real replication session on the embedded backend, and the verdict.
+"""``georep demo`` (``make demo``): a real replication session on the embedded backend, and
+the verdict.
 
 Starts the embedded moto server (or uses a server you run: ``--backend endpoint``), creates
-the table in three regions, runs one consumer per region while writers in every region hammer
-the same few keys (stamped writes through georep, plain boto3 puts, deletes), stops the
-writers, drains the streams and compares the regions byte for byte.
+the table in N regions (3 by default), runs one consumer per region while writers in every
+region hammer the same few keys (stamped writes through georep, plain boto3 puts,
+deletes), stops the writers, drains the streams and compares the regions byte for byte.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from service.local import REGIONS, drain, local_replica_set
 from service.pipeline import MemoryMetrics
 from service.sdk import GeorepTable
 
+ALL_REGIONS = (*REGIONS, "sa-east-1", "af-south-1", "ca-central-1", "me-south-1")
+
 
 def _writer(
     client: Any,
@@ -34,9 +37,12 @@ def _writer(
     seed: int,
     writes: int,
     counts: dict[str, int],
+    deadline: float,
 ) -> None:
     rng = random.Random(seed)
     for n in range(writes):
+        if time.monotonic() > deadline:
+            return
         key = {"pk": {"S": f"user#{rng.randrange(6)}"}}
         roll = rng.random()
         if roll < 0.2:
@@ -50,24 +56,50 @@ def _writer(
             counts["stamped"] += 1
 
 
+def add_options(parser: argparse.ArgumentParser) -> None:
+    add_backend_options(parser)
+    parser.add_argument(
+        "--regions",
+        type=int,
+        default=3,
+        choices=range(2, len(ALL_REGIONS) + 1),
+        metavar="N",
+        help=f"how many regions (2 to {len(ALL_REGIONS)}; default 3)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=20.0,
+        metavar="S",
+        help="stop the writers after this many seconds at most (default 20)",
+    )
+    parser.add_argument("--writes", type=int, default=150, help="writes per region at most")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="georep demo")
-    add_backend_options(parser)
-    parser.add_argument("--writes", type=int, default=150, help="writes per region")
-    args = parser.parse_args(argv)
+    add_options(parser)
+    return run(parser.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """The session; 0 only if every region converged."""
     started = time.perf_counter()
+    regions = ALL_REGIONS[: args.regions]
     with (
         start_backend(args.backend, endpoint_url=args.endpoint_url) as backend,
         tempfile.TemporaryDirectory() as tmp,
     ):
         print(
-            f"georep demo: {backend.name} on {backend.endpoint_url}, regions {', '.join(REGIONS)}"
+            f"georep demo: {backend.name} on {backend.endpoint_url}, regions {', '.join(regions)}"
         )
-        replicas = local_replica_set(backend, Path(tmp), prefix="demo", table='resolver = "lww"')
+        replicas = local_replica_set(
+            backend, Path(tmp), prefix="demo", regions=regions, table='resolver = "lww"'
+        )
         config, table, session = replicas.config, replicas.table_name, replicas.session()
-        clients = {r: replicas.client(r) for r in REGIONS}
+        clients = {r: replicas.client(r) for r in regions}
         metrics = MemoryMetrics()
-        consumers = [Consumer(config, region=r, session=session, metrics=metrics) for r in REGIONS]
+        consumers = [Consumer(config, region=r, session=session, metrics=metrics) for r in regions]
         for c in consumers:
             c.setup()
         stop = threading.Event()
@@ -84,9 +116,10 @@ def main(argv: list[str] | None = None) -> int:
                     i,
                     args.writes,
                     counts,
+                    time.monotonic() + args.duration,
                 ),
             )
-            for i, r in enumerate(REGIONS)
+            for i, r in enumerate(regions)
         ]
         for t in pollers + writers:
             t.start()
@@ -103,15 +136,15 @@ def main(argv: list[str] | None = None) -> int:
         for c in consumers:
             c.close()
 
-        snapshots = {r: replicas.scan(r) for r in REGIONS}
-        identical = all(snapshots[r] == snapshots[REGIONS[0]] for r in REGIONS)
+        snapshots = {r: replicas.scan(r) for r in regions}
+        identical = all(snapshots[r] == snapshots[regions[0]] for r in regions)
         settings = config.settings()
         print(f"\n{'key':<9} {'value':<22} {'deleted':<8} {'writer':<26} identical")
-        for key, item in sorted(snapshots[REGIONS[0]].items()):
+        for key, item in sorted(snapshots[regions[0]].items()):
             stored = read_item(item, settings=settings)
             assert isinstance(stored, Stamped)
             meta = stored.version.meta
-            same = all(snapshots[r].get(key) == item for r in REGIONS)
+            same = all(snapshots[r].get(key) == item for r in regions)
             print(
                 f"{key:<9} {item.get('name', {}).get('S', '-'):<22} {meta.deleted!s:<8} "
                 f"{meta.actor:<26} {'yes' if same else 'NO'}"
@@ -125,12 +158,12 @@ def main(argv: list[str] | None = None) -> int:
             f"adopted {adopted:.0f} raw writes, dropped {echoes:.0f} echoes; "
             f"lag p50 {p50:.0f} ms, p99 {p99:.0f} ms"
         )
-        meta_ok = all(META_ATTR in i for i in snapshots[REGIONS[0]].values())
+        meta_ok = all(META_ATTR in i for i in snapshots[regions[0]].values())
         verdict = identical and meta_ok
         print(
             f"VERDICT: {'CONVERGED' if verdict else 'DIVERGED'}: "
-            f"{len(snapshots[REGIONS[0]])} items, "
-            f"byte-identical in {len(REGIONS)} regions ({time.perf_counter() - started:.1f}s)"
+            f"{len(snapshots[regions[0]])} items, "
+            f"byte-identical in {len(regions)} regions ({time.perf_counter() - started:.1f}s)"
         )
         return 0 if verdict else 1
 

@@ -30,7 +30,7 @@ from service.backends._errors import (
 from service.backends._moto import MotoServer
 from service.backends._process import port_is_open
 from service.backends._protocol import BackendKind, Credentials, EmbeddedBackend, ServiceName
-from service.backends._tables import KeyType, create_replica_table, stream_arn
+from service.backends._tables import KeyType, create_replica_table, onboard_table, stream_arn
 
 __all__ = [
     "BackendError",
@@ -46,6 +46,7 @@ __all__ = [
     "TableSetupError",
     "add_backend_options",
     "create_replica_table",
+    "onboard_table",
     "port_is_open",
     "start_backend",
     "stream_arn",

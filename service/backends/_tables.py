@@ -79,6 +79,61 @@ def create_replica_table(
     return _latest_stream_arn(table)
 
 
+def onboard_table(
+    client: DynamoDBClient,
+    *,
+    table_name: str,
+    keys: Keys,
+    ttl_attribute: str,
+    timeout: float = 60.0,
+) -> list[str]:
+    """Make ``table_name`` a replica table and say what that took (``georep init``): create
+    it if it is missing; otherwise keep its data, check its keys against ``keys`` and turn on
+    what is off (a NEW_AND_OLD_IMAGES stream, TTL on ``ttl_attribute``). What cannot be
+    turned on without losing something (keys that differ, a stream with another view type,
+    TTL on another attribute) raises `TableSetupError` naming the fix. Idempotent: a ready
+    table gives ``[]``."""
+    try:
+        client.describe_table(TableName=table_name)
+    except ClientError as error:
+        if _error_code(error) != "ResourceNotFoundException":
+            raise
+        create_replica_table(
+            client,
+            table_name=table_name,
+            partition_key=keys.partition_key,
+            partition_key_type=keys.partition_key_type,
+            sort_key=keys.sort_key,
+            sort_key_type=keys.sort_key_type,
+            ttl_attribute=ttl_attribute,
+            timeout=timeout,
+        )
+        return ["created"]
+    done: list[str] = []
+    table = _wait_until_active(client, table_name=table_name, timeout=timeout)
+    problems = key_problems(table, keys=keys)
+    if problems:
+        raise TableSetupError(f"table {table_name}: {'; '.join(problems)}")
+    stream = table.get("StreamSpecification")
+    if stream is None or not stream.get("StreamEnabled"):
+        client.update_table(
+            TableName=table_name,
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": STREAM_VIEW_TYPE},
+        )
+        table = _wait_until_active(client, table_name=table_name, timeout=timeout)
+        done.append(f"stream enabled ({STREAM_VIEW_TYPE})")
+    _check_shape(table, keys=keys)
+    ttl = client.describe_time_to_live(TableName=table_name).get("TimeToLiveDescription", {})
+    if ttl.get("TimeToLiveStatus", "DISABLED") == "DISABLED":
+        _ensure_ttl(client, table_name=table_name, attribute=ttl_attribute)
+        done.append(f"TTL enabled on {ttl_attribute}")
+    else:
+        problems = ttl_problems(ttl, attribute=ttl_attribute)
+        if problems:
+            raise TableSetupError(f"table {table_name}: {'; '.join(problems)}")
+    return done
+
+
 def stream_arn(client: DynamoDBClient, table_name: str) -> str:
     """The table's latest stream ARN (DescribeTable ``LatestStreamArn``).
 

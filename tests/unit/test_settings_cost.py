@@ -131,10 +131,11 @@ def _toml(tmp_path: Path, options: str) -> Path:
 def test_georep_check_rule_refuses_an_unlawful_rule_with_its_minimal_counterexample(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The explicit deploy-time step exits 2 naming the broken law and the two versions."""
+    """The explicit deploy-time step exits 1 (a check found a problem) naming the broken law
+    and the two versions."""
     path = _toml(tmp_path, '{ rule = "tests.property.example_rules:local_wins" }')
 
-    assert 2 == main(["check-rule", "-c", str(path)])
+    assert 1 == main(["check-rule", "-c", str(path)])
 
     err = capsys.readouterr().err
     assert "is not commutative" in err
@@ -149,3 +150,12 @@ def test_georep_check_rule_accepts_a_lawful_rule(
     assert 0 == main(["check-rule", "-c", str(path)])
 
     assert "union_tags" in capsys.readouterr().out
+
+
+def test_georep_check_rule_checks_a_rule_named_on_the_command_line_without_a_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = str(tmp_path / "nowhere.toml")
+    assert 1 == main(["check-rule", "tests.property.example_rules:local_wins", "-c", missing])
+    assert "is not commutative" in capsys.readouterr().err
+    assert 0 == main(["check-rule", "tests.property.example_rules:union_tags", "-c", missing])
