@@ -123,6 +123,15 @@ class MemoryCheckpointTable:
         self.followed = stream_arn
 
 
+@dataclass(frozen=True)
+class RepairMarker:
+    """A region's stream lost or skipped records: ``georep verify --repair`` mends and clears."""
+
+    stream_arn: str
+    reason: str
+    marked_at: float  # epoch seconds (0 for a marker written before georep recorded the time)
+
+
 class DynamoCheckpoints:
     """One stream's checkpoints in a small table of the consumer's own region (key ``shard``, S:
     ``<stream arn>|<shard id>``)."""
@@ -163,7 +172,11 @@ class DynamoCheckpoints:
     def mark_needs_repair(self, reason: str) -> None:
         self.client.put_item(
             TableName=self.table_name,
-            Item={**self._key(REPAIR_MARKER), "reason": {"S": reason}},
+            Item={
+                **self._key(REPAIR_MARKER),
+                "reason": {"S": reason},
+                "marked_at": {"N": repr(time.time())},
+            },
         )
 
 
@@ -197,6 +210,49 @@ class DynamoCheckpointTable:
             TableName=self.table_name,
             Item={**self._followed_key(), "stream": {"S": stream_arn}},
         )
+
+    def repair_markers(self) -> list[RepairMarker]:
+        """Every needs-repair marker of this replica table's streams (one per stream: the
+        latest reason), oldest first."""
+        markers: list[RepairMarker] = []
+        for page in self.client.get_paginator("scan").paginate(
+            TableName=self.table_name, ConsistentRead=True
+        ):
+            for item in page.get("Items", []):
+                name = item["shard"]["S"]
+                stream, _, shard = name.rpartition("|")
+                if shard != REPAIR_MARKER or f"table/{self.replica_table}/" not in stream:
+                    continue
+                marked_at = item.get("marked_at", {}).get("N")
+                markers.append(
+                    RepairMarker(
+                        stream_arn=stream,
+                        reason=item.get("reason", {}).get("S", ""),
+                        marked_at=float(marked_at) if marked_at is not None else 0.0,
+                    )
+                )
+        return sorted(markers, key=lambda m: m.marked_at)
+
+    def clear_repair_markers(self, *, marked_before: float) -> int:
+        """Delete the markers set before ``marked_before`` (epoch seconds: when a clean repair
+        pass started), never one set again since (conditional delete). Returns how many."""
+        cleared = 0
+        for marker in self.repair_markers():
+            if marker.marked_at >= marked_before:
+                continue
+            try:
+                self.client.delete_item(
+                    TableName=self.table_name,
+                    Key={"shard": {"S": f"{marker.stream_arn}|{REPAIR_MARKER}"}},
+                    ConditionExpression="attribute_not_exists(marked_at) OR marked_at < :t",
+                    ExpressionAttributeValues={":t": {"N": repr(marked_before)}},
+                )
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+                continue  # marked again while the pass ran: keep it
+            cleared += 1
+        return cleared
 
 
 @dataclass(frozen=True)
