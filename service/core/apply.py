@@ -310,7 +310,10 @@ def _succeeding(
     meta = adopted.meta
     base = _join(replaced.meta, meta) if replaced is not None else meta
     assert base is not None
-    seed = f"{meta.write_id}/{replaced.meta.write_id if replaced is not None else 'deleted'}"
+    # NOTE: the adoption's actor names its region: adoption write ids follow sequence numbers
+    # alone, so two regions' adoptions can share one (test_two_regions_successors_...).
+    after = replaced.meta.write_id if replaced is not None else "deleted"
+    seed = f"{meta.actor}/{meta.write_id}/{after}"
     randomness = hashlib.blake2b(seed.encode(), digest_size=10).digest()
     ms = hlc_.wall_ms(base.hlc) % (1 << 48)
     data = replaced.data if replaced is not None else settings.keys_of(adopted.data)

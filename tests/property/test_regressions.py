@@ -434,6 +434,29 @@ def test_a_tombstone_restored_after_a_raw_write_never_rolls_it_back(resolver: Re
     run(resolver, 3, script)
 
 
+@pytest.mark.parametrize("resolver", RESOLVERS, ids=lambda r: r.name)
+def test_two_regions_successors_of_same_numbered_adoptions_are_different_writes(
+    resolver: Resolver,
+) -> None:
+    """Found by the random deep profile once successors existed: a raw put then a raw delete,
+    before the put's adoption, in two regions in the same second. Both streams number from
+    the same value, adoption write ids follow sequence numbers alone, so both successor
+    tombstones took one write id: two regions forwarded "one" write, and the oracle counted
+    one version where there were two. Fix: a successor's write id also names its region."""
+
+    def script(m: ReplicationMachine) -> None:
+        m.do_sdk_put("r0", "k0")  # one record in each region's stream (r1's: replication's)
+        m.drain()
+        for region in ("r0", "r1"):
+            m.do_raw_put(region, "k0")
+            m.do_raw_delete(region, "k0")
+        for region in ("r0", "r1"):  # each put's adoption reaches its own table first
+            m._poll(region, limit=5)
+            m.do_deliver(region, region, "k0")
+
+    run(resolver, 3, script)
+
+
 def test_a_raw_rmw_overwritten_before_adoption_with_62_attributes_converges() -> None:
     """Review finding 2: the replay of
     test_a_raw_rmw_overwritten_before_adoption_then_a_same_millisecond_stamped_write with
