@@ -12,16 +12,10 @@ import logging
 import sys
 
 from service.commands import COMMANDS
+from service.commands._common import GLOBAL_OPTIONS
 from service.errors import ConsumerHaltedError, GeorepError
 
-_COMMON = argparse.ArgumentParser(add_help=False)
-_COMMON.add_argument(
-    "-c", "--config", default=argparse.SUPPRESS, help="path to georep.toml (default georep.toml)"
-)
-_COMMON.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
-_COMMON.add_argument(
-    "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
-)
+_COMMON = GLOBAL_OPTIONS
 
 
 def parser() -> argparse.ArgumentParser:

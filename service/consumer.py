@@ -19,6 +19,10 @@ from the configuration. What happens to each kind of trouble:
 * what waiting cannot fix (credentials missing or rejected, the table deleted) raises
   :class:`service.errors.ConsumerHaltedError`; ``georep run`` prints it and exits 1.
 
+Each of these is also the consumer's "last error" in its status (service/heartbeat.py), which
+it saves in the checkpoint table at most every few seconds for ``georep status``; failing to
+save it is logged and never stops replication.
+
 Backoffs are exponential with jitter and capped, per shard (a failing shard does not slow the
 others) and for the stream as a whole.
 """
@@ -47,7 +51,15 @@ from service.config import Config
 from service.deadletter import DynamoDeadLetters
 from service.dynamo import DynamoTable
 from service.errors import ConsumerHaltedError
-from service.pipeline import MemoryMetrics, Metrics, RecordResult, Replicator
+from service.heartbeat import StatusStore, StatusTracker
+from service.pipeline import (
+    DeadLetterSink,
+    MemoryMetrics,
+    Metrics,
+    RecordResult,
+    Replicator,
+    TeeMetrics,
+)
 from service.streams import (
     AWS_ERRORS,
     NOT_FOUND,
@@ -156,6 +168,33 @@ def _stream_enabled(table: Mapping[str, Any]) -> bool:
     return bool(table.get("StreamSpecification", {}).get("StreamEnabled", False))
 
 
+def replicator_for(
+    config: Config,
+    *,
+    region: str,
+    clients: Mapping[str, Any],
+    dead_letters: DeadLetterSink,
+    metrics: Metrics,
+) -> Replicator:
+    """``region``'s Replicator over every region's table (``clients``: one DynamoDB client
+    per region), as configured: the consumer, the Lambda handler and ``georep dlq replay``
+    build it here."""
+    tables = {
+        name: DynamoTable(
+            client, table_name=config.table_name(name), key_attributes=config.key_attributes
+        )
+        for name, client in clients.items()
+    }
+    return Replicator(
+        region=region,
+        settings=config.settings(),
+        tables=tables,
+        dead_letters=dead_letters,
+        metrics=metrics,
+        write_concurrency=config.replication.write_concurrency,
+    )
+
+
 class BatchReplicator(Protocol):
     def process(self, records: Sequence[Mapping[str, Any]]) -> list[RecordResult]: ...
 
@@ -183,7 +222,11 @@ class StreamConsumer:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
+        status_store: StatusStore | None = None,
+        tracker: StatusTracker | None = None,
     ) -> None:
+        """``status_store`` keeps the consumer's status for ``georep status`` (none: not
+        kept); ``tracker`` is the one the replicator's metrics also feed (the lag), if any."""
         self.region, self.table_name = region, table_name
         self.table_client, self.streams = dynamodb, streams
         self.checkpoints, self.replicator, self.metrics = checkpoints, replicator, metrics
@@ -199,6 +242,8 @@ class StreamConsumer:
         self._retry_at: dict[str | None, float] = {}
         self._table_checked_at = -math.inf
         self._said_disabled = False
+        self.status_store = status_store
+        self.tracker = tracker if tracker is not None else StatusTracker(started_at=wall())
 
     # -- the stream to follow ----------------------------------------------------------------
 
@@ -206,6 +251,8 @@ class StreamConsumer:
         """Find the stream to follow: the one followed before a restart, else the table's latest.
         Any AWS error here stops the consumer with one clear line (botocore already retried)."""
         try:
+            if self.status_store is not None:
+                self.tracker.resume(self.status_store.consumer_status())
             table = self._describe_table()
             latest = table.get("LatestStreamArn")
             followed = self.checkpoints.followed_stream()
@@ -313,6 +360,12 @@ class StreamConsumer:
     def poll_once(self) -> int:
         """Read one batch from every ready shard that is not backing off, replicate it,
         checkpoint. Returns the number of records handed to the replicator."""
+        handed = self._poll()
+        self.tracker.polled(self.wall())
+        self._save_status()
+        return handed
+
+    def _poll(self) -> int:
         self._current()
         if not self._due(None):
             return 0
@@ -350,6 +403,7 @@ class StreamConsumer:
                 return 0
             handed = len(batch.records)
             results = self.replicator.process(batch.records)
+            self.tracker.settled(results)
             self._observe_age(batch.records[-1])
             applied = applied_prefix(results)
             done = [r.sequence for r in results[:applied] if r.sequence is not None]
@@ -363,11 +417,12 @@ class StreamConsumer:
         if applied < len(results):
             reader.rewind(shard_id)  # read again from the first record not applied
             delay = self._back_off(shard_id)
+            what = f"{len(results) - applied} of {len(results)} records not applied yet"
+            self.tracker.error(self.wall(), f"shard {shard_id}: {what} ({results[applied].reason})")
             log.warning(
-                "shard %s: %d of %d records not applied yet (%s); retrying in %.2f s",
+                "shard %s: %s (%s); retrying in %.2f s",
                 shard_id,
-                len(results) - applied,
-                len(results),
+                what,
                 results[applied].reason,
                 delay,
             )
@@ -388,6 +443,7 @@ class StreamConsumer:
         if reason is not None:
             raise ConsumerHaltedError(f"{self.region}: {reason}") from error
         self.metrics.incr("stream_errors", {"region": self.region, "error": error_code(error)})
+        self.tracker.error(self.wall(), f"{where}: {error_code(error)}: {error}")
         delay = self._back_off(key)
         log.warning("%s: %s; retrying in %.2f s", where, error, delay)
 
@@ -398,6 +454,17 @@ class StreamConsumer:
         )
         self._retry_at[key] = self.clock() + delay
         return delay
+
+    def _save_status(self, *, stopped: bool = False) -> None:
+        """Save the status if it is due (or the consumer stops). A failure is logged only:
+        the status is for people, and replication must not wait on it."""
+        now = self.wall()
+        if self.status_store is None or not (stopped or self.tracker.due(now)):
+            return
+        try:
+            self.status_store.save_status(self.tracker.snapshot(now, stopped=stopped))
+        except AWS_ERRORS as error:
+            log.warning("saving the consumer status of %s failed: %s", self.region, error)
 
     def _recovered(self, key: str | None) -> None:
         self._failures.pop(key, None)
@@ -417,23 +484,29 @@ class StreamConsumer:
         cannot fix; every other error is retried."""
         backoff = self.idle_backoff
         idle_since: float | None = None
-        while not stop.is_set():
-            if self.poll_once():
-                backoff, idle_since = self.idle_backoff, None
-                continue
-            now = self.clock()
-            if self.backing_off:
-                idle_since = None
-            elif idle_since is None:
-                idle_since = now
-            if (
-                idle_exit_after is not None
-                and idle_since is not None
-                and now - idle_since >= idle_exit_after
-            ):
-                return
-            stop.wait(backoff)
-            backoff = min(backoff * 2, self.max_idle_backoff)
+        try:
+            while not stop.is_set():
+                if self.poll_once():
+                    backoff, idle_since = self.idle_backoff, None
+                    continue
+                now = self.clock()
+                if self.backing_off:
+                    idle_since = None
+                elif idle_since is None:
+                    idle_since = now
+                if (
+                    idle_exit_after is not None
+                    and idle_since is not None
+                    and now - idle_since >= idle_exit_after
+                ):
+                    return
+                stop.wait(backoff)
+                backoff = min(backoff * 2, self.max_idle_backoff)
+        except ConsumerHaltedError as error:
+            self.tracker.error(self.wall(), f"halted: {error}")
+            raise
+        finally:
+            self._save_status(stopped=True)
 
 
 class Consumer(StreamConsumer):
@@ -450,6 +523,8 @@ class Consumer(StreamConsumer):
         config.region(region)  # UnknownRegionError for a region not configured
         self.config = config
         metrics = metrics or MemoryMetrics()
+        tracker = StatusTracker(started_at=time.time())
+        metrics = TeeMetrics(metrics, tracker)  # the tracker sees the Replicator's lag
         self.dynamodb = clients_for(config, "dynamodb", session=session)
         for name, client in self.dynamodb.items():
             count_retries(client, metrics=metrics, region=name)
@@ -457,21 +532,15 @@ class Consumer(StreamConsumer):
         streams = (session or boto3.Session()).client(
             "dynamodbstreams", region_name=region, endpoint_url=own.endpoint_url, config=BOTO_CONFIG
         )
-        keys = config.key_attributes
-        tables = {
-            name: DynamoTable(client, table_name=config.table_name(name), key_attributes=keys)
-            for name, client in self.dynamodb.items()
-        }
         self.dead_letters = DynamoDeadLetters(
             self.dynamodb[region], table_name=config.replication.dead_letter_table
         )
-        self.pipeline = Replicator(
+        self.pipeline = replicator_for(
+            config,
             region=region,
-            settings=config.settings(),
-            tables=tables,
+            clients=self.dynamodb,
             dead_letters=self.dead_letters,
             metrics=metrics,
-            write_concurrency=config.replication.write_concurrency,
         )
         self.checkpoint_table = DynamoCheckpointTable(
             self.dynamodb[region],
@@ -489,6 +558,8 @@ class Consumer(StreamConsumer):
             batch_size=config.replication.batch_size,
             idle_backoff=config.replication.idle_backoff_seconds,
             max_idle_backoff=config.replication.max_idle_backoff_seconds,
+            status_store=self.checkpoint_table,
+            tracker=tracker,
         )
 
     def setup(self) -> None:

@@ -4,6 +4,10 @@ Each entry holds the full record (as JSON; binary as base64), the reason, the er
 for a record that reached destinations, what happened at each (``destinations``: region ->
 ``"applied (written)"``, ``"rejected (ItemTooLargeError: ...)"``...), so nothing is lost and a
 replay knows which regions still lack the record.
+
+``georep dlq replay`` (service/replay.py) feeds a letter's record back through the Replicator:
+a letter that applies is removed, one that fails again is updated in place with its new reason
+(``replays`` counts the attempts), never stored twice.
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ import json
 import time
 import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import ulid
+from botocore.exceptions import ClientError
 
 from service.dynamo import ensure_table
 
@@ -35,6 +41,49 @@ def _json_default(value: object) -> object:
 
 def record_json(record: Mapping[str, Any]) -> str:
     return json.dumps(record, default=_json_default, sort_keys=True)
+
+
+def _json_object(value: dict[str, Any]) -> Any:
+    if value.keys() == {"__b64__"}:
+        return base64.b64decode(value["__b64__"])
+    return value
+
+
+def decode_record(text: str) -> dict[str, Any]:
+    r"""The record :func:`record_json` stored, as the Replicator takes it: binary values as
+    bytes, and a stream's ``ApproximateCreationDateTime`` (a datetime from boto3, stored as its
+    ISO form) as a datetime again.
+
+    >>> decode_record('{"dynamodb": {"NewImage": {"b": {"B": {"__b64__": "AP8="}}}}}')
+    {'dynamodb': {'NewImage': {'b': {'B': b'\x00\xff'}}}}
+    """
+    record = json.loads(text, object_hook=_json_object)
+    if not isinstance(record, dict):
+        return {"record": record}
+    body = record.get("dynamodb")
+    if isinstance(body, dict) and isinstance(body.get("ApproximateCreationDateTime"), str):
+        try:
+            created = dt.datetime.fromisoformat(body["ApproximateCreationDateTime"])
+        except ValueError:
+            return record  # not one record_json wrote: the parser will say what is wrong
+        body["ApproximateCreationDateTime"] = created
+    return record
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One dead letter. ``record``: the record as it was read (decoded); ``destinations``:
+    what happened at each destination the last time it was tried."""
+
+    id: str
+    region: str
+    reason: str
+    error: str
+    at: int  # epoch seconds it was first dead-lettered
+    record: Mapping[str, Any]
+    destinations: Mapping[str, str]
+    replays: int = 0  # how many times georep dlq replay tried it again
+    replayed_at: int | None = None
 
 
 class DynamoDeadLetters:
@@ -81,31 +130,138 @@ class DynamoDeadLetters:
 
     def entries(self) -> list[dict[str, Any]]:
         """Every dead letter with its record reassembled (as JSON text)."""
-        paginator = self.client.get_paginator("scan")
+        out = []
+        items = self._items()
+        for key, item in sorted(items.items()):
+            if "#" in key or "parts" not in item:
+                continue  # a later part, or a part left behind by an interrupted remove
+            out.append(_entry(key, item, items))
+        return out
+
+    def letters(self) -> list[DeadLetter]:
+        """Every dead letter, oldest first (ids are ULIDs)."""
+        return [_letter(entry) for entry in self.entries()]
+
+    def letter(self, entry_id: str) -> DeadLetter | None:
+        """The letter ``entry_id``, or None if there is none (replayed, or never was)."""
+        head = self._get(entry_id)
+        if head is None or "#" in entry_id:
+            return None
+        items = {entry_id: head}
+        for number in range(1, int(head["parts"]["N"])):
+            part = self._get(f"{entry_id}#{number}")
+            if part is None:
+                return None  # removed meanwhile
+            items[f"{entry_id}#{number}"] = part
+        return _letter(_entry(entry_id, head, items))
+
+    def count(self) -> int:
+        """How many letters there are (reads only their ids)."""
+        total = 0
+        for page in self.client.get_paginator("scan").paginate(
+            TableName=self.table_name,
+            ConsistentRead=True,
+            ProjectionExpression="id, parts",
+        ):
+            total += sum("#" not in i["id"]["S"] and "parts" in i for i in page.get("Items", []))
+        return total
+
+    def update(
+        self, entry_id: str, *, reason: str, error: str, destinations: Mapping[str, str]
+    ) -> bool:
+        """Record a failed replay: the new reason, error and outcomes, one more replay. False if
+        the letter is gone (a concurrent replay applied and removed it): never recreated."""
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={"id": {"S": entry_id}},
+                UpdateExpression=(
+                    "SET reason = :reason, #error = :error, destinations = :destinations, "
+                    "replayed_at = :now ADD replays :one"
+                ),
+                # The letter is still there: an update never creates a headless item.
+                ConditionExpression="attribute_exists(id)",
+                ExpressionAttributeNames={"#error": "error"},
+                ExpressionAttributeValues={
+                    ":reason": {"S": reason[:10_000]},
+                    ":error": {"S": error},
+                    ":destinations": {
+                        "M": {name: {"S": what[:2_000]} for name, what in destinations.items()}
+                    },
+                    ":now": {"N": str(int(time.time()))},
+                    ":one": {"N": "1"},
+                },
+            )
+        except ClientError as failure:
+            if failure.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
+    def remove(self, entry_id: str) -> bool:
+        """Delete a letter, its first item first: a remove cut short leaves only parts, which
+        listing ignores. False if it was already gone."""
+        head = self.client.delete_item(
+            TableName=self.table_name, Key={"id": {"S": entry_id}}, ReturnValues="ALL_OLD"
+        ).get("Attributes")
+        if not head:
+            return False
+        for number in range(1, int(head.get("parts", {}).get("N", "1"))):
+            self.client.delete_item(
+                TableName=self.table_name, Key={"id": {"S": f"{entry_id}#{number}"}}
+            )
+        return True
+
+    def _get(self, key: str) -> dict[str, Any] | None:
+        item = self.client.get_item(
+            TableName=self.table_name, Key={"id": {"S": key}}, ConsistentRead=True
+        ).get("Item")
+        return dict(item) if item else None
+
+    def _items(self) -> dict[str, dict[str, Any]]:
         items: dict[str, dict[str, Any]] = {}
+        paginator = self.client.get_paginator("scan")
         for page in paginator.paginate(TableName=self.table_name, ConsistentRead=True):
             for item in page.get("Items", []):
                 items[item["id"]["S"]] = item
-        out = []
-        for key, item in sorted(items.items()):
-            if "#" in key:
-                continue
-            count = int(item["parts"]["N"])
-            blob = b"".join(
-                bytes(items[key if n == 0 else f"{key}#{n}"]["record"]["B"]) for n in range(count)
-            )
-            out.append(
-                {
-                    "id": key,
-                    "region": item["region"]["S"],
-                    "reason": item["reason"]["S"],
-                    "error": item["error"]["S"],
-                    "at": int(item["at"]["N"]),
-                    "record": zlib.decompress(blob).decode(),
-                    "destinations": {
-                        name: value["S"]
-                        for name, value in item.get("destinations", {}).get("M", {}).items()
-                    },
-                }
-            )
-        return out
+        return items
+
+
+def _entry(
+    key: str, head: Mapping[str, Any], items: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """A letter's first item and its parts as :meth:`DynamoDeadLetters.entries` gives it."""
+    count = int(head["parts"]["N"])
+    blob = b"".join(
+        bytes(items[key if n == 0 else f"{key}#{n}"]["record"]["B"]) for n in range(count)
+    )
+    entry = {
+        "id": key,
+        "region": head["region"]["S"],
+        "reason": head["reason"]["S"],
+        "error": head["error"]["S"],
+        "at": int(head["at"]["N"]),
+        "record": zlib.decompress(blob).decode(),
+        "destinations": {
+            name: value["S"] for name, value in head.get("destinations", {}).get("M", {}).items()
+        },
+    }
+    if "replays" in head:
+        entry["replays"] = int(head["replays"]["N"])
+    if "replayed_at" in head:
+        entry["replayed_at"] = int(head["replayed_at"]["N"])
+    return entry
+
+
+def _letter(entry: Mapping[str, Any]) -> DeadLetter:
+    return DeadLetter(
+        id=entry["id"],
+        region=entry["region"],
+        reason=entry["reason"],
+        error=entry["error"],
+        at=entry["at"],
+        record=decode_record(entry["record"]),
+        destinations=dict(entry["destinations"]),
+        replays=entry.get("replays", 0),
+        replayed_at=entry.get("replayed_at"),
+    )

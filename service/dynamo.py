@@ -12,8 +12,8 @@ retries, and the pipeline treats it as transient.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -22,6 +22,9 @@ from service.core.conditions import condition_for
 from service.core.version import META_ATTR
 from service.errors import ItemTooLargeError, RequestRejectedError
 from service.ports import WriteResult
+
+T = TypeVar("T")
+U = TypeVar("U")
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -118,6 +121,18 @@ class DynamoTable:
         if code in REJECTIONS:
             raise RequestRejectedError(f"{self.table_name}: {code}: {message}") from error
         raise error
+
+
+def unless_missing(read: Callable[[], T], default: U) -> T | U:
+    """``read()``, or ``default`` if the table it reads does not exist: georep's own tables
+    (checkpoints, dead letters) are created by the first consumer, so a region where none ran
+    has none yet, which the CLI reports as empty rather than as an error."""
+    try:
+        return read()
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+        return default
 
 
 def ensure_table(client: Any, *, table_name: str, key: str) -> None:

@@ -48,9 +48,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config as BotoConfig
 
 from service.config import Config, ConfigError, load_config
-from service.consumer import clients_for
+from service.consumer import clients_for, replicator_for
 from service.deadletter import DynamoDeadLetters
-from service.dynamo import DynamoTable
 from service.errors import EventError, GeorepError, RecordError
 from service.pipeline import Labels, RecordResult, Replicator
 from service.preflight import check_tables
@@ -318,22 +317,15 @@ def build(
     session = session or boto3.Session()
     clients = clients_for(config, "dynamodb", session=session, boto_config=BOTO_CONFIG)
     check_tables(config, clients=clients)
-    tables = {
-        name: DynamoTable(
-            client, table_name=config.table_name(name), key_attributes=config.key_attributes
-        )
-        for name, client in clients.items()
-    }
     metrics = EmfMetrics(region=region)
-    replicator = Replicator(
+    replicator = replicator_for(
+        config,
         region=region,
-        settings=config.settings(),
-        tables=tables,
+        clients=clients,
         dead_letters=DynamoDeadLetters(
             clients[region], table_name=config.replication.dead_letter_table
         ),
         metrics=metrics,
-        write_concurrency=config.replication.write_concurrency,
     )
     return LambdaReplication(replicator=replicator, metrics=metrics)
 

@@ -49,6 +49,7 @@ from service.core.apply import (
 from service.core.records import parse_record
 from service.core.values import size_of
 from service.core.version import META_ATTR, Order, Version, compare, encode_item, encode_meta
+from service.deadletter import DeadLetter
 from service.errors import GeorepError, ItemTooLargeError
 from service.ports import Table
 
@@ -105,9 +106,28 @@ class MemoryMetrics:
         return sum(v for (n, _), v in self.counters.items() if n == name)
 
 
+class TeeMetrics:
+    """Every count and observation to each of ``sinks``, in order."""
+
+    def __init__(self, *sinks: Metrics) -> None:
+        self.sinks = sinks
+
+    def incr(self, name: str, labels: Labels, value: float = 1) -> None:
+        for sink in self.sinks:
+            sink.incr(name, labels, value)
+
+    def observe(self, name: str, labels: Labels, value: float) -> None:
+        for sink in self.sinks:
+            sink.observe(name, labels, value)
+
+
 @dataclass
 class MemoryDeadLetters:
+    """The dead-letter table in memory: what service/deadletter.py's DynamoDeadLetters does,
+    minus the storage format (tests/integration/test_dead_letter_store.py compares them)."""
+
     entries: list[dict[str, Any]] = field(default_factory=list)
+    _made: int = field(default=0, init=False, repr=False)
 
     def put(
         self,
@@ -118,15 +138,61 @@ class MemoryDeadLetters:
         error: str,
         destinations: Mapping[str, str],
     ) -> None:
+        self._made += 1
         self.entries.append(
             {
+                "id": f"{self._made:026d}",  # sorts like the ULIDs DynamoDeadLetters uses
                 "region": region,
                 "record": record,
                 "reason": reason,
                 "error": error,
                 "destinations": dict(destinations),
+                "at": int(time.time()),
             }
         )
+
+    def letters(self) -> list[DeadLetter]:
+        return [
+            DeadLetter(
+                id=e["id"],
+                region=e["region"],
+                reason=e["reason"],
+                error=e["error"],
+                at=e["at"],
+                record=e["record"],
+                destinations=dict(e["destinations"]),
+                replays=e.get("replays", 0),
+                replayed_at=e.get("replayed_at"),
+            )
+            for e in self.entries
+        ]
+
+    def letter(self, entry_id: str) -> DeadLetter | None:
+        return next((x for x in self.letters() if x.id == entry_id), None)
+
+    def count(self) -> int:
+        return len(self.entries)
+
+    def update(
+        self, entry_id: str, *, reason: str, error: str, destinations: Mapping[str, str]
+    ) -> bool:
+        for entry in self.entries:
+            if entry["id"] == entry_id:
+                entry |= {
+                    "reason": reason,
+                    "error": error,
+                    "destinations": dict(destinations),
+                    "replays": entry.get("replays", 0) + 1,
+                    "replayed_at": int(time.time()),
+                }
+                return True
+        return False
+
+    def remove(self, entry_id: str) -> bool:
+        kept = [e for e in self.entries if e["id"] != entry_id]
+        removed = len(kept) < len(self.entries)
+        self.entries[:] = kept
+        return removed
 
 
 class InlineExecutor(Executor):

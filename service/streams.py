@@ -33,12 +33,14 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from service.dynamo import ensure_table
+from service.heartbeat import ConsumerStatus
 from service.pipeline import MemoryMetrics, Metrics
 
 log = logging.getLogger("georep.streams")
 
 REPAIR_MARKER = "__needs_repair__"
 FOLLOWED_STREAM = "__followed_stream__"
+CONSUMER_STATUS = "__consumer_status__"
 
 # What boto3 raises for an AWS call that failed after botocore's own retries.
 AWS_ERRORS = (ClientError, BotoCoreError)
@@ -112,6 +114,13 @@ class MemoryCheckpointTable:
     def __init__(self) -> None:
         self.streams: dict[str, MemoryCheckpoints] = {}
         self.followed: str | None = None
+        self.statuses: list[ConsumerStatus] = []  # every status saved, the latest last
+
+    def save_status(self, status: ConsumerStatus) -> None:
+        self.statuses.append(status)
+
+    def consumer_status(self) -> ConsumerStatus | None:
+        return self.statuses[-1] if self.statuses else None
 
     def for_stream(self, stream_arn: str) -> MemoryCheckpoints:
         return self.streams.setdefault(stream_arn, MemoryCheckpoints())
@@ -209,6 +218,48 @@ class DynamoCheckpointTable:
         self.client.put_item(
             TableName=self.table_name,
             Item={**self._followed_key(), "stream": {"S": stream_arn}},
+        )
+
+    def _status_key(self) -> dict[str, Any]:
+        return {"shard": {"S": f"table/{self.replica_table}|{CONSUMER_STATUS}"}}
+
+    def save_status(self, status: ConsumerStatus) -> None:
+        """The consumer's heartbeat (service/heartbeat.py): one item per replica table."""
+        item: dict[str, Any] = {**self._status_key(), "stopped": {"BOOL": status.stopped}}
+        numbers = {
+            "started_at": status.started_at,
+            "polled_at": status.polled_at,
+            "applied": status.applied,
+            "dead_lettered": status.dead_lettered,
+            "lag_seconds": status.lag_seconds,
+            "last_error_at": status.last_error_at,
+        }
+        item |= {name: {"N": repr(value)} for name, value in numbers.items() if value is not None}
+        if status.last_error is not None:
+            item["last_error"] = {"S": status.last_error}
+        self.client.put_item(TableName=self.table_name, Item=item)
+
+    def consumer_status(self) -> ConsumerStatus | None:
+        """The latest heartbeat of this replica table's consumer, or None if none ever ran."""
+        item = self.client.get_item(
+            TableName=self.table_name, Key=self._status_key(), ConsistentRead=True
+        ).get("Item")
+        if not item:
+            return None
+
+        def number(name: str) -> float | None:
+            value = item.get(name, {}).get("N")
+            return float(value) if value is not None else None
+
+        return ConsumerStatus(
+            started_at=number("started_at") or 0.0,
+            polled_at=number("polled_at"),
+            applied=int(number("applied") or 0),
+            dead_lettered=int(number("dead_lettered") or 0),
+            lag_seconds=number("lag_seconds"),
+            last_error=item.get("last_error", {}).get("S"),
+            last_error_at=number("last_error_at"),
+            stopped=bool(item.get("stopped", {}).get("BOOL", False)),
         )
 
     def repair_markers(self) -> list[RepairMarker]:

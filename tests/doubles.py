@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.consumer import StreamConsumer
+from service.heartbeat import StatusStore
 from service.pipeline import MemoryMetrics, RecordResult
 from service.streams import CheckpointTable
 from service.streams_memory import MemoryStreams
@@ -69,6 +70,7 @@ def consumer_on(
     clock: Clock,
     metrics: MemoryMetrics | None = None,
     batch_size: int = 10,
+    status_store: StatusStore | None = None,
 ) -> StreamConsumer:
     """The real polling loop over the in-memory stream, with a fixed jitter (half way)."""
     return StreamConsumer(
@@ -83,4 +85,5 @@ def consumer_on(
         clock=clock,
         wall=clock,
         jitter=lambda: 0.5,
+        status_store=status_store,
     )

@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -16,6 +17,26 @@ if TYPE_CHECKING:
     from service.config import Config
 
 OK, PROBLEM, USAGE = 0, 1, 2
+
+
+def _global_options() -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "-c",
+        "--config",
+        default=argparse.SUPPRESS,
+        help="path to georep.toml (default georep.toml)",
+    )
+    options.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    options.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+    )
+    return options
+
+
+# -c/--config, -v and --debug, accepted before or after a command (and a subcommand's action:
+# a parent of every parser that parses arguments).
+GLOBAL_OPTIONS = _global_options()
 
 
 def config_of(args: argparse.Namespace) -> Config:
@@ -30,6 +51,16 @@ def add_json(parser: argparse.ArgumentParser) -> None:
     )
 
 
+@dataclass(frozen=True)
+class Section:
+    """A second table of a report: under ``key`` in ``--json``, printed after the first."""
+
+    key: str
+    title: str
+    columns: Sequence[str]
+    rows: Sequence[Sequence[Any]]
+
+
 def report(
     args: argparse.Namespace,
     *,
@@ -37,31 +68,43 @@ def report(
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
     summary: Mapping[str, Any],
+    sections: Sequence[Section] = (),
 ) -> None:
-    """Print ``rows`` under ``columns`` and a summary, as a table or (``--json``) as
-    ``{"title", "rows": [{column: value}], "summary"}``."""
+    """Print ``rows`` under ``columns``, any further ``sections``, and a summary, as tables or
+    (``--json``) as ``{"title", "rows": [{column: value}], <section key>: [...], "summary"}``.
+    Values are printed as text, never read as rich markup (a reason may hold brackets)."""
     if getattr(args, "json", False):
-        document = {
+        document: dict[str, Any] = {
             "title": title,
             "rows": [dict(zip(columns, row, strict=True)) for row in rows],
-            "summary": dict(summary),
         }
+        for section in sections:
+            document[section.key] = [
+                dict(zip(section.columns, row, strict=True)) for row in section.rows
+            ]
+        document["summary"] = dict(summary)
         json.dump(document, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
-    if rows:
-        table = Table(title=title)
-        for column in columns:
-            table.add_column(column)
-        for row in rows:
-            table.add_row(*("-" if value is None else str(value) for value in row))
+    for name, head, rows_ in (
+        (title, columns, rows),
+        *((s.title, s.columns, s.rows) for s in sections),
+    ):
+        if not rows_:
+            continue
+        table = Table(title=escape(name))
+        for column in head:
+            table.add_column(escape(column))
+        for row in rows_:
+            table.add_row(*("-" if value is None else escape(str(value)) for value in row))
         console.print(table)
     for name, value in summary.items():
-        console.print(f"[bold]{name}[/bold]: {value}")
+        console.print(f"[bold]{escape(name)}[/bold]: {escape(str(value))}")
 
 
 @contextmanager

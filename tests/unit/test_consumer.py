@@ -42,6 +42,7 @@ class Setup:
             clock=self.clock,
             metrics=self.metrics,
             batch_size=self.batch_size,
+            status_store=self.checkpoints,
         )
         return self.consumer
 
@@ -285,3 +286,70 @@ def test_breaking_the_models_checkpoint_rule_breaks_the_consumer(
     s.poll()
     assert {fine} == {state.sequence for state in store.shards.values()}
     assert failed not in s.replicator.applied
+
+
+# -- the consumer's status, for georep status ---------------------------------------------------
+
+
+def test_the_consumer_saves_its_status_every_few_seconds_with_counts_and_its_last_error() -> None:
+    """The status item is written at the first poll, then at most every 5 s however often the
+    loop polls; it counts settled records and says why a record is not applied yet."""
+    s = Setup()
+    s.write("k0", "k1")
+    s.replicator.failing = {"k1"}
+    s.poll(40, every=0.1)  # 4 s of polling: only the first poll saves
+    [first] = s.checkpoints.statuses
+    assert (1, 0) == (first.applied, first.dead_lettered)
+    assert first.last_error is not None and "not applied yet" in first.last_error
+    assert "AccessDeniedException" in first.last_error
+    assert Clock().now == first.last_error_at == first.polled_at  # saved at the first poll
+    s.replicator.failing = set()
+    s.poll(100, every=0.1)  # 10 s more: saved at 5 s and 10 s
+    assert 3 == len(s.checkpoints.statuses)
+    latest = s.checkpoints.statuses[-1]
+    assert 2 == latest.applied
+    # The last error, not the current one: kept, with its time, after the record is applied.
+    assert latest.last_error is not None and "1 of 1 records not applied" in latest.last_error
+    assert latest.last_error_at is not None and latest.last_error_at < 5.0 + Clock().now
+    assert not latest.stopped
+
+
+def test_a_restarted_consumer_keeps_the_last_error_and_says_when_it_stops() -> None:
+    """The process after a restart still shows its predecessor's last error until a newer
+    one; ``run`` saves a final status marked stopped."""
+    s = Setup()
+    s.write("k0")
+    s.streams.fail("get_records", client_error("ThrottlingException", "GetRecords"))
+    s.poll(3, every=1.0)
+    error = s.checkpoints.statuses[-1].last_error
+    assert error is not None and "ThrottlingException" in error
+    s.start()
+
+    class StopAfterIdle:
+        def is_set(self) -> bool:
+            return False
+
+        def wait(self, seconds: float) -> bool:
+            s.clock.advance(seconds)
+            return False
+
+    s.consumer.run(stop=StopAfterIdle(), idle_exit_after=1.0)  # type: ignore[arg-type]
+    final = s.checkpoints.statuses[-1]
+    assert final.stopped
+    assert error == final.last_error
+    assert 0 == final.applied  # k0 was applied by the process before the restart
+
+
+def test_a_status_that_cannot_be_saved_never_stops_replication() -> None:
+    """The status is for people: a checkpoint table refusing it is logged, not retried."""
+    s = Setup()
+
+    class Refusing(MemoryCheckpointTable):
+        def save_status(self, status: object) -> None:
+            raise client_error("ProvisionedThroughputExceededException", "PutItem")
+
+    s.checkpoints = Refusing()
+    s.start()
+    written = s.write("k0", "k1")
+    s.poll(3, every=10.0)
+    assert set(written) == s.replicator.applied
