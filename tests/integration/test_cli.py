@@ -192,3 +192,44 @@ def test_demo_converges_and_exits_0(backend: EmbeddedBackend) -> None:
     result = georep(backend, "demo", "--regions", "2", "--duration", "3", timeout=120)
     assert 0 == result.returncode, result.stdout + result.stderr
     assert "VERDICT: CONVERGED" in result.stdout
+
+
+def test_backend_serves_a_table_that_init_creates_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """`georep backend` is the embedded server a user runs by hand (the tutorial)."""
+    from service.backends._process import free_loopback_port, port_is_open
+
+    port = free_loopback_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "backend", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not port_is_open(port):
+            assert server.poll() is None, server.communicate()[0]
+            assert time.monotonic() < deadline, "the backend did not start"
+            time.sleep(0.1)
+        path = tmp_path / "georep.toml"
+        path.write_text(
+            '[table]\nname = "orders"\npartition_key = "pk"\n\n'
+            + "".join(
+                f'[[regions]]\nname = "{r}"\nendpoint_url = "http://127.0.0.1:{port}"\n\n'
+                for r in REGIONS[:2]
+            )
+        )
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
+        init = subprocess.run(
+            [sys.executable, "-m", "service.cli", "init", "-c", str(path), "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert 0 == init.returncode, init.stderr
+        assert 2 == json.loads(init.stdout)["summary"]["ready"]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
