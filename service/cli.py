@@ -19,14 +19,19 @@ _COMMON = GLOBAL_OPTIONS
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="georep", description=__doc__, parents=[_COMMON])
+    top = argparse.ArgumentParser(prog="georep", description=_plain(__doc__), parents=[_COMMON])
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
-        doc = (command.__doc__ or "").strip()
+        doc = _plain(command.__doc__)
         child = sub.add_parser(command.NAME, help=command.HELP, description=doc, parents=[_COMMON])
         command.configure(child)
         child.set_defaults(handler=command.execute)
     return top
+
+
+def _plain(doc: str | None) -> str:
+    """A module docstring as help text: reStructuredText literals become plain quotes."""
+    return (doc or "").strip().replace("``", "'")
 
 
 def main(argv: list[str] | None = None) -> int:
