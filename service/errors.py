@@ -8,6 +8,7 @@
     ├── ItemTooLargeError      an item would exceed DynamoDB's 400 KB once metadata is added
     ├── RequestRejectedError   a destination refused a request that retrying cannot fix
     ├── UnknownRegionError     a region not in the configuration was named
+    ├── UsageError             a command's options contradict each other or its saved state
     ├── RuleError              a user merge rule raised or returned something invalid
     ├── LawViolation           a merge rule breaks a law (see resolvers.check)
     ├── EventError             a Lambda invocation event that is not a DynamoDB Streams event
@@ -50,6 +51,12 @@ class RequestRejectedError(GeorepError):
 
 class UnknownRegionError(GeorepError):
     """A region that is not part of the configured replica set."""
+
+
+class UsageError(GeorepError):
+    """A command was given options that cannot work together (``backfill --from R --to R``),
+    or that contradict what an earlier run saved; the message says which and what to do.
+    ``georep`` exits 2."""
 
 
 class RuleError(GeorepError):

@@ -354,6 +354,23 @@ class Replicator:
                 self.metrics.incr(f"dropped_{reason}", {"region": self.region})
         return None
 
+    def deliver(
+        self,
+        version: Version,
+        destinations: Sequence[str],
+        *,
+        fast: Precondition | None = None,
+    ) -> dict[str, Delivery]:
+        """Apply one ``version`` of this region to ``destinations`` exactly as a forwarded
+        record's version is applied (read, decide, conditional write, again on a lost race), in
+        the caller's thread: for versions that no stream record brings (``georep backfill``).
+        ``fast``: what a destination most likely holds, tried with one conditional write before
+        any read (`fast_precondition`). What happened at each destination is reported as for a
+        record (an error becomes ``rejected`` or ``failed``, never an exception); nothing is
+        dead-lettered."""
+        send = _Send(0, {}, version, tuple(destinations), fast)
+        return self._send_lane([send])[0]
+
     def _check_size(self, version: Version) -> None:
         size = size_of(encode_item(version, horizon_ms=self.settings.horizon_ms))
         if size > MAX_ITEM_BYTES:

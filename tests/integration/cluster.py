@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from service.backends import EmbeddedBackend
 from service.core.apply import Stamped, read_item
@@ -36,13 +37,25 @@ class Cluster(LocalReplicaSet):
         return all(first == other for other in rest)
 
     def write_load(
-        self, *, region: str, keys: int, writes: int, seed: int, raw_share: float
+        self,
+        *,
+        region: str,
+        keys: int,
+        writes: int,
+        seed: int,
+        raw_share: float,
+        stop: threading.Event | None = None,
+        pause: float = 0.0,
     ) -> None:
-        """Concurrent writer: stamped puts/deletes through the SDK and raw boto3 puts."""
+        """Concurrent writer: stamped puts/deletes through the SDK and raw boto3 puts, on keys
+        ``k0``..``k<keys - 1>``. With ``stop``: each write first waits ``pause`` seconds for
+        it, and the writer ends when it is set."""
         rng = random.Random(seed)
         client = self.client(region)
         sdk = GeorepTable(client, config=self.config, region=region)
         for n in range(writes):
+            if stop is not None and stop.wait(pause):
+                return
             key = {"pk": {"S": f"k{rng.randrange(keys)}"}}
             value = {"S": f"{region}-{seed}-{n}"}
             roll = rng.random()
@@ -56,11 +69,11 @@ class Cluster(LocalReplicaSet):
                 with self.lock:
                     self.acknowledged.setdefault(key["pk"]["S"], []).append(version)
 
-    def check_lww_verdict(self) -> None:
+    def check_lww_verdict(self, *, final: dict[str, dict[str, Any]] | None = None) -> None:
         """Every acknowledged stamped write is in the final vector (nothing lost), and the
         final version is last-writer-wins-maximal over them (a superseding version always
-        has a larger HLC)."""
-        final = self.scan(REGIONS[0])
+        has a larger HLC). ``final``: a region's items, if the caller has scanned them."""
+        final = final if final is not None else self.scan(REGIONS[0])
         settings = self.config.settings()
         for key, versions in self.acknowledged.items():
             stored = read_item(final.get(key), settings=settings)
