@@ -8,8 +8,8 @@ problem (divergence, failed laws, needs repair) or the work failed, 2 usage or c
 
 from __future__ import annotations
 
-from service.commands import check_rule, demo, init, run
+from service.commands import check_rule, demo, init, run, verify
 
-COMMANDS = (demo, init, run, check_rule)
+COMMANDS = (demo, init, run, check_rule, verify)
 
 __all__ = ["COMMANDS"]
