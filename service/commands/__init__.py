@@ -8,8 +8,18 @@ problem (divergence, failed laws, needs repair) or the work failed, 2 usage or c
 
 from __future__ import annotations
 
-from service.commands import backend, backfill, check_rule, demo, dlq, init, run, status
+from service.commands import (
+    backend,
+    backfill,
+    check_rule,
+    demo,
+    dlq,
+    init,
+    run,
+    status,
+    verify,
+)
 
-COMMANDS = (demo, backend, init, run, backfill, status, dlq, check_rule)
+COMMANDS = (demo, backend, init, run, backfill, verify, status, dlq, check_rule)
 
 __all__ = ["COMMANDS"]

@@ -531,6 +531,48 @@ def _adopt(change: Change, *, old: Stored, new: Stored, region: str, settings: S
     )
 
 
+def adopt_found(
+    raw: Raw,
+    *,
+    base: Version | None,
+    region: str,
+    now_hlc: int,
+    write_id: str,
+    settings: Settings,
+) -> Version:
+    """A raw item found in ``region``'s table (by ``georep verify --repair``) adopted without
+    its stream record, which may be lost (trimmed) or not read yet: a version that succeeds the
+    metadata the item copied back, if any, timed ``now_hlc``, written by a fresh actor.
+
+    ``base``: the version whose metadata the item copied, if some region still holds it: its
+    data is the raw write's base for field stamps and, under merge rules, a tombstone it
+    overwrote is merged in (`_over_tombstone`). Otherwise every attribute counts as written now.
+
+    NOTE: never the adoption actor. Its counters are the stream's sequence numbers, known only
+    to the region's consumer, and a counter claims every lower one of its actor as seen. A
+    fresh actor claims nothing it did not see; should the record still be adopted later, that
+    adoption is concurrent with this one and merges with it (docs/decisions.md, verify).
+    """
+    copied = raw.copied
+    if base is not None and (copied is None or base.meta != copied):
+        base = None
+    data: Mapping[str, AttributeValue] = raw.data
+    if base is not None and base.meta.deleted and settings.resolver.keeps_deleted_data:
+        data = _over_tombstone(base, data, region=region, settings=settings)
+    return _new_version(
+        base=copied,
+        visible=False,
+        base_data=base.data if base is not None else {},
+        data=data,
+        deleted=False,
+        region=region,
+        at_hlc=now_hlc,
+        write_id=write_id,
+        adopted=True,
+        settings=settings,
+    )
+
+
 def _sequence_bits(sequence: str) -> int:
     """16 bits that differ between records of one stream within any one second."""
     if sequence.isdigit():

@@ -1,0 +1,305 @@
+"""What ``georep verify`` decides, as pure functions over what each region holds for one key.
+
+* :func:`fingerprint` — equal for items DynamoDB calls equal, georep's own attributes
+  included: what the scans compare, region against region;
+* :func:`classify` — identical, *pending* (a difference replication can still settle: a region
+  behind the newest version, concurrent versions, a raw write not adopted yet) or *divergent*
+  (one replication never settles, whatever it delivers: unreadable metadata, one version held
+  in different bytes);
+* :func:`plan_repair` — the version every region should hold (the join of what they hold, raw
+  items adopted as found) and the conditional write each region needs to get there, which is
+  exactly what `decide` says: a region holding something newer than the plan is left alone.
+
+One reading cannot tell a pending difference that is in flight from one that is stuck (its
+record trimmed, its consumer stopped): the shell (service/verify.py) re-reads it until it
+settles or stops changing (docs/decisions.md, "verify").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from service.core.apply import (
+    Absent,
+    Raw,
+    Settings,
+    Stamped,
+    Stored,
+    Write,
+    adopt_found,
+    decide,
+    precondition_for,
+    read_item,
+)
+from service.core.values import Item, digest
+from service.core.version import (
+    Meta,
+    Order,
+    Version,
+    compare,
+    encode_item,
+    encode_meta,
+    expiry_ms,
+)
+from service.errors import GeorepError
+
+Holdings = Mapping[str, Item | None]
+"""Region -> the item it holds under one key (``None``: no item)."""
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """An item whose ``_georep`` cannot be read (tampered, or another schema): replication
+    dead-letters its records, and verify reports it instead of guessing."""
+
+    error: str
+
+
+Holding = Stored | Unreadable
+
+
+def holding_of(item: Item | None, *, settings: Settings) -> Holding:
+    try:
+        return read_item(item, settings=settings)
+    except GeorepError as error:
+        return Unreadable(str(error))
+
+
+def fingerprint(item: Item | None) -> str | None:
+    """A digest of the whole item, ``_georep`` and ``_georep_ttl`` included (``None``: no
+    item). Equal for items DynamoDB calls equal (set order, ``1.0`` and ``1``), so a region
+    whose set came back in another order does not count as different."""
+    return None if item is None else digest(item)
+
+
+Kind = Literal["identical", "pending", "divergent"]
+Reason = Literal["same", "collected", "behind", "concurrent", "raw", "bytes", "unreadable"]
+
+REASONS: Mapping[Reason, str] = {
+    "same": "every region holds the same item",
+    "collected": "only tombstones past their horizon differ from no item (TTL collects them)",
+    "behind": "a region lacks the newest version",
+    "concurrent": "regions hold concurrent versions",
+    "raw": "a raw write is not adopted yet",
+    "bytes": "regions hold one version in different bytes (replication never rewrites it)",
+    "unreadable": "an item's _georep cannot be read (its records are dead-lettered)",
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: Kind
+    reason: Reason
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {REASONS[self.reason]}"
+
+
+def classify(items: Holdings, *, settings: Settings, now_ms: int) -> Verdict:
+    """Whether the regions agree on one key, and if not whether replication can still settle it.
+
+    A tombstone whose expiry (`expiry_ms`) is at or before ``now_ms`` counts as no item: TTL
+    collects it in each region at its own pace.
+    """
+    if len({fingerprint(item) for item in items.values()}) == 1:
+        return Verdict("identical", "same")
+    holdings = {region: holding_of(item, settings=settings) for region, item in items.items()}
+    if any(isinstance(h, Unreadable) for h in holdings.values()):
+        return Verdict("divergent", "unreadable")
+    live = {
+        region: h
+        for region, h in holdings.items()
+        if not _collectable(h, settings=settings, now_ms=now_ms)
+    }
+    if len({fingerprint(items[r]) if r in live else None for r in items}) == 1:
+        return Verdict("identical", "collected")
+    if any(isinstance(h, Raw) for h in live.values()):
+        return Verdict("pending", "raw")
+    newest = _newest([h.version for h in live.values() if isinstance(h, Stamped)])
+    if newest is None:
+        return Verdict("pending", "concurrent")
+    canonical = fingerprint(encode_item(newest, horizon_ms=settings.horizon_ms))
+    for region, h in live.items():
+        if (
+            isinstance(h, Stamped)
+            and h.version.meta == newest.meta
+            and fingerprint(items[region]) != canonical
+        ):
+            return Verdict("divergent", "bytes")
+    return Verdict("pending", "behind")
+
+
+def _collectable(holding: Holding, *, settings: Settings, now_ms: int) -> bool:
+    if not isinstance(holding, Stamped) or not holding.version.meta.deleted:
+        return False
+    return expiry_ms(holding.version.meta, horizon_ms=settings.horizon_ms) <= now_ms
+
+
+def _newest(versions: Sequence[Version]) -> Version | None:
+    """The version every other one precedes or equals, if there is one."""
+    for candidate in versions:
+        if all(
+            compare(other.meta, candidate.meta) in (Order.BEFORE, Order.EQUAL) for other in versions
+        ):
+            return candidate
+    return None
+
+
+# -- repair ----------------------------------------------------------------------------------
+
+
+def join(versions: Sequence[Version], *, settings: Settings) -> Version:
+    """What a region holding ``versions[0]`` holds once replication has delivered the others to
+    it, in order: the fold of `decide` itself (one copy of the rule), so a dominated version is
+    skipped, a dominating one taken, concurrent ones merged by the resolver."""
+    first, *rest = versions
+    held = first
+    for version in rest:
+        decision = decide(
+            Stamped(version=held, meta_attr=encode_meta(held.meta)), version, settings=settings
+        )
+        if isinstance(decision, Write):
+            held = decision.version
+    return held
+
+
+def _agreed(
+    versions: Sequence[Version],
+    holdings: Mapping[str, Stored],
+    *,
+    settings: Settings,
+    rounds: int = 8,
+) -> Version | None:
+    """The join of ``versions``, grown until `decide` writes it unchanged in every region
+    (``None`` if it does not settle within ``rounds``).
+
+    NOTE: the join alone is not always that version. A tombstone past its horizon counts as
+    absence against a later version, so the join can drop it and, with it, the versions it
+    superseded; a region still holding one of those merges it back in. Under the horizon
+    assumption (docs/design.md) no region still holds them; a region cut off for longer does.
+    """
+    target = join(versions, settings=settings)
+    for _ in range(rounds):
+        grown = [
+            decision.version
+            for holding in holdings.values()
+            if isinstance(decision := decide(holding, target, settings=settings), Write)
+            and decision.version != target
+        ]
+        if not grown:
+            return target
+        target = join([target, *grown], settings=settings)
+    return None
+
+
+@dataclass(frozen=True)
+class Repair:
+    """``target``: what every region should hold (``None``: no item anywhere). ``writes``: the
+    conditional write each region that does not hold it yet needs (`decide`'s, with the
+    precondition of what was read); a failed condition means: read again and plan again."""
+
+    target: Version | None
+    writes: Mapping[str, Write]
+
+
+@dataclass(frozen=True)
+class Unrepairable:
+    reason: str
+
+
+def plan_repair(
+    items: Holdings,
+    *,
+    settings: Settings,
+    now_hlc: int,
+    write_ids: Mapping[str, str],
+) -> Repair | Unrepairable:
+    """How to make every region hold the same version of one key without regressing any.
+
+    Every stamped version held is kept; a raw item is adopted as found (`adopt_found`, timed
+    ``now_hlc``, write id ``write_ids[region]``), so its data is not lost even if its stream
+    record was; the target is their join. Each region then gets what `decide` makes of the
+    target over what it holds: the target is never older than a region's version, so nothing
+    newer is overwritten, and a write whose precondition fails was raced by a newer write.
+    A region holding the target's version in other bytes (a hand-edited ``_georep_ttl``) is
+    rewritten with the target's own bytes, under the same precondition.
+    """
+    holdings = {region: holding_of(item, settings=settings) for region, item in items.items()}
+    for region, holding in holdings.items():
+        if isinstance(holding, Unreadable):
+            return Unrepairable(
+                f"{region}: {holding.error}; fix or delete the item there by hand, then verify"
+            )
+    stamped = [h.version for h in holdings.values() if isinstance(h, Stamped)]
+    versions = list(stamped)
+    for region, holding in holdings.items():
+        if isinstance(holding, Raw):
+            base = next((v for v in stamped if v.meta == holding.copied), None)
+            versions.append(
+                adopt_found(
+                    holding,
+                    base=base,
+                    region=region,
+                    now_hlc=now_hlc,
+                    write_id=write_ids[region],
+                    settings=settings,
+                )
+            )
+    if not versions:
+        return Repair(target=None, writes={})
+    readable = {r: h for r, h in holdings.items() if not isinstance(h, Unreadable)}
+    try:
+        target = _agreed(versions, readable, settings=settings)
+    except GeorepError as error:  # a user rule that raised or changed the key
+        return Unrepairable(str(error))
+    if target is None:
+        return Unrepairable("the regions' versions do not settle on one version")
+    canonical = fingerprint(encode_item(target, horizon_ms=settings.horizon_ms))
+    writes: dict[str, Write] = {}
+    for region, holding in readable.items():
+        decision = decide(holding, target, settings=settings)
+        if isinstance(decision, Write):
+            writes[region] = decision
+        elif (
+            isinstance(holding, Stamped)
+            and holding.version.meta == target.meta
+            and fingerprint(items[region]) != canonical
+        ):
+            writes[region] = Write(target, precondition_for(holding))
+    return Repair(target=target, writes=writes)
+
+
+# -- what people read ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Described:
+    """One region's item as the report shows it."""
+
+    holds: Literal["absent", "stamped", "raw", "unreadable"]
+    digest: str  # the data's digest (first 8 characters), or "-"
+    version: str  # the version vector (a raw item's: the one it copied), or "-"
+    origin: str
+    deleted: bool
+
+
+def describe(item: Item | None, *, settings: Settings) -> Described:
+    holding = holding_of(item, settings=settings)
+    match holding:
+        case Absent():
+            return Described("absent", "-", "-", "-", False)
+        case Unreadable(error=error):
+            return Described("unreadable", "-", error, "-", False)
+        case Stamped(version=v):
+            meta = v.meta
+            return Described("stamped", meta.digest[:8], _vector(meta), meta.origin, meta.deleted)
+        case Raw(data=data, copied=copied):
+            vector = f"{_vector(copied)} (copied)" if copied is not None else "-"
+            return Described("raw", digest(data)[:8], vector, "-", False)
+    raise AssertionError(holding)
+
+
+def _vector(meta: Meta) -> str:
+    return " ".join(f"{actor}={counter}" for actor, counter in meta.vv.entries)
