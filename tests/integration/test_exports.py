@@ -20,6 +20,7 @@ def test_service_backends_exports_exactly_the_documented_names() -> None:
         "TableSetupError",
         "add_backend_options",
         "create_replica_table",
+        "onboard_table",
         "port_is_open",
         "start_backend",
         "stream_arn",
