@@ -425,21 +425,23 @@ class Backfill:
         while not self.stop.is_set():
             try:
                 page = self._page(segment, position)
-                items = page.get("Items", [])
-                results = list(pool.map(self.item, items))
-                position = page.get("LastEvaluatedKey")
-                page_tally = Tally.of(results)
-                if clean and not page_tally.failed:
-                    scanned = saved.scanned + len(items)
-                    progress = SegmentProgress(position, scanned, done=position is None)
-                    self.progress.save(segment, self.segments, progress)
-                    saved = progress
-                clean = clean and not page_tally.failed
             except AWS_ERRORS as error:
                 return result("incomplete", f"segment {segment}: {type(error).__name__}: {error}")
+            items = page.get("Items", [])
+            results = list(pool.map(self.item, items))
+            page_tally = Tally.of(results)
             tally.add(page_tally)
             failures.extend(r for r in results if r.outcome == "failed")
+            position = page.get("LastEvaluatedKey")
+            clean = clean and not page_tally.failed
             self.on_page(page_tally)
+            if clean:
+                progress = SegmentProgress(position, saved.scanned + len(items), position is None)
+                try:
+                    self.progress.save(segment, self.segments, progress)
+                except AWS_ERRORS as error:
+                    return result("incomplete", f"segment {segment}, saving progress: {error}")
+                saved = progress
             if position is None:
                 return result("done" if clean else "incomplete")
         return result("interrupted")

@@ -51,7 +51,13 @@ def _rate(text: str) -> float:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from", dest="source", required=True, metavar="REGION")
+    parser.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="REGION",
+        help="the region whose table holds the data",
+    )
     parser.add_argument(
         "--to",
         default=None,
@@ -167,8 +173,8 @@ def execute(args: argparse.Namespace) -> int:
                         advance=page.scanned,
                         total=max(estimate, done) or None,
                         description=(
-                            f"backfill {route}: {seen.stamped:,} stamped, "
-                            f"{seen.failed:,} failed, {rate:,.0f} items/s"
+                            f"backfill {route}: {seen.stamped:,} stamped, {seen.delivered:,} "
+                            f"delivered, {seen.failed:,} failed, {rate:,.0f} items/s"
                         ),
                     )
 
