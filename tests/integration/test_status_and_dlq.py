@@ -85,8 +85,8 @@ def test_status_shows_a_needs_repair_marker_set_by_trimmed_data_and_exits_1(
     """A healthy replica set: status exits 0, with each region's shard checkpoint and a
     polling consumer. The first region's consumer then meets trimmed data (the path it takes on
     AWS after a long outage): status prints the marker with its reason and exits 1, as text and
-    as JSON. Once the marker is cleared (what ``verify --repair`` does after a clean pass),
-    status exits 0 again."""
+    as JSON. ``georep verify --repair`` then mends the write the trimmed stream lost and, its
+    pass clean, clears the marker: status exits 0 again, and so does a plain ``verify``."""
     cluster = make_cluster(backend, tmp_path)
     GeorepTable(cluster.client(FIRST), config=cluster.config, region=FIRST).put(
         {"pk": {"S": "k"}, "v": {"S": "1"}}
@@ -132,13 +132,18 @@ def test_status_shows_a_needs_repair_marker_set_by_trimmed_data_and_exits_1(
     assert 0 < regions[FIRST]["iterator age"]  # the write nobody could read is waiting
     assert regions[FIRST]["consumer"]["polled_at"] <= time.time()
 
+    # The write the trimmed stream lost is mended by `verify --repair`, which then clears the
+    # marker (its pass was clean); status is healthy again.
+    repaired = georep(cluster, "verify", "--repair", "--timeout", "3")
+    assert 0 == repaired.returncode, repaired.stdout + repaired.stderr
     checkpoints = DynamoCheckpointTable(
         cluster.client(FIRST),
         table_name=cluster.config.replication.checkpoint_table,
         replica_table=cluster.table_name,
     )
-    assert 1 == checkpoints.clear_repair_markers(marked_before=time.time() + 1)
+    assert [] == checkpoints.repair_markers()
     assert 0 == georep(cluster, "status").returncode
+    assert 0 == georep(cluster, "verify").returncode
 
 
 def test_dlq_replay_re_drives_a_letter_after_its_cause_is_fixed(
