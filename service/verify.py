@@ -137,7 +137,6 @@ class Report:
     divergent: int = 0  # stuck or unsettleable differences found (before any repair)
     repaired: int = 0
     outcomes: list[KeyOutcome] = field(default_factory=list)  # every key not clean
-    scan_seconds: float = 0.0
     elapsed: float = 0.0
 
     @property
@@ -214,7 +213,6 @@ class Verifier:
         else:
             report.compared = len(keys)
             candidates = list(keys)
-        report.scan_seconds = self.clock() - started
         by_name = {key_string(key): key for key in candidates}
         watched: dict[str, _Watched] = {}
         divergent: dict[str, _Watched] = {}
@@ -385,7 +383,7 @@ class Verifier:
         else:
             note = f"{REPAIR_ATTEMPTS} attempts lost to newer writes"
             return KeyOutcome(entry.key, "unrepairable", verdict, items, note)
-        return KeyOutcome(entry.key, "repaired", entry.verdict, entry.items, str(entry.verdict))
+        return KeyOutcome(entry.key, "repaired", entry.verdict, entry.items, self._why(entry))
 
     def _write(self, key: Mapping[str, Any], plan: Repair) -> bool:
         """Every region's conditional write; False if any condition failed."""

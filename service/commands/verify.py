@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 NAME = "verify"
 HELP = "compare every region's table side by side; --repair mends what differs"
 
+READ_TIMEOUT_SECONDS = 600
+
 COLUMNS = ("key", "status", "region", "holds", "digest", "version", "origin", "deleted", "why")
 
 
@@ -85,7 +87,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from service.consumer import clients_for
+    from botocore.config import Config as BotoConfig
+
+    from service.consumer import BOTO_CONFIG, clients_for
     from service.dynamo import DynamoTable
     from service.streams import DynamoCheckpointTable
     from service.verify import RegionReader, Verifier, clear_markers, count_markers
@@ -97,7 +101,11 @@ def execute(args: argparse.Namespace) -> int:
         print(f"georep: {error}", file=sys.stderr)
         return USAGE
     settings = config.settings()
-    clients = clients_for(config, "dynamodb")
+    # NOTE: a long read timeout: every segment of every region is scanned at once, and an
+    # emulator that serves one request at a time (the embedded moto server) answers a 1 MB
+    # page only after all the others queued before it; on DynamoDB a page takes well under 1 s.
+    slow = BOTO_CONFIG.merge(BotoConfig(read_timeout=READ_TIMEOUT_SECONDS))
+    clients = clients_for(config, "dynamodb", boto_config=slow)
     names = {region: config.table_name(region) for region in clients}
     keys = config.key_attributes
     readers = {
