@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from service.core.apply import Precondition
 from service.core.conditions import condition_for
-from service.core.version import META_ATTR
+from service.core.version import META_ATTR, TTL_ATTR
 from service.errors import ItemTooLargeError, RequestRejectedError
 from service.ports import WriteResult
 
@@ -86,13 +86,19 @@ class DynamoTable:
         precondition: Precondition,
     ) -> WriteResult:
         condition = condition_for(precondition, partition_key=self.key_attributes[0])
-        names = {**condition["ExpressionAttributeNames"], "#georep_meta": META_ATTR}
+        names = {
+            **condition["ExpressionAttributeNames"],
+            "#georep_meta": META_ATTR,
+            "#georep_ttl": TTL_ATTR,
+        }
         values = {**condition.get("ExpressionAttributeValues", {}), ":georep_meta": dict(meta)}
         return self._conditional(
             self.client.update_item,
             TableName=self.table_name,
             Key=dict(key),
-            UpdateExpression="SET #georep_meta = :georep_meta",
+            # A live item never keeps a tombstone's expiry (a raw write may have copied it):
+            # the annotated item is then the same bytes as the version written in full.
+            UpdateExpression="SET #georep_meta = :georep_meta REMOVE #georep_ttl",
             ConditionExpression=condition["ConditionExpression"],
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from service.core.apply import Precondition
 from service.core.conditions import condition_for
 from service.core.values import canonical, same_item, same_value
-from service.core.version import META_ATTR
+from service.core.version import META_ATTR, TTL_ATTR
 from service.ports import WriteResult
 
 
@@ -49,6 +50,9 @@ class MemoryTable:
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
     stream: list[dict[str, Any]] = field(default_factory=list)
     before_write: Callable[[Mapping[str, Any]], None] | None = None
+    # Requests are atomic as in DynamoDB, whichever threads send them (the replicator writes
+    # different keys, and one key to different tables, in parallel).
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     def key_of(self, item: Mapping[str, Any]) -> dict[str, Any]:
         return {k: item[k] for k in self.key_attributes}
@@ -56,8 +60,9 @@ class MemoryTable:
     # -- the port --------------------------------------------------------------------------
 
     def get(self, key: Mapping[str, Any]) -> dict[str, Any] | None:
-        item = self.items.get(key_string(key))
-        return copy.deepcopy(item) if item is not None else None
+        with self._lock:
+            item = self.items.get(key_string(key))
+            return copy.deepcopy(item) if item is not None else None
 
     def write(
         self,
@@ -66,13 +71,14 @@ class MemoryTable:
         precondition: Precondition,
     ) -> WriteResult:
         """Conditional put (``item``) or delete (``None``); atomic, like DynamoDB."""
-        if self.before_write is not None:
-            self.before_write(key)
-        current = self.items.get(key_string(key))
-        if not _holds(precondition, current, partition_key=self.key_attributes[0]):
-            return WriteResult(ok=False, current=copy.deepcopy(current))
-        self._set(key, item)
-        return WriteResult(ok=True, current=None)
+        with self._lock:
+            if self.before_write is not None:
+                self.before_write(key)
+            current = self.items.get(key_string(key))
+            if not _holds(precondition, current, partition_key=self.key_attributes[0]):
+                return WriteResult(ok=False, current=copy.deepcopy(current))
+            self._set(key, item)
+            return WriteResult(ok=True, current=None)
 
     def annotate(
         self,
@@ -82,13 +88,15 @@ class MemoryTable:
     ) -> WriteResult:
         """Conditional update of the metadata attribute only; atomic, like DynamoDB (which
         creates the item from its key if it is absent and the condition allows it)."""
-        if self.before_write is not None:
-            self.before_write(key)
-        current = self.items.get(key_string(key))
-        if not _holds(precondition, current, partition_key=self.key_attributes[0]):
-            return WriteResult(ok=False, current=copy.deepcopy(current))
-        self._set(key, {**(current or key), META_ATTR: dict(meta)})
-        return WriteResult(ok=True, current=None)
+        with self._lock:
+            if self.before_write is not None:
+                self.before_write(key)
+            current = self.items.get(key_string(key))
+            if not _holds(precondition, current, partition_key=self.key_attributes[0]):
+                return WriteResult(ok=False, current=copy.deepcopy(current))
+            kept = {k: v for k, v in (current or key).items() if k != TTL_ATTR}
+            self._set(key, {**kept, META_ATTR: dict(meta)})
+            return WriteResult(ok=True, current=None)
 
     # -- what applications and TTL do -------------------------------------------------------
 
@@ -107,6 +115,12 @@ class MemoryTable:
 
     def _set(
         self, key: Mapping[str, Any], item: Mapping[str, Any] | None, *, ttl: bool = False
+    ) -> None:
+        with self._lock:
+            self._set_locked(key, item, ttl=ttl)
+
+    def _set_locked(
+        self, key: Mapping[str, Any], item: Mapping[str, Any] | None, *, ttl: bool
     ) -> None:
         k = key_string(key)
         old = self.items.get(k)

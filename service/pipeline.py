@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -261,25 +262,144 @@ class _Send:
     record: Mapping[str, Any]
     version: Version
     destinations: tuple[str, ...]
+    # The no-read path at the destinations other than the source region (`fast_precondition`)
     fast: Precondition | None
     # "adoption": adopts a raw write of the source's own stream; "restore": a tombstone
     # removed by hand, put back in the source's own table (see `decide`'s ``here``)
     role: Literal["forward", "adoption", "restore"] = "forward"
+    # The no-read path in the source region itself, for an adoption or a restore
+    here: _Fast | None = None
+
+
+@dataclass(frozen=True)
+class _Fast:
+    """One request that applies a version when the destination holds what it most likely
+    holds: a conditional write, or (``annotate``) a conditional update of ``_georep`` alone.
+    Only where `decide` on any item the condition admits would make exactly that request."""
+
+    precondition: Precondition
+    annotate: bool = False
 
 
 def fast_precondition(change: Change) -> Precondition | None:
-    """The no-read path for a fresh local write: if the destination still holds what the
-    source held before this write (the record's old image), the new version dominates it and
-    one conditional write applies it. Otherwise the condition fails, DynamoDB hands back the
-    current item (ALL_OLD) and the core decides."""
+    """The no-read path at another region, for a fresh local write or an adopted raw write: if
+    the destination still holds what the source held before this write (the record's old
+    image: absent, that metadata, or no metadata at all), the new version succeeds it and one
+    conditional write applies it. Otherwise the condition fails, DynamoDB hands back the
+    current item (ALL_OLD) and the core decides: never more requests than a read first.
+
+    Why one request is what `decide` would do on any item the condition admits: the version
+    succeeds its old image's metadata (a fresh write and an adoption both do), so it is AFTER a
+    stamped item holding that metadata and not stale for a raw item that copied it (or none).
+    """
     if change.old is None:
         return ExpectAbsent()
-    meta = change.old.get(META_ATTR)
-    return ExpectMeta(meta) if meta is not None else None
+    return ExpectMeta(change.old.get(META_ATTR))
+
+
+def _fast_here(change: Change, version: Version, settings: Settings) -> _Fast | None:
+    """The no-read path for an adoption in its own region (raw writes as cheap as stamped
+    ones: issue 9). `decide` with ``here="adoption"`` on the items these conditions admit:
+
+    * a raw delete: the item is still absent, and a tombstone is written (`ExpectAbsent`);
+    * a raw put whose new image has no ``_georep``: the item is that raw write, or a later
+      raw write without metadata (`ExpectMeta(None)`); `decide` writes the version over the
+      same data or annotates different data, and an annotation of the same data is the same
+      bytes as the write (`Table.annotate` also drops a stale ``_georep_ttl``). Under merge
+      rules `decide` writes the version either way.
+
+    A new image that copied metadata back goes the slow way (read, decide)."""
+    if change.new is None:
+        return _Fast(ExpectAbsent())
+    if META_ATTR in change.new:
+        return None
+    return _Fast(ExpectMeta(None), annotate=not settings.resolver.keeps_deleted_data)
+
+
+@dataclass
+class _Task:
+    """One record's version, to one destination."""
+
+    send: _Send
+    destination: str
+    fast: _Fast | None
+    here: Literal["adoption", "restore"] | None
+    batch: Submitted
+
+
+@dataclass
+class _Lane:
+    """The versions of one key waiting for one destination, in stream order. ``failed_at``:
+    the record that failed there; later versions are not attempted until the scope is
+    forgotten (they would overtake it when it is delivered again)."""
+
+    tasks: deque[_Task] = field(default_factory=deque)
+    running: bool = False
+    failed_at: str | None = None
+
+
+Settled = Callable[[int, RecordResult], None]
+
+
+class Submitted:
+    """A batch handed to :meth:`Replicator.submit`: each record's result, filled in as it
+    settles (every destination applied, skipped, rejected or failed it)."""
+
+    def __init__(self, records: Sequence[Mapping[str, Any]], scope: object, on_settled: Settled):
+        self.records = records
+        self.scope = scope
+        self.results: list[RecordResult] = [RecordResult(None, "ok") for _ in records]
+        self._on_settled = on_settled
+        self._waiting: dict[int, int] = {}  # record index -> destinations not reported yet
+        self._deliveries: dict[int, dict[str, Delivery]] = defaultdict(dict)
+        self._unsettled = len(records)
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        if not records:
+            self._done.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every record settled; False on timeout."""
+        return self._done.wait(timeout)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def _settled(self, index: int, result: RecordResult) -> None:
+        self.results[index] = result
+        self._on_settled(index, result)
+        with self._lock:
+            self._unsettled -= 1
+            finished = self._unsettled == 0
+        if finished:
+            self._done.set()
+
+    def _expect(self, index: int, destinations: int) -> None:
+        self._waiting[index] = destinations
+
+    def _report(self, index: int, destination: str, delivery: Delivery) -> dict[str, Delivery]:
+        """Record one destination's outcome; all of the record's, once the last came in."""
+        with self._lock:
+            self._deliveries[index][destination] = delivery
+            self._waiting[index] -= 1
+            if self._waiting[index]:
+                return {}
+            del self._waiting[index]
+            return self._deliveries.pop(index)
 
 
 class Replicator:
-    """Replicates one source region's stream records to every destination table."""
+    """Replicates one source region's stream records to every destination table.
+
+    Records go through a window rather than batch by batch: :meth:`submit` queues each
+    record's version on a lane per (key, destination) and returns at once; each lane writes its
+    versions in order, every lane independently, at most ``write_concurrency`` requests in
+    flight per destination. So the destinations of one record are written in parallel, a slow
+    destination holds back only its own lanes, and a caller may submit the next batch while
+    this one is in flight (the standalone consumer bounds the window by records and bytes).
+    :meth:`process` is submit-and-wait, for the Lambda handler and the model.
+    """
 
     def __init__(
         self,
@@ -289,53 +409,91 @@ class Replicator:
         tables: Mapping[str, Table],
         dead_letters: DeadLetterSink,
         metrics: Metrics,
-        write_concurrency: int = 8,
+        write_concurrency: int = 64,
         now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         executor: Executor | None = None,
     ) -> None:
-        """``executor`` runs the per-key lanes (default: a pool of ``write_concurrency``
-        threads, shut down by :meth:`close`; one passed in belongs to the caller)."""
+        """``write_concurrency``: requests in flight per destination (a pool of threads each;
+        boto3's connection pool must be at least as large). ``executor``, if given, runs every
+        lane instead (an `InlineExecutor` makes the schedule deterministic for the model); it
+        belongs to the caller."""
         self.region = region
         self.settings = settings
         self.tables = tables
         self.dead_letters = dead_letters
         self.metrics = metrics
         self.now_ms = now_ms
-        self._owns_pool = executor is None
-        self.pool = executor or ThreadPoolExecutor(
-            max_workers=write_concurrency, thread_name_prefix="georep"
-        )
+        self.write_concurrency = write_concurrency
+        self._executor = executor
+        self._pools: dict[str, ThreadPoolExecutor] = {}
+        self._lanes: dict[tuple[object, str, str], _Lane] = {}
+        self._lock = threading.Lock()
         self.others = tuple(r for r in settings.regions if r != region)
 
     def close(self) -> None:
-        if self._owns_pool:
-            self.pool.shutdown(wait=True)
+        """Finish what is in flight and stop the writer threads."""
+        for pool in self._pools.values():
+            pool.shutdown(wait=True)
+        self._pools.clear()
 
     # -- a batch ----------------------------------------------------------------------------
 
     def process(self, records: Sequence[Mapping[str, Any]]) -> list[RecordResult]:
-        """Replicate a batch; one result per record, in order."""
-        results: list[RecordResult] = []
-        lanes: dict[str, list[_Send]] = defaultdict(list)
+        """Replicate a batch and wait for it; one result per record, in order."""
+        submitted = self.submit(records)
+        submitted.wait()
+        self.forget(submitted.scope)
+        return submitted.results
+
+    def submit(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        scope: object = None,
+        on_settled: Settled = lambda index, result: None,
+    ) -> Submitted:
+        """Start replicating ``records`` (in stream order) and return at once.
+
+        ``on_settled(index, result)`` is called once per record when it has settled, from
+        whichever thread settled it. ``scope`` groups the lanes a failure holds back: the
+        records of one shard (per-key order holds within it); :meth:`forget` it once every
+        record submitted in it settled, before records after a failure are submitted again.
+        """
+        submitted = Submitted(records, object() if scope is None else scope, on_settled)
+        tasks: list[_Task] = []
+        settled: list[tuple[int, RecordResult]] = []
         for index, record in enumerate(records):
-            sequence = _sequence_of(record)
             self.metrics.incr("records_read", {"region": self.region})
             try:
                 change = parse_record(record)
                 outcome = translate(change, region=self.region, settings=self.settings)
                 send = self._plan(index, record, change, outcome)
             except GeorepError as error:
-                results.append(self.refuse(record, error))
+                settled.append((index, self.refuse(record, error)))
                 continue
-            results.append(RecordResult(sequence, "ok", outcome=outcome))
-            if send is not None:
-                key = json.dumps(
-                    self.settings.keys_of(send.version.data), sort_keys=True, default=str
-                )
-                lanes[key].append(send)
-        for index, deliveries in self._send_all(lanes).items():
-            results[index] = self._settle(records[index], results[index], deliveries)
-        return results
+            result = RecordResult(_sequence_of(record), "ok", outcome=outcome)
+            if send is None:
+                settled.append((index, result))
+                continue
+            submitted.results[index] = result
+            submitted._expect(index, len(send.destinations))
+            for destination in send.destinations:
+                here = send.role if destination == self.region and send.role != "forward" else None
+                fast = send.here if here else (_Fast(send.fast) if send.fast else None)
+                tasks.append(_Task(send, destination, fast, here, submitted))
+        for index, result in settled:
+            submitted._settled(index, result)
+        self._enqueue(tasks)
+        return submitted
+
+    def forget(self, scope: object) -> None:
+        """Drop what failures in ``scope`` hold back (every record of it must have settled)."""
+        with self._lock:
+            for lane_key in [k for k in self._lanes if k[0] == scope]:
+                lane = self._lanes[lane_key]
+                lane.failed_at = None  # a lane still running deletes itself once empty
+                if not lane.running and not lane.tasks:
+                    del self._lanes[lane_key]
 
     def _plan(
         self, index: int, record: Mapping[str, Any], change: Change, outcome: Outcome
@@ -347,9 +505,25 @@ class Replicator:
             case Adopt(version=v):
                 self._check_size(v)
                 self.metrics.incr("raw_writes_adopted", {"region": self.region})
-                return _Send(index, record, v, self.settings.regions, None, role="adoption")
+                return _Send(
+                    index,
+                    record,
+                    v,
+                    self.settings.regions,
+                    fast_precondition(change),
+                    role="adoption",
+                    here=_fast_here(change, v, self.settings),
+                )
             case Restore(version=v):
-                return _Send(index, record, v, (self.region,), ExpectAbsent(), role="restore")
+                return _Send(
+                    index,
+                    record,
+                    v,
+                    (self.region,),
+                    None,
+                    role="restore",
+                    here=_Fast(ExpectAbsent()),
+                )
             case Drop(reason=reason):
                 self.metrics.incr(f"dropped_{reason}", {"region": self.region})
         return None
@@ -369,7 +543,8 @@ class Replicator:
         record (an error becomes ``rejected`` or ``failed``, never an exception); nothing is
         dead-lettered."""
         send = _Send(0, {}, version, tuple(destinations), fast)
-        return self._send_lane([send])[0]
+        path = _Fast(fast) if fast is not None else None
+        return {d: self._attempt(d, send, path, None) for d in destinations}
 
     def _check_size(self, version: Version) -> None:
         size = size_of(encode_item(version, horizon_ms=self.settings.horizon_ms))
@@ -429,59 +604,121 @@ class Replicator:
         self.metrics.incr("dead_lettered", {"region": self.region, "error": error})
         return result
 
-    # -- sending ----------------------------------------------------------------------------
+    # -- lanes ------------------------------------------------------------------------------
 
-    def _send_all(self, lanes: Mapping[str, list[_Send]]) -> dict[int, dict[str, Delivery]]:
-        """Send every lane (key) in parallel; within a lane, in order. Returns what happened
-        at each destination, per record index."""
-        futures = [self.pool.submit(self._send_lane, _coalesce(lane)) for lane in lanes.values()]
-        deliveries: dict[int, dict[str, Delivery]] = {}
-        for future in futures:
-            deliveries.update(future.result())
-        return deliveries
+    def _enqueue(self, tasks: Sequence[_Task]) -> None:
+        """Queue each task on its (scope, key, destination) lane, coalescing a queued version
+        the new one succeeds; start the lanes that are idle."""
+        start: list[tuple[object, str, str]] = []
+        coalesced: list[_Task] = []
+        with self._lock:
+            for task in tasks:
+                key = json.dumps(
+                    self.settings.keys_of(task.send.version.data), sort_keys=True, default=str
+                )
+                lane_key = (task.batch.scope, key, task.destination)
+                lane = self._lanes.setdefault(lane_key, _Lane())
+                if lane.tasks and _coalescible(lane.tasks[-1], task):
+                    dropped = lane.tasks.pop()
+                    coalesced.append(dropped)
+                    if task.here is None:
+                        # The destination still holds what preceded the dropped version.
+                        task.fast = dropped.fast
+                lane.tasks.append(task)
+                if not lane.running:
+                    lane.running = True
+                    start.append(lane_key)
+        for task in coalesced:
+            labels = {"source": self.region, "destination": task.destination}
+            self.metrics.incr("coalesced", labels)
+            self._report(task, Delivery("skipped", "coalesced"))
+        for lane_key in start:
+            future = self._executor_for(lane_key[2]).submit(self._run_lane, lane_key)
+            if future.done():
+                future.result()  # run inline: what escaped a lane is the caller's
+            else:
+                future.add_done_callback(_report_crash)
 
-    def _send_lane(self, lane: list[_Send]) -> dict[int, dict[str, Delivery]]:
-        """Each version of one key to every one of its destinations, in order. An error at one
-        destination never keeps the version from the others; a transient one holds the key's
-        later versions back at that destination only (they would overtake it on retry)."""
-        failed_at: dict[str, str] = {}  # destination -> the record that failed there
-        out: dict[int, dict[str, Delivery]] = {}
-        for send in lane:
-            deliveries: dict[str, Delivery] = {}
-            for destination in send.destinations:
-                if destination in failed_at:
-                    earlier = f"behind record {failed_at[destination]}"
-                    deliveries[destination] = Delivery("waiting", earlier)
-                    continue
-                try:
-                    deliveries[destination] = self._apply(destination, send)
-                except Exception as error:
-                    kind = type(error).__name__
-                    if is_permanent(error):
-                        labels = {"source": self.region, "destination": destination}
-                        self.metrics.incr("rejected", labels)
-                        deliveries[destination] = Delivery("rejected", f"{kind}: {error}", kind)
-                        continue
-                    sequence = _sequence_of(send.record) or f"#{send.index}"
-                    log.warning(
-                        "replicating record %s to %s failed: %s", sequence, destination, error
-                    )
-                    self.metrics.incr("apply_failures", {"region": self.region})
-                    deliveries[destination] = Delivery("failed", f"{kind}: {error}", kind)
-                    failed_at[destination] = sequence
-            out[send.index] = deliveries
-        return out
+    def _executor_for(self, destination: str) -> Executor:
+        if self._executor is not None:
+            return self._executor
+        with self._lock:
+            pool = self._pools.get(destination)
+            if pool is None:
+                pool = self._pools[destination] = ThreadPoolExecutor(
+                    max_workers=self.write_concurrency,
+                    thread_name_prefix=f"georep-{destination}",
+                )
+        return pool
 
-    def _apply(self, destination: str, send: _Send) -> Delivery:
+    def _run_lane(self, lane_key: tuple[object, str, str]) -> None:
+        """Write a lane's versions one after the other until it is empty."""
+        while True:
+            with self._lock:
+                lane = self._lanes[lane_key]
+                if not lane.tasks:
+                    lane.running = False
+                    if lane.failed_at is None:
+                        del self._lanes[lane_key]
+                    return
+                task = lane.tasks.popleft()
+                failed_at = lane.failed_at
+            if failed_at is not None:
+                delivery = Delivery("waiting", f"behind record {failed_at}")
+            else:
+                delivery = self._attempt(task.destination, task.send, task.fast, task.here)
+                if delivery.handled == "failed":
+                    with self._lock:
+                        lane.failed_at = _sequence_of(task.send.record) or f"#{task.send.index}"
+            self._report(task, delivery)
+
+    def _report(self, task: _Task, delivery: Delivery) -> None:
+        batch, index = task.batch, task.send.index
+        deliveries = batch._report(index, task.destination, delivery)
+        if deliveries:
+            ordered = {d: deliveries[d] for d in task.send.destinations}
+            batch._settled(index, self._settle(task.send.record, batch.results[index], ordered))
+
+    def _attempt(
+        self,
+        destination: str,
+        send: _Send,
+        fast: _Fast | None,
+        here: Literal["adoption", "restore"] | None,
+    ) -> Delivery:
+        """Apply ``send`` at ``destination``; an error becomes a rejected or failed delivery."""
+        try:
+            return self._apply(destination, send.version, fast, here)
+        except Exception as error:
+            kind = type(error).__name__
+            labels = {"source": self.region, "destination": destination}
+            if is_permanent(error):
+                self.metrics.incr("rejected", labels)
+                return Delivery("rejected", f"{kind}: {error}", kind)
+            sequence = _sequence_of(send.record) or f"#{send.index}"
+            log.warning("replicating record %s to %s failed: %s", sequence, destination, error)
+            self.metrics.incr("apply_failures", {"region": self.region})
+            return Delivery("failed", f"{kind}: {error}", kind)
+
+    def _apply(
+        self,
+        destination: str,
+        version: Version,
+        fast: _Fast | None,
+        here: Literal["adoption", "restore"] | None,
+    ) -> Delivery:
         table = self.tables[destination]
-        version = send.version
         key = self.settings.keys_of(version.data)
         labels = {"source": self.region, "destination": destination}
-        here = send.role if destination == self.region and send.role != "forward" else None
-        if send.fast is not None:
-            result = table.write(key, self._item(version), send.fast)
+        if fast is not None:
+            if fast.annotate:
+                result = table.annotate(key, encode_meta(version.meta), fast.precondition)
+                how = "annotated"
+            else:
+                result = table.write(key, self._item(version), fast.precondition)
+                how = "written"
             if result.ok:
-                return self._applied(version, "written", labels)
+                return self._applied(version, how, labels)
             current_item = result.current
         else:
             current_item = table.get(key)
@@ -524,21 +761,20 @@ class Replicator:
         return Delivery("applied", how)
 
 
-def _coalesce(lane: list[_Send]) -> list[_Send]:
-    """Drop a version the next one of the same key dominates and covers (same destinations):
-    applying both or only the later one ends in the same state."""
-    out: list[_Send] = []
-    for send in lane:
-        if (
-            out
-            and set(out[-1].destinations) <= set(send.destinations)
-            and compare(send.version.meta, out[-1].version.meta) is Order.AFTER
-        ):
-            out.pop()
-            # The destination still holds what preceded the dropped version: no fast path.
-            send = _Send(send.index, send.record, send.version, send.destinations, None, send.role)
-        out.append(send)
-    return out
+def _report_crash(future: Future[None]) -> None:
+    error = future.exception()
+    if error is not None:  # a bug: the lane's records never settle, and the shard stalls
+        log.critical("a replication lane stopped on an unexpected error", exc_info=error)
+
+
+def _coalescible(queued: _Task, task: _Task) -> bool:
+    """Whether applying only ``task`` ends where applying ``queued`` then ``task`` would: the
+    later version succeeds the queued one, and both are applied the same way (an adoption in
+    its own region is not coalesced with a forwarded version)."""
+    return (
+        queued.here == task.here
+        and compare(task.send.version.meta, queued.send.version.meta) is Order.AFTER
+    )
 
 
 def _sequence_of(record: Mapping[str, Any]) -> str | None:
