@@ -34,7 +34,10 @@ import math
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import boto3
@@ -48,12 +51,14 @@ from botocore.exceptions import (
 
 from service.checkpoint import CheckpointTracker
 from service.config import Config
+from service.core.values import size_of
 from service.deadletter import DynamoDeadLetters
 from service.dynamo import DynamoTable
 from service.errors import ConsumerHaltedError
 from service.heartbeat import StatusStore, StatusTracker
 from service.pipeline import (
     DeadLetterSink,
+    InlineExecutor,
     MemoryMetrics,
     Metrics,
     RecordResult,
@@ -63,6 +68,7 @@ from service.pipeline import (
 from service.streams import (
     AWS_ERRORS,
     NOT_FOUND,
+    Batch,
     CheckpointTable,
     DynamoCheckpointTable,
     StreamReader,
@@ -83,8 +89,12 @@ def clients_for(
     session: boto3.Session | None = None,
     boto_config: BotoConfig = BOTO_CONFIG,
 ) -> dict[str, Any]:
-    """One boto3 client per configured region (endpoint from config, or AWS)."""
+    """One boto3 client per configured region (endpoint from config, or AWS), with a
+    connection pool as large as the writes the replicator keeps in flight to a region."""
     session = session or boto3.Session()
+    configured = getattr(boto_config, "max_pool_connections", None) or 10
+    pool = max(configured, config.replication.write_concurrency)
+    boto_config = boto_config.merge(BotoConfig(max_pool_connections=pool))
     return {
         r.name: session.client(
             service,  # type: ignore[call-overload]
@@ -152,18 +162,6 @@ def retry_delay(failures: int, *, base: float, cap: float, jitter: Callable[[], 
     return delay / 2 + jitter() * delay / 2
 
 
-def applied_prefix(results: Sequence[RecordResult]) -> int:
-    """How many of a batch's records, from its start, may be checkpointed: service/checkpoint.py's
-    rule (the one the property model proves), one destination task per record. A dead-lettered
-    record is done (retrying it would not help); a failed one is not."""
-    tracker = CheckpointTracker()
-    for position, result in enumerate(results):
-        tracker.read(position, tasks=1)
-        if result.status != "failed":
-            tracker.done(position)
-    return tracker.safe_position()
-
-
 def _stream_enabled(table: Mapping[str, Any]) -> bool:
     return bool(table.get("StreamSpecification", {}).get("StreamEnabled", False))
 
@@ -195,8 +193,53 @@ def replicator_for(
     )
 
 
-class BatchReplicator(Protocol):
-    def process(self, records: Sequence[Mapping[str, Any]]) -> list[RecordResult]: ...
+class WindowReplicator(Protocol):
+    """What the consumer hands records to (service.pipeline.Replicator)."""
+
+    def submit(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        scope: object,
+        on_settled: Callable[[int, RecordResult], None],
+    ) -> object: ...
+
+    def forget(self, scope: object) -> None: ...
+
+
+@dataclass
+class _Flow:
+    """One shard's records between being read and being checkpointed. Positions count the
+    records read since the shard was (re)started from its checkpoint."""
+
+    scope: object  # the replicator's lanes of this shard
+    tracker: CheckpointTracker = field(default_factory=CheckpointTracker)
+    sequences: dict[int, str | None] = field(default_factory=dict)  # not yet checkpointed
+    sizes: dict[int, int] = field(default_factory=dict)  # bytes of each record in flight
+    in_flight: int = 0
+    bytes: int = 0
+    reading: Future[Batch] | None = None
+    closed: bool = False  # the shard's last batch was read
+    failed: str | None = None  # why the shard must be read again from its checkpoint
+    failed_position: int | None = None  # the first record that failed, if one did
+    committed: int = 0  # positions before this one are checkpointed
+    committed_at: float = -math.inf
+    empty_reads: int = 0
+    idle_until: float = -math.inf
+
+
+def _sequence(record: Mapping[str, Any]) -> str | None:
+    value = record.get("dynamodb", {}).get("SequenceNumber")
+    return value if isinstance(value, str) else None
+
+
+def _record_bytes(record: Mapping[str, Any]) -> int:
+    """About what a record holds in memory: its images' DynamoDB sizes."""
+    body = record.get("dynamodb", {})
+    try:
+        return sum(size_of(body[image]) for image in ("NewImage", "OldImage") if image in body)
+    except Exception:  # a malformed record is dead-lettered; it still counts for something
+        return 1024
 
 
 class StreamConsumer:
@@ -210,9 +253,13 @@ class StreamConsumer:
         dynamodb: Any,
         streams: Any,
         checkpoints: CheckpointTable,
-        replicator: BatchReplicator,
+        replicator: WindowReplicator,
         metrics: Metrics,
         batch_size: int = 100,
+        window_records: int = 2000,
+        window_bytes: int = 32 * 1024 * 1024,
+        checkpoint_every: float = 0.0,
+        read_executor: Executor | None = None,
         discover_every: float = 10.0,
         table_check_every: float = 60.0,
         retry_base: float = 0.1,
@@ -226,11 +273,24 @@ class StreamConsumer:
         tracker: StatusTracker | None = None,
     ) -> None:
         """``status_store`` keeps the consumer's status for ``georep status`` (none: not
-        kept); ``tracker`` is the one the replicator's metrics also feed (the lag), if any."""
+        kept); ``tracker`` is the one the replicator's metrics also feed (the lag), if any.
+
+        ``window_records``/``window_bytes``: records read and not yet applied everywhere, over
+        all shards (no shard is read while the window is full). ``checkpoint_every``: seconds
+        between two checkpoints of a shard whose records keep being applied (0: every turn).
+        ``read_executor`` runs GetRecords, one read in flight per shard (default: inline, in
+        the loop's thread; :class:`Consumer` reads shards in parallel from a pool)."""
         self.region, self.table_name = region, table_name
         self.table_client, self.streams = dynamodb, streams
         self.checkpoints, self.replicator, self.metrics = checkpoints, replicator, metrics
         self.batch_size, self.discover_every = batch_size, discover_every
+        self.window_records, self.window_bytes = max(window_records, batch_size), window_bytes
+        self.checkpoint_every = checkpoint_every
+        self.read_executor: Executor = read_executor or InlineExecutor()
+        self._flows: dict[str, _Flow] = {}  # shard -> what is in flight
+        self._settled: deque[tuple[str, int, RecordResult]] = deque()
+        self._wake = threading.Event()  # a read returned or a record settled
+        self._stopping = False
         # NOTE: DescribeTable tells a disabled or replaced stream (StreamStatus on AWS says so
         # too, moto's does not); once a minute costs nothing next to the polls.
         self.table_check_every = table_check_every
@@ -357,25 +417,63 @@ class StreamConsumer:
 
     # -- polling -----------------------------------------------------------------------------
 
-    def poll_once(self) -> int:
-        """Read one batch from every ready shard that is not backing off, replicate it,
-        checkpoint. Returns the number of records handed to the replicator."""
-        handed = self._poll()
+    def poll_once(self, *, paced: bool = False) -> int:
+        """One turn of the loop: start a read of every ready shard that has none in flight and is
+        not backing off (while the window has room), hand every batch read to the replicator,
+        count what settled, checkpoint. Returns the number of records handed to the replicator.
+
+        With inline executors (the tests) a turn reads, applies and commits; with the thread
+        pools of :class:`Consumer`, reads and writes go on between turns. ``paced`` (the
+        loop of :meth:`run`): a shard whose last read was empty is read again only after an
+        idle backoff, however often records of other shards wake the loop."""
+        handed = self._poll(paced=paced)
         self.tracker.polled(self.wall())
         self._save_status()
         return handed
 
-    def _poll(self) -> int:
+    def _poll(self, *, paced: bool) -> int:
         self._current()
-        if not self._due(None):
+        ready: list[str] = []
+        if self._due(None):
+            try:
+                ready = self._ready_shards()
+            except AWS_ERRORS as error:
+                self._trouble(None, error, f"listing the shards of {self._current().stream_arn}")
+            else:
+                self._recovered(None)
+        # Collect first, so that a shard whose read came back is read again in this turn (read
+        # ahead of its records being written); collect again, so that an inline read (tests)
+        # is applied and checkpointed in the turn that made it.
+        handed = self._settle_turn()
+        self._start_reads(ready, paced=paced)
+        return handed + self._settle_turn()
+
+    def _settle_turn(self) -> int:
+        handed = self._collect_reads()
+        self._count_settled()
+        self._checkpoint()
+        return handed
+
+    @property
+    def busy(self) -> bool:
+        """Reads or records in flight."""
+        return any(f.reading is not None or f.in_flight for f in self._flows.values())
+
+    @property
+    def quiet_reads(self) -> int:
+        """How many reads running every shard came back empty with nothing in flight and no
+        shard backing off (0 if any of that is not so)."""
+        flows = self._flows.values()
+        if self.backing_off or any(f.in_flight or f.failed for f in flows):
             return 0
-        try:
-            shards = self._ready_shards()
-        except AWS_ERRORS as error:
-            self._trouble(None, error, f"listing the shards of {self._current().stream_arn}")
-            return 0
-        self._recovered(None)
-        return sum(self._poll_shard(shard_id) for shard_id in shards if self._due(shard_id))
+        return min((f.empty_reads for f in flows), default=1 << 30)  # no shard to read
+
+    def _room(self) -> bool:
+        records = sum(
+            f.in_flight + (self.batch_size if f.reading else 0) for f in self._flows.values()
+        )
+        size = sum(f.bytes for f in self._flows.values())
+        return records + self.batch_size <= self.window_records and size < self.window_bytes
 
     def _ready_shards(self) -> list[str]:
         self._watch_table()
@@ -391,44 +489,144 @@ class StreamConsumer:
                 raise
             return []  # abandoned, and replaced if the table has a newer stream
 
-    def _poll_shard(self, shard_id: str) -> int:
+    def _start_reads(self, ready: Sequence[str], *, paced: bool) -> None:
         reader = self._current()
-        handed = 0
+        now = self.clock()
+        for shard_id in ready:
+            flow = self._flows.get(shard_id)
+            if flow is None:
+                flow = self._flows[shard_id] = _Flow(scope=(reader.stream_arn, shard_id))
+            if (
+                flow.reading is not None
+                or flow.closed
+                or flow.failed is not None
+                or not self._due(shard_id)
+                or (paced and flow.idle_until > now)
+                or not self._room()
+            ):
+                continue
+            flow.reading = self.read_executor.submit(self._read, reader, shard_id)
+
+    def _read(self, reader: StreamReader, shard_id: str) -> Batch:
         try:
-            batch = reader.read(shard_id)
+            return reader.read(shard_id)
+        finally:
+            self._wake.set()
+
+    def _collect_reads(self) -> int:
+        """Hand every batch read since the last turn to the replicator."""
+        handed = 0
+        reader = self._current()
+        for shard_id, flow in list(self._flows.items()):
+            if flow.reading is None or not flow.reading.done():
+                continue
+            future, flow.reading = flow.reading, None
+            try:
+                batch = future.result()
+            except AWS_ERRORS as error:
+                flow.failed = f"{error_code(error)}: {error}"
+                self._trouble(shard_id, error, f"shard {shard_id}")
+                continue
+            if flow.failed is not None or self._stopping:
+                reader.rewind(shard_id)  # read again from the checkpoint
+                continue
+            flow.closed = batch.closed
             if not batch.records:
-                if batch.closed:
-                    reader.commit(shard_id, sequence=None, finished=True)
-                self._recovered(shard_id)
-                return 0
-            handed = len(batch.records)
-            results = self.replicator.process(batch.records)
-            self.tracker.settled(results)
+                flow.empty_reads += 1
+                flow.idle_until = self.clock() + min(
+                    self.idle_backoff * 2 ** min(flow.empty_reads - 1, 16), self.max_idle_backoff
+                )
+                continue
+            flow.empty_reads, flow.idle_until = 0, -math.inf
+            handed += len(batch.records)
             self._observe_age(batch.records[-1])
-            applied = applied_prefix(results)
-            done = [r.sequence for r in results[:applied] if r.sequence is not None]
-            finished = batch.closed and applied == len(results)
-            if done or finished:
-                reader.commit(shard_id, sequence=done[-1] if done else None, finished=finished)
-        except AWS_ERRORS as error:  # reading, the dead-letter sink, the checkpoint table
-            reader.rewind(shard_id)
-            self._trouble(shard_id, error, f"shard {shard_id}")
-            return handed
-        if applied < len(results):
-            reader.rewind(shard_id)  # read again from the first record not applied
-            delay = self._back_off(shard_id)
-            what = f"{len(results) - applied} of {len(results)} records not applied yet"
-            self.tracker.error(self.wall(), f"shard {shard_id}: {what} ({results[applied].reason})")
-            log.warning(
-                "shard %s: %s (%s); retrying in %.2f s",
-                shard_id,
-                what,
-                results[applied].reason,
-                delay,
-            )
-        else:
-            self._recovered(shard_id)
+            start = flow.tracker.read_position
+            for offset, record in enumerate(batch.records):
+                position = start + offset
+                flow.tracker.read(position, tasks=1)
+                flow.sequences[position] = _sequence(record)
+                flow.sizes[position] = _record_bytes(record)
+            flow.in_flight += len(batch.records)
+            flow.bytes += sum(flow.sizes[start + i] for i in range(len(batch.records)))
+
+            def settled(
+                index: int, result: RecordResult, shard: str = shard_id, at: int = start
+            ) -> None:
+                self._settled.append((shard, at + index, result))
+                self._wake.set()
+
+            self.replicator.submit(batch.records, scope=flow.scope, on_settled=settled)
         return handed
+
+    def _on_settled(self, shard_id: str, start: int) -> Callable[[int, RecordResult], None]:
+        def settled(index: int, result: RecordResult) -> None:  # from a writer thread
+            self._settled.append((shard_id, start + index, result))
+            self._wake.set()
+
+        return settled
+
+    def _count_settled(self) -> None:
+        """Take in the records settled since the last turn."""
+        while self._settled:
+            shard_id, position, result = self._settled.popleft()
+            flow = self._flows[shard_id]
+            self.tracker.settled([result])
+            flow.in_flight -= 1
+            flow.bytes -= flow.sizes.pop(position)
+            if result.status != "failed":
+                flow.tracker.done(position)
+            elif flow.failed is None:
+                flow.failed = result.reason
+                flow.failed_position = position
+
+    def _checkpoint(self) -> None:
+        """Save each shard's checkpoint where it is due; finish a shard read and applied to its
+        end; after a failure, once the shard's records in flight settled, read it again from its
+        checkpoint after a backoff."""
+        reader = self._current()
+        now = self.clock()
+        for shard_id, flow in list(self._flows.items()):
+            drained = flow.in_flight == 0 and flow.reading is None
+            finished = flow.closed and drained and flow.failed is None
+            safe = flow.tracker.safe_position()
+            due = now - flow.committed_at >= self.checkpoint_every or drained
+            try:
+                if finished or (safe > flow.committed and due):
+                    done = [
+                        flow.sequences[p]
+                        for p in range(flow.committed, safe)
+                        if flow.sequences.get(p) is not None
+                    ]
+                    sequence = done[-1] if done else None
+                    if sequence is not None or finished:
+                        reader.commit(shard_id, sequence=sequence, finished=finished)
+                    for p in range(flow.committed, safe):
+                        flow.sequences.pop(p, None)
+                    flow.committed, flow.committed_at = safe, now
+                    if flow.failed is None:
+                        self._recovered(shard_id)
+            except AWS_ERRORS as error:
+                flow.failed = flow.failed or f"{error_code(error)}: {error}"
+                self._trouble(shard_id, error, f"checkpointing shard {shard_id}")
+            if finished:
+                del self._flows[shard_id]
+            elif flow.failed is not None and drained:
+                self._retry_from_checkpoint(reader, shard_id, flow)
+
+    def _retry_from_checkpoint(self, reader: StreamReader, shard_id: str, flow: _Flow) -> None:
+        """Every record of a failed shard settled: read it again from its checkpoint (the
+        records applied after the failure are applied again: idempotent)."""
+        del self._flows[shard_id]
+        reader.rewind(shard_id)
+        self.replicator.forget(flow.scope)
+        if flow.failed_position is None:
+            return  # a read or checkpoint error: already counted and backing off
+        behind = flow.tracker.read_position - flow.failed_position
+        read = flow.tracker.read_position - flow.committed
+        what = f"{behind} of {read} records not applied yet"
+        delay = self._back_off(shard_id)
+        self.tracker.error(self.wall(), f"shard {shard_id}: {what} ({flow.failed})")
+        log.warning("shard %s: %s (%s); retrying in %.2f s", shard_id, what, flow.failed, delay)
 
     def _observe_age(self, record: Mapping[str, Any]) -> None:
         created = record.get("dynamodb", {}).get("ApproximateCreationDateTime")
@@ -480,14 +678,20 @@ class StreamConsumer:
 
     def run(self, *, stop: threading.Event, idle_exit_after: float | None = None) -> None:
         """Poll until ``stop`` is set (or, with ``idle_exit_after``, until idle that long: nothing
-        read and nothing waiting to be retried). Raises ConsumerHaltedError on what waiting
-        cannot fix; every other error is retried."""
+        read, nothing in flight and nothing waiting to be retried), then let the records in
+        flight settle and checkpoint them. Raises ConsumerHaltedError on what waiting cannot
+        fix; every other error is retried."""
         backoff = self.idle_backoff
         idle_since: float | None = None
         try:
             while not stop.is_set():
-                if self.poll_once():
+                self._wake.clear()
+                if self.poll_once(paced=True):
                     backoff, idle_since = self.idle_backoff, None
+                    continue
+                if self.busy:  # a read returning or a record settling wakes the loop
+                    idle_since = None
+                    self._wake.wait(self.max_idle_backoff)
                     continue
                 now = self.clock()
                 if self.backing_off:
@@ -506,7 +710,28 @@ class StreamConsumer:
             self.tracker.error(self.wall(), f"halted: {error}")
             raise
         finally:
+            self.finish()
             self._save_status(stopped=True)
+
+    def finish(self, timeout: float = 60.0) -> None:
+        """Stop reading; wait (up to ``timeout`` seconds) for the records in flight to settle and
+        checkpoint what was applied. A batch still being read is dropped (read again after a
+        restart, from the checkpoint)."""
+        self._stopping = True
+        deadline = time.monotonic() + timeout
+        try:
+            while self.busy and time.monotonic() < deadline:
+                self._wake.wait(0.1)
+                self._wake.clear()
+                self._collect_reads()
+                self._count_settled()
+                self._checkpoint()
+            if self.busy:
+                log.warning("stopped with records in flight: they are replayed after a restart")
+        except ConsumerHaltedError:
+            pass  # said already
+        finally:
+            self._stopping = False  # polled again, it reads again
 
 
 class Consumer(StreamConsumer):
@@ -542,6 +767,8 @@ class Consumer(StreamConsumer):
             dead_letters=self.dead_letters,
             metrics=metrics,
         )
+        # One GetRecords in flight per shard: a thread per open shard, up to 64 at once.
+        self.read_pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="georep-read")
         self.checkpoint_table = DynamoCheckpointTable(
             self.dynamodb[region],
             table_name=config.replication.checkpoint_table,
@@ -556,6 +783,10 @@ class Consumer(StreamConsumer):
             replicator=self.pipeline,
             metrics=metrics,
             batch_size=config.replication.batch_size,
+            window_records=config.replication.window_records,
+            window_bytes=config.replication.window_bytes,
+            checkpoint_every=config.replication.checkpoint_every_seconds,
+            read_executor=self.read_pool,
             idle_backoff=config.replication.idle_backoff_seconds,
             max_idle_backoff=config.replication.max_idle_backoff_seconds,
             status_store=self.checkpoint_table,
@@ -575,4 +806,5 @@ class Consumer(StreamConsumer):
         super().setup()
 
     def close(self) -> None:
+        self.read_pool.shutdown(wait=True)
         self.pipeline.close()

@@ -88,14 +88,15 @@ def local_replica_set(
 
 
 def drain(consumers: list[Consumer], *, quiet_rounds: int = 3, timeout: float = 120) -> None:
-    """Poll every region until no stream has anything left for ``quiet_rounds`` rounds running
-    and no consumer waits to retry a failed batch (its backoff is not quiet)."""
-    deadline, quiet = time.monotonic() + timeout, 0
-    while quiet < quiet_rounds:
+    """Poll every region until each has read every shard empty ``quiet_rounds`` times running,
+    with nothing in flight and no shard waiting to retry a failed batch (its backoff is not
+    quiet)."""
+    deadline = time.monotonic() + timeout
+    while True:
         if time.monotonic() > deadline:
             raise TimeoutError(f"streams did not drain within {timeout:.0f} s")
         read = sum(c.poll_once() for c in consumers)
-        waiting = any(c.backing_off for c in consumers)
-        quiet = quiet + 1 if read == 0 and not waiting else 0
-        if waiting and read == 0:
-            time.sleep(0.05)
+        if read == 0 and all(c.quiet_reads >= quiet_rounds for c in consumers):
+            return
+        if read == 0:
+            time.sleep(0.01)

@@ -18,14 +18,20 @@ time, so that two letters of one key arrive in the order they were read.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from service.consumer import BatchReplicator
 from service.deadletter import DeadLetter
+from service.pipeline import RecordResult
 
 Outcome = Literal["applied", "dead-lettered", "failed", "gone"]
+
+
+class BatchReplicator(Protocol):
+    """Replicates a batch and waits for it (service.pipeline.Replicator)."""
+
+    def process(self, records: Sequence[Mapping[str, Any]]) -> list[RecordResult]: ...
 
 
 class DeadLetterStore(Protocol):

@@ -363,6 +363,10 @@ class StreamReader:
         # Shards without a checkpoint: the first record read from the trim horizon. Read again
         # AT it, so that AWS says TrimmedDataAccessException if it aged out meanwhile.
         self._first_read: dict[str, str] = {}
+        # The last record handed out per shard: an iterator lost while records after the
+        # checkpoint are still in flight (expired, a server error) resumes after it, not at
+        # the checkpoint (which would hand the records in flight out twice). `rewind` forgets it.
+        self._handed: dict[str, str] = {}
 
     # -- the stream's life -------------------------------------------------------------------
 
@@ -487,7 +491,7 @@ class StreamReader:
     def _iterator(self, shard_id: str) -> str:
         if shard_id in self.iterators:
             return self.iterators[shard_id]
-        sequence = self.state[shard_id].sequence
+        sequence = self._handed.get(shard_id) or self.state[shard_id].sequence
         kwargs: dict[str, Any] = {"StreamArn": self.stream_arn, "ShardId": shard_id}
         if sequence is None and shard_id in self._first_read:
             kwargs["ShardIteratorType"] = "AT_SEQUENCE_NUMBER"
@@ -548,6 +552,9 @@ class StreamReader:
         else:
             self.iterators.pop(shard_id, None)
         records = response.get("Records", [])
+        last = records[-1].get("dynamodb", {}).get("SequenceNumber") if records else None
+        if isinstance(last, str):
+            self._handed[shard_id] = last
         if records and self.state[shard_id].sequence is None:
             first = records[0].get("dynamodb", {}).get("SequenceNumber")
             if isinstance(first, str):
@@ -568,6 +575,7 @@ class StreamReader:
     def rewind(self, shard_id: str) -> None:
         """Forget the iterator: the next read starts again after the checkpoint."""
         self.iterators.pop(shard_id, None)
+        self._handed.pop(shard_id, None)
 
     # -- losses ------------------------------------------------------------------------------
 
@@ -582,6 +590,7 @@ class StreamReader:
         else:
             state.sequence = None
         self._first_read.pop(shard_id, None)
+        self._handed.pop(shard_id, None)
         self.iterators.pop(shard_id, None)
         self.checkpoints.save(shard_id, state)
 

@@ -61,6 +61,22 @@ class ScriptedReplicator:
                 results.append(RecordResult(sequence, "ok"))
         return results
 
+    def submit(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        scope: object = None,
+        on_settled: Callable[[int, RecordResult], None] = lambda index, result: None,
+    ) -> list[RecordResult]:
+        """The window interface, settled at once (every record before submit returns)."""
+        results = self.process(records)
+        for index, result in enumerate(results):
+            on_settled(index, result)
+        return results
+
+    def forget(self, scope: object) -> None:
+        pass
+
 
 def consumer_on(
     streams: MemoryStreams,

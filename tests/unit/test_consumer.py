@@ -15,9 +15,9 @@ import service.consumer
 import service.preflight
 from service import cli
 from service.checkpoint import CheckpointTracker
-from service.consumer import StreamConsumer, applied_prefix, retry_delay
+from service.consumer import StreamConsumer, retry_delay
 from service.errors import ConsumerHaltedError
-from service.pipeline import MemoryMetrics, RecordResult
+from service.pipeline import MemoryMetrics
 from service.streams import MemoryCheckpointTable
 from service.streams_memory import MemoryStreams, client_error
 from tests.doubles import Clock, ScriptedReplicator, consumer_on
@@ -261,13 +261,6 @@ def test_the_consumer_checkpoints_by_the_rule_the_model_proves() -> None:
     """The consumer commits through service.checkpoint.CheckpointTracker, the class the property
     model (tests/property/machine.py) drives: no second copy of the rule."""
     assert service.consumer.CheckpointTracker is service.checkpoint.CheckpointTracker
-    results = [
-        RecordResult("1", "ok"),
-        RecordResult("2", "dead-lettered"),
-        RecordResult("3", "failed"),
-        RecordResult("4", "ok"),
-    ]
-    assert 2 == applied_prefix(results)
 
 
 def test_breaking_the_models_checkpoint_rule_breaks_the_consumer(
