@@ -163,6 +163,8 @@ class LatencyProxy:
                     self._pipe(client_r, server_w, not_before=ready_at),
                     self._pipe(server_r, client_w, not_before=accepted),
                 )
+            except asyncio.CancelledError:
+                return  # stop() closes connections still open (kept alive): not an error
             finally:
                 for writer in (client_w, server_w):
                     writer.close()
