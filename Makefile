@@ -32,8 +32,11 @@ test: lint typecheck
 test-deep: $(STAMP)
 	HYPOTHESIS_PROFILE=deep $(PY) -m pytest -q tests/property
 
+# bench/wan.py: replication across 0/40/100 ms of inter-region latency, about 6 minutes;
+# results in bench/results/ (see docs/decisions.md).
 bench: $(STAMP)
 	$(PY) bench/core.py
+	$(PY) bench/wan.py
 
 bench-replication: $(STAMP)
 	$(PY) bench/replication.py
