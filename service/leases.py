@@ -3,11 +3,11 @@ and take over within seconds when a holder dies.
 
 A lease per (stream ARN, shard id) lives in the consumer's checkpoint table (key ``shard``, S):
 ``lease/<stream arn>|<shard id>`` with ``owner`` (S, the holder's worker id; absent when free),
-``counter`` (N, +1 on every take, renewal and release) and ``wanted_by`` (S, a worker asking
-the holder to let it go). The ``lease/`` prefix keeps these items out of
-``DynamoCheckpoints.load()`` (prefix ``<stream arn>|``) and ``repair_markers()`` (the part after
-the last ``|`` is a shard id, never ``__needs_repair__``). The decisions are pure
-(service/core/leases.py); this module lists, writes and keeps time.
+``counter`` (N, +1 on every take, renewal, release and hand-over) and ``wanted_by`` (S, a
+worker under its fair share asking the holder to hand the lease over). The ``lease/`` prefix
+keeps these items out of ``DynamoCheckpoints.load()`` (prefix ``<stream arn>|``) and
+``repair_markers()`` (the part after the last ``|`` is a shard id, never ``__needs_repair__``).
+The decisions are pure (service/core/leases.py); this module lists, writes and keeps time.
 
 API::
 
@@ -65,11 +65,13 @@ import ulid
 from botocore.exceptions import ClientError
 
 from service.core.leases import (
+    NEVER,
     Lease,
     Plan,
     Seen,
     condition_holds,
     decide,
+    handed_over,
     holds,
     observe,
     released,
@@ -241,6 +243,8 @@ class LeaseKeeper:
         self.last_plan = plan
         for lease in plan.release:
             self._write(lease, released(lease))
+        for lease in plan.hand_over:
+            self._write(lease, handed_over(lease))
         for lease in plan.renew:
             self._write(lease, renewed(lease))
         got: set[str] = set()
@@ -285,6 +289,10 @@ class LeaseKeeper:
 
         An error leaves ``seen`` as it was: the write may or may not have happened, what we saw
         before still times our lease out, and the next listing shows the outcome."""
+        if new.owner != self.owner and expected.owner == self.owner:
+            # NOTE: giving a lease up (release, hand-over) ends our hold before the request
+            # leaves: once it lands another worker may hold the shard, answer or no answer.
+            self.seen[new.shard] = Seen(expected.owner, expected.counter, NEVER)
         sent = self.clock()
         ok = self.table.put(new, stream_arn=self.stream_arn, expected=expected)
         if not remember:

@@ -7,8 +7,8 @@ the plan with conditional writes built from :func:`condition_holds`'s rule.
 Laws the edge and the fakes rely on:
 
 * A lease item's ``counter`` grows by one on every write that changes who holds it or proves
-  its holder alive (take, renew, release); items are never deleted, so ``(owner, counter)``
-  never repeats, and ``counter == 0`` stands for "no item yet".
+  its holder alive (take, renew, release, hand-over); items are never deleted, so
+  ``(owner, counter)`` never repeats, and ``counter == 0`` stands for "no item yet".
 * Every write is conditional on the ``(owner, counter)`` the writer listed: a write decided on
   a stale listing fails, and a failed write means "not held", never an error.
 * Expiry is KCL's: a worker thinks another's lease lapsed once it has seen the same
@@ -82,6 +82,12 @@ def released(lease: Lease) -> Lease:
     return Lease(lease.shard, owner=None, counter=lease.counter + 1)
 
 
+def handed_over(lease: Lease) -> Lease:
+    """Give an asked-for lease to the asker directly: were it only freed, its old holder (who
+    no longer counts the asker among the workers) could take it back first."""
+    return Lease(lease.shard, owner=lease.wanted_by, counter=lease.counter + 1)
+
+
 def requested(lease: Lease, *, by: str) -> Lease:
     """Ask the holder for the lease: the counter stays, so nobody's expiry timer restarts."""
     return replace(lease, wanted_by=by)
@@ -128,10 +134,12 @@ def observe(
 @dataclass(frozen=True)
 class Plan:
     """What a worker does this tick. ``take`` is in preference order: take until ``want``
-    succeeded (a lost race moves on to the next). ``request``: a lease to ask its holder for."""
+    succeeded (a lost race moves on to the next). ``hand_over``: leases another worker asked
+    for. ``request``: a lease to ask its holder for."""
 
     renew: tuple[Lease, ...] = ()
     release: tuple[Lease, ...] = ()
+    hand_over: tuple[Lease, ...] = ()
     take: tuple[Lease, ...] = ()
     want: int = 0
     request: Lease | None = None
@@ -157,9 +165,10 @@ def decide(
     now: float,
     lease_seconds: float,
 ) -> Plan:
-    """Renew this worker's leases of ready shards; release those of shards no longer ready or
-    asked for; take free or lapsed leases up to the fair share ``ceil(ready / live workers)``;
-    if still under it, ask the busiest worker above it for one lease (one ask at a time).
+    """Renew this worker's leases of ready shards; release those of shards no longer ready;
+    hand those asked for to the asker; take free or lapsed leases up to the fair share
+    ``ceil(ready / live workers)``; if still under it, ask the busiest worker above it for one
+    lease (one ask at a time).
 
     Live workers are the holders of leases that have not lapsed, those asking for one, and
     this worker (there is no other membership list: KCL counts workers the same way).
@@ -188,20 +197,17 @@ def decide(
     mine = sorted((lease for lease in listed.values() if lease.owner == me), key=lambda x: x.shard)
     # NOTE: a lease of ours is renewed even if our own clock says it lapsed (a pause, a lost
     # answer): the write is conditional on the counter, so it fails if anyone took it since.
-    release = tuple(
-        lease
-        for lease in mine
-        if lease.shard not in ready_set or (lease.wanted_by not in (None, me))
+    release = tuple(lease for lease in mine if lease.shard not in ready_set)
+    hand_over = tuple(
+        lease for lease in mine if lease not in release and lease.wanted_by not in (None, me)
     )
-    renew = tuple(lease for lease in mine if lease not in release)
+    renew = tuple(lease for lease in mine if lease not in release and lease not in hand_over)
 
     takeable = [
         listed.get(shard, absent(shard))
         for shard in ready_set
         if shard not in listed or (listed[shard].owner != me and not alive(listed[shard]))
     ]
-    # A lease we just released for an asker is not ours to take back this tick.
-    takeable = [lease for lease in takeable if lease.shard not in {r.shard for r in release}]
     take = tuple(sorted(takeable, key=lambda lease: _order(me, lease.shard)))
     want = max(0, target - len(renew))
 
@@ -218,6 +224,7 @@ def decide(
     return Plan(
         renew=renew,
         release=release,
+        hand_over=hand_over,
         take=take,
         want=want,
         request=request,

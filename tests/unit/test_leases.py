@@ -81,11 +81,12 @@ def test_an_unrecorded_write_naming_this_worker_counts_as_lapsed_until_renewed()
     assert (Lease("s0", "a", 6),) == plan.renew
 
 
-def test_leases_of_shards_no_longer_ready_or_asked_for_are_released() -> None:
+def test_leases_of_shards_no_longer_ready_are_released_and_asked_for_ones_handed_over() -> None:
     leases = [Lease("s0", "a", 1), Lease("s1", "a", 1, wanted_by="b"), Lease("s2", "a", 1)]
     plan = decide(leases, ready=["s1", "s2"], me="a", seen={}, now=0.0, lease_seconds=L)
-    assert ({"s0", "s1"}, {"s2"}) == (
+    assert ({"s0"}, {"s1"}, {"s2"}) == (
         {lease.shard for lease in plan.release},
+        {lease.shard for lease in plan.hand_over},
         {lease.shard for lease in plan.renew},
     )
 
@@ -153,6 +154,19 @@ def test_a_paused_holder_finds_on_its_next_tick_that_it_lost_its_leases() -> Non
     assert "b" == table.items[ARN, "s0"].owner
 
 
+def test_an_asked_for_lease_is_handed_over_and_held_by_the_asker_after_its_renewal() -> None:
+    table, clock = MemoryLeaseTable(), Clock()
+    a, b = keeper(table, "a", clock), keeper(table, "b", clock)
+    a.tick(["s0", "s1"])
+    b.tick(["s0", "s1"])  # asks
+    clock.advance(1.0)
+    a.tick(["s0", "s1"])  # hands one over
+    assert 1 == len(a.held())
+    assert frozenset() == b.held()  # not before b's own write
+    assert 1 == len(b.tick(["s0", "s1"]))
+    assert frozenset() == a.held() & b.held()
+
+
 def test_a_released_shard_is_taken_at_once() -> None:
     table, clock = MemoryLeaseTable(), Clock()
     a, b = keeper(table, "a", clock), keeper(table, "b", clock)
@@ -171,3 +185,28 @@ def test_errors_other_than_a_lost_condition_propagate() -> None:
     with pytest.raises(ConnectionError):
         k.tick(["s0"])
     assert frozenset() == k.held()
+
+
+@pytest.mark.parametrize("give_up", ["release", "hand over"])
+def test_a_holder_giving_a_lease_up_stops_holding_it_before_its_write_lands(give_up: str) -> None:
+    """Regression, found by tests/property/test_leases.py: a worker paused after its release or
+    hand-over landed, before the answer, still held the shard while the taker held it too."""
+    clock = Clock()
+    seen_during_write: list[bool] = []
+
+    class Watching(MemoryLeaseTable):
+        def put(self, new: Lease, *, stream_arn: str, expected: Lease) -> bool:
+            ok = super().put(new, stream_arn=stream_arn, expected=expected)
+            if expected.owner == "a" and new.owner != "a":
+                seen_during_write.append(a.holds(new.shard))
+            return ok
+
+    table = Watching()
+    a = keeper(table, "a", clock)
+    a.tick(["s0", "s1"])
+    if give_up == "release":
+        a.release("s0")
+    else:
+        keeper(table, "b", clock).tick(["s0", "s1"])  # asks a for one
+        a.tick(["s0", "s1"])
+    assert [False] == seen_during_write
