@@ -10,8 +10,8 @@ Properties:
 * at most one holder: at any time, a shard is held (``holds``) by at most one worker, paused
   ones included, and whoever holds it is the owner stored in the table;
 * liveness: a ready shard not held by a running worker is taken within ``lease_seconds`` plus
-  one tick of the later of its last holder stopping (death, pause, release) and some worker
-  running without pause (a dead holder's shards included);
+  one tick of the later of its last holder's last sign of life (holding it, or a write of its
+  lease landing) and some worker running without pause (a dead holder's shards included);
 * fair share: after settling (a dozen ticks with no other event), every ready shard is held
   and each running worker holds between floor and ceil of ready shards / running workers.
 """
@@ -73,6 +73,8 @@ class PausingTable:
             self.pause = None
             self.machine.world_runs_without(self.name, pause[1])
         ok = self.table.put(new, stream_arn=stream_arn, expected=expected)
+        if ok and new.owner is not None:
+            self.machine.shards[new.shard].last_held = self.machine.now  # a live holder wrote
         if pause is not None and pause[0] == self.writes and pause[2]:
             self.pause = None
             self.machine.world_runs_without(self.name, pause[1])
@@ -82,7 +84,9 @@ class PausingTable:
 @dataclass
 class ShardWatch:
     ready: bool = False
-    last_held: float = 0.0  # when a running worker last held it (or it became ready)
+    # When a live worker last held it, or wrote it as its own (a renewal that lands while its
+    # writer is paused, which then dies), or it became ready.
+    last_held: float = 0.0
 
 
 class LeaseMachine(RuleBasedStateMachine):
@@ -249,3 +253,29 @@ class LeaseMachine(RuleBasedStateMachine):
 def test_leases_one_holder_liveness_and_fair_share() -> None:
     """The three properties of the module docstring, over the in-memory table."""
     run_state_machine_as_test(LeaseMachine)
+
+
+class Scripted:
+    """Stands in for ``st.data()``: hands out the given draws in order."""
+
+    def __init__(self, *draws: object) -> None:
+        self.draws = list(draws)
+
+    def draw(self, strategy: object, label: str = "") -> object:
+        return self.draws.pop(0)
+
+
+def test_a_renewal_landing_while_its_writer_is_paused_counts_as_a_sign_of_life() -> None:
+    """Regression (the liveness check, not the product): w0 renews while paused, then dies;
+    w1 takes s0 lease_seconds + one tick after that renewal landed, which the check had timed
+    from w0's last hold seen before the pause."""
+    m = LeaseMachine()
+    m.make_ready(ready={"s0"})
+    m.start_worker(offset=0)
+    m.start_worker(offset=0)
+    w0 = m.workers["w0"]
+    m.pause_mid_tick(Scripted(w0), nth=1, ticks=2, after=True)  # type: ignore[arg-type]
+    m.pause_mid_tick(Scripted(w0), nth=1, ticks=1, after=False)  # type: ignore[arg-type]
+    m.kill(Scripted(w0))  # type: ignore[arg-type]
+    m.settle()
+    assert "w1" == m.table.items[ARN, "s0"].owner

@@ -66,6 +66,17 @@ def test_another_workers_lease_is_taken_only_after_its_counter_stood_still_for_l
     assert (Lease("s0", "b", 5),) == late.take
 
 
+def test_orphaned_shards_are_all_taken_even_beyond_the_fair_share() -> None:
+    """Regression, found by tests/property/test_leases.py: capped at its share (which counted
+    a worker that was dead but not yet lapsed), a worker left a dead holder's shard unread."""
+    leases = [Lease("s0", "dead", 1), Lease("s1", "dead", 1), Lease("s2", "b", 1)]
+    seen = observe({}, leases, me="a", at=0.0)
+    seen["s2"] = Seen("b", 1, L)  # b's lease seen later: not lapsed yet
+    plan = decide(leases, ready=["s0", "s1", "s2"], me="a", seen=seen, now=L, lease_seconds=L)
+    assert (2, {"s0", "s1"}) == (plan.target, {lease.shard for lease in plan.take})
+    assert 2 == plan.want
+
+
 def test_a_renewal_restarts_the_observers_timer() -> None:
     seen = observe({}, [Lease("s0", "b", 5)], me="a", at=10.0)
     seen = observe(seen, [Lease("s0", "b", 6)], me="a", at=15.0)
