@@ -1,0 +1,102 @@
+"""What shard leases cost at N shards: one listing, and one tick of a worker holding them all.
+
+    .venv/bin/python bench/leases.py [--shards 1000] [--runs 5]
+    .venv/bin/python bench/leases.py --backend endpoint --endpoint-url URL  # your server
+
+Fills the checkpoint table as a consumer of an N-shard stream would (N checkpoints, N leases,
+a status item), then times ``DynamoLeaseTable.list`` (a consistent Scan filtered by the lease
+prefix) and a ``LeaseKeeper.tick`` that renews N leases, and prints the bytes the Scan reads,
+which is what DynamoDB bills it by (a consistent read unit per 4 KB scanned, filter or no
+filter). Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+from typing import Any
+
+from service.backends import add_backend_options, start_backend
+from service.core.leases import absent, taken
+from service.leases import DynamoLeaseTable, LeaseKeeper, lease_prefix
+from service.streams import DynamoCheckpoints, ShardState
+
+REGION = "eu-west-1"
+TABLE = "georep-checkpoints"
+ARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/orders/stream/2026-11-30T00:00:00.000"
+
+
+def item_bytes(item: dict[str, Any]) -> int:
+    """DynamoDB's item size: attribute names plus values (strings as UTF-8, numbers ~ digits)."""
+    size = 0
+    for name, value in item.items():
+        size += len(name.encode())
+        (kind, raw), *_ = value.items()
+        size += 1 if kind == "BOOL" else len(str(raw).encode())
+    return size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    add_backend_options(parser)
+    parser.add_argument("--shards", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    with start_backend(args.backend, endpoint_url=args.endpoint_url) as backend:
+        client = backend.client("dynamodb", REGION)
+        table = DynamoLeaseTable(client, table_name=TABLE)
+        table.ensure_table()
+        checkpoints = DynamoCheckpoints(client, table_name=TABLE, stream_arn=ARN)
+        shards = [f"shardId-{1_700_000_000_000 + i:020d}-{i:08x}" for i in range(args.shards)]
+        for shard in shards:
+            checkpoints.save(
+                shard, ShardState(sequence="4" * 21, finished=False, created_after=1.7e9)
+            )
+            table.put(
+                taken(absent(shard), by="host:4242:" + "0" * 26),
+                stream_arn=ARN,
+                expected=absent(shard),
+            )
+
+        listings = []
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            leases = table.list(stream_arn=ARN)
+            listings.append(time.perf_counter() - start)
+        assert len(leases) == args.shards
+
+        scanned = 0
+        for page in client.get_paginator("scan").paginate(TableName=TABLE, ConsistentRead=True):
+            scanned += sum(item_bytes(item) for item in page["Items"])
+        lease_items = [
+            i
+            for i in client.scan(TableName=TABLE)["Items"]
+            if i["shard"]["S"].startswith(lease_prefix(ARN))
+        ]
+        per_lease = statistics.mean(item_bytes(i) for i in lease_items) if lease_items else 0
+
+        keeper = LeaseKeeper(table, stream_arn=ARN, owner="bench", lease_seconds=1e9)
+        keeper.tick(shards)  # takes nothing yet: the leases are another worker's, not lapsed
+        for lease in table.list(stream_arn=ARN):  # hand them all to "bench"
+            table.put(taken(lease, by="bench"), stream_arn=ARN, expected=lease)
+        start = time.perf_counter()
+        held = keeper.tick(shards)  # one listing + N conditional renewals
+        tick_seconds = time.perf_counter() - start
+        assert len(held) == args.shards
+
+    print(f"backend: {backend.name}, {args.shards} shards, table items {2 * args.shards}")
+    print(f"list: median {statistics.median(listings) * 1000:.0f} ms over {args.runs} runs")
+    print(
+        f"scan reads {scanned / 1024:.0f} KB per listing = "
+        f"{math.ceil(scanned / 4096)} consistent RCU (lease item ~{per_lease:.0f} B)"
+    )
+    print(
+        f"tick renewing {args.shards} leases: {tick_seconds:.2f} s "
+        f"({args.shards / tick_seconds:.0f} renewals/s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
