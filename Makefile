@@ -42,11 +42,13 @@ bench-replication: $(STAMP)
 # deploy/requirements.txt's wheels for manylinux2014_aarch64 / CPython 3.12 (boto3 is the
 # runtime's). Reproducible: the same inputs give the same bytes. Byte-compiled when a python3.12
 # is on PATH (Lambda's /var/task is read-only: no pycs means compiling on every cold start).
-CONFIG ?= georep.toml
-PACKAGE := dist/georep-lambda.zip
+CONFIG    ?= georep.toml
+PYTHON312 ?= python3.12
+PACKAGE   := dist/georep-lambda.zip
+HAS_312   := $(shell $(PYTHON312) -c 'import sys; print(sys.version_info[:2] == (3, 12))' 2>/dev/null)
 package: $(STAMP)
 	$(PY) deploy/package.py --out $(PACKAGE) $(if $(wildcard $(CONFIG)),--config $(CONFIG)) \
-		$(if $(shell command -v python3.12 2>/dev/null),--compile python3.12)
+		$(if $(filter True,$(HAS_312)),--compile $(PYTHON312))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .cache
