@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-deep lint typecheck bench bench-replication clean
+.PHONY: install demo test test-deep lint typecheck bench bench-replication package clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,8 @@ demo: $(STAMP)
 	$(VENV)/bin/georep demo
 
 lint: $(STAMP)
-	$(PY) -m ruff check service resolvers tests bench
-	$(PY) -m ruff format --check service resolvers tests bench
+	$(PY) -m ruff check service resolvers tests bench deploy
+	$(PY) -m ruff format --check service resolvers tests bench deploy
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
@@ -40,6 +40,18 @@ bench: $(STAMP)
 
 bench-replication: $(STAMP)
 	$(PY) bench/replication.py
+
+# The Lambda function's zip (deploy/package.py): service/, resolvers/, CONFIG if it exists, and
+# deploy/requirements.txt's wheels for manylinux2014_aarch64 / CPython 3.12 (boto3 is the
+# runtime's). Reproducible: the same inputs give the same bytes. Byte-compiled when a python3.12
+# is on PATH (Lambda's /var/task is read-only: no pycs means compiling on every cold start).
+CONFIG    ?= georep.toml
+PYTHON312 ?= python3.12
+PACKAGE   := dist/georep-lambda.zip
+HAS_312   := $(shell $(PYTHON312) -c 'import sys; print(sys.version_info[:2] == (3, 12))' 2>/dev/null)
+package: $(STAMP)
+	$(PY) deploy/package.py --out $(PACKAGE) $(if $(wildcard $(CONFIG)),--config $(CONFIG)) \
+		$(if $(filter True,$(HAS_312)),--compile $(PYTHON312))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .cache

@@ -13,6 +13,7 @@ from service.commands import (
     backfill,
     check_rule,
     demo,
+    deploy,
     dlq,
     init,
     run,
@@ -20,6 +21,6 @@ from service.commands import (
     verify,
 )
 
-COMMANDS = (demo, backend, init, run, backfill, verify, status, dlq, check_rule)
+COMMANDS = (demo, backend, init, run, backfill, verify, status, dlq, check_rule, deploy)
 
 __all__ = ["COMMANDS"]

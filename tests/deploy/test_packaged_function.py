@@ -1,0 +1,317 @@
+"""The packaged function: `make package`'s zip is reproducible, and the handler imported from
+the zip alone (in a fresh interpreter, no source tree on its path) replicates the event AWS's
+own tooling produces and batches recorded from a real stream (binary values, a TTL deletion, a
+malformed record) against the embedded backend. The API calls it made are then held against
+the role the stack gives it: every call allowed, every action and table listed used.
+
+`events/sam_dynamodb_update.json`: see events/README.md for the command that produced it.
+The recorded batches are read from moto's stream during the test and shaped as Lambda sends
+them (tests/integration/test_lambda_handler.py's `lambda_event`); moto never expires items by
+TTL, so the TTL deletion is moto's REMOVE record of a delete plus TTL's userIdentity, exactly
+the shape DynamoDB streams for one (tests/integration/test_ttl_records.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from service.backends import EmbeddedBackend, MotoServer, create_replica_table
+from service.commands.deploy import parameters
+from service.config import load_config
+from service.core.version import TTL_ATTR
+from service.deadletter import DynamoDeadLetters
+from service.sdk import GeorepTable
+from tests.deploy.sam import ARTIFACT_BUCKET, ARTIFACT_KEY, ROOT, placeholder_zip, translated_json
+from tests.deploy.test_stacks import Account, role_policy
+from tests.integration.cluster import REGIONS, Cluster, make_cluster
+from tests.integration.test_lambda_handler import lambda_event
+
+sys.path.insert(0, str(ROOT / "deploy"))
+import package
+
+pytestmark = pytest.mark.integration
+
+HERE = Path(__file__).parent
+EVENTS = HERE / "events"
+SOURCE = REGIONS[0]
+BLOB = bytes(range(256))
+MOTO_ACCOUNT = "123456789012"  # moto's default: what a client without the account header uses
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The function's zip without dependencies (no network): service/ and resolvers/."""
+    return package.build(tmp_path_factory.mktemp("zip") / "georep-lambda.zip", deps=False)
+
+
+def test_the_zip_is_reproducible_sorted_and_holds_only_the_function(
+    packaged: Path, tmp_path: Path
+) -> None:
+    """Two builds a second apart give the same bytes; entries are sorted, all dated
+    1980-01-01 (or SOURCE_DATE_EPOCH), and hold service/, resolvers/ and the config only."""
+    time.sleep(1)
+    config = tmp_path / "georep.toml"
+    config.write_text("[table]\n")
+    again = package.build(tmp_path / "again.zip", deps=False)
+    with_config = package.build(tmp_path / "config.zip", deps=False, config=config)
+
+    assert _digest(packaged) == _digest(again)
+    with zipfile.ZipFile(packaged) as archive:
+        names = archive.namelist()
+        assert sorted(names) == names
+        assert {(1980, 1, 1, 0, 0, 0)} == {i.date_time for i in archive.infolist()}
+        assert {"resolvers", "service"} == {n.split("/")[0] for n in names}
+        assert [] == [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+        assert "service/lambda_handler.py" in names
+    with zipfile.ZipFile(with_config) as archive:
+        assert "georep.toml" in archive.namelist()
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _site_dirs() -> list[str]:
+    """This interpreter's dependency folders, minus any that holds georep's own packages."""
+    return [
+        p
+        for p in sys.path
+        if p.endswith("site-packages") and not (Path(p) / "service" / "__init__.py").exists()
+    ]
+
+
+def invoke(
+    packaged: Path, events: list[dict[str, Any]], *, env: dict[str, str], tmp_path: Path
+) -> dict[str, Any]:
+    """The packaged handler, in a fresh interpreter, given ``events`` one after the other."""
+    paths = []
+    for n, event in enumerate(events):
+        path = tmp_path / f"event-{n}.json"
+        path.write_text(json.dumps(event))
+        paths.append(str(path))
+    result = tmp_path / "result.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            str(HERE / "invoke_packaged.py"),
+            str(result),
+            str(packaged),
+            *_site_dirs(),
+            "--",
+            *paths,
+        ],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "AWS_MAX_ATTEMPTS": "2", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert 0 == done.returncode, done.stderr[-3000:]
+    answer: dict[str, Any] = json.loads(result.read_text())
+    assert answer["service_from"].startswith(str(packaged) + "/service/")
+    assert answer["hypothesis_imported"] is False  # the law check stays out of the cold start
+    return answer
+
+
+def _environment(cluster: Cluster, config: Path) -> dict[str, str]:
+    return {**cluster.env(), "GEOREP_CONFIG": str(config), "GEOREP_REGION": SOURCE}
+
+
+# -- the event `sam local generate-event dynamodb update` produces ------------------------------
+
+
+def test_the_packaged_handler_replicates_the_event_sam_generates(
+    packaged: Path, backend: EmbeddedBackend, tmp_path: Path
+) -> None:
+    """AWS's sample (INSERT, MODIFY, REMOVE of item Id=101, a numeric key): no failure is
+    reported and every region ends with the same tombstone for the item."""
+    name = f"sam-{tmp_path.name[-8:]}".replace("_", "-")
+    blocks = "".join(
+        f'[[regions]]\nname = "{r}"\nendpoint_url = "{backend.endpoint_url}"\n\n' for r in REGIONS
+    )
+    config = tmp_path / "georep.toml"
+    config.write_text(
+        f'[table]\nname = "{name}"\npartition_key = "Id"\npartition_key_type = "N"\n\n{blocks}'
+        f'[replication]\ndead_letter_table = "{name}-dead-letters"\n'
+    )
+    loaded = load_config(config)
+    credentials = backend.credentials_for(SOURCE)
+    clients = {
+        r: boto3.client("dynamodb", region_name=r, endpoint_url=backend.endpoint_url, **credentials)
+        for r in REGIONS
+    }
+    for region in REGIONS:
+        create_replica_table(
+            clients[region],
+            table_name=name,
+            partition_key="Id",
+            partition_key_type="N",
+            ttl_attribute=TTL_ATTR,
+        )
+    DynamoDeadLetters(clients[SOURCE], table_name=f"{name}-dead-letters").ensure_table()
+    event = json.loads((EVENTS / "sam_dynamodb_update.json").read_text())
+    env = {**credentials, "GEOREP_CONFIG": str(config), "GEOREP_REGION": SOURCE}
+    env = {k.upper(): v for k, v in env.items()}
+
+    answer = invoke(packaged, [event], env=env, tmp_path=tmp_path)
+
+    assert [{"batchItemFailures": []}] == answer["responses"]
+    items = {r: clients[r].scan(TableName=name)["Items"] for r in REGIONS}
+    assert 1 == len(items[SOURCE])
+    assert all(items[SOURCE] == items[r] for r in REGIONS)
+    (item,) = items[SOURCE]
+    assert {"N": "101"} == item["Id"]
+    assert TTL_ATTR in item  # a tombstone: only TTL removes it
+    assert "Message" not in item
+    assert (
+        []
+        == DynamoDeadLetters(
+            clients[SOURCE], table_name=loaded.replication.dead_letter_table
+        ).entries()
+    )
+
+
+# -- recorded batches: binary values, a TTL deletion, a malformed record -------------------------
+
+
+@pytest.fixture(scope="module")
+def recorded_run(
+    packaged: Path, moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Cluster, dict[str, Any], dict[str, Any]]]:
+    """Two batches recorded from the source region's stream, each handed to a fresh start of
+    the packaged handler (the second recorded after the first was applied, so it holds the
+    function's own writes too): the run's cluster, events and result."""
+    tmp_path = tmp_path_factory.mktemp("recorded")
+    view = moto_server.isolated().start()
+    try:
+        cluster = make_cluster(view, tmp_path)
+        DynamoDeadLetters(
+            cluster.client(SOURCE), table_name=cluster.config.replication.dead_letter_table
+        ).ensure_table()
+        client = cluster.client(SOURCE)
+        sdk = GeorepTable(client, config=cluster.config, region=SOURCE)
+        sdk.put({"pk": {"S": "stamped"}, "b": {"B": BLOB}, "bs": {"BS": [BLOB, b"\x00"]}})
+        client.put_item(
+            TableName=cluster.table_name,
+            Item={"pk": {"S": "raw"}, "doc": {"M": {"b": {"B": b"\xff\x00"}}}},
+        )
+        sdk.put({"pk": {"S": "expires"}, "v": {"S": "soon"}})
+        first = lambda_event(cluster, SOURCE)
+        # Before the first batch is applied, "raw" is written again by hand: adopting the first
+        # raw write where it happened then finds the second (the function annotates it), and
+        # "expires" is removed by TTL.
+        client.put_item(
+            TableName=cluster.table_name,
+            Item={"pk": {"S": "raw"}, "doc": {"M": {"b": {"B": b"\x00\xff"}}}},
+        )
+        client.delete_item(TableName=cluster.table_name, Key={"pk": {"S": "expires"}})
+        env = _environment(cluster, cluster.config_path)
+        result = invoke(packaged, [first], env=env, tmp_path=tmp_path)
+        later = lambda_event(cluster, SOURCE)["Records"][len(first["Records"]) :]
+        (removal,) = [r for r in later if r["eventName"] == "REMOVE"]
+        removal["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+        malformed = copy.deepcopy(first["Records"][0])
+        malformed["eventName"] = "TRUNCATE"
+        second = {"Records": [malformed, *later]}
+        again = invoke(packaged, [second], env=env, tmp_path=tmp_path)
+        result["responses"] += again["responses"]
+        result["calls"] += again["calls"]
+        events = {"first": first, "second": second}
+        yield cluster, events, result
+    finally:
+        view.stop()
+
+
+def test_recorded_batches_replicate_binary_values_and_a_ttl_deletion_byte_identically(
+    recorded_run: tuple[Cluster, dict[str, Any], dict[str, Any]],
+) -> None:
+    """No failure reported for either batch; every region holds the same items; the binary
+    values are the exact bytes; the item TTL removed is a tombstone everywhere; the malformed
+    record is in the dead-letter table, not a failure that blocks the shard."""
+    cluster, _events, result = recorded_run
+
+    assert [{"batchItemFailures": []}, {"batchItemFailures": []}] == result["responses"]
+    source = cluster.scan(SOURCE)
+    assert all(source == cluster.scan(r) for r in REGIONS)
+    assert BLOB == source["stamped"]["b"]["B"]
+    assert {BLOB, b"\x00"} == set(source["stamped"]["bs"]["BS"])
+    assert b"\x00\xff" == source["raw"]["doc"]["M"]["b"]["B"]  # the later raw write
+    assert "_georep" in source["raw"]  # the raw write was adopted (stamped) everywhere
+    assert TTL_ATTR in source["expires"] and "v" not in source["expires"]
+    table = cluster.config.replication.dead_letter_table
+    (letter,) = DynamoDeadLetters(cluster.client(SOURCE), table_name=table).entries()
+    assert "RecordError" == letter["error"]
+
+
+# -- least privilege: what the function did against what its role allows ----------------------
+
+# Used by Lambda itself with the function's role, so no offline run of the handler shows them:
+# the event source mapping polls the stream (AWS's documented policy for a DynamoDB trigger
+# lists these four), sends what it gives up on to the on-failure queue, and writes the logs.
+SERVICE_USED = {
+    "ReadOwnStream": {
+        "dynamodb:DescribeStream",
+        "dynamodb:GetRecords",
+        "dynamodb:GetShardIterator",
+        "dynamodb:ListStreams",
+    },
+    "OnFailureDestination": {"sqs:SendMessage"},
+    "Logs": {"logs:CreateLogStream", "logs:PutLogEvents"},
+}
+
+
+def _listed(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def test_every_call_the_function_made_is_allowed_and_every_grant_was_used(
+    recorded_run: tuple[Cluster, dict[str, Any], dict[str, Any]], moto_server: MotoServer
+) -> None:
+    """The stack for the run's own tables (parameters as `georep deploy render` computes
+    them) is created in moto; its role's resolved policy then (1) allows every DynamoDB call
+    the packaged handler made, on exactly that table, and (2) lists no table action that the
+    run did not use and no table that the run did not touch. The statements only Lambda
+    itself uses are exactly the documented ones."""
+    cluster, _events, result = recorded_run
+    account = Account(moto_server)
+    s3 = account.client("s3", "us-east-1")
+    s3.create_bucket(Bucket=ARTIFACT_BUCKET)
+    s3.put_object(Bucket=ARTIFACT_BUCKET, Key=ARTIFACT_KEY, Body=placeholder_zip())
+    values = parameters(cluster.config, region=SOURCE, account_id=account.id)
+    account.client("cloudformation", SOURCE).create_stack(
+        StackName="georep-orders",
+        TemplateBody=translated_json(),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in values.items() if v],
+        Capabilities=["CAPABILITY_IAM"],
+    )
+    statements = role_policy(account, SOURCE)
+    granted = {
+        (action, resource.replace(f":{account.id}:", f":{MOTO_ACCOUNT}:"))
+        for sid in ("ReplicaTables", "DeadLetters")
+        for action in _listed(statements[sid]["Action"])
+        for resource in _listed(statements[sid]["Resource"])
+    }
+    made = {
+        (f"dynamodb:{operation}", f"arn:aws:dynamodb:{region}:{MOTO_ACCOUNT}:table/{table}")
+        for operation, region, table in result["calls"]
+    }
+
+    assert set() == made - granted  # (1) nothing the function does is denied
+    assert {a for a, _ in granted} == {a for a, _ in made}  # (2) every action is used
+    assert {r for _, r in granted} == {r for _, r in made}  # ... on every table listed
+    assert SERVICE_USED == {sid: set(_listed(statements[sid]["Action"])) for sid in SERVICE_USED}
+    assert set(SERVICE_USED) | {"ReplicaTables", "DeadLetters"} == set(statements)

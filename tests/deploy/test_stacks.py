@@ -1,0 +1,256 @@
+"""The translated template created as three regions' stacks in moto's CloudFormation, with the
+parameter files `georep deploy render` writes: what each stack holds is what the template
+promises. (moto records the table's TTL and point-in-time recovery settings but does not apply
+them from CloudFormation, and has no CloudFormation support for alarms (docs/backends.md):
+those are asserted on the template, in test_template.py and below.)"""
+
+from __future__ import annotations
+
+import ast
+import json
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from service.backends import MotoServer
+from service.cli import main
+from tests.deploy.sam import (
+    ARTIFACT_BUCKET,
+    ARTIFACT_KEY,
+    placeholder_zip,
+    translated,
+    translated_json,
+)
+
+pytestmark = pytest.mark.integration
+
+REGIONS = ("eu-west-1", "us-east-1", "ap-southeast-2")
+STACK = "georep-orders"
+CONFIG = """[table]
+name = "orders"
+partition_key = "pk"
+sort_key = "sk"
+sort_key_type = "N"
+
+[[regions]]
+name = "eu-west-1"
+
+[[regions]]
+name = "us-east-1"
+table = "orders-us"
+
+[[regions]]
+name = "ap-southeast-2"
+
+[replication]
+batch_size = 250
+"""
+
+
+class Account:
+    """Clients of any service in one fresh moto account (moto takes it from a header)."""
+
+    def __init__(self, server: MotoServer) -> None:
+        self.id = f"{secrets.randbelow(10**12):012d}"
+        self.server = server
+
+    def client(self, service: str, region: str) -> Any:
+        client = boto3.client(
+            service,  # type: ignore[call-overload]
+            region_name=region,
+            endpoint_url=self.server.endpoint_url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        account = self.id
+
+        def header(request: Any, **_: object) -> None:
+            request.headers["x-moto-account-id"] = account
+
+        client.meta.events.register("before-sign", header)
+        return client
+
+
+@pytest.fixture(scope="module")
+def stacks(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Account]:
+    """Every region's stack, created from `georep deploy render`'s files (once per module)."""
+    folder = tmp_path_factory.mktemp("render")
+    (folder / "georep.toml").write_text(CONFIG)
+    account = Account(moto_server)
+    rendered = main(
+        [
+            "deploy",
+            "render",
+            "-c",
+            str(folder / "georep.toml"),
+            "--account-id",
+            account.id,
+            "--out",
+            str(folder / "params"),
+        ]
+    )
+    assert 0 == rendered
+    s3 = account.client("s3", "us-east-1")
+    s3.create_bucket(Bucket=ARTIFACT_BUCKET)
+    s3.put_object(Bucket=ARTIFACT_BUCKET, Key=ARTIFACT_KEY, Body=placeholder_zip())
+    for region in REGIONS:
+        cloudformation = account.client("cloudformation", region)
+        cloudformation.create_stack(
+            StackName=STACK,
+            TemplateBody=translated_json(),
+            Parameters=json.loads((folder / "params" / f"{region}.json").read_text()),
+            Capabilities=["CAPABILITY_IAM"],
+        )
+        (stack,) = cloudformation.describe_stacks(StackName=STACK)["Stacks"]
+        assert "CREATE_COMPLETE" == stack["StackStatus"], stack.get("StackStatusReason")
+    yield account
+
+
+def _physical(account: Account, region: str) -> dict[str, str]:
+    cloudformation = account.client("cloudformation", region)
+    summaries = cloudformation.list_stack_resources(StackName=STACK)["StackResourceSummaries"]
+    return {s["LogicalResourceId"]: s["PhysicalResourceId"] for s in summaries}
+
+
+def _table(region: str) -> str:
+    return "orders-us" if region == "us-east-1" else "orders"
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_each_region_has_its_table_with_a_new_and_old_images_stream_and_the_right_keys(
+    stacks: Account, region: str
+) -> None:
+    table = stacks.client("dynamodb", region).describe_table(TableName=_table(region))["Table"]
+
+    assert {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"} == table[
+        "StreamSpecification"
+    ]
+    assert [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ] == table["KeySchema"]
+    assert {("pk", "S"), ("sk", "N")} == {
+        (a["AttributeName"], a["AttributeType"]) for a in table["AttributeDefinitions"]
+    }
+    assert "PAY_PER_REQUEST" == table["BillingModeSummary"]["BillingMode"]
+
+
+def test_the_table_asks_for_ttl_on_georep_ttl_and_point_in_time_recovery() -> None:
+    """moto ignores both from CloudFormation: asserted on the template it was given."""
+    properties = translated()["Resources"]["ReplicaTable"]["Properties"]
+
+    assert {"AttributeName": "_georep_ttl", "Enabled": True} == properties[
+        "TimeToLiveSpecification"
+    ]
+    assert {"PointInTimeRecoveryEnabled": True} == properties["PointInTimeRecoverySpecification"]
+    assert "Retain" == translated()["Resources"]["ReplicaTable"]["DeletionPolicy"]
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_each_region_has_the_function_and_a_mapping_on_its_own_stream_with_every_option(
+    stacks: Account, region: str
+) -> None:
+    physical = _physical(stacks, region)
+    functions = stacks.client("lambda", region)
+    function = functions.get_function(FunctionName=physical["Replicator"])["Configuration"]
+    stream = stacks.client("dynamodb", region).describe_table(TableName=_table(region))["Table"][
+        "LatestStreamArn"
+    ]
+    (mapping,) = functions.list_event_source_mappings(FunctionName=physical["Replicator"])[
+        "EventSourceMappings"
+    ]
+    queue_url = physical["FailureQueue"]
+    queue_arn = stacks.client("sqs", region).get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["QueueArn", "MessageRetentionPeriod"]
+    )["Attributes"]
+
+    assert ("python3.12", "service.lambda_handler.handler") == (
+        function["Runtime"],
+        function["Handler"],
+    )
+    assert {
+        "GEOREP_REGION": region,
+        "GEOREP_CONFIG": "georep.toml",
+        "POWERTOOLS_METRICS_NAMESPACE": "georep",
+    } == function["Environment"]["Variables"]
+    assert (512, 60) == (function["MemorySize"], function["Timeout"])
+    assert stream == mapping["EventSourceArn"]
+    assert region in mapping["EventSourceArn"]
+    assert {
+        "StartingPosition": "TRIM_HORIZON",
+        "BatchSize": 250,
+        "ParallelizationFactor": 1,
+        "BisectBatchOnFunctionError": True,
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        "MaximumRetryAttempts": 10,
+        "MaximumRecordAgeInSeconds": 3600,
+        "DestinationConfig": {"OnFailure": {"Destination": queue_arn["QueueArn"]}},
+    } == {k: mapping[k] for k in _MAPPING_OPTIONS}
+    assert "FilterCriteria" not in mapping
+    assert "1209600" == queue_arn["MessageRetentionPeriod"]
+
+
+_MAPPING_OPTIONS = (
+    "StartingPosition",
+    "BatchSize",
+    "ParallelizationFactor",
+    "BisectBatchOnFunctionError",
+    "FunctionResponseTypes",
+    "MaximumRetryAttempts",
+    "MaximumRecordAgeInSeconds",
+    "DestinationConfig",
+)
+
+
+def role_policy(account: Account, region: str) -> dict[str, dict[str, Any]]:
+    """The function's role policy as the stack resolved it, statement by Sid."""
+    physical = _physical(account, region)
+    iam = account.client("iam", region)
+    document = iam.get_role_policy(
+        RoleName=physical["ReplicatorRole"], PolicyName="georep-replicator"
+    )["PolicyDocument"]
+    if isinstance(document, str):  # NOTE: moto 5.2 answers the policy as a Python repr
+        document = ast.literal_eval(document)
+    return {s["Sid"]: s for s in document["Statement"]}
+
+
+def _listed(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_each_role_reads_only_its_own_stream_and_writes_only_the_replica_tables(
+    stacks: Account, region: str
+) -> None:
+    """Resolved by CloudFormation: the stream statement names this region's stream only; the
+    table statement names this region's table and each peer's (its own name there), nothing
+    else; the dead letters, queue and log group are this stack's own."""
+    account = stacks.id
+    physical = _physical(stacks, region)
+    statements = role_policy(stacks, region)
+    stream = stacks.client("dynamodb", region).describe_table(TableName=_table(region))["Table"][
+        "LatestStreamArn"
+    ]
+    queue = stacks.client("sqs", region).get_queue_attributes(
+        QueueUrl=physical["FailureQueue"], AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+
+    assert {"ReadOwnStream", "ReplicaTables", "DeadLetters", "OnFailureDestination", "Logs"} == set(
+        statements
+    )
+    assert [stream] == _listed(statements["ReadOwnStream"]["Resource"])
+    assert sorted(f"arn:aws:dynamodb:{r}:{account}:table/{_table(r)}" for r in REGIONS) == sorted(
+        _listed(statements["ReplicaTables"]["Resource"])
+    )
+    assert [f"arn:aws:dynamodb:{region}:{account}:table/georep-dead-letters"] == _listed(
+        statements["DeadLetters"]["Resource"]
+    )
+    assert [queue] == _listed(statements["OnFailureDestination"]["Resource"])
+    # AWS's LogGroup Arn attribute ends in ":*" (every stream of the group); moto's does not.
+    (logs,) = _listed(statements["Logs"]["Resource"])
+    assert f"arn:aws:logs:{region}:{account}:log-group:/georep/{STACK}/replicator" == (
+        logs.removesuffix(":*")
+    )

@@ -1,0 +1,50 @@
+"""`georep deploy render` refuses what would deploy the wrong thing, with one line, exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.cli import main
+
+TOML = (
+    '[table]\nname = "orders"\npartition_key = "pk"\n\n'
+    '[[regions]]\nname = "eu-west-1"{e}\n\n[[regions]]\nname = "us-east-1"\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("extra", "endpoint", "says"),
+    [
+        (["--account-id", "1234"], "", "is not a 12-digit AWS account id"),
+        (["--account-id", "123456789012"], '\nendpoint_url = "http://127.0.0.1:9"', "endpoint_url"),
+        (
+            ["--account-id", "123456789012", "--existing", "eu-west-1=arn:nope"],
+            "",
+            "expected REGION=STREAM_ARN",
+        ),
+        (
+            [
+                "--account-id",
+                "123456789012",
+                "--existing",
+                "eu-west-1=arn:aws:dynamodb:eu-west-1:123456789012:table/other/stream/x",
+            ],
+            "",
+            "expected 'orders' in eu-west-1",
+        ),
+    ],
+    ids=["account", "endpoint", "arn-shape", "arn-table"],
+)
+def test_render_refuses_a_wrong_account_an_emulator_or_a_foreign_stream(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], endpoint: str, says: str
+) -> None:
+    config = tmp_path / "georep.toml"
+    config.write_text(TOML.format(e=endpoint))
+
+    code = main(["deploy", "render", "-c", str(config), "--out", str(tmp_path / "p"), *extra])
+
+    assert 2 == code
+    assert says in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
