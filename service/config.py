@@ -107,6 +107,9 @@ class ReplicationConfig(_Strict):
     # How often each shard's checkpoint is saved while records keep being applied (a crash
     # replays at most this much; a finished shard or a stop is saved at once).
     checkpoint_every_seconds: float = Field(default=1.0, ge=0, le=60)
+    # Consumers of one region share its shards through leases: a lease not renewed for this
+    # long (its consumer died) is taken over by another (service/leases.py).
+    lease_seconds: float = Field(default=10.0, ge=1, le=300)
     checkpoint_table: str = "georep-checkpoints"
     dead_letter_table: str = "georep-dead-letters"
     idle_backoff_seconds: float = Field(default=0.05, gt=0, le=10)

@@ -56,6 +56,7 @@ from service.deadletter import DynamoDeadLetters
 from service.dynamo import DynamoTable
 from service.errors import ConsumerHaltedError
 from service.heartbeat import StatusStore, StatusTracker
+from service.leases import DynamoLeaseTable, LeaseKeeper, new_worker_id, process_gone
 from service.pipeline import (
     DeadLetterSink,
     InlineExecutor,
@@ -226,6 +227,7 @@ class _Flow:
     committed_at: float = -math.inf
     empty_reads: int = 0
     idle_until: float = -math.inf
+    lost: bool = False  # its lease went to another consumer
 
 
 def _sequence(record: Mapping[str, Any]) -> str | None:
@@ -260,6 +262,7 @@ class StreamConsumer:
         window_bytes: int = 32 * 1024 * 1024,
         checkpoint_every: float = 0.0,
         read_executor: Executor | None = None,
+        leases: Callable[[str], LeaseKeeper] | None = None,
         discover_every: float = 10.0,
         table_check_every: float = 60.0,
         retry_base: float = 0.1,
@@ -279,7 +282,9 @@ class StreamConsumer:
         all shards (no shard is read while the window is full). ``checkpoint_every``: seconds
         between two checkpoints of a shard whose records keep being applied (0: every turn).
         ``read_executor`` runs GetRecords, one read in flight per shard (default: inline, in
-        the loop's thread; :class:`Consumer` reads shards in parallel from a pool)."""
+        the loop's thread; :class:`Consumer` reads shards in parallel from a pool).
+        ``leases``: the lease keeper of a stream (service/leases.py), when several consumers
+        of the region share its shards: only the shards held are read and checkpointed."""
         self.region, self.table_name = region, table_name
         self.table_client, self.streams = dynamodb, streams
         self.checkpoints, self.replicator, self.metrics = checkpoints, replicator, metrics
@@ -291,6 +296,9 @@ class StreamConsumer:
         self._settled: deque[tuple[str, int, RecordResult]] = deque()
         self._wake = threading.Event()  # a read returned or a record settled
         self._stopping = False
+        self._lease_keeper_for = leases
+        self.leases: LeaseKeeper | None = None  # the followed stream's
+        self._leases_ticked = -math.inf
         # NOTE: DescribeTable tells a disabled or replaced stream (StreamStatus on AWS says so
         # too, moto's does not); once a minute costs nothing next to the polls.
         self.table_check_every = table_check_every
@@ -336,6 +344,11 @@ class StreamConsumer:
         self._table_checked_at = self.clock()
 
     def _reader_for(self, stream_arn: str) -> StreamReader:
+        if self._lease_keeper_for is not None:
+            if self.leases is not None:
+                self._release_leases()
+            self.leases = self._lease_keeper_for(stream_arn)
+            self._leases_ticked = -math.inf
         return StreamReader(
             self.streams,
             stream_arn=stream_arn,
@@ -441,6 +454,7 @@ class StreamConsumer:
                 self._trouble(None, error, f"listing the shards of {self._current().stream_arn}")
             else:
                 self._recovered(None)
+            ready = self._leased(ready)
         # Collect first, so that a shard whose read came back is read again in this turn (read
         # ahead of its records being written); collect again, so that an inline read (tests)
         # is applied and checkpointed in the turn that made it.
@@ -458,6 +472,41 @@ class StreamConsumer:
     def busy(self) -> bool:
         """Reads or records in flight."""
         return any(f.reading is not None or f.in_flight for f in self._flows.values())
+
+    def _leased(self, ready: list[str]) -> list[str]:
+        """The ready shards this consumer holds a lease on (all, without leases). Every
+        ``renew_every`` seconds: renew and take leases, take the checkpoints of the shards not
+        being read here again (another consumer may have moved or finished them), and stop
+        reading a shard whose lease was lost (its records in flight settle, uncheckpointed)."""
+        keeper = self.leases
+        if keeper is None:
+            return ready
+        now = self.clock()
+        if now - self._leases_ticked >= keeper.renew_every:
+            reader = self._current()
+            try:
+                reader.reload(keep=frozenset(self._flows))
+                ready = reader.ready_shards()
+                keeper.tick(ready)
+            except AWS_ERRORS as error:  # held leases stay held until their time runs out
+                self._trouble(None, error, "renewing shard leases")
+            else:
+                self._leases_ticked = now
+        for shard_id, flow in self._flows.items():
+            if not keeper.holds(shard_id) and not flow.lost:
+                log.warning(
+                    "shard %s: lease lost to another consumer; it stops reading it", shard_id
+                )
+                flow.lost = True
+        return [s for s in ready if keeper.holds(s)]
+
+    def _release_leases(self) -> None:
+        if self.leases is None:
+            return
+        try:
+            self.leases.release_all()
+        except AWS_ERRORS as error:  # they run out after lease_seconds
+            log.warning("releasing shard leases failed: %s", error)
 
     @property
     def quiet_reads(self) -> int:
@@ -500,6 +549,7 @@ class StreamConsumer:
                 flow.reading is not None
                 or flow.closed
                 or flow.failed is not None
+                or flow.lost
                 or not self._due(shard_id)
                 or (paced and flow.idle_until > now)
                 or not self._room()
@@ -527,7 +577,7 @@ class StreamConsumer:
                 flow.failed = f"{error_code(error)}: {error}"
                 self._trouble(shard_id, error, f"shard {shard_id}")
                 continue
-            if flow.failed is not None or self._stopping:
+            if flow.failed is not None or flow.lost or self._stopping:
                 reader.rewind(shard_id)  # read again from the checkpoint
                 continue
             flow.closed = batch.closed
@@ -587,6 +637,13 @@ class StreamConsumer:
         now = self.clock()
         for shard_id, flow in list(self._flows.items()):
             drained = flow.in_flight == 0 and flow.reading is None
+            if flow.lost or (self.leases is not None and not self.leases.holds(shard_id)):
+                flow.lost = True  # another consumer reads it from its checkpoint now
+                if drained:
+                    del self._flows[shard_id]
+                    reader.rewind(shard_id)
+                    self.replicator.forget(flow.scope)
+                continue
             finished = flow.closed and drained and flow.failed is None
             safe = flow.tracker.safe_position()
             due = now - flow.committed_at >= self.checkpoint_every or drained
@@ -610,8 +667,17 @@ class StreamConsumer:
                 self._trouble(shard_id, error, f"checkpointing shard {shard_id}")
             if finished:
                 del self._flows[shard_id]
+                if self.leases is not None:
+                    self._release(shard_id)
             elif flow.failed is not None and drained:
                 self._retry_from_checkpoint(reader, shard_id, flow)
+
+    def _release(self, shard_id: str) -> None:
+        assert self.leases is not None
+        try:
+            self.leases.release(shard_id)
+        except AWS_ERRORS as error:  # it runs out after lease_seconds
+            log.warning("releasing the lease of finished shard %s failed: %s", shard_id, error)
 
     def _retry_from_checkpoint(self, reader: StreamReader, shard_id: str, flow: _Flow) -> None:
         """Every record of a failed shard settled: read it again from its checkpoint (the
@@ -732,6 +798,9 @@ class StreamConsumer:
             pass  # said already
         finally:
             self._stopping = False  # polled again, it reads again
+        if not self.busy:
+            self._release_leases()
+            self._leases_ticked = -math.inf
 
 
 class Consumer(StreamConsumer):
@@ -767,6 +836,12 @@ class Consumer(StreamConsumer):
             dead_letters=self.dead_letters,
             metrics=metrics,
         )
+        # Shards are shared with the region's other consumers through leases in the
+        # checkpoint table (service/leases.py).
+        self.worker_id = new_worker_id()
+        self.lease_table = DynamoLeaseTable(
+            self.dynamodb[region], table_name=config.replication.checkpoint_table
+        )
         # One GetRecords in flight per shard: a thread per open shard, up to 64 at once.
         self.read_pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="georep-read")
         self.checkpoint_table = DynamoCheckpointTable(
@@ -787,10 +862,20 @@ class Consumer(StreamConsumer):
             window_bytes=config.replication.window_bytes,
             checkpoint_every=config.replication.checkpoint_every_seconds,
             read_executor=self.read_pool,
+            leases=self._lease_keeper,
             idle_backoff=config.replication.idle_backoff_seconds,
             max_idle_backoff=config.replication.max_idle_backoff_seconds,
             status_store=self.checkpoint_table,
             tracker=tracker,
+        )
+
+    def _lease_keeper(self, stream_arn: str) -> LeaseKeeper:
+        return LeaseKeeper(
+            self.lease_table,
+            stream_arn=stream_arn,
+            owner=self.worker_id,
+            lease_seconds=self.config.replication.lease_seconds,
+            gone=process_gone,
         )
 
     def setup(self) -> None:

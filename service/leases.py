@@ -107,6 +107,25 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{ulid.new()}"
 
 
+def process_gone(owner: str) -> bool:
+    """Whether ``owner`` (a `new_worker_id`) names a process of this host that has exited.
+
+    NOTE: hosts are told apart by name. Two machines with one host name would take each
+    other's leases early: two readers of a shard for a while, which replication tolerates
+    (at-least-once, idempotent), never a loss."""
+    host, _, rest = owner.partition(":")
+    pid, _, _ = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
+
+
 class LeaseTable(Protocol):
     """Where one region's leases live. ``put`` writes ``new`` iff the stored lease is still
     ``expected`` (service.core.leases.condition_holds: same owner and counter, or no item when
@@ -218,8 +237,13 @@ class LeaseKeeper:
         owner: str,
         lease_seconds: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        gone: Callable[[str], bool] = lambda owner: False,
     ) -> None:
+        """``gone(owner)``: whether a lease's owner is known to be dead (`process_gone`: a
+        process of this host that no longer runs), so its leases are taken at once rather
+        than after ``lease_seconds`` (a consumer restarted after kill -9)."""
         self.table, self.stream_arn, self.owner = table, stream_arn, owner
+        self.gone = gone
         self.lease_seconds, self.clock = lease_seconds, clock
         # NOTE: three renewals per lease period, as KCL: one lost renewal is not a lost lease.
         self.renew_every = lease_seconds / 3
@@ -238,6 +262,9 @@ class LeaseKeeper:
         leases = self.table.list(stream_arn=self.stream_arn)
         now = self.clock()  # NOTE: after the listing returned, so others' timers start late
         self.seen = observe(self.seen, leases, me=self.owner, at=now)
+        for shard, seen in list(self.seen.items()):
+            if seen.owner not in (None, self.owner) and self.gone(seen.owner):
+                self.seen[shard] = Seen(seen.owner, seen.counter, NEVER)  # lapsed
         plan = decide(
             leases,
             ready=ready_shards,

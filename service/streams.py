@@ -572,6 +572,20 @@ class StreamReader:
         if finished:
             self._discovered_at = None  # its children may be ready: list shards again
 
+    def reload(self, *, keep: frozenset[str] = frozenset()) -> None:
+        """Take the stored checkpoints again for every shard but ``keep`` (the shards this
+        reader is reading): with shard leases, other consumers of the region read and finish
+        shards too, and a shard taken over resumes where its last holder checkpointed."""
+        stored = self.checkpoints.load()
+        for shard_id, state in stored.items():
+            if shard_id in keep:
+                continue
+            if self.state.get(shard_id) != state:
+                self.state[shard_id] = state
+                self.iterators.pop(shard_id, None)
+                self._handed.pop(shard_id, None)
+                self._first_read.pop(shard_id, None)
+
     def rewind(self, shard_id: str) -> None:
         """Forget the iterator: the next read starts again after the checkpoint."""
         self.iterators.pop(shard_id, None)

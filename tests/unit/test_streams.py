@@ -127,13 +127,18 @@ def test_reading_resumes_after_the_checkpoint_after_a_restart() -> None:
     assert ["3"] == [r["dynamodb"]["SequenceNumber"] for r in reader.read("s").records]
 
 
-def test_an_expired_iterator_is_taken_again_from_the_checkpoint() -> None:
+def test_an_expired_iterator_resumes_after_the_last_record_handed_out() -> None:
+    """Records handed out may still be in flight (read ahead): an iterator that expired is
+    taken again after the last of them, not at the checkpoint (which would hand them out
+    twice); a rewind (after a failure, once they settled) goes back to the checkpoint."""
     streams = ScriptedStreams({"s": (None, ["1", "2"], False)})
     reader = StreamReader(streams, stream_arn="arn", checkpoints=MemoryCheckpoints(), batch_size=1)
     reader.ready_shards()
     assert 1 == len(reader.read("s").records)  # read "1", not committed
     streams.errors["get_records"].append(_error("ExpiredIteratorException"))
     assert [] == reader.read("s").records
+    assert ["2"] == [r["dynamodb"]["SequenceNumber"] for r in reader.read("s").records]
+    reader.rewind("s")
     # Nothing was committed, so reading starts again at the first record read: "1" again.
     assert ["1"] == [r["dynamodb"]["SequenceNumber"] for r in reader.read("s").records]
 

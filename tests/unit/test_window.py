@@ -1,0 +1,277 @@
+"""The window (issue 9): a slow destination does not hold the other back, a slow or failing
+shard does not hold the other shards back, and per-key order holds at each destination.
+
+Not timed: each test blocks one party on an event and waits, with a generous bound, for a
+state the design promises while it is blocked (the bound only turns a hang into a failure).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from resolvers import LastWriterWins
+from service.core.apply import Settings
+from service.memory import MemoryTable
+from service.pipeline import MemoryDeadLetters, MemoryMetrics, RecordResult, Replicator
+from service.streams import MemoryCheckpointTable
+from service.streams_memory import MemoryStreams, client_error
+from tests.doubles import Clock, ScriptedReplicator
+from tests.unit.test_pipeline import REGIONS, T0, write_locally
+
+BOUND = 30.0  # seconds; only ever reached when the property under test does not hold
+
+
+def settings() -> Settings:
+    return Settings(regions=REGIONS, key_attributes=("pk",), resolver=LastWriterWins())
+
+
+def until(condition: Callable[[], bool], *, what: str) -> None:
+    deadline = time.monotonic() + BOUND
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting: {what}"
+        time.sleep(0.005)
+
+
+class Gate:
+    """Blocks every write to a table until opened (a destination far away, or stuck)."""
+
+    def __init__(self) -> None:
+        self.open = threading.Event()
+        self.waiting = 0
+
+    def __call__(self, key: Mapping[str, Any]) -> None:
+        self.waiting += 1
+        assert self.open.wait(BOUND), "the gate was never opened"
+
+
+def local_records(count: int, *, keys: int) -> list[dict[str, Any]]:
+    """``count`` stamped writes in r0 over ``keys`` keys, and r0's stream records of them."""
+    source = MemoryTable("r0", ("pk",))
+    for n in range(count):
+        data = {"pk": {"S": f"k{n % keys}"}, "v": {"N": str(n)}}
+        write_locally(source, data, at_ms=T0 + n, settings=settings())
+    return source.stream
+
+
+def test_a_slow_destination_does_not_stop_the_other_from_advancing() -> None:
+    """r1 takes no write until the end; meanwhile r2 receives every version (before the
+    window, one record's destinations were written one after the other, and r1's wait held r2
+    back). Once r1 opens, every record settles and both hold the last version of every key."""
+    tables = {r: MemoryTable(r, ("pk",)) for r in REGIONS}
+    gate = Gate()
+    tables["r1"].before_write = gate
+    settled: list[RecordResult] = []
+    replicator = Replicator(
+        region="r0",
+        settings=settings(),
+        tables=tables,
+        dead_letters=MemoryDeadLetters(),
+        metrics=MemoryMetrics(),
+    )
+    records = local_records(60, keys=20)
+    try:
+        replicator.submit(records, scope="shard", on_settled=lambda i, r: settled.append(r))
+        until(lambda: len(tables["r2"].items) == 20, what="r2 to receive every key")
+        # Only the versions a later one of their key made redundant are done (coalesced at
+        # both destinations); every record r1 must apply waits for it.
+        assert 40 == len(settled)
+        assert {"skipped (coalesced)"} == {str(r.deliveries["r1"]) for r in settled}
+        assert {} == tables["r1"].items
+        gate.open.set()
+        until(lambda: len(settled) == len(records), what="every record to settle")
+    finally:
+        gate.open.set()
+        replicator.close()
+    assert {"ok"} == {r.status for r in settled}
+    assert tables["r1"].items == tables["r2"].items
+    assert {f"k{n % 20}": str(n) for n in range(40, 60)} == {
+        item["pk"]["S"]: item["v"]["N"] for item in tables["r2"].items.values()
+    }
+
+
+def test_each_destination_receives_each_keys_versions_in_stream_order() -> None:
+    """Many versions of few keys, every destination written in parallel: the versions a
+    destination receives for one key come in the order of the stream (a lane per key and
+    destination; coalescing may skip some, never reorder)."""
+    tables = {r: MemoryTable(r, ("pk",)) for r in REGIONS}
+    seen = ("r1", "r2")
+
+    def interleave(key: Mapping[str, Any]) -> None:
+        time.sleep(0.0005)  # let the lanes of both destinations interleave
+
+    for region in seen:
+        tables[region].before_write = interleave
+    replicator = Replicator(
+        region="r0",
+        settings=settings(),
+        tables=tables,
+        dead_letters=MemoryDeadLetters(),
+        metrics=MemoryMetrics(),
+        write_concurrency=16,
+    )
+    records = local_records(400, keys=5)
+    try:
+        for start in range(0, len(records), 50):  # batches in flight together
+            replicator.submit(records[start : start + 50], scope="shard")
+        until(
+            lambda: (
+                all(len(tables[r].items) == 5 for r in seen)
+                and all(
+                    item["v"]["N"] in {str(n) for n in range(395, 400)}
+                    for r in seen
+                    for item in tables[r].items.values()
+                )
+            ),
+            what="the last version of every key everywhere",
+        )
+    finally:
+        replicator.close()
+    for region in seen:
+        for stream_record in tables[region].stream:
+            old = stream_record["dynamodb"].get("OldImage")
+            new = stream_record["dynamodb"]["NewImage"]
+            if old is not None:  # a destination's versions of a key only ever go forward
+                assert int(old["v"]["N"]) < int(new["v"]["N"])
+
+
+class SlowShard:
+    """MemoryStreams whose GetRecords blocks on one shard until released, and fails on
+    another, for as long as the test says."""
+
+    def __init__(self, streams: MemoryStreams) -> None:
+        self.streams = streams
+        self.shard_of: dict[str, str] = {}
+        self.blocked: str | None = None
+        self.failing: str | None = None
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.streams, name)
+
+    def get_shard_iterator(self, **kwargs: Any) -> dict[str, Any]:
+        response = self.streams.get_shard_iterator(**kwargs)
+        self.shard_of[response["ShardIterator"]] = kwargs["ShardId"]
+        return response
+
+    def get_records(self, *, ShardIterator: str, Limit: int = 1000) -> dict[str, Any]:
+        shard = self.shard_of.get(ShardIterator)
+        if shard is not None and shard == self.failing:
+            raise client_error("InternalServerError", "the shard's partition is unavailable")
+        if shard is not None and shard == self.blocked:
+            assert self.release.wait(BOUND), "never released"
+        response = self.streams.get_records(ShardIterator=ShardIterator, Limit=Limit)
+        following = response.get("NextShardIterator")
+        if following and shard is not None:
+            self.shard_of[following] = shard
+        return response
+
+
+def two_shards() -> tuple[Clock, MemoryStreams, list[str], dict[str, list[str]]]:
+    """A stream split in two open shards, with records of several keys in each."""
+    clock = Clock()
+    streams = MemoryStreams(clock=clock)
+    (parent,) = streams.open_shards()
+    children = streams.split(parent)
+    by_shard: dict[str, list[str]] = {c: [] for c in children}
+    for n in range(40):
+        record = streams.write(f"k{n}")
+        assert record is not None
+        by_shard[record.shard_id].append(str(record.sequence))
+    assert all(by_shard.values()), "both shards hold records"
+    return clock, streams, children, by_shard
+
+
+def consumer(streams: Any, replicator: ScriptedReplicator, clock: Clock, **kwargs: Any) -> Any:
+    from service.consumer import StreamConsumer
+
+    return StreamConsumer(
+        region="r0",
+        table_name=streams.table_name,
+        dynamodb=streams,
+        streams=streams,
+        checkpoints=MemoryCheckpointTable(),
+        replicator=replicator,
+        metrics=MemoryMetrics(),
+        batch_size=5,
+        clock=clock,
+        wall=clock,
+        jitter=lambda: 0.5,
+        **kwargs,
+    )
+
+
+def test_a_slow_shard_does_not_stop_the_other_shards() -> None:
+    """GetRecords of one shard hangs; the other shard is read and applied to its end in the
+    meantime (reads run one per shard, in parallel). Released, the slow one follows."""
+    clock, streams, (slow, fast), by_shard = two_shards()
+    faulty = SlowShard(streams)
+    faulty.blocked = slow
+    replicator = ScriptedReplicator()
+    with ThreadPoolExecutor(4) as reads:
+        c = consumer(faulty, replicator, clock, read_executor=reads)
+
+        def handed(shard: str) -> bool:
+            c.poll_once()
+            return set(by_shard[shard]) <= set(replicator.handed)
+
+        until(lambda: handed(fast), what="the other shard to be read to its end")
+        assert not set(by_shard[slow]) & set(replicator.handed)
+        faulty.release.set()
+        until(lambda: handed(slow), what="the slow shard once released")
+
+
+def test_a_failing_shard_does_not_stop_the_other_shards() -> None:
+    """GetRecords of one shard keeps failing; it backs off alone, and the other shard is read
+    and checkpointed to its end. Once the error clears, the failing shard is read too."""
+    clock, streams, (failing, fine), by_shard = two_shards()
+    faulty = SlowShard(streams)
+    faulty.failing = failing
+    replicator = ScriptedReplicator()
+    c = consumer(faulty, replicator, clock)
+    for _ in range(30):
+        c.poll_once()
+        clock.advance(1.0)
+    assert set(by_shard[fine]) <= set(replicator.handed)
+    assert not set(by_shard[failing]) & set(replicator.handed)
+    assert failing in c._retry_at  # backing off, alone
+    assert fine not in c._retry_at
+    faulty.failing = None
+    for _ in range(60):
+        c.poll_once()
+        clock.advance(1.0)
+    assert set(by_shard[failing]) <= set(replicator.handed)
+    assert sorted(replicator.handed) == sorted(replicator.applied)
+
+
+def test_records_in_flight_past_a_lost_iterator_are_not_handed_out_twice() -> None:
+    """Read ahead: the shard's next batch is read while the previous one is being written. An
+    iterator lost meanwhile (expired) resumes after the last record handed out, not at the
+    checkpoint, so nothing in flight is handed to the replicator a second time."""
+    clock = Clock()
+    streams = MemoryStreams(clock=clock)
+    sequences = [str(streams.write(f"k{n}").sequence) for n in range(12)]  # type: ignore[union-attr]
+    held: list[tuple[Callable[[int, RecordResult], None], list[Any]]] = []
+
+    class Holding(ScriptedReplicator):
+        def submit(self, records: Any, *, scope: object = None, on_settled: Any = None) -> Any:
+            self.handed.extend(r["dynamodb"]["SequenceNumber"] for r in records)
+            held.append((on_settled, list(records)))
+            return None
+
+    replicator = Holding()
+    c = consumer(streams, replicator, clock)
+    c.poll_once()  # reads 5, holds them in flight, reads the next 5 ahead
+    streams.fail("get_records", client_error("ExpiredIteratorException", "expired"))
+    for _ in range(4):
+        c.poll_once()
+    assert sequences == replicator.handed  # each once, in order
+    for on_settled, records in held:
+        for index, record in enumerate(records):
+            on_settled(index, RecordResult(record["dynamodb"]["SequenceNumber"], "ok"))
+    c.poll_once()
+    (store,) = c.checkpoints.streams.values()
+    assert {sequences[-1]} == {state.sequence for state in store.shards.values()}
