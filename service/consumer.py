@@ -517,6 +517,11 @@ class StreamConsumer:
             return 0
         return min((f.empty_reads for f in flows), default=1 << 30)  # no shard to read
 
+    def forget_quiet(self) -> None:
+        """Count empty reads afresh (`quiet_reads`): from now on, not before."""
+        for flow in self._flows.values():
+            flow.empty_reads = 0
+
     def _room(self) -> bool:
         records = sum(
             f.in_flight + (self.batch_size if f.reading else 0) for f in self._flows.values()

@@ -92,6 +92,8 @@ def drain(consumers: list[Consumer], *, quiet_rounds: int = 3, timeout: float = 
     with nothing in flight and no shard waiting to retry a failed batch (its backoff is not
     quiet)."""
     deadline = time.monotonic() + timeout
+    for c in consumers:
+        c.forget_quiet()  # empty reads from before this call say nothing about writes since
     while True:
         if time.monotonic() > deadline:
             raise TimeoutError(f"streams did not drain within {timeout:.0f} s")
