@@ -3,6 +3,10 @@ lease table (service/leases.py)."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -16,7 +20,7 @@ from service.core.leases import (
     fair_share,
     observe,
 )
-from service.leases import LeaseKeeper, MemoryLeaseTable
+from service.leases import LeaseKeeper, MemoryLeaseTable, new_worker_id, process_gone
 
 ARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/orders/stream/2026-01-01T00:00:00.000"
 SHARDS = ("s0", "s1", "s2", "s3")
@@ -221,3 +225,20 @@ def test_a_holder_giving_a_lease_up_stops_holding_it_before_its_write_lands(give
         keeper(table, "b", clock).tick(["s0", "s1"])  # asks a for one
         a.tick(["s0", "s1"])
     assert [False] == seen_during_write
+
+
+def test_only_an_exited_process_of_this_host_counts_as_gone() -> None:
+    """process_gone: this process is not gone, nor is a live child; a child that exited (and
+    was reaped) is; a pid on another host name is never judged, whatever it is here."""
+    host = socket.gethostname()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert False is process_gone(new_worker_id())
+        assert False is process_gone(f"{host}:{os.getpid()}:01ABC")
+        assert False is process_gone(f"{host}:{child.pid}:01ABC")
+    finally:
+        child.kill()
+        child.wait()
+    assert True is process_gone(f"{host}:{child.pid}:01ABC")
+    assert False is process_gone(f"not-{host}:{child.pid}:01ABC")
+    assert False is process_gone(f"{host}:not-a-pid:01ABC")
