@@ -103,19 +103,33 @@ def lease_prefix(stream_arn: str) -> str:
 
 
 def new_worker_id() -> str:
-    """Unique per process (a ULID), readable by people (host and pid first)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{ulid.new()}"
+    """Unique per process (a ULID), readable by people (where its pid means something, and
+    the pid, first): ``host/4026531836:1234:01J...``."""
+    return f"{_pid_space()}:{os.getpid()}:{ulid.new()}"
+
+
+def _pid_space() -> str:
+    """Where this process's pids mean something: the host's name and, on Linux, its pid
+    namespace (containers sharing a host name, e.g. Kubernetes hostNetwork pods, each have
+    their own: a pid from another one names nothing here)."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
+    except OSError:
+        return socket.gethostname()
+    return f"{socket.gethostname()}/{namespace.removeprefix('pid:[').removesuffix(']')}"
 
 
 def process_gone(owner: str) -> bool:
-    """Whether ``owner`` (a `new_worker_id`) names a process of this host that has exited.
+    """Whether ``owner`` (a `new_worker_id`) names a process of this host and pid namespace
+    that has exited. (A zombie, exited but not yet reaped by its parent, still counts as
+    running: its lease then runs out after ``lease_seconds``.)
 
-    NOTE: hosts are told apart by name. Two machines with one host name would take each
-    other's leases early: two readers of a shard for a while, which replication tolerates
-    (at-least-once, idempotent), never a loss."""
-    host, _, rest = owner.partition(":")
+    NOTE: hosts are told apart by name. Two machines with one host name (and, on Linux, pid
+    namespaces with one inode number) would take each other's leases early: two readers of a
+    shard for a while, which replication tolerates (at-least-once, idempotent), never a loss."""
+    space, _, rest = owner.partition(":")
     pid, _, _ = rest.partition(":")
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+    if space != _pid_space() or not pid.isdigit() or int(pid) == os.getpid():
         return False
     try:
         os.kill(int(pid), 0)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +19,22 @@ from service.core.version import Version
 from service.local import REGIONS, LocalReplicaSet, local_replica_set
 from service.sdk import GeorepTable
 
-__all__ = ["REGIONS", "Cluster", "make_cluster"]
+__all__ = ["REGIONS", "Cluster", "make_cluster", "pid_of", "wait_for"]
+
+
+def pid_of(owner: str | None) -> int | None:
+    """The pid in a lease owner's worker id (service.leases.new_worker_id: host/ns:pid:ulid)."""
+    return int(owner.split(":")[1]) if owner else None
+
+
+def wait_for(done: Callable[[], bool], *, timeout: float, what: str, every: float = 0.05) -> float:
+    """Poll ``done`` until it is true; fail with ``what`` after ``timeout`` seconds. Returns
+    the seconds it took (for messages; tests wait for states, they do not time them)."""
+    started = time.monotonic()
+    while not done():
+        assert time.monotonic() - started < timeout, f"{what} (waited {timeout:g} s)"
+        time.sleep(every)
+    return time.monotonic() - started
 
 
 @dataclass
@@ -30,6 +49,76 @@ class Cluster(LocalReplicaSet):
         return {
             "AWS_ACCESS_KEY_ID": self.credentials["aws_access_key_id"],
             "AWS_SECRET_ACCESS_KEY": self.credentials["aws_secret_access_key"],
+        }
+
+    def config_file(
+        self, path: Path, *, endpoints: Mapping[str, str] | None = None, replication: str = ""
+    ) -> Path:
+        """A copy of the cluster's georep.toml at ``path``: the regions in ``endpoints`` reached
+        at another URL (a latency proxy), ``replication`` lines added to ``[replication]``."""
+        text = self.config_path.read_text()
+        for region, url in (endpoints or {}).items():
+            block = f'name = "{region}"\nendpoint_url = "{self.backend.endpoint_url}"'
+            assert block in text, f"no [[regions]] block for {region}"
+            text = text.replace(block, f'name = "{region}"\nendpoint_url = "{url}"')
+        # NOTE: [replication] is the file's last section (service/local.py writes it so).
+        path.write_text(f"{text.rstrip()}\n{replication}\n")
+        return path
+
+    def run_consumer(
+        self,
+        region: str,
+        *,
+        log: Path,
+        config: Path | None = None,
+        prefix: Sequence[str] = (),
+        metrics: bool = False,
+    ) -> subprocess.Popen[bytes]:
+        """``georep run --region REGION`` in a child process (after ``prefix``, a command that
+        execs it), its output appended to ``log``; with ``metrics``, on a free metrics port
+        (`metrics_url` reads it from the log)."""
+        command = [
+            *prefix,
+            sys.executable,
+            *("-m", "service.cli", "run", "--region", region),
+            *("-c", str(config or self.config_path)),
+            *(("--metrics-port", "0") if metrics else ()),
+        ]
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                command, env={**os.environ, **self.env()}, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    def put_each(self, region: str, keys: Sequence[str], *, tag: str) -> None:
+        """One stamped put per key through the SDK (value ``<tag>-<key>``), each recorded as
+        acknowledged."""
+        sdk = GeorepTable(self.client(region), config=self.config, region=region)
+        for key in keys:
+            version = sdk.put({"pk": {"S": key}, "v": {"S": f"{tag}-{key}"}})
+            with self.lock:
+                self.acknowledged.setdefault(key, []).append(version)
+
+    def count(self, region: str, *, tag: str) -> int:
+        """How many of ``region``'s items hold a value written with ``tag`` (`put_each`)."""
+        return sum(
+            1
+            for item in self.scan(region).values()
+            if item.get("v", {}).get("S", "").startswith(f"{tag}-")
+        )
+
+    def lease_owners(self, region: str) -> dict[str, str | None]:
+        """The shard leases in ``region``'s checkpoint table: shard item key -> owner (none
+        before a consumer created the table)."""
+        client = self.client(region)
+        table = self.config.replication.checkpoint_table
+        try:
+            items = client.scan(TableName=table, ConsistentRead=True)["Items"]
+        except client.exceptions.ResourceNotFoundException:
+            return {}
+        return {
+            item["shard"]["S"]: item.get("owner", {}).get("S")
+            for item in items
+            if item["shard"]["S"].startswith("lease/")
         }
 
     def identical(self) -> bool:

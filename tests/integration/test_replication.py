@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
+from bench.latency_proxy import LatencyProxy
 from service.backends import EmbeddedBackend
 from service.consumer import Consumer
 from service.core.apply import Stamped, read_item
 from service.local import drain
 from service.pipeline import MemoryMetrics
 from service.sdk import Clock, GeorepTable
-from tests.integration.cluster import REGIONS, Cluster, make_cluster
+from tests.integration.cluster import REGIONS, Cluster, make_cluster, pid_of, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -61,22 +61,7 @@ def test_three_regions_with_concurrent_stamped_and_raw_writers_converge(
 
 
 def _start_consumer(cluster: Cluster, region: str, log_dir: Path) -> subprocess.Popen[bytes]:
-    out = (log_dir / f"consumer-{region}.log").open("ab")
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "run",
-            "--region",
-            region,
-            "-c",
-            str(cluster.config_path),
-        ],
-        env={**os.environ, **cluster.env()},
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
+    return cluster.run_consumer(region, log=log_dir / f"consumer-{region}.log")
 
 
 def _wait_converged(cluster: Cluster, *, stable_for: float = 2.0, timeout: float = 180) -> None:
@@ -141,6 +126,72 @@ def test_a_consumer_killed_mid_run_restarts_from_its_checkpoint_and_nothing_is_l
     drain([replay])
     replay.close()
     assert before == {r: cluster.scan(r) for r in REGIONS}
+
+
+def test_a_consumer_killed_with_its_window_full_loses_nothing_and_restarts_at_once(
+    backend: EmbeddedBackend, tmp_path: Path
+) -> None:
+    """kill -9 lands while the window holds hundreds of records read and not yet applied
+    everywhere (the two destinations 50 ms away each way, behind a latency proxy): after a
+    restart with the same configuration every acknowledged write is in every region and the
+    regions are byte-identical. The restart takes the dead process's lease at once
+    (process_gone), not after lease_seconds: set to 60 s, a regression times out here."""
+    cluster = make_cluster(backend, tmp_path)
+    victim = REGIONS[1]
+    destinations = [r for r in REGIONS if r != victim]
+    keys = [f"k{n:03d}" for n in range(240)]
+    cluster.put_each(victim, keys, tag="w")  # all in the stream before the consumer starts
+    moto = urlsplit(backend.endpoint_url)
+    assert moto.hostname is not None and moto.port is not None
+
+    def applied() -> list[int]:
+        return [cluster.count(r, tag="w") for r in destinations]
+
+    with LatencyProxy(moto.hostname, moto.port, delay_s=0.050) as proxy:
+        config = cluster.config_file(
+            tmp_path / "far.toml",
+            endpoints={r: proxy.url for r in destinations},
+            replication="lease_seconds = 60",
+        )
+        log = tmp_path / "victim.log"
+        proc = cluster.run_consumer(victim, log=log, config=config)
+        try:
+            at_kill: list[int] = []
+
+            def some_applied() -> bool:
+                at_kill[:] = applied()
+                return min(at_kill) >= len(keys) // 10
+
+            wait_for(some_applied, timeout=60, what="the consumer applied nothing")
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            # Some, not all: the kill landed with records in flight to both destinations.
+            assert max(at_kill) <= len(keys) * 9 // 10, f"the kill came too late: {at_kill}"
+            proc = cluster.run_consumer(victim, log=log, config=config)
+            restarted = proc.pid
+
+            def held_by_the_restart() -> bool:
+                owners = list(cluster.lease_owners(victim).values())
+                return bool(owners) and all(pid_of(o) == restarted for o in owners)
+
+            took = wait_for(
+                held_by_the_restart,
+                timeout=40,
+                what="the restarted consumer did not take the dead one's lease before "
+                "lease_seconds (60 s) would have passed: is process_gone consulted?",
+            )
+            wait_for(
+                lambda: applied() == [len(keys)] * len(destinations),
+                timeout=120,
+                what="the restarted consumer did not apply every record",
+            )
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    print(f"killed at {at_kill} of {len(keys)} applied; the restart held the lease in {took:.1f} s")
+    assert cluster.identical()
+    for region in REGIONS:
+        cluster.check_lww_verdict(final=cluster.scan(region))
 
 
 @pytest.mark.parametrize("second", ["put", "delete"])

@@ -3,7 +3,11 @@ lease table (service/leases.py)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +20,7 @@ from service.core.leases import (
     fair_share,
     observe,
 )
-from service.leases import LeaseKeeper, MemoryLeaseTable
+from service.leases import LeaseKeeper, MemoryLeaseTable, new_worker_id, process_gone
 
 ARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/orders/stream/2026-01-01T00:00:00.000"
 SHARDS = ("s0", "s1", "s2", "s3")
@@ -221,3 +225,38 @@ def test_a_holder_giving_a_lease_up_stops_holding_it_before_its_write_lands(give
         keeper(table, "b", clock).tick(["s0", "s1"])  # asks a for one
         a.tick(["s0", "s1"])
     assert [False] == seen_during_write
+
+
+def test_only_an_exited_process_of_this_host_counts_as_gone() -> None:
+    """process_gone: this process is not gone, nor is a live child; a child that exited (and
+    was reaped) is; a pid on another host name is never judged, whatever it is here."""
+    host = new_worker_id().split(":")[0]  # the host's name, and its pid namespace on Linux
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert False is process_gone(new_worker_id())
+        assert False is process_gone(f"{host}:{os.getpid()}:01ABC")
+        assert False is process_gone(f"{host}:{child.pid}:01ABC")
+    finally:
+        child.kill()
+        child.wait()
+    assert True is process_gone(f"{host}:{child.pid}:01ABC")
+    assert False is process_gone(f"not-{host}:{child.pid}:01ABC")
+    assert False is process_gone(f"{host}:not-a-pid:01ABC")
+
+
+def test_a_live_process_seen_from_another_pid_namespace_of_the_same_host_is_not_gone() -> None:
+    """Containers on one host name (Kubernetes hostNetwork pods, --uts=host) have pid
+    namespaces of their own: a pid from another one means nothing here, so its owner must
+    not be judged dead (it would lose a live lease at once, a second reader of its shards)."""
+    command = ["unshare", "-r", "-p", "-f", "--mount-proc", sys.executable, "-c"]
+    if subprocess.run([*command[:-2], "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs unshare with user and pid namespaces")
+    check = "import sys; from service.leases import process_gone; print(process_gone(sys.argv[1]))"
+    answer = subprocess.run(
+        [*command, check, new_worker_id()],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[2],
+    )
+    assert "False" == answer.stdout.strip()
