@@ -4,11 +4,13 @@ consumer wrote it, once."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from service.backends import EmbeddedBackend
+from service.cli import main
 from service.consumer import Consumer, conflict_log_for
 from service.core.apply import Stamped, read_item
 from service.local import drain
@@ -19,7 +21,10 @@ pytestmark = pytest.mark.integration
 
 
 def test_a_concurrent_write_in_two_regions_is_logged_once_per_destination(
-    backend: EmbeddedBackend, tmp_path: Path
+    backend: EmbeddedBackend,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """r0 and r1 write "k" before any consumer runs. r0's consumer merges at r1 and logs it in
     r0's table; r1's merges at r0 and logs it in r1's; r2 merges whichever came second. So
@@ -65,3 +70,12 @@ def test_a_concurrent_write_in_two_regions_is_logged_once_per_destination(
         assert writes == {entry.existing.write_id, entry.incoming.write_id}
         assert ("lww", final.version.meta.write_id) == (entry.resolver, entry.result_write_id)
         assert entry.winner in ("existing", "incoming")
+
+    for name, value in cluster.env().items():
+        monkeypatch.setenv(name, value)  # the CLI's clients reach the same database
+    capsys.readouterr()
+    assert 0 == main(["conflicts", "list", "-c", str(cluster.config_path), "--json"])
+    listed = json.loads(capsys.readouterr().out)
+    assert sorted(e.id for e in logged) == sorted(row["id"] for row in listed["rows"])
+    assert {"pk=k"} == {row["key"] for row in listed["rows"]}
+    assert 0 == main(["conflicts", "list", "-c", str(cluster.config_path), "--region", third])
