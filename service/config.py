@@ -112,9 +112,21 @@ class ReplicationConfig(_Strict):
     lease_seconds: float = Field(default=10.0, ge=1, le=300)
     checkpoint_table: str = "georep-checkpoints"
     dead_letter_table: str = "georep-dead-letters"
+    # Every merge of concurrent versions is logged here (service/conflicts.py), in the
+    # consumer's own region; empty turns the log off (the `conflicts` metric still counts).
+    conflict_table: str | None = Field(
+        default="georep-conflicts", max_length=255, pattern=r"^([a-zA-Z0-9_.-]{3,255})?$"
+    )
+    # Conflict log entries expire (DynamoDB TTL) this many days after they were logged.
+    conflict_retention_days: int = Field(default=30, ge=1, le=3650)
     idle_backoff_seconds: float = Field(default=0.05, gt=0, le=10)
     max_idle_backoff_seconds: float = Field(default=0.25, gt=0, le=60)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+
+    @field_validator("conflict_table")
+    @classmethod
+    def _empty_turns_the_log_off(cls, value: str | None) -> str | None:
+        return value or None
 
     @model_validator(mode="after")
     def _backoff_within_maximum(self) -> ReplicationConfig:

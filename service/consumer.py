@@ -51,6 +51,7 @@ from botocore.exceptions import (
 
 from service.checkpoint import CheckpointTracker
 from service.config import Config
+from service.conflicts import DynamoConflicts
 from service.core.values import size_of
 from service.deadletter import DynamoDeadLetters
 from service.dynamo import DynamoTable
@@ -167,6 +168,16 @@ def _stream_enabled(table: Mapping[str, Any]) -> bool:
     return bool(table.get("StreamSpecification", {}).get("StreamEnabled", False))
 
 
+def conflict_log_for(config: Config, client: Any) -> DynamoConflicts | None:
+    """The conflict table in the region ``client`` reaches, as configured (None: no log)."""
+    name = config.replication.conflict_table
+    if not name:
+        return None
+    return DynamoConflicts(
+        client, table_name=name, retention_days=config.replication.conflict_retention_days
+    )
+
+
 def replicator_for(
     config: Config,
     *,
@@ -177,7 +188,7 @@ def replicator_for(
 ) -> Replicator:
     """``region``'s Replicator over every region's table (``clients``: one DynamoDB client
     per region), as configured: the consumer, the Lambda handler and ``georep dlq replay``
-    build it here."""
+    build it here. Merges are logged in ``region``'s conflict table."""
     tables = {
         name: DynamoTable(
             client, table_name=config.table_name(name), key_attributes=config.key_attributes
@@ -191,6 +202,7 @@ def replicator_for(
         dead_letters=dead_letters,
         metrics=metrics,
         write_concurrency=config.replication.write_concurrency,
+        conflicts=conflict_log_for(config, clients[region]),
     )
 
 
@@ -884,10 +896,14 @@ class Consumer(StreamConsumer):
         )
 
     def setup(self) -> None:
-        """Create the checkpoint and dead-letter tables if they are missing; find the stream."""
+        """Create the checkpoint, dead-letter and conflict tables if they are missing; find
+        the stream."""
         try:
             self.checkpoint_table.ensure_table()
             self.dead_letters.ensure_table()
+            conflicts = conflict_log_for(self.config, self.dynamodb[self.region])
+            if conflicts is not None:
+                conflicts.ensure_table()
         except AWS_ERRORS as error:
             raise ConsumerHaltedError(
                 f"cannot create georep's tables in {self.region}: "

@@ -310,8 +310,10 @@ def build(
     ``dynamodb:DescribeTable`` and ``dynamodb:DescribeTimeToLive`` on every replica table; a
     region that cannot be reached at the cold start is skipped with a warning.
 
-    The dead-letter table must exist (``Consumer.setup`` or the deployment creates it): a
-    function that creates tables on a cold start needs CreateTable rights it should not have.
+    The dead-letter and conflict tables (``[replication]``, in ``region``) must exist
+    (``Consumer.setup``, ``georep init`` or the stack creates them): a function that creates
+    tables on a cold start needs CreateTable rights it should not have. Merges are logged in
+    the conflict table with one PutItem each (`service.consumer.replicator_for`).
     """
     config.region(region)  # UnknownRegionError names the configured regions
     session = session or boto3.Session()

@@ -71,11 +71,13 @@ def local_replica_set(
     )
     path = directory / "georep.toml"
     # Bookkeeping tables named after the replica table: several replica sets can share one
-    # emulator database (moto's default account) without sharing checkpoints or dead letters.
+    # emulator database (moto's default account) without sharing checkpoints, dead letters or
+    # conflicts.
     path.write_text(
         f'[table]\nname = "{name}"\npartition_key = "pk"\n{table}\n\n{blocks}'
         f'[replication]\ncheckpoint_table = "{name}-checkpoints"\n'
-        f'dead_letter_table = "{name}-dead-letters"\n{replication}\n'
+        f'dead_letter_table = "{name}-dead-letters"\n'
+        f'conflict_table = "{name}-conflicts"\n{replication}\n'
     )
     replica_set = LocalReplicaSet(
         backend, path, load_config(path), backend.credentials_for(regions[0]), name

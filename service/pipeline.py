@@ -29,6 +29,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
+from service.conflicts import ConflictSink
 from service.core import hlc
 from service.core.apply import (
     Adopt,
@@ -43,10 +44,12 @@ from service.core.apply import (
     Restore,
     Settings,
     Skip,
+    Write,
     decide,
     read_item,
     translate,
 )
+from service.core.conflicts import conflict_entry
 from service.core.records import parse_record
 from service.core.values import size_of
 from service.core.version import META_ATTR, Order, Version, compare, encode_item, encode_meta
@@ -412,17 +415,20 @@ class Replicator:
         write_concurrency: int = 64,
         now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         executor: Executor | None = None,
+        conflicts: ConflictSink | None = None,
     ) -> None:
         """``write_concurrency``: requests in flight per destination (a pool of threads each;
         boto3's connection pool must be at least as large). ``executor``, if given, runs every
         lane instead (an `InlineExecutor` makes the schedule deterministic for the model); it
-        belongs to the caller."""
+        belongs to the caller. ``conflicts``: where each merge written is logged (none: only
+        the ``conflicts`` metric counts them)."""
         self.region = region
         self.settings = settings
         self.tables = tables
         self.dead_letters = dead_letters
         self.metrics = metrics
         self.now_ms = now_ms
+        self.conflicts = conflicts
         self.write_concurrency = write_concurrency
         self._executor = executor
         self._pools: dict[str, ThreadPoolExecutor] = {}
@@ -743,10 +749,35 @@ class Replicator:
                     self.metrics.incr(
                         "conflicts", {**labels, "resolver": self.settings.resolver.name}
                     )
+                    self._log_conflict(destination, key, decision)
                 return self._applied(version, "merged" if decision.conflict else "written", labels)
             self.metrics.incr("precondition_retries", labels)
             current_item = result.current
         raise RuntimeError(f"gave up after {MAX_ATTEMPTS} contended attempts on {key}")
+
+    def _log_conflict(self, destination: str, key: Mapping[str, Any], decision: Write) -> None:
+        """Log the merge ``decision`` just wrote at ``destination``. Best effort: a sink that
+        fails is logged and counted, never fails the record (the merge is written already)."""
+        if self.conflicts is None or decision.conflict is None:
+            return
+        existing, incoming = decision.conflict
+        try:
+            self.conflicts.put(
+                conflict_entry(
+                    key=key,
+                    destination=destination,
+                    source=self.region,
+                    resolver=self.settings.resolver.name,
+                    existing=existing,
+                    incoming=incoming,
+                    merged=decision.version,
+                    at=self.now_ms() // 1000,
+                )
+            )
+        except Exception as failure:
+            log.warning("logging a conflict at %s on %s failed: %s", destination, key, failure)
+            labels = {"source": self.region, "destination": destination}
+            self.metrics.incr("conflict_log_failures", labels)
 
     def _item(self, version: Version) -> dict[str, Any]:
         return encode_item(version, horizon_ms=self.settings.horizon_ms)

@@ -12,6 +12,7 @@ from service.commands import (
     backend,
     backfill,
     check_rule,
+    conflicts,
     demo,
     deploy,
     dlq,
@@ -21,6 +22,6 @@ from service.commands import (
     verify,
 )
 
-COMMANDS = (demo, backend, init, run, backfill, verify, status, dlq, check_rule, deploy)
+COMMANDS = (demo, backend, init, run, backfill, verify, status, dlq, conflicts, check_rule, deploy)
 
 __all__ = ["COMMANDS"]

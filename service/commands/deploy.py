@@ -4,10 +4,11 @@ region for ``deploy/template.yaml`` (one stack per region).
 Each ``DIR/<region>.json`` is the stack's parameters in CloudFormation's own format
 (``[{"ParameterKey": ..., "ParameterValue": ...}]``): the region's table name and key schema,
 the ARN of every other region's replica table (the function writes them, and IAM allows those
-exact tables only), the dead-letter table and the batch size. ``--existing REGION=STREAM_ARN``
-says a region's table already exists (the stack then adopts it instead of creating it); its
-stream ARN is the one the event source mapping reads. Exit codes: 0 written, 2 a configuration
-or usage problem (a region with ``endpoint_url``: the stacks are for AWS, not an emulator).
+exact tables only), the dead-letter and conflict tables and the batch size. ``--existing
+REGION=STREAM_ARN`` says a region's table already exists (the stack then adopts it instead of
+creating it); its stream ARN is the one the event source mapping reads. Exit codes: 0 written,
+2 a configuration or usage problem (a region with ``endpoint_url``: the stacks are for AWS, not
+an emulator; no conflict table: the stack logs conflicts).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ def parameters(
         "ExistingStreamArn": stream_arn,
         "PeerTableArns": ",".join(peers),
         "DeadLetterTableName": config.replication.dead_letter_table,
+        "ConflictTableName": config.replication.conflict_table or "",
         "BatchSize": str(config.replication.batch_size),
     }
 
@@ -128,6 +130,13 @@ def execute(args: argparse.Namespace) -> int:
 def _problem(config: Config, args: argparse.Namespace) -> str | None:
     if not _ACCOUNT.match(args.account_id):
         return f"--account-id {args.account_id!r} is not a 12-digit AWS account id"
+    if not config.replication.conflict_table:
+        # NOTE: the stack always keeps a conflict log: the function's role may only hold
+        # grants it uses (docs/decisions.md, "A conflict log, in each region's own table").
+        return (
+            "[replication] conflict_table is empty (conflict log off): the stack logs every "
+            'conflict; name its table (default "georep-conflicts")'
+        )
     emulated = [r.name for r in config.regions if r.endpoint_url]
     if emulated:
         return (

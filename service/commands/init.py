@@ -1,8 +1,8 @@
 """``georep init``: make every configured region's table a replica. A missing table is
 created; an existing one keeps its data, has its keys checked against the configuration and
 gets what is off turned on (a NEW_AND_OLD_IMAGES stream, TTL on ``_georep_ttl``). georep's own
-checkpoint and dead-letter tables are created in every region. Idempotent. (Production deploys
-with ``deploy/``; init is for development, emulators and onboarding.)"""
+checkpoint, dead-letter and conflict tables are created in every region. Idempotent.
+(Production deploys with ``deploy/``; init is for development, emulators and onboarding.)"""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def execute(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from service.backends import TableSetupError, onboard_table
-    from service.consumer import clients_for
+    from service.consumer import clients_for, conflict_log_for
     from service.core.version import TTL_ATTR
     from service.deadletter import DynamoDeadLetters
     from service.preflight import Keys
@@ -42,6 +42,9 @@ def execute(args: argparse.Namespace) -> int:
             DynamoDeadLetters(
                 client, table_name=config.replication.dead_letter_table
             ).ensure_table()
+            conflicts = conflict_log_for(config, client)
+            if conflicts is not None:
+                conflicts.ensure_table()
         except TableSetupError as error:
             rows.append((region, table, f"REFUSED: {error}"))
             worst = max(worst, USAGE)
@@ -61,6 +64,7 @@ def execute(args: argparse.Namespace) -> int:
             "regions": len(rows),
             "checkpoint table": config.replication.checkpoint_table,
             "dead-letter table": config.replication.dead_letter_table,
+            "conflict table": config.replication.conflict_table or "(off)",
         },
     )
     return worst

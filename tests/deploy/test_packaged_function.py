@@ -30,6 +30,7 @@ import pytest
 from service.backends import EmbeddedBackend, MotoServer, create_replica_table
 from service.commands.deploy import parameters
 from service.config import load_config
+from service.conflicts import DynamoConflicts
 from service.core.version import TTL_ATTR
 from service.deadletter import DynamoDeadLetters
 from service.sdk import GeorepTable
@@ -46,6 +47,7 @@ pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
 EVENTS = HERE / "events"
 SOURCE = REGIONS[0]
+PEER = REGIONS[1]
 BLOB = bytes(range(256))
 MOTO_ACCOUNT = "123456789012"  # moto's default: what a client without the account header uses
 
@@ -127,6 +129,13 @@ def invoke(
     return answer
 
 
+def conflicts(cluster: Cluster) -> DynamoConflicts:
+    """The source region's conflict table, as the function's configuration names it."""
+    name = cluster.config.replication.conflict_table
+    assert name is not None
+    return DynamoConflicts(cluster.client(SOURCE), table_name=name)
+
+
 def _environment(cluster: Cluster, config: Path) -> dict[str, str]:
     return {**cluster.env(), "GEOREP_CONFIG": str(config), "GEOREP_REGION": SOURCE}
 
@@ -194,7 +203,9 @@ def recorded_run(
 ) -> Iterator[tuple[Cluster, dict[str, Any], dict[str, Any]]]:
     """Two batches recorded from the source region's stream, each handed to a fresh start of
     the packaged handler (the second recorded after the first was applied, so it holds the
-    function's own writes too): the run's cluster, events and result."""
+    function's own writes too): the run's cluster, events and result. Item "contested" was
+    also written in the next region, concurrently: the function merges it there and logs the
+    conflict."""
     tmp_path = tmp_path_factory.mktemp("recorded")
     view = moto_server.isolated().start()
     try:
@@ -202,8 +213,12 @@ def recorded_run(
         DynamoDeadLetters(
             cluster.client(SOURCE), table_name=cluster.config.replication.dead_letter_table
         ).ensure_table()
+        conflicts(cluster).ensure_table()
         client = cluster.client(SOURCE)
         sdk = GeorepTable(client, config=cluster.config, region=SOURCE)
+        peer = GeorepTable(cluster.client(PEER), config=cluster.config, region=PEER)
+        peer.put({"pk": {"S": "contested"}, "v": {"S": PEER}})
+        sdk.put({"pk": {"S": "contested"}, "v": {"S": SOURCE}})
         sdk.put({"pk": {"S": "stamped"}, "b": {"B": BLOB}, "bs": {"BS": [BLOB, b"\x00"]}})
         client.put_item(
             TableName=cluster.table_name,
@@ -239,14 +254,18 @@ def recorded_run(
 def test_recorded_batches_replicate_binary_values_and_a_ttl_deletion_byte_identically(
     recorded_run: tuple[Cluster, dict[str, Any], dict[str, Any]],
 ) -> None:
-    """No failure reported for either batch; every region holds the same items; the binary
-    values are the exact bytes; the item TTL removed is a tombstone everywhere; the malformed
-    record is in the dead-letter table, not a failure that blocks the shard."""
+    """No failure reported for either batch; every region holds the same items (but the one
+    merged at the peer, whose own write the peer never replicated here); the binary values
+    are the exact bytes; the item TTL removed is a tombstone everywhere; the malformed record
+    is in the dead-letter table, not a failure that blocks the shard."""
     cluster, _events, result = recorded_run
 
     assert [{"batchItemFailures": []}, {"batchItemFailures": []}] == result["responses"]
-    source = cluster.scan(SOURCE)
-    assert all(source == cluster.scan(r) for r in REGIONS)
+    scans = {r: cluster.scan(r) for r in REGIONS}
+    contested = {r: scans[r].pop("contested") for r in REGIONS}
+    source = scans[SOURCE]
+    assert all(source == scans[r] for r in REGIONS)
+    assert all({"S": SOURCE} == contested[r]["v"] for r in REGIONS)  # LWW: the later write
     assert BLOB == source["stamped"]["b"]["B"]
     assert {BLOB, b"\x00"} == set(source["stamped"]["bs"]["BS"])
     assert b"\x00\xff" == source["raw"]["doc"]["M"]["b"]["B"]  # the later raw write
@@ -255,6 +274,22 @@ def test_recorded_batches_replicate_binary_values_and_a_ttl_deletion_byte_identi
     table = cluster.config.replication.dead_letter_table
     (letter,) = DynamoDeadLetters(cluster.client(SOURCE), table_name=table).entries()
     assert "RecordError" == letter["error"]
+
+
+def test_the_packaged_handler_logs_the_merge_it_wrote_in_its_own_region(
+    recorded_run: tuple[Cluster, dict[str, Any], dict[str, Any]],
+) -> None:
+    """One entry, in the source region's conflict table: "contested" merged at the peer."""
+    cluster, _events, _result = recorded_run
+
+    (entry,) = conflicts(cluster).entries()
+
+    assert ({"pk": {"S": "contested"}}, PEER, SOURCE) == (
+        entry.key,
+        entry.destination,
+        entry.source,
+    )
+    assert ("lww", "incoming", PEER) == (entry.resolver, entry.winner, entry.existing.origin)
 
 
 # -- least privilege: what the function did against what its role allows ----------------------
@@ -301,7 +336,7 @@ def test_every_call_the_function_made_is_allowed_and_every_grant_was_used(
     statements = role_policy(account, SOURCE)
     granted = {
         (action, resource.replace(f":{account.id}:", f":{MOTO_ACCOUNT}:"))
-        for sid in ("ReplicaTables", "DeadLetters")
+        for sid in ("ReplicaTables", "DeadLetters", "Conflicts")
         for action in _listed(statements[sid]["Action"])
         for resource in _listed(statements[sid]["Resource"])
     }
@@ -314,4 +349,4 @@ def test_every_call_the_function_made_is_allowed_and_every_grant_was_used(
     assert {a for a, _ in granted} == {a for a, _ in made}  # (2) every action is used
     assert {r for _, r in granted} == {r for _, r in made}  # ... on every table listed
     assert SERVICE_USED == {sid: set(_listed(statements[sid]["Action"])) for sid in SERVICE_USED}
-    assert set(SERVICE_USED) | {"ReplicaTables", "DeadLetters"} == set(statements)
+    assert set(SERVICE_USED) | {"ReplicaTables", "DeadLetters", "Conflicts"} == set(statements)

@@ -17,6 +17,7 @@ import pytest
 
 from service.backends import MotoServer
 from service.cli import main
+from service.core.conflicts import EXPIRES_ATTR
 from tests.deploy.sam import (
     ARTIFACT_BUCKET,
     ARTIFACT_KEY,
@@ -150,6 +151,25 @@ def test_the_table_asks_for_ttl_on_georep_ttl_and_point_in_time_recovery() -> No
 
 
 @pytest.mark.parametrize("region", REGIONS)
+def test_each_region_has_its_conflict_table_keyed_by_id(stacks: Account, region: str) -> None:
+    table = stacks.client("dynamodb", region).describe_table(TableName="georep-conflicts")["Table"]
+
+    assert [{"AttributeName": "id", "KeyType": "HASH"}] == table["KeySchema"]
+    assert "PAY_PER_REQUEST" == table["BillingModeSummary"]["BillingMode"]
+
+
+def test_the_conflict_table_asks_for_ttl_on_expires_at_and_point_in_time_recovery() -> None:
+    """Entries expire on their own (conflict_retention_days); moto ignores both settings from
+    CloudFormation, so they are asserted on the template."""
+    resource = translated()["Resources"]["ConflictTable"]
+    properties = resource["Properties"]
+
+    assert {"AttributeName": EXPIRES_ATTR, "Enabled": True} == properties["TimeToLiveSpecification"]
+    assert {"PointInTimeRecoveryEnabled": True} == properties["PointInTimeRecoverySpecification"]
+    assert "Retain" == resource["DeletionPolicy"]
+
+
+@pytest.mark.parametrize("region", REGIONS)
 def test_each_region_has_the_function_and_a_mapping_on_its_own_stream_with_every_option(
     stacks: Account, region: str
 ) -> None:
@@ -227,7 +247,7 @@ def test_each_role_reads_only_its_own_stream_and_writes_only_the_replica_tables(
 ) -> None:
     """Resolved by CloudFormation: the stream statement names this region's stream only; the
     table statement names this region's table and each peer's (its own name there), nothing
-    else; the dead letters, queue and log group are this stack's own."""
+    else; the dead letters, conflicts, queue and log group are this stack's own."""
     account = stacks.id
     physical = _physical(stacks, region)
     statements = role_policy(stacks, region)
@@ -238,15 +258,24 @@ def test_each_role_reads_only_its_own_stream_and_writes_only_the_replica_tables(
         QueueUrl=physical["FailureQueue"], AttributeNames=["QueueArn"]
     )["Attributes"]["QueueArn"]
 
-    assert {"ReadOwnStream", "ReplicaTables", "DeadLetters", "OnFailureDestination", "Logs"} == set(
-        statements
-    )
+    assert {
+        "ReadOwnStream",
+        "ReplicaTables",
+        "DeadLetters",
+        "Conflicts",
+        "OnFailureDestination",
+        "Logs",
+    } == set(statements)
     assert [stream] == _listed(statements["ReadOwnStream"]["Resource"])
     assert sorted(f"arn:aws:dynamodb:{r}:{account}:table/{_table(r)}" for r in REGIONS) == sorted(
         _listed(statements["ReplicaTables"]["Resource"])
     )
     assert [f"arn:aws:dynamodb:{region}:{account}:table/georep-dead-letters"] == _listed(
         statements["DeadLetters"]["Resource"]
+    )
+    assert ["dynamodb:PutItem"] == _listed(statements["Conflicts"]["Action"])
+    assert [f"arn:aws:dynamodb:{region}:{account}:table/georep-conflicts"] == _listed(
+        statements["Conflicts"]["Resource"]
     )
     assert [queue] == _listed(statements["OnFailureDestination"]["Resource"])
     # AWS's LogGroup Arn attribute ends in ":*" (every stream of the group); moto's does not.

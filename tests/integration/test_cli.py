@@ -37,6 +37,7 @@ def _config(backend: EmbeddedBackend, tmp_path: Path) -> tuple[Path, str]:
         f'[table]\nname = "{table}"\npartition_key = "pk"\nresolver = "lww"\n\n{blocks}'
         f'[replication]\ncheckpoint_table = "{table}-checkpoints"\n'
         f'dead_letter_table = "{table}-dead-letters"\n'
+        f'conflict_table = "{table}-conflicts"\n'
     )
     return path, table
 
@@ -86,7 +87,14 @@ def test_init_creates_every_table_then_changes_nothing(
     assert 3 == document["summary"]["ready"]
     client = _client(backend, REGIONS[1])
     tables = client.list_tables()["TableNames"]
-    assert {table, f"{table}-checkpoints", f"{table}-dead-letters"} <= set(tables)
+    assert {
+        table,
+        f"{table}-checkpoints",
+        f"{table}-dead-letters",
+        f"{table}-conflicts",
+    } <= set(tables)
+    expiry = client.describe_time_to_live(TableName=f"{table}-conflicts")["TimeToLiveDescription"]
+    assert ("ENABLED", "expires_at") == (expiry["TimeToLiveStatus"], expiry["AttributeName"])
     stream = client.describe_table(TableName=table)["Table"]["StreamSpecification"]
     assert stream == {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
     ttl = client.describe_time_to_live(TableName=table)["TimeToLiveDescription"]

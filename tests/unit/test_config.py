@@ -149,3 +149,17 @@ def test_an_idle_backoff_above_its_maximum_is_refused() -> None:
 def test_an_idle_backoff_equal_to_its_maximum_is_accepted() -> None:
     document = {**doc(), "replication": {"idle_backoff_seconds": 1, "max_idle_backoff_seconds": 1}}
     assert 1.0 == parse_config(document).replication.max_idle_backoff_seconds
+
+
+def test_conflicts_are_logged_in_georep_conflicts_for_30_days_unless_the_table_is_empty() -> None:
+    """The minimal form logs conflicts; an empty ``conflict_table`` (TOML has no null) turns
+    the log off; a table name DynamoDB would refuse is refused here."""
+    default = parse_config(doc()).replication
+    off = parse_config({**doc(), "replication": {"conflict_table": ""}}).replication
+
+    assert ("georep-conflicts", 30) == (default.conflict_table, default.conflict_retention_days)
+    assert off.conflict_table is None
+    with pytest.raises(ConfigError, match="conflict_table"):
+        parse_config({**doc(), "replication": {"conflict_table": "no spaces"}})
+    with pytest.raises(ConfigError, match="conflict_retention_days"):
+        parse_config({**doc(), "replication": {"conflict_retention_days": 0}})

@@ -48,3 +48,19 @@ def test_render_refuses_a_wrong_account_an_emulator_or_a_foreign_stream(
     assert 2 == code
     assert says in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
+
+
+def test_render_refuses_a_configuration_without_a_conflict_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The stack always has the conflict table, and its role may hold only grants it uses."""
+    config = tmp_path / "georep.toml"
+    config.write_text(TOML.format(e="") + '\n[replication]\nconflict_table = ""\n')
+
+    render = ["deploy", "render", "-c", str(config), "--out", str(tmp_path / "p")]
+
+    code = main([*render, "--account-id", "123456789012"])
+
+    assert 2 == code
+    assert "conflict_table" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()

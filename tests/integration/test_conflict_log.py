@@ -1,0 +1,81 @@
+"""The conflict log over the moto server: two regions write one key concurrently, every
+region's consumer drains, and each merge written is in the conflict table of the region whose
+consumer wrote it, once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from service.backends import EmbeddedBackend
+from service.cli import main
+from service.consumer import Consumer, conflict_log_for
+from service.core.apply import Stamped, read_item
+from service.local import drain
+from service.sdk import GeorepTable
+from tests.integration.cluster import REGIONS, make_cluster
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_concurrent_write_in_two_regions_is_logged_once_per_destination(
+    backend: EmbeddedBackend,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """r0 and r1 write "k" before any consumer runs. r0's consumer merges at r1 and logs it in
+    r0's table; r1's merges at r0 and logs it in r1's; r2 merges whichever came second. So
+    three entries, one per destination, each naming both writes and the winner every region
+    now holds; draining again (a replay of nothing new) adds none."""
+    cluster = make_cluster(backend, tmp_path)
+    first, second, third = REGIONS
+    key = {"pk": {"S": "k"}}
+    written = {
+        region: GeorepTable(cluster.client(region), config=cluster.config, region=region).put(
+            {**key, "v": {"S": region}}
+        )
+        for region in (first, second)
+    }
+    consumers = [Consumer(cluster.config, region=r, session=cluster.session()) for r in REGIONS]
+    try:
+        drain(consumers)
+        logs = {}
+        for region in REGIONS:
+            log = conflict_log_for(cluster.config, cluster.client(region))
+            assert log is not None
+            logs[region] = log
+        entries = {region: logs[region].entries() for region in REGIONS}
+        drain(consumers)
+        assert entries == {region: logs[region].entries() for region in REGIONS}
+    finally:
+        for consumer in consumers:
+            consumer.close()
+
+    assert cluster.identical()
+    final = read_item(cluster.scan(first)["k"], settings=cluster.config.settings())
+    assert isinstance(final, Stamped)
+    logged = [entry for found in entries.values() for entry in found]
+    assert sorted(REGIONS) == sorted(e.destination for e in logged)
+    assert [second] == [e.destination for e in entries[first] if e.destination != third]
+    assert [first] == [e.destination for e in entries[second] if e.destination != third]
+    assert [] == entries[third]  # r2 wrote nothing, so its consumer merged nothing
+    writes = {v.meta.write_id for v in written.values() if v is not None}
+    for entry in logged:
+        assert key == entry.key
+        assert entry.source in (first, second)
+        assert entry.destination != entry.source
+        assert writes == {entry.existing.write_id, entry.incoming.write_id}
+        assert ("lww", final.version.meta.write_id) == (entry.resolver, entry.result_write_id)
+        assert entry.winner in ("existing", "incoming")
+
+    for name, value in cluster.env().items():
+        monkeypatch.setenv(name, value)  # the CLI's clients reach the same database
+    capsys.readouterr()
+    assert 0 == main(["conflicts", "list", "-c", str(cluster.config_path), "--json"])
+    listed = json.loads(capsys.readouterr().out)
+    assert sorted(e.id for e in logged) == sorted(row["id"] for row in listed["rows"])
+    assert {"pk=k"} == {row["key"] for row in listed["rows"]}
+    assert 0 == main(["conflicts", "list", "-c", str(cluster.config_path), "--region", third])
