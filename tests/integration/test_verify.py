@@ -11,10 +11,13 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
+from bench.latency_proxy import LatencyProxy
 from service.backends import EmbeddedBackend
+from service.config import Config, load_config
 from service.consumer import Consumer
 from service.core.apply import Stamped, read_item
 from service.local import drain
@@ -45,9 +48,11 @@ def verify_json(cluster: Cluster, *args: str) -> tuple[int, dict[str, Any]]:
     return done.returncode, json.loads(done.stdout)
 
 
-def consumers_of(cluster: Cluster) -> list[Consumer]:
+def consumers_of(cluster: Cluster, config: Config | None = None) -> list[Consumer]:
     consumers = [
-        Consumer(cluster.config, region=r, session=cluster.session(), metrics=MemoryMetrics())
+        Consumer(
+            config or cluster.config, region=r, session=cluster.session(), metrics=MemoryMetrics()
+        )
         for r in REGIONS
     ]
     for consumer in consumers:
@@ -126,7 +131,13 @@ def test_verify_during_a_live_workload_reports_pending_never_divergent(
     writes in flight): what differs is pending, it settles once the writers stop, and verify
     exits 0 without a single divergent key."""
     cluster = make_cluster(backend, tmp_path)
-    consumers = consumers_of(cluster)
+    # NOTE: the consumers write to regions 60 ms away, so that replication is not done before
+    # verify's scans get there (on loopback the window applies a write within milliseconds).
+    moto = urlsplit(backend.endpoint_url)
+    assert moto.hostname is not None and moto.port is not None
+    proxy = LatencyProxy(moto.hostname, moto.port, delay_s=0.060).start()
+    far = cluster.config_file(tmp_path / "far.toml", endpoints={r: proxy.url for r in REGIONS})
+    consumers = consumers_of(cluster, load_config(far))
     stop, stop_writing = threading.Event(), threading.Event()
 
     def write(region: str, seed: int) -> None:
@@ -161,6 +172,7 @@ def test_verify_during_a_live_workload_reports_pending_never_divergent(
     drain(consumers)
     for consumer in consumers:
         consumer.close()
+    proxy.stop()
     summary = json.loads(out)["summary"]
     assert (0, 0, 0) == (process.returncode, summary["divergent"], summary["still pending"]), (
         out + err
