@@ -275,3 +275,44 @@ def test_records_in_flight_past_a_lost_iterator_are_not_handed_out_twice() -> No
     c.poll_once()
     (store,) = c.checkpoints.streams.values()
     assert {sequences[-1]} == {state.sequence for state in store.shards.values()}
+
+
+class Abort(BaseException):
+    """What Hypothesis raises to end a test from inside a draw (StopTest is a BaseException)."""
+
+
+def test_what_escapes_a_lane_run_inline_reaches_the_caller_instead_of_hanging_it() -> None:
+    """The state machine lands local writes from inside the Replicator's conditional writes
+    and Hypothesis may end the test there. Run inline, a lane that stops on such an exception
+    left its record unsettled and `process` waited forever; now the exception reaches the
+    caller of `process`."""
+    from service.pipeline import InlineExecutor
+
+    tables = {r: MemoryTable(r, ("pk",)) for r in REGIONS}
+
+    def abort(key: Mapping[str, Any]) -> None:
+        raise Abort
+
+    tables["r1"].before_write = abort
+    replicator = Replicator(
+        region="r0",
+        settings=settings(),
+        tables=tables,
+        dead_letters=MemoryDeadLetters(),
+        metrics=MemoryMetrics(),
+        executor=InlineExecutor(),
+    )
+    finished = threading.Event()
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            replicator.process(local_records(1, keys=1))
+        except Abort as error:
+            outcome.append(error)
+        finally:
+            finished.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    assert finished.wait(BOUND), "process() hung on a lane that stopped"
+    assert [Abort] == [type(e) for e in outcome]
