@@ -534,12 +534,11 @@ class StreamConsumer:
         for flow in self._flows.values():
             flow.empty_reads = 0
 
-    def _room(self) -> bool:
-        records = sum(
-            f.in_flight + (self.batch_size if f.reading else 0) for f in self._flows.values()
-        )
-        size = sum(f.bytes for f in self._flows.values())
-        return records + self.batch_size <= self.window_records and size < self.window_bytes
+    def _in_window(self) -> tuple[int, int]:
+        """Records (a read in flight counts a whole batch) and bytes in the window."""
+        flows = self._flows.values()
+        records = sum(f.in_flight + (self.batch_size if f.reading else 0) for f in flows)
+        return records, sum(f.bytes for f in flows)
 
     def _ready_shards(self) -> list[str]:
         self._watch_table()
@@ -558,6 +557,7 @@ class StreamConsumer:
     def _start_reads(self, ready: Sequence[str], *, paced: bool) -> None:
         reader = self._current()
         now = self.clock()
+        records, size = self._in_window()  # counted once a turn, not once per shard
         for shard_id in ready:
             flow = self._flows.get(shard_id)
             if flow is None:
@@ -569,10 +569,12 @@ class StreamConsumer:
                 or flow.lost
                 or not self._due(shard_id)
                 or (paced and flow.idle_until > now)
-                or not self._room()
+                or records + self.batch_size > self.window_records
+                or size >= self.window_bytes
             ):
                 continue
             flow.reading = self.read_executor.submit(self._read, reader, shard_id)
+            records += self.batch_size
 
     def _read(self, reader: StreamReader, shard_id: str) -> Batch:
         try:

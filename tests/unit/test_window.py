@@ -25,6 +25,18 @@ from tests.unit.test_pipeline import REGIONS, T0, write_locally
 BOUND = 30.0  # seconds; only ever reached when the property under test does not hold
 
 
+def r0_replicator(tables: Mapping[str, MemoryTable], **options: Any) -> Replicator:
+    """r0's Replicator over ``tables``, with its own thread pools unless told otherwise."""
+    return Replicator(
+        region="r0",
+        settings=settings(),
+        tables=tables,
+        dead_letters=MemoryDeadLetters(),
+        metrics=MemoryMetrics(),
+        **options,
+    )
+
+
 def settings() -> Settings:
     return Settings(regions=REGIONS, key_attributes=("pk",), resolver=LastWriterWins())
 
@@ -65,13 +77,7 @@ def test_a_slow_destination_does_not_stop_the_other_from_advancing() -> None:
     gate = Gate()
     tables["r1"].before_write = gate
     settled: list[RecordResult] = []
-    replicator = Replicator(
-        region="r0",
-        settings=settings(),
-        tables=tables,
-        dead_letters=MemoryDeadLetters(),
-        metrics=MemoryMetrics(),
-    )
+    replicator = r0_replicator(tables)
     records = local_records(60, keys=20)
     try:
         replicator.submit(records, scope="shard", on_settled=lambda i, r: settled.append(r))
@@ -105,14 +111,7 @@ def test_each_destination_receives_each_keys_versions_in_stream_order() -> None:
 
     for region in seen:
         tables[region].before_write = interleave
-    replicator = Replicator(
-        region="r0",
-        settings=settings(),
-        tables=tables,
-        dead_letters=MemoryDeadLetters(),
-        metrics=MemoryMetrics(),
-        write_concurrency=16,
-    )
+    replicator = r0_replicator(tables, write_concurrency=16)
     records = local_records(400, keys=5)
     try:
         for start in range(0, len(records), 50):  # batches in flight together
@@ -294,14 +293,7 @@ def test_what_escapes_a_lane_run_inline_reaches_the_caller_instead_of_hanging_it
         raise Abort
 
     tables["r1"].before_write = abort
-    replicator = Replicator(
-        region="r0",
-        settings=settings(),
-        tables=tables,
-        dead_letters=MemoryDeadLetters(),
-        metrics=MemoryMetrics(),
-        executor=InlineExecutor(),
-    )
+    replicator = r0_replicator(tables, executor=InlineExecutor())
     finished = threading.Event()
     outcome: list[BaseException] = []
 
