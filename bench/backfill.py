@@ -26,8 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from service.backends import add_backend_options, start_backend
-from service.local import REGIONS, local_replica_set
+from service.adapters.backends import add_backend_options, start_backend
+from service.surfaces.local import REGIONS, local_replica_set
 
 
 def item(i: int) -> dict[str, Any]:
@@ -76,7 +76,7 @@ def main() -> None:
         command = [
             sys.executable,
             "-m",
-            "service.cli",
+            "service.surfaces.cli",
             "backfill",
             "--from",
             source,

@@ -2,15 +2,14 @@
 
     .venv/bin/python bench/cold_start.py --python /path/to/python3.12 [--runs 5]
 
-Builds the function's zip as ``make package`` does, but for this machine's platform (the
-aarch64 wheels cannot be imported here), extracts it the way Lambda does (into a folder that
-plays /var/task; Lambda does not import from the zip), and starts fresh interpreters with that
-folder and a boto3 installed for the same Python (the runtime's own) as their only path, never
-writing bytecode (/var/task is read-only). Each run times ``import service.lambda_handler`` and
-then ``load_config(...).settings()`` (the cold start's work that needs no network), and reports
-the process's peak RSS. Two variants: with the zip's precompiled pycs, and without them.
-Needs the package index (pip installs the dependencies). Not part of the test suite.
-"""
+Builds the function's zip as ``make package`` does, but for this machine's platform (the aarch64
+wheels cannot be imported here), extracts it the way Lambda does (into a folder that plays
+/var/task; Lambda does not import from the zip), and starts fresh interpreters with that folder and
+a boto3 installed for the same Python (the runtime's own) as their only path, never writing bytecode
+(/var/task is read-only). Each run times ``import service.surfaces.lambda_handler`` and then
+``load_config(...).settings()`` (the cold start's work that needs no network), and reports the
+process's peak RSS. Two variants: with the zip's precompiled pycs, and without them. Needs the
+package index (pip installs the dependencies). Not part of the test suite."""
 
 from __future__ import annotations
 
@@ -43,7 +42,7 @@ name = "us-east-1"
 PROBE = """
 import json, resource, sys, time
 t0 = time.perf_counter()
-import service.lambda_handler
+import service.surfaces.lambda_handler
 t1 = time.perf_counter()
 from service.config import load_config
 load_config("georep.toml").settings()
@@ -53,7 +52,7 @@ print(json.dumps({
     "settings_s": t2 - t1,
     "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     "hypothesis": "hypothesis" in sys.modules,
-    "from": service.lambda_handler.__file__,
+    "from": service.surfaces.lambda_handler.__file__,
 }))
 """
 

@@ -15,11 +15,14 @@ from collections.abc import Callable
 import ulid
 
 from resolvers import LastWriterWins
+from service.adapters.memory import MemoryTable
 from service.core import hlc
-from service.core.apply import Absent, Settings, decide, merge, read_item, stamp, translate
+from service.core.adopt import translate
+from service.core.apply import decide, merge
 from service.core.records import parse_record
+from service.core.stamp import stamp
+from service.core.stored import Absent, Settings, read_item
 from service.core.version import encode_item
-from service.memory import MemoryTable
 
 REGIONS = ("eu-west-1", "us-east-1", "ap-southeast-2")
 SETTINGS = Settings(regions=REGIONS, key_attributes=("pk",), resolver=LastWriterWins())

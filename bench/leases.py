@@ -18,10 +18,12 @@ import statistics
 import time
 from typing import Any
 
-from service.backends import add_backend_options, start_backend
+from service.adapters.backends import add_backend_options, start_backend
+from service.adapters.checkpoints import DynamoCheckpoints
+from service.adapters.leases import DynamoLeaseTable
 from service.core.leases import absent, taken
-from service.leases import DynamoLeaseTable, LeaseKeeper, lease_prefix
-from service.streams import DynamoCheckpoints, ShardState
+from service.engine.leases import LeaseKeeper, lease_prefix
+from service.ports import ShardState
 
 REGION = "eu-west-1"
 TABLE = "georep-checkpoints"

@@ -24,11 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from service.backends import add_backend_options, start_backend
-from service.consumer import Consumer
-from service.local import REGIONS, local_replica_set
-from service.pipeline import MemoryMetrics
-from service.sdk import GeorepTable
+from service.adapters.backends import add_backend_options, start_backend
+from service.adapters.metrics import MemoryMetrics
+from service.engine.wiring import Consumer
+from service.surfaces.local import REGIONS, local_replica_set
+from service.surfaces.sdk import GeorepTable
 
 
 def ceiling(clients: list[Any], table: str, *, threads: int, seconds: float) -> float:

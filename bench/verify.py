@@ -24,11 +24,12 @@ from typing import Any
 
 import ulid
 
-from service.backends import add_backend_options, start_backend
+from service.adapters.backends import add_backend_options, start_backend
 from service.core import hlc
-from service.core.apply import Absent, stamp
+from service.core.stamp import stamp
+from service.core.stored import Absent
 from service.core.version import encode_item
-from service.local import REGIONS, local_replica_set
+from service.surfaces.local import REGIONS, local_replica_set
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 25  # BatchWriteItem's limit
@@ -79,7 +80,7 @@ def main() -> None:
                 list(pool.map(lambda b, c=client: load(c, replicas.table_name, b), batches))
         loaded = time.perf_counter() - started
 
-        command = [sys.executable, "-m", "service.cli", "verify", "--json"]
+        command = [sys.executable, "-m", "service.surfaces.cli", "verify", "--json"]
         started = time.perf_counter()
         done = subprocess.run(
             [*command, "--segments", str(args.segments), "-c", str(replicas.config_path)],

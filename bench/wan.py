@@ -48,9 +48,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from service.backends import MotoServer, start_backend
-from service.local import REGIONS, LocalReplicaSet, local_replica_set
-from service.sdk import GeorepTable
+from service.adapters.backends import MotoServer, start_backend
+from service.surfaces.local import REGIONS, LocalReplicaSet, local_replica_set
+from service.surfaces.sdk import GeorepTable
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -157,7 +157,16 @@ class ConsumerProcess:
         self.log_path = log
         self._log = log.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "-c", str(config), "run", "--region", SOURCE],
+            [
+                sys.executable,
+                "-m",
+                "service.surfaces.cli",
+                "-c",
+                str(config),
+                "run",
+                "--region",
+                SOURCE,
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=child_env(replicas),
@@ -678,7 +687,7 @@ def main() -> None:
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, shared with other agents",
             "loadavg_at_start": os.getloadavg(),
-            "backend": "moto server, serialised (service.backends.MotoServer)",
+            "backend": "moto server, serialised (service.adapters.backends.MotoServer)",
             "regions": list(REGIONS),
             "consumer": f"georep run --region {SOURCE}, default [replication] settings",
             "delays_ms": delays,

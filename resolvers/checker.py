@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from resolvers._protocol import Resolver
-from service.core.apply import Settings, merge
+from service.core.apply import merge
+from service.core.stored import Settings
 from service.core.values import AttributeValue, canonical_bytes, digest
 from service.core.version import FieldStamp, Meta, Version, VersionVector
 from service.errors import LawViolation

@@ -3,23 +3,11 @@
 The pure core lives in ``service.core``; ports and adapters around it in ``service``.
 """
 
-from service.core.apply import (
-    Adopt,
-    Annotate,
-    Decision,
-    Drop,
-    Forward,
-    Restore,
-    Settings,
-    Skip,
-    Write,
-    decide,
-    merge,
-    read_item,
-    stamp,
-    translate,
-)
+from service.core.adopt import Adopt, Drop, Forward, Restore, translate
+from service.core.apply import Annotate, Decision, Skip, Write, decide, merge
 from service.core.records import parse_record
+from service.core.stamp import stamp
+from service.core.stored import Settings, read_item
 from service.core.version import META_ATTR, TTL_ATTR, Meta, Order, Version, VersionVector
 from service.errors import (
     ConsumerHaltedError,

@@ -34,7 +34,8 @@ from pydantic import (
 )
 
 from resolvers.registry import check_name, check_options
-from service.core.apply import Settings
+from service.core.schema import Keys
+from service.core.stored import Settings
 from service.errors import GeorepError, RuleError, UnknownRegionError
 
 
@@ -108,11 +109,11 @@ class ReplicationConfig(_Strict):
     # replays at most this much; a finished shard or a stop is saved at once).
     checkpoint_every_seconds: float = Field(default=1.0, ge=0, le=60)
     # Consumers of one region share its shards through leases: a lease not renewed for this
-    # long (its consumer died) is taken over by another (service/leases.py).
+    # long (its consumer died) is taken over by another (service/engine/leases.py).
     lease_seconds: float = Field(default=10.0, ge=1, le=300)
     checkpoint_table: str = "georep-checkpoints"
     dead_letter_table: str = "georep-dead-letters"
-    # Every merge of concurrent versions is logged here (service/conflicts.py), in the
+    # Every merge of concurrent versions is logged here (service/adapters/conflicts.py), in the
     # consumer's own region; empty turns the log off (the `conflicts` metric still counts).
     conflict_table: str | None = Field(
         default="georep-conflicts", max_length=255, pattern=r"^([a-zA-Z0-9_.-]{3,255})?$"
@@ -162,6 +163,15 @@ class Config(_Strict):
     def key_attributes(self) -> tuple[str, ...]:
         keys = (self.table.partition_key,)
         return keys + ((self.table.sort_key,) if self.table.sort_key else ())
+
+    def key_schema(self) -> Keys:
+        """The key schema every replica table must have."""
+        return Keys(
+            partition_key=self.table.partition_key,
+            partition_key_type=self.table.partition_key_type,
+            sort_key=self.table.sort_key,
+            sort_key_type=self.table.sort_key_type,
+        )
 
     def region(self, name: str) -> RegionConfig:
         for region in self.regions:

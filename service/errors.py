@@ -13,7 +13,8 @@
     ├── LawViolation           a merge rule breaks a law (see resolvers.check)
     ├── EventError             a Lambda invocation event that is not a DynamoDB Streams event
     ├── ConfigError            georep.toml is invalid (service/config.py): exit 2
-    ├── PreflightError         a region's table cannot work as a replica (service/preflight.py)
+    ├── PreflightError         a region's table cannot work as a replica
+    │                          (service/engine/preflight.py)
     └── ConsumerHaltedError    the stream consumer met what waiting cannot fix (credentials
                                missing or rejected, its table deleted): ``georep run`` exits 1
 
@@ -21,7 +22,7 @@ For a record these are permanent: retrying cannot fix them. A record that raises
 dead-lettered with the message as its reason (raised at one destination, the record is still
 written to the others); the consumer keeps going. The pipeline treats any other exception
 (throttling past botocore's retries, a network error, a destination table that is not there)
-as transient: the record is reported failed and retried (``service.pipeline.is_permanent``).
+as transient: the record is reported failed and retried (``service.engine.pipeline.is_permanent``).
 ConfigError, PreflightError and ConsumerHaltedError are about the process, never one record.
 """
 
@@ -46,7 +47,7 @@ class ItemTooLargeError(GeorepError):
 
 class RequestRejectedError(GeorepError):
     """A destination refused the request itself (a ValidationException, an AccessDenied): the
-    same request sent again is refused again. service/dynamo.py lists the error codes."""
+    same request sent again is refused again. service/adapters/dynamo.py lists the error codes."""
 
 
 class UnknownRegionError(GeorepError):
@@ -76,7 +77,7 @@ class LawViolation(GeorepError):
 
 
 class ConsumerHaltedError(GeorepError):
-    """The consumer cannot go on: retrying would not help (service/consumer.py says which
+    """The consumer cannot go on: retrying would not help (service/engine/consumer.py says which
     errors those are). Every other AWS error is counted, logged and retried with backoff."""
 
 

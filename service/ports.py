@@ -1,6 +1,6 @@
 """The narrow ports through which the service does I/O.
 
-The in-memory model (service/memory.py) and the DynamoDB adapter implement the same ones.
+The in-memory model (service/adapters/memory.py) and the DynamoDB adapter implement the same ones.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from service.core.apply import Precondition
+from service.core.leases import Lease
 
 
 @dataclass(frozen=True)
@@ -42,3 +43,92 @@ class Table(Protocol):
         """Set only the item's ``_georep`` attribute to ``meta`` (UpdateItem), leaving its
         data as it is, if ``precondition`` holds."""
         ...
+
+
+class DeadLetterSink(Protocol):
+    def put(
+        self,
+        *,
+        region: str,
+        record: Mapping[str, Any],
+        reason: str,
+        error: str,
+        destinations: Mapping[str, str],
+    ) -> None:
+        """Keep ``record`` with why it could not be applied. ``destinations``: what happened
+        at each destination it was sent to (``"applied (written)"``, ``"rejected (...)"``),
+        empty when it was refused before any (malformed, too large)."""
+        ...
+
+
+Labels = Mapping[str, str]
+
+
+class Metrics(Protocol):
+    """Where counters and observations go (Prometheus, CloudWatch EMF, memory)."""
+
+    def incr(self, name: str, labels: Labels, value: float = 1) -> None: ...
+
+    def observe(self, name: str, labels: Labels, value: float) -> None: ...
+
+
+@dataclass
+class ShardState:
+    sequence: str | None = None  # last sequence number fully applied
+    finished: bool = False
+    # Wall-clock seconds at which the shard did not exist yet (a listing without it, or the
+    # stream's creation): rule 4's bound on how old its first records can be.
+    created_after: float | None = None
+
+
+class CheckpointStore(Protocol):
+    """One stream's checkpoints."""
+
+    def load(self) -> dict[str, ShardState]: ...
+
+    def save(self, shard_id: str, state: ShardState) -> None: ...
+
+    def mark_needs_repair(self, reason: str) -> None: ...
+
+
+class CheckpointTable(Protocol):
+    """A replica table's checkpoints: one store per stream, and which stream is followed."""
+
+    def for_stream(self, stream_arn: str) -> CheckpointStore: ...
+
+    def followed_stream(self) -> str | None: ...
+
+    def follow(self, stream_arn: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class ConsumerStatus:
+    """One consumer's heartbeat. Times are epoch seconds."""
+
+    started_at: float
+    polled_at: float | None  # the latest poll (None: saved before the first)
+    applied: int  # records settled since the start (applied, or nothing to apply: echoes)
+    dead_lettered: int  # records dead-lettered since the start
+    lag_seconds: float | None  # the largest write-to-applied lag since the previous save
+    last_error: str | None = None
+    last_error_at: float | None = None
+    stopped: bool = False  # the consumer said it was stopping (a crash says nothing)
+
+
+class StatusStore(Protocol):
+    """Where a region's consumer status is kept (service/engine/streams.py: the checkpoint
+    table)."""
+
+    def save_status(self, status: ConsumerStatus) -> None: ...
+
+    def consumer_status(self) -> ConsumerStatus | None: ...
+
+
+class LeaseTable(Protocol):
+    """Where one region's leases live. ``put`` writes ``new`` iff the stored lease is still
+    ``expected`` (service.core.leases.condition_holds: same owner and counter, or no item when
+    ``expected.counter`` is 0) and says whether it did; other errors raise."""
+
+    def list(self, *, stream_arn: str) -> list[Lease]: ...
+
+    def put(self, new: Lease, *, stream_arn: str, expected: Lease) -> bool: ...

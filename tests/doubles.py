@@ -1,4 +1,5 @@
-"""Test doubles for driving the real stream consumer against service/streams_memory.py: a clock
+"""Test doubles for driving the real stream consumer against service/adapters/streams_memory.py: a
+clock
 the test moves, and a replicator that records what it was handed and fails what it is told to."""
 
 from __future__ import annotations
@@ -7,11 +8,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.consumer import StreamConsumer
-from service.heartbeat import StatusStore
-from service.pipeline import MemoryMetrics, RecordResult
-from service.streams import CheckpointTable
-from service.streams_memory import MemoryStreams
+from service.adapters.metrics import MemoryMetrics
+from service.adapters.streams_memory import MemoryStreams
+from service.engine.consumer import StreamConsumer
+from service.engine.pipeline import RecordResult
+from service.ports import CheckpointTable, StatusStore
 
 
 @dataclass
@@ -35,9 +36,10 @@ def sequence_of(record: Mapping[str, Any]) -> str:
 
 @dataclass
 class ScriptedReplicator:
-    """Hands back one result per record, like service.pipeline.Replicator: a record of a key in
-    ``failing`` fails, and so do the later records of that key in the batch (the pipeline keeps
-    per-key order by failing the rest of the key's lane). ``on_record`` sees every record."""
+    """Hands back one result per record, like service.engine.pipeline.Replicator: a record of a
+    key in ``failing`` fails, and so do the later records of that key in the batch (the
+    pipeline keeps per-key order by failing the rest of the key's lane). ``on_record`` sees
+    every record."""
 
     failing: set[str] = field(default_factory=set)
     fail_all: str | None = None  # an error reason for every record: a destination is down

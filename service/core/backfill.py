@@ -31,16 +31,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from service.core import hlc
-from service.core.apply import (
-    Absent,
-    Precondition,
-    Raw,
-    Settings,
-    Stamped,
-    precondition_for,
-    read_item,
-    stamp,
-)
+from service.core.apply import Precondition, precondition_for
+from service.core.stamp import stamp
+from service.core.stored import Absent, Raw, Settings, Stamped, read_item
 from service.core.values import AttributeValue, same_item
 from service.core.version import TTL_ATTR, Version
 from service.errors import GeorepError

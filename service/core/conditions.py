@@ -1,7 +1,7 @@
 """The one condition builder: a core precondition as a DynamoDB ConditionExpression.
 
-`service.dynamo.DynamoTable` sends exactly this to DynamoDB, and the in-memory table
-(`service.memory.MemoryTable`) evaluates exactly this, so the property tests check the
+`service.adapters.dynamo.DynamoTable` sends exactly this to DynamoDB, and the in-memory table
+(`service.adapters.memory.MemoryTable`) evaluates exactly this, so the property tests check the
 condition the product sends, not a copy of it (STYLE 9b). Pure: names and values only.
 
 Each clause is named and commented where it is built; clauses are joined with AND.

@@ -1,7 +1,7 @@
 """Shard leases, decided: which leases a worker renews, takes, releases or asks for.
 
 Plain functions over frozen values; the worker's clock reading is an argument. The edge
-(service/leases.py) lists the leases, calls :func:`observe` and :func:`decide`, and performs
+(service/engine/leases.py) lists the leases, calls :func:`observe` and :func:`decide`, and performs
 the plan with conditional writes built from :func:`condition_holds`'s rule.
 
 Laws the edge and the fakes rely on:

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from service.core.apply import Change
+from service.core.adopt import Change
 from service.core.values import is_attribute_value
 from service.errors import RecordError
 

@@ -11,7 +11,7 @@
   exactly what `decide` says: a region holding something newer than the plan is left alone.
 
 One reading cannot tell a pending difference that is in flight from one that is stuck (its
-record trimmed, its consumer stopped): the shell (service/verify.py) re-reads it until it
+record trimmed, its consumer stopped): the shell (service/engine/verify.py) re-reads it until it
 settles or stops changing (docs/decisions.md, "verify").
 """
 
@@ -21,18 +21,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from service.core.apply import (
-    Absent,
-    Raw,
-    Settings,
-    Stamped,
-    Stored,
-    Write,
-    adopt_found,
-    decide,
-    precondition_for,
-    read_item,
-)
+from service.core.adopt import adopt_found
+from service.core.apply import Write, decide, precondition_for
+from service.core.stored import Absent, Raw, Settings, Stamped, Stored, read_item
 from service.core.values import Item, digest
 from service.core.version import (
     Meta,

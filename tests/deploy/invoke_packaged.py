@@ -31,7 +31,7 @@ def _recording(self, operation_name, api_params):
 
 botocore.client.BaseClient._make_api_call = _recording
 
-import service.lambda_handler as lambda_handler  # noqa: E402
+import service.surfaces.lambda_handler as lambda_handler  # noqa: E402
 
 responses = []
 for path in events:

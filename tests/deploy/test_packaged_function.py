@@ -27,13 +27,13 @@ from typing import Any
 import boto3
 import pytest
 
-from service.backends import EmbeddedBackend, MotoServer, create_replica_table
-from service.commands.deploy import parameters
+from service.adapters.backends import EmbeddedBackend, MotoServer, create_replica_table
+from service.adapters.conflicts import DynamoConflicts
+from service.adapters.deadletter import DynamoDeadLetters
 from service.config import load_config
-from service.conflicts import DynamoConflicts
 from service.core.version import TTL_ATTR
-from service.deadletter import DynamoDeadLetters
-from service.sdk import GeorepTable
+from service.surfaces.commands.deploy import parameters
+from service.surfaces.sdk import GeorepTable
 from tests.deploy.sam import ARTIFACT_BUCKET, ARTIFACT_KEY, ROOT, placeholder_zip, translated_json
 from tests.deploy.test_stacks import Account, role_policy
 from tests.integration.cluster import REGIONS, Cluster, make_cluster
@@ -76,7 +76,7 @@ def test_the_zip_is_reproducible_sorted_and_holds_only_the_function(
         assert {(1980, 1, 1, 0, 0, 0)} == {i.date_time for i in archive.infolist()}
         assert {"resolvers", "service"} == {n.split("/")[0] for n in names}
         assert [] == [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
-        assert "service/lambda_handler.py" in names
+        assert "service/surfaces/lambda_handler.py" in names
     with zipfile.ZipFile(with_config) as archive:
         assert "georep.toml" in archive.namelist()
 

@@ -15,9 +15,9 @@ from typing import Any
 import boto3
 import pytest
 
-from service.backends import MotoServer
-from service.cli import main
+from service.adapters.backends import MotoServer
 from service.core.conflicts import EXPIRES_ATTR
+from service.surfaces.cli import main
 from tests.deploy.sam import (
     ARTIFACT_BUCKET,
     ARTIFACT_KEY,
@@ -187,7 +187,7 @@ def test_each_region_has_the_function_and_a_mapping_on_its_own_stream_with_every
         QueueUrl=queue_url, AttributeNames=["QueueArn", "MessageRetentionPeriod"]
     )["Attributes"]
 
-    assert ("python3.12", "service.lambda_handler.handler") == (
+    assert ("python3.12", "service.surfaces.lambda_handler.handler") == (
         function["Runtime"],
         function["Handler"],
     )

@@ -59,7 +59,7 @@ def test_the_function_runs_the_handler_on_python_312_arm64_with_its_region() -> 
     (function,) = resources("AWS::Lambda::Function").values()
     properties = function["Properties"]
 
-    assert "service.lambda_handler.handler" == properties["Handler"]
+    assert "service.surfaces.lambda_handler.handler" == properties["Handler"]
     assert ("python3.12", ["arm64"]) == (properties["Runtime"], properties["Architectures"])
     assert {"Ref": "AWS::Region"} == properties["Environment"]["Variables"]["GEOREP_REGION"]
     assert {"Fn::GetAtt": ["ReplicatorRole", "Arn"]} == properties["Role"]

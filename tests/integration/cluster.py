@@ -13,17 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service.backends import EmbeddedBackend
-from service.core.apply import Stamped, read_item
+from service.adapters.backends import EmbeddedBackend
+from service.core.stored import Stamped, read_item
 from service.core.version import Version
-from service.local import REGIONS, LocalReplicaSet, local_replica_set
-from service.sdk import GeorepTable
+from service.surfaces.local import REGIONS, LocalReplicaSet, local_replica_set
+from service.surfaces.sdk import GeorepTable
 
 __all__ = ["REGIONS", "Cluster", "make_cluster", "pid_of", "wait_for"]
 
 
 def pid_of(owner: str | None) -> int | None:
-    """The pid in a lease owner's worker id (service.leases.new_worker_id: host/ns:pid:ulid)."""
+    """The pid in a lease owner's worker id (service.engine.leases.new_worker_id:
+    host/ns:pid:ulid)."""
     return int(owner.split(":")[1]) if owner else None
 
 
@@ -61,7 +62,7 @@ class Cluster(LocalReplicaSet):
             block = f'name = "{region}"\nendpoint_url = "{self.backend.endpoint_url}"'
             assert block in text, f"no [[regions]] block for {region}"
             text = text.replace(block, f'name = "{region}"\nendpoint_url = "{url}"')
-        # NOTE: [replication] is the file's last section (service/local.py writes it so).
+        # NOTE: [replication] is the file's last section (service/surfaces/local.py writes it so).
         path.write_text(f"{text.rstrip()}\n{replication}\n")
         return path
 
@@ -80,7 +81,7 @@ class Cluster(LocalReplicaSet):
         command = [
             *prefix,
             sys.executable,
-            *("-m", "service.cli", "run", "--region", region),
+            *("-m", "service.surfaces.cli", "run", "--region", region),
             *("-c", str(config or self.config_path)),
             *(("--metrics-port", "0") if metrics else ()),
         ]

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.backends import EmbeddedBackend, MotoServer
+from service.adapters.backends import EmbeddedBackend, MotoServer
 
 _startup_seconds: list[float] = []
 

@@ -1,4 +1,4 @@
-"""Reading a whole stream in tests (the service's own reader is service/streams.py)."""
+"""Reading a whole stream in tests (the service's own reader is service/engine/streams.py)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from typing import Any, cast
 import pytest
 from botocore.exceptions import ClientError
 
-from service.backends import (
+from service.adapters.backends import (
     BackendStartError,
     BackendUnavailableError,
     EmbeddedBackend,

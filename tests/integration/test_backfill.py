@@ -17,15 +17,15 @@ from typing import Any
 
 import pytest
 
-from service.backends import EmbeddedBackend
-from service.backfill import DynamoProgress, Saved, job_prefix
-from service.consumer import Consumer
+from service.adapters.backends import EmbeddedBackend
+from service.adapters.metrics import MemoryMetrics
 from service.core import hlc
-from service.core.apply import Raw, Stamped, read_item
+from service.core.stored import Raw, Stamped, read_item
 from service.core.version import META_ATTR, data_of
-from service.local import drain
-from service.pipeline import MemoryMetrics
-from service.sdk import GeorepTable
+from service.engine.backfill import DynamoProgress, Saved, job_prefix
+from service.engine.wiring import Consumer
+from service.surfaces.local import drain
+from service.surfaces.sdk import GeorepTable
 from tests.integration.cluster import REGIONS, Cluster, make_cluster
 from tests.unit.test_cli_refusals import ROOT, no_aws_environment, write_config
 
@@ -75,7 +75,7 @@ def every_type(i: int) -> dict[str, Any]:
 
 
 def georep(cluster: Cluster, *args: str) -> list[str]:
-    return [sys.executable, "-m", "service.cli", *args, "-c", str(cluster.config_path)]
+    return [sys.executable, "-m", "service.surfaces.cli", *args, "-c", str(cluster.config_path)]
 
 
 def run(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
@@ -319,7 +319,7 @@ def test_a_usage_error_exits_2_with_one_line_before_reaching_aws(
         [
             sys.executable,
             "-m",
-            "service.cli",
+            "service.surfaces.cli",
             "backfill",
             *options,
             "-c",

@@ -16,9 +16,9 @@ from typing import Any
 import boto3
 import pytest
 
-from service.backends import EmbeddedBackend
+from service.adapters.backends import EmbeddedBackend
 from service.config import load_config
-from service.sdk import GeorepTable
+from service.surfaces.sdk import GeorepTable
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +63,7 @@ def georep(
     backend: EmbeddedBackend, *args: str, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", *args],
+        [sys.executable, "-m", "service.surfaces.cli", *args],
         env=_env(backend),
         capture_output=True,
         text=True,
@@ -154,7 +154,7 @@ def test_run_finishes_its_batch_checkpoints_and_exits_0_on_sigterm(
     assert 0 == georep(backend, "init", "-c", str(path)).returncode
     home, other = REGIONS[0], REGIONS[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "run", "--region", home, "-c", str(path)],
+        [sys.executable, "-m", "service.surfaces.cli", "run", "--region", home, "-c", str(path)],
         env=_env(backend),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -204,11 +204,11 @@ def test_demo_converges_and_exits_0(backend: EmbeddedBackend) -> None:
 
 def test_backend_serves_a_table_that_init_creates_and_stops_on_sigterm(tmp_path: Path) -> None:
     """`georep backend` is the embedded server a user runs by hand (the tutorial)."""
-    from service.backends._process import free_loopback_port, port_is_open
+    from service.adapters.backends._process import free_loopback_port, port_is_open
 
     port = free_loopback_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "backend", "--port", str(port)],
+        [sys.executable, "-m", "service.surfaces.cli", "backend", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -229,7 +229,7 @@ def test_backend_serves_a_table_that_init_creates_and_stops_on_sigterm(tmp_path:
         )
         env = {**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
         init = subprocess.run(
-            [sys.executable, "-m", "service.cli", "init", "-c", str(path), "--json"],
+            [sys.executable, "-m", "service.surfaces.cli", "init", "-c", str(path), "--json"],
             env=env,
             capture_output=True,
             text=True,

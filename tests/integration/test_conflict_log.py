@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from service.backends import EmbeddedBackend
-from service.cli import main
-from service.consumer import Consumer, conflict_log_for
-from service.core.apply import Stamped, read_item
-from service.local import drain
-from service.sdk import GeorepTable
+from service.adapters.backends import EmbeddedBackend
+from service.core.stored import Stamped, read_item
+from service.engine.wiring import Consumer, conflict_log_for
+from service.surfaces.cli import main
+from service.surfaces.local import drain
+from service.surfaces.sdk import GeorepTable
 from tests.integration.cluster import REGIONS, make_cluster
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from service.backends import EmbeddedBackend
-from service.deadletter import DeadLetter, DynamoDeadLetters
-from service.pipeline import MemoryDeadLetters
+from service.adapters.backends import EmbeddedBackend
+from service.adapters.deadletter import DeadLetter, DynamoDeadLetters, MemoryDeadLetters
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +46,7 @@ def test_the_dead_letter_table_and_its_fake_agree_and_records_come_back_exactly(
     real = DynamoDeadLetters(client, table_name="georep-dead-letters")
     real.ensure_table()
     fake = MemoryDeadLetters()
-    # Incompressible: stored in two parts (service/deadletter.py's PART_BYTES).
+    # Incompressible: stored in two parts (service/adapters/deadletter.py's PART_BYTES).
     big = {"eventName": "INSERT", "blob": random.Random(0).randbytes(400_000)}
     for store in (real, fake):
         store.put(

@@ -1,10 +1,11 @@
-"""The in-memory table (``service/memory.py``) behaves like the moto server on the same writes.
+"""The in-memory table (``service/adapters/memory.py``) behaves like the moto server on the same
+writes.
 
 A fake nobody checks drifts (STYLE 2). Hypothesis generates short operation sequences on three
 keys: unconditional puts of items with every attribute type, puts of an identical item (no-op),
 deletes (also of absent keys), and conditional puts and deletes under the two preconditions the
 service uses (`ExpectAbsent`, `ExpectMeta`), issued on the moto side through the service's own
-DynamoDB adapter (`service.dynamo.DynamoTable`), and evaluated by the model from the same
+DynamoDB adapter (`service.adapters.dynamo.DynamoTable`), and evaluated by the model from the same
 ConditionExpression (`service.core.conditions.condition_for`).
 Each sequence runs against a `MemoryTable` and against a fresh table on the moto server, over
 HTTP; then three things must agree:
@@ -41,13 +42,13 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from service.backends import EmbeddedBackend, create_replica_table
+from service.adapters.backends import EmbeddedBackend, create_replica_table
+from service.adapters.dynamo import DynamoTable
+from service.adapters.memory import MemoryTable, key_string
 from service.core.apply import ExpectAbsent, ExpectMeta, Precondition
 from service.core.records import parse_record
 from service.core.values import canonical
 from service.core.version import META_ATTR
-from service.dynamo import DynamoTable
-from service.memory import MemoryTable, key_string
 from tests.integration.streams import read_stream
 
 if TYPE_CHECKING:

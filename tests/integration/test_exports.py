@@ -1,8 +1,9 @@
-"""The public surface of service.backends is deliberate: adding or removing a name is a decision."""
+"""The public surface of service.adapters.backends is deliberate: adding or removing a name is a
+decision."""
 
 from __future__ import annotations
 
-import service.backends as backends
+import service.adapters.backends as backends
 
 
 def test_service_backends_exports_exactly_the_documented_names() -> None:

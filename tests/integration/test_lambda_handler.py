@@ -18,16 +18,16 @@ from typing import Any
 
 import pytest
 
-from service import lambda_handler
-from service.backends import EmbeddedBackend, create_replica_table
+from service.adapters.backends import EmbeddedBackend, create_replica_table
+from service.adapters.deadletter import DynamoDeadLetters, MemoryDeadLetters
+from service.adapters.memory import MemoryTable
 from service.config import parse_config
 from service.core.version import TTL_ATTR
-from service.deadletter import DynamoDeadLetters
+from service.engine.pipeline import Replicator
 from service.errors import EventError
-from service.memory import MemoryTable
-from service.pipeline import MemoryDeadLetters, Replicator
 from service.ports import WriteResult
-from service.sdk import GeorepTable
+from service.surfaces import lambda_handler
+from service.surfaces.sdk import GeorepTable
 from tests.integration.cluster import REGIONS, Cluster, make_cluster
 
 pytestmark = pytest.mark.integration

@@ -8,10 +8,12 @@ import time
 
 import pytest
 
-from service.backends import EmbeddedBackend
+from service.adapters.backends import EmbeddedBackend
+from service.adapters.checkpoints import DynamoCheckpoints, DynamoCheckpointTable
+from service.adapters.leases import DynamoLeaseTable, MemoryLeaseTable
 from service.core.leases import Lease, absent, handed_over, released, renewed, requested, taken
-from service.leases import DynamoLeaseTable, LeaseKeeper, MemoryLeaseTable, new_worker_id
-from service.streams import DynamoCheckpoints, DynamoCheckpointTable, ShardState
+from service.engine.leases import LeaseKeeper, new_worker_id
+from service.ports import ShardState
 
 pytestmark = pytest.mark.integration
 

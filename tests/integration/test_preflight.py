@@ -20,20 +20,20 @@ import boto3
 import pytest
 from botocore.config import Config as BotoConfig
 
-from service import lambda_handler
-from service.backends import EmbeddedBackend, create_replica_table
+from service.adapters.backends import EmbeddedBackend, create_replica_table
 from service.config import load_config
-from service.consumer import clients_for
 from service.core.version import TTL_ATTR
+from service.engine.wiring import clients_for
 from service.errors import GeorepError
-from service.local import local_replica_set
+from service.surfaces import lambda_handler
+from service.surfaces.local import local_replica_set
 from tests.integration.test_lambda_handler import closed_port
 
 pytestmark = pytest.mark.integration
 
 GOOD, BAD = "eu-west-1", "us-east-1"
 ROOT = Path(__file__).resolve().parents[2]
-GEOREP_RUN = (sys.executable, "-m", "service.cli", "run", "--region", GOOD)
+GEOREP_RUN = (sys.executable, "-m", "service.surfaces.cli", "run", "--region", GOOD)
 
 MakeTable = Callable[[Any, str], None]
 
@@ -196,7 +196,7 @@ def test_tables_made_as_configured_pass_including_a_numeric_partition_key(
     """A replica set made by ``local_replica_set`` passes; so do tables whose partition key is
     a number when the configuration says ``partition_key_type = "N"`` (the key types used to
     be accepted and never used)."""
-    from service.preflight import check_tables  # here: the refusal tests run on any version
+    from service.engine.preflight import check_tables  # here: the refusal tests run on any version
 
     made = local_replica_set(backend, tmp_path, regions=(GOOD, BAD))
     clients = clients_for(made.config, "dynamodb", session=made.session())
@@ -222,7 +222,7 @@ def test_a_region_that_cannot_be_reached_is_skipped_with_a_warning_not_refused(
 ) -> None:
     """A destination that is down at start-up must not stop replication to the others (the
     replication path retries writes to it): its check is skipped, loudly."""
-    from service.preflight import check_tables
+    from service.engine.preflight import check_tables
 
     path = replica_set(backend, tmp_path, bad=proper)
     closed = f"http://127.0.0.1:{closed_port()}"

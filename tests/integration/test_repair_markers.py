@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from service.backends import EmbeddedBackend
-from service.heartbeat import ConsumerStatus
-from service.streams import DynamoCheckpoints, DynamoCheckpointTable
+from service.adapters.backends import EmbeddedBackend
+from service.adapters.checkpoints import DynamoCheckpoints, DynamoCheckpointTable
+from service.ports import ConsumerStatus
 
 pytestmark = pytest.mark.integration
 

@@ -12,12 +12,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from bench.latency_proxy import LatencyProxy
-from service.backends import EmbeddedBackend
-from service.consumer import Consumer
-from service.core.apply import Stamped, read_item
-from service.local import drain
-from service.pipeline import MemoryMetrics
-from service.sdk import Clock, GeorepTable
+from service.adapters.backends import EmbeddedBackend
+from service.adapters.metrics import MemoryMetrics
+from service.core.stored import Stamped, read_item
+from service.engine.wiring import Consumer
+from service.surfaces.local import drain
+from service.surfaces.sdk import Clock, GeorepTable
 from tests.integration.cluster import REGIONS, Cluster, make_cluster, pid_of, wait_for
 
 pytestmark = pytest.mark.integration

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from service.backends import EmbeddedBackend
-from service.core.apply import Stamped, read_item
+from service.adapters.backends import EmbeddedBackend
+from service.core.stored import Stamped, read_item
 from service.core.version import META_ATTR, TTL_ATTR, Order, compare
 from service.errors import MetadataError
-from service.local import LocalReplicaSet, local_replica_set
-from service.sdk import GeorepTable
+from service.surfaces.local import LocalReplicaSet, local_replica_set
+from service.surfaces.sdk import GeorepTable
 
 pytestmark = pytest.mark.integration
 

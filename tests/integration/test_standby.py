@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from service.backends import EmbeddedBackend
+from service.adapters.backends import EmbeddedBackend
 from tests.integration.cluster import REGIONS, Cluster, make_cluster, pid_of, wait_for
 from tests.integration.streams import read_stream
 
@@ -27,7 +27,8 @@ ELSEWHERE = "georep-elsewhere"
 
 def _other_host() -> list[str]:
     """A command prefix that runs a process under another host name (a user and UTS
-    namespace), so that this host's consumers cannot tell it died (service.leases.process_gone)
+    namespace), so that this host's consumers cannot tell it died
+    (service.engine.leases.process_gone)
     and must wait for its lease to run out; empty if this machine cannot do that."""
     probe = ["unshare", "-r", "-u", "true"]
     try:

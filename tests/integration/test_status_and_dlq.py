@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from service.backends import EmbeddedBackend
+from service.adapters.backends import EmbeddedBackend
+from service.adapters.checkpoints import DynamoCheckpointTable
+from service.adapters.deadletter import DynamoDeadLetters
+from service.adapters.streams_memory import client_error
 from service.config import load_config
-from service.consumer import Consumer
-from service.deadletter import DynamoDeadLetters
-from service.local import drain
-from service.sdk import GeorepTable
-from service.streams import DynamoCheckpointTable
-from service.streams_memory import client_error
+from service.engine.wiring import Consumer
+from service.surfaces.local import drain
+from service.surfaces.sdk import GeorepTable
 from tests.integration.cluster import REGIONS, Cluster, make_cluster
 
 pytestmark = pytest.mark.integration
@@ -33,7 +33,7 @@ def georep(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
     """``georep ARGS -c <the cluster's georep.toml>`` in a child process, wide enough that
     rich does not wrap the tables' cells."""
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", *args, "-c", str(cluster.config_path)],
+        [sys.executable, "-m", "service.surfaces.cli", *args, "-c", str(cluster.config_path)],
         env={**os.environ, **cluster.env(), "COLUMNS": "250", "PYTHONPATH": str(ROOT)},
         cwd=ROOT,
         capture_output=True,

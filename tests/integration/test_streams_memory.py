@@ -1,7 +1,7 @@
-"""The in-memory DynamoDB Streams (service/streams_memory.py) against the emulator, on the same
-writes, where the emulator can do the same thing: a new stream's one open shard, the records in
-write order through every iterator type and page size, NextShardIterator on an open shard,
-DescribeTable's stream fields before and after the stream is disabled.
+"""The in-memory DynamoDB Streams (service/adapters/streams_memory.py) against the emulator, on
+the same writes, where the emulator can do the same thing: a new stream's one open shard, the
+records in write order through every iterator type and page size, NextShardIterator on an open
+shard, DescribeTable's stream fields before and after the stream is disabled.
 
 What the emulator cannot do (split, trim, expire, re-enable; backends.md, moto 8-10) the fake
 does as AWS documents it; those parts are pinned by tests/unit/test_consumer.py and the stream
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from service.backends import EmbeddedBackend, create_replica_table
-from service.streams_memory import MemoryStreams
+from service.adapters.backends import EmbeddedBackend, create_replica_table
+from service.adapters.streams_memory import MemoryStreams
 
 pytestmark = pytest.mark.integration
 

@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from service.backends import EmbeddedBackend
-from service.consumer import Consumer
-from service.core.apply import Stamped, read_item
+from service.adapters.backends import EmbeddedBackend
+from service.adapters.metrics import MemoryMetrics
 from service.core.records import parse_record
-from service.local import drain
-from service.pipeline import MemoryMetrics
-from service.sdk import GeorepTable
+from service.core.stored import Stamped, read_item
+from service.engine.wiring import Consumer
+from service.surfaces.local import drain
+from service.surfaces.sdk import GeorepTable
 from tests.integration.cluster import REGIONS, Cluster, make_cluster
 from tests.integration.streams import read_stream
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from service.backends._process import free_loopback_port, port_is_open
+from service.adapters.backends._process import free_loopback_port, port_is_open
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ def test_the_readme_tutorial_runs_as_written(tmp_path: Path) -> None:
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     backend = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "backend", "--port", str(port)],
+        [sys.executable, "-m", "service.surfaces.cli", "backend", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from service.backends import EmbeddedBackend
-from service.consumer import Consumer
+from service.adapters.backends import EmbeddedBackend
 from service.core.version import META_ATTR
-from service.local import drain
-from service.sdk import GeorepTable
+from service.engine.wiring import Consumer
+from service.surfaces.local import drain
+from service.surfaces.sdk import GeorepTable
 from tests.integration.cluster import REGIONS, make_cluster
 
 pytestmark = pytest.mark.integration

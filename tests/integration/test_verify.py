@@ -16,14 +16,14 @@ from urllib.parse import urlsplit
 import pytest
 
 from bench.latency_proxy import LatencyProxy
-from service.backends import EmbeddedBackend
+from service.adapters.backends import EmbeddedBackend
+from service.adapters.checkpoints import DynamoCheckpoints, DynamoCheckpointTable
+from service.adapters.metrics import MemoryMetrics
 from service.config import Config, load_config
-from service.consumer import Consumer
-from service.core.apply import Stamped, read_item
-from service.local import drain
-from service.pipeline import MemoryMetrics
-from service.sdk import GeorepTable
-from service.streams import DynamoCheckpoints, DynamoCheckpointTable
+from service.core.stored import Stamped, read_item
+from service.engine.wiring import Consumer
+from service.surfaces.local import drain
+from service.surfaces.sdk import GeorepTable
 from tests.integration.cluster import REGIONS, Cluster, make_cluster
 
 pytestmark = pytest.mark.integration
@@ -33,7 +33,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def verify(cluster: Cluster, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", "verify", "-c", str(cluster.config_path), *args],
+        [
+            sys.executable,
+            "-m",
+            "service.surfaces.cli",
+            "verify",
+            "-c",
+            str(cluster.config_path),
+            *args,
+        ],
         env={**os.environ, **cluster.env(), "COLUMNS": "250"},
         cwd=ROOT,
         capture_output=True,
@@ -150,7 +158,15 @@ def test_verify_during_a_live_workload_reports_pending_never_divergent(
     for thread in pollers + writers:
         thread.start()
     try:
-        command = [sys.executable, "-m", "service.cli", "verify", "--json", "--timeout", "25"]
+        command = [
+            sys.executable,
+            "-m",
+            "service.surfaces.cli",
+            "verify",
+            "--json",
+            "--timeout",
+            "25",
+        ]
         process = subprocess.Popen(
             [*command, "-c", str(cluster.config_path)],
             env={**os.environ, **cluster.env()},

@@ -1,8 +1,8 @@
 """A Hypothesis state machine: regions, local writers, stream consumers and a hostile network.
 
-Each region's consumer is the product's: a :class:`service.pipeline.Replicator` over the
+Each region's consumer is the product's: a :class:`service.engine.pipeline.Replicator` over the
 in-memory tables (its lanes run inline, so the schedule is Hypothesis's) and the
-:class:`service.checkpoint.CheckpointTracker`. The model only reads streams, hands batches to
+:class:`service.engine.checkpoint.CheckpointTracker`. The model only reads streams, hands batches to
 the Replicator and keeps what it reports failed for redelivery; every decision (echo, adoption,
 coalescing, the fast path, conflict retries) is the product's own code.
 
@@ -35,29 +35,17 @@ from hypothesis.stateful import (
 )
 
 from resolvers import LastWriterWins, Resolver
-from service.checkpoint import CheckpointTracker
+from service.adapters.deadletter import MemoryDeadLetters
+from service.adapters.memory import MemoryTable, key_string
+from service.adapters.metrics import MemoryMetrics
 from service.core import hlc
-from service.core.apply import (
-    Adopt,
-    Forward,
-    Raw,
-    Settings,
-    Stamped,
-    merge,
-    precondition_for,
-    read_item,
-    stamp,
-    tombstone_expired,
-)
+from service.core.adopt import Adopt, Forward
+from service.core.apply import merge, precondition_for
+from service.core.stamp import stamp
+from service.core.stored import Raw, Settings, Stamped, read_item, tombstone_expired
 from service.core.version import META_ATTR, Meta, Order, Version, encode_item
-from service.memory import MemoryTable, key_string
-from service.pipeline import (
-    InlineExecutor,
-    MemoryDeadLetters,
-    MemoryMetrics,
-    RecordResult,
-    Replicator,
-)
+from service.engine.checkpoint import CheckpointTracker
+from service.engine.pipeline import InlineExecutor, RecordResult, Replicator
 
 KEYS = ("k0", "k1", "k2")
 HORIZON_MS = 10**12  # no tombstone expires here; test_collection.py models collection

@@ -17,7 +17,7 @@ from hypothesis.stateful import rule
 
 from resolvers import LastWriterWins, VersionCounter
 from service.core import apply, hlc
-from service.core.apply import Stamped, read_item
+from service.core.stored import Stamped, read_item
 from service.core.version import Version, expiry_ms
 from tests.property.machine import ReplicationMachine, key_of
 

@@ -12,21 +12,11 @@ from hypothesis import strategies as st
 
 from resolvers import LastWriterWins
 from service.core import hlc
-from service.core.apply import (
-    Absent,
-    Adopt,
-    Drop,
-    Forward,
-    Settings,
-    Skip,
-    Stamped,
-    Write,
-    decide,
-    read_item,
-    stamp,
-    translate,
-)
+from service.core.adopt import Adopt, Drop, Forward, translate
+from service.core.apply import Skip, Write, decide
 from service.core.records import parse_record
+from service.core.stamp import stamp
+from service.core.stored import Absent, Settings, Stamped, read_item
 from service.core.values import digest, same_value
 from service.core.version import (
     META_ATTR,

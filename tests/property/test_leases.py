@@ -31,8 +31,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from service.adapters.leases import MemoryLeaseTable
 from service.core.leases import Lease
-from service.leases import LeaseKeeper, MemoryLeaseTable
+from service.engine.leases import LeaseKeeper
 
 ARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/orders/stream/2026-01-01T00:00:00.000"
 POOL = ("s0", "s1", "s2", "s3")

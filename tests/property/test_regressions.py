@@ -386,7 +386,7 @@ def test_a_stamped_write_over_an_unadopted_raw_write_succeeds_its_adoption(
     it was concurrent with the adoption, and version counters kept the adoption (more
     updates: its base had three): the later, acknowledged write lost everywhere. Fix: the
     adoption, finding in its own region a stamped write of that region concurrent with it,
-    writes a successor of both with the stamped write's data (`_succeeding`)."""
+    writes a successor of both with the stamped write's data (`succeeding`)."""
 
     class Machine(ReplicationMachine):
         pass

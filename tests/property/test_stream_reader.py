@@ -1,5 +1,5 @@
 """A stateful test of the stream reader and the consumer's loop (the real StreamReader and
-StreamConsumer) against DynamoDB Streams in memory (service/streams_memory.py).
+StreamConsumer) against DynamoDB Streams in memory (service/adapters/streams_memory.py).
 
 Fault model: shards split and close; records, whole shards and disabled streams age out past the
 24 h retention; iterators expire after 15 minutes; the stream is disabled and enabled again
@@ -36,21 +36,20 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-import service.streams
-from service.checkpoint import CheckpointTracker
-from service.consumer import StreamConsumer
-from service.errors import ConsumerHaltedError
-from service.pipeline import MemoryMetrics
-from service.streams import (
-    HORIZON_MARGIN_SECONDS,
-    TRIMMED,
-    MemoryCheckpoints,
-    MemoryCheckpointTable,
-    ShardState,
-    StreamReader,
-    error_code,
+import service.engine.streams
+from service.adapters.checkpoints import MemoryCheckpoints, MemoryCheckpointTable
+from service.adapters.metrics import MemoryMetrics
+from service.adapters.streams_memory import (
+    RETENTION_SECONDS,
+    MemoryStreams,
+    StreamedRecord,
+    client_error,
 )
-from service.streams_memory import RETENTION_SECONDS, MemoryStreams, StreamedRecord, client_error
+from service.engine.checkpoint import CheckpointTracker
+from service.engine.consumer import StreamConsumer
+from service.engine.streams import HORIZON_MARGIN_SECONDS, TRIMMED, StreamReader, error_code
+from service.errors import ConsumerHaltedError
+from service.ports import ShardState
 from tests.doubles import Clock, ScriptedReplicator, consumer_on, key_of, sequence_of
 from tests.property.test_teeth import BROKEN  # the project's settings for a broken run
 
@@ -525,13 +524,13 @@ def test_without_rule_4_a_trimmed_head_goes_unmarked(monkeypatch: pytest.MonkeyP
 def test_taking_server_errors_for_trimmed_data_marks_without_a_cause(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    code_of = service.streams.error_code
+    code_of = service.engine.streams.error_code
 
     def as_before(error: BaseException) -> str:
         code = code_of(error)
         return TRIMMED if code in ("InternalFailure", "InternalServerError") else code
 
-    monkeypatch.setattr(service.streams, "error_code", as_before)
+    monkeypatch.setattr(service.engine.streams, "error_code", as_before)
     must_fail(server_errors_while_resuming)
 
 

@@ -12,15 +12,15 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-import service.memory
-import service.pipeline
+import service.adapters.memory
+import service.engine.pipeline
 import tests.property.machine as machine_module
 from resolvers import LastWriterWins
 from resolvers._protocol import Resolution
-from service.checkpoint import CheckpointTracker
 from service.core import apply
 from service.core.version import Version
-from service.pipeline import Replicator
+from service.engine.checkpoint import CheckpointTracker
+from service.engine.pipeline import Replicator
 from tests.property.machine import ReplicationMachine
 from tests.property.test_regressions import (
     crash_after_reading,
@@ -96,7 +96,7 @@ def test_breaking_the_echo_check_fails_the_suite(patch: pytest.MonkeyPatch) -> N
             return apply.Forward(stored.version)
         return outcome
 
-    patch.setattr(service.pipeline, "translate", translate)
+    patch.setattr(service.engine.pipeline, "translate", translate)
     must_fail(lambda: run(LastWriterWins(), 3, replicated_three_ways))
 
 
@@ -128,7 +128,7 @@ def test_breaking_checkpoint_after_apply_fails_the_suite(patch: pytest.MonkeyPat
 
 def test_breaking_the_write_precondition_fails_the_suite(patch: pytest.MonkeyPatch) -> None:
     """Write blindly: a local write between the consumer's read and its write is lost."""
-    patch.setattr(service.memory, "_holds", lambda pre, current, **_: True)
+    patch.setattr(service.adapters.memory, "_holds", lambda pre, current, **_: True)
     must_fail(
         lambda: test_a_replicated_write_racing_a_local_write_is_merged_not_overwritten(
             LastWriterWins()

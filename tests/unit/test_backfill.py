@@ -14,21 +14,17 @@ from typing import Any
 import ulid
 
 from resolvers import LastWriterWins
-from service.backfill import Backfill, Metered, SegmentProgress, Tally
+from service.adapters.deadletter import MemoryDeadLetters
+from service.adapters.memory import MemoryTable
+from service.adapters.metrics import MemoryMetrics
 from service.core import hlc
-from service.core.apply import (
-    Absent,
-    ExpectMeta,
-    Settings,
-    Stamped,
-    precondition_for,
-    read_item,
-    stamp,
-)
+from service.core.apply import ExpectMeta, precondition_for
 from service.core.backfill import Deliver, Gone, Refuse, Stamp, plan, stamp_hlc
+from service.core.stamp import stamp
+from service.core.stored import Absent, Settings, Stamped, read_item
 from service.core.version import META_ATTR, TTL_ATTR, Order, Version, compare, encode_item
-from service.memory import MemoryTable
-from service.pipeline import InlineExecutor, MemoryDeadLetters, MemoryMetrics, Replicator
+from service.engine.backfill import Backfill, Metered, SegmentProgress, Tally
+from service.engine.pipeline import InlineExecutor, Replicator
 
 REGIONS = ("eu-west-1", "us-east-1", "ap-southeast-2")
 SOURCE, OTHER, THIRD = REGIONS

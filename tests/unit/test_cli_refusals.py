@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from service.cli import main
+from service.surfaces.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -127,7 +127,16 @@ def test_georep_run_without_aws_credentials_exits_2_with_one_line(tmp_path: Path
     path = write_config(tmp_path)
 
     done = subprocess.run(
-        [sys.executable, "-m", "service.cli", "run", "--region", "eu-west-1", "-c", str(path)],
+        [
+            sys.executable,
+            "-m",
+            "service.surfaces.cli",
+            "run",
+            "--region",
+            "eu-west-1",
+            "-c",
+            str(path),
+        ],
         cwd=ROOT,
         env={**no_aws_environment(tmp_path), "PYTHONPATH": str(ROOT)},
         capture_output=True,

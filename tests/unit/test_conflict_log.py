@@ -11,8 +11,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from resolvers import LastWriterWins, Side, UserRule
-from service.conflicts import MemoryConflicts
-from service.core.apply import Stamped, read_item
+from service.adapters.conflicts import MemoryConflicts
+from service.adapters.deadletter import MemoryDeadLetters
+from service.adapters.memory import MemoryTable
+from service.adapters.metrics import MemoryMetrics
 from service.core.conflicts import (
     DAY_SECONDS,
     EXPIRES_ATTR,
@@ -22,9 +24,9 @@ from service.core.conflicts import (
     decode_entry,
     encode_entry,
 )
+from service.core.stored import Stamped, read_item
 from service.core.version import Version
-from service.memory import MemoryTable
-from service.pipeline import MemoryDeadLetters, MemoryMetrics, Replicator
+from service.engine.pipeline import Replicator
 from tests.unit.test_pipeline import REGIONS, T0, settings_for, write_locally
 
 KEY = {"pk": {"S": "k"}}

@@ -1,4 +1,5 @@
-"""The stream consumer's loop against an in-memory DynamoDB Streams (service/streams_memory.py):
+"""The stream consumer's loop against an in-memory DynamoDB Streams
+(service/adapters/streams_memory.py):
 replaced streams, failing destinations, transient and permanent AWS errors, the checkpoint rule.
 
 The property test tests/property/test_stream_reader.py drives the same loop through random
@@ -10,16 +11,17 @@ from pathlib import Path
 
 import pytest
 
-import service.checkpoint
-import service.consumer
-import service.preflight
-from service import cli
-from service.checkpoint import CheckpointTracker
-from service.consumer import StreamConsumer, retry_delay
+import service.engine.checkpoint
+import service.engine.consumer
+import service.engine.preflight
+import service.engine.wiring
+from service.adapters.checkpoints import MemoryCheckpointTable
+from service.adapters.metrics import MemoryMetrics
+from service.adapters.streams_memory import MemoryStreams, client_error
+from service.engine.checkpoint import CheckpointTracker
+from service.engine.consumer import StreamConsumer, retry_delay
 from service.errors import ConsumerHaltedError
-from service.pipeline import MemoryMetrics
-from service.streams import MemoryCheckpointTable
-from service.streams_memory import MemoryStreams, client_error
+from service.surfaces import cli
 from tests.doubles import Clock, ScriptedReplicator, consumer_on
 
 
@@ -215,8 +217,8 @@ def test_georep_run_prints_one_line_and_exits_1_when_the_consumer_halts(
         '[table]\nname = "orders"\npartition_key = "pk"\n\n'
         '[[regions]]\nname = "us-east-1"\n\n[[regions]]\nname = "eu-west-1"\n'
     )
-    monkeypatch.setattr(service.consumer, "Consumer", Halting)
-    monkeypatch.setattr(service.preflight, "check_tables", lambda *_, **__: {})
+    monkeypatch.setattr(service.engine.wiring, "Consumer", Halting)
+    monkeypatch.setattr(service.engine.preflight, "check_tables", lambda *_, **__: {})
     assert 1 == cli.main(["run", "--region", "us-east-1", "-c", str(config)])
     assert "georep: us-east-1: AWS rejected the credentials (...)\n" == capsys.readouterr().err
 
@@ -258,9 +260,9 @@ def test_retry_delays_grow_exponentially_with_jitter_up_to_the_cap() -> None:
 
 
 def test_the_consumer_checkpoints_by_the_rule_the_model_proves() -> None:
-    """The consumer commits through service.checkpoint.CheckpointTracker, the class the property
-    model (tests/property/machine.py) drives: no second copy of the rule."""
-    assert service.consumer.CheckpointTracker is service.checkpoint.CheckpointTracker
+    """The consumer commits through service.engine.checkpoint.CheckpointTracker, the class the
+    property model (tests/property/machine.py) drives: no second copy of the rule."""
+    assert service.engine.consumer.CheckpointTracker is service.engine.checkpoint.CheckpointTracker
 
 
 def test_breaking_the_models_checkpoint_rule_breaks_the_consumer(

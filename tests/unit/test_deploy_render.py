@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from service.cli import main
+from service.surfaces.cli import main
 
 TOML = (
     '[table]\nname = "orders"\npartition_key = "pk"\n\n'

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from service.heartbeat import LAG, ConsumerStatus, StatusTracker
-from service.pipeline import RecordResult
+from service.engine.heartbeat import LAG, StatusTracker
+from service.engine.pipeline import RecordResult
+from service.ports import ConsumerStatus
 
 T0 = 1_700_000_000.0
 

@@ -1,5 +1,5 @@
 """Shard leases: the pure decision (service/core/leases.py) and the keeper over the in-memory
-lease table (service/leases.py)."""
+lease table (service/engine/leases.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from service.adapters.leases import MemoryLeaseTable
 from service.core.leases import (
     NEVER,
     Lease,
@@ -20,7 +21,7 @@ from service.core.leases import (
     fair_share,
     observe,
 )
-from service.leases import LeaseKeeper, MemoryLeaseTable, new_worker_id, process_gone
+from service.engine.leases import LeaseKeeper, new_worker_id, process_gone
 
 ARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/orders/stream/2026-01-01T00:00:00.000"
 SHARDS = ("s0", "s1", "s2", "s3")
@@ -251,7 +252,10 @@ def test_a_live_process_seen_from_another_pid_namespace_of_the_same_host_is_not_
     command = ["unshare", "-r", "-p", "-f", "--mount-proc", sys.executable, "-c"]
     if subprocess.run([*command[:-2], "true"], capture_output=True).returncode != 0:
         pytest.skip("needs unshare with user and pid namespaces")
-    check = "import sys; from service.leases import process_gone; print(process_gone(sys.argv[1]))"
+    check = (
+        "import sys; from service.engine.leases import process_gone; "
+        "print(process_gone(sys.argv[1]))"
+    )
     answer = subprocess.run(
         [*command, check, new_worker_id()],
         capture_output=True,

@@ -6,7 +6,7 @@ import urllib.request
 
 from prometheus_client import CollectorRegistry
 
-from service.metrics import PrometheusMetrics, serve
+from service.adapters.metrics import PrometheusMetrics, serve
 
 
 def test_counters_and_lag_histograms_are_exposed_in_prometheus_text() -> None:

@@ -14,19 +14,17 @@ import pytest
 import ulid
 
 from resolvers import LastWriterWins, Resolver, Side, UserRule
+from service.adapters.deadletter import MemoryDeadLetters
+from service.adapters.memory import MemoryTable
+from service.adapters.metrics import MemoryMetrics
 from service.core import hlc
-from service.core.apply import Settings, precondition_for, read_item, stamp
+from service.core.apply import precondition_for
+from service.core.stamp import stamp
+from service.core.stored import Settings, read_item
 from service.core.values import size_of
 from service.core.version import encode_item
+from service.engine.pipeline import MAX_ITEM_BYTES, RecordResult, Replicator
 from service.errors import ItemTooLargeError, RequestRejectedError
-from service.memory import MemoryTable
-from service.pipeline import (
-    MAX_ITEM_BYTES,
-    MemoryDeadLetters,
-    MemoryMetrics,
-    RecordResult,
-    Replicator,
-)
 from service.ports import WriteResult
 
 REGIONS = ("r0", "r1", "r2")

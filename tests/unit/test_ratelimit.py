@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.ratelimit import TokenBucket, write_units
+from service.engine.ratelimit import TokenBucket, write_units
 
 EPSILON = 1e-6
 

@@ -7,9 +7,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from resolvers import Side, UserRule
-from service.memory import MemoryTable
-from service.pipeline import MemoryDeadLetters, MemoryMetrics, Replicator
-from service.replay import CapturingSink, key_of, replay
+from service.adapters.deadletter import MemoryDeadLetters
+from service.adapters.memory import MemoryTable
+from service.adapters.metrics import MemoryMetrics
+from service.engine.pipeline import Replicator
+from service.engine.replay import CapturingSink, key_of, replay
 from tests.unit.test_pipeline import REGIONS, T0, Refusing, settings_for, write_locally
 
 KEY = {"pk": {"S": "k"}}

@@ -12,8 +12,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from service.consumer import count_retries
-from service.pipeline import MemoryMetrics
+from service.adapters.metrics import MemoryMetrics
+from service.engine.wiring import count_retries
 
 
 class Throttling(http.server.BaseHTTPRequestHandler):

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 import resolvers.checker
-from service.cli import main
 from service.config import parse_config
 from service.errors import LawViolation
+from service.surfaces.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,9 +55,9 @@ def test_settings_and_sdk_tables_for_lww_and_version_counter_do_not_import_hypot
     loaded = _modules_after(
         """
         import boto3
-        import service.lambda_handler
+        import service.surfaces.lambda_handler
         from service.config import parse_config
-        from service.sdk import GeorepTable
+        from service.surfaces.sdk import GeorepTable
         regions = [{"name": "eu-west-1"}, {"name": "us-east-1"}]
         for resolver, options in (("lww", {}), ("version-counter", {"attribute": "v"})):
             config = parse_config({
@@ -73,7 +73,7 @@ def test_settings_and_sdk_tables_for_lww_and_version_counter_do_not_import_hypot
             GeorepTable(client, config=config, region="eu-west-1")
         """
     )
-    assert "service.lambda_handler" in loaded
+    assert "service.surfaces.lambda_handler" in loaded
     assert set() == {m for m in loaded if m == "hypothesis" or m.startswith("hypothesis.")}
 
 

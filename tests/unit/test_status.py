@@ -8,9 +8,8 @@ import json
 
 import pytest
 
-from service.commands._common import Section, report
-from service.heartbeat import ConsumerStatus
-from service.status import (
+from service.adapters.checkpoints import RepairMarker
+from service.engine.status import (
     RegionView,
     ShardView,
     ago,
@@ -23,7 +22,8 @@ from service.status import (
     shard_phase,
     shard_rows,
 )
-from service.streams import RepairMarker, ShardState
+from service.ports import ConsumerStatus, ShardState
+from service.surfaces.commands._common import Section, report
 
 NOW = 1_800_000_000.0
 ARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/orders/stream/2026-11-30T00:00:00.000"

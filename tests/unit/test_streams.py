@@ -3,7 +3,7 @@
 A scripted stand-in for the streams client plays the server's side of the protocol (the real
 one is exercised over HTTP in tests/integration); here we need errors the emulators cannot be
 made to produce on demand. (tests/unit/test_consumer.py and tests/property/test_stream_reader.py
-use service/streams_memory.py, which also ages records out and replaces streams.)
+use service/adapters/streams_memory.py, which also ages records out and replaces streams.)
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from typing import Any, cast
 import pytest
 from botocore.exceptions import ClientError
 
-from service.pipeline import MemoryMetrics
-from service.streams import MemoryCheckpoints, ShardState, StreamReader
+from service.adapters.checkpoints import MemoryCheckpoints
+from service.adapters.metrics import MemoryMetrics
+from service.engine.streams import StreamReader
+from service.ports import ShardState
 
 
 def _trimmed(reader: StreamReader) -> float:

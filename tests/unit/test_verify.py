@@ -19,22 +19,10 @@ from hypothesis import strategies as st
 from resolvers import LastWriterWins, field_rules, union
 from resolvers.version_counter import VersionCounter
 from service.core import hlc
-from service.core.apply import (
-    Absent,
-    Adopt,
-    Annotate,
-    Change,
-    Raw,
-    Settings,
-    Skip,
-    Stamped,
-    Write,
-    adopt_found,
-    decide,
-    read_item,
-    stamp,
-    translate,
-)
+from service.core.adopt import Adopt, Change, adopt_found, translate
+from service.core.apply import Annotate, Skip, Write, decide
+from service.core.stamp import stamp
+from service.core.stored import Absent, Raw, Settings, Stamped, read_item
 from service.core.verify import (
     Repair,
     Unrepairable,

@@ -14,11 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from resolvers import LastWriterWins
-from service.core.apply import Settings
-from service.memory import MemoryTable
-from service.pipeline import MemoryDeadLetters, MemoryMetrics, RecordResult, Replicator
-from service.streams import MemoryCheckpointTable
-from service.streams_memory import MemoryStreams, client_error
+from service.adapters.checkpoints import MemoryCheckpointTable
+from service.adapters.deadletter import MemoryDeadLetters
+from service.adapters.memory import MemoryTable
+from service.adapters.metrics import MemoryMetrics
+from service.adapters.streams_memory import MemoryStreams, client_error
+from service.core.stored import Settings
+from service.engine.pipeline import RecordResult, Replicator
 from tests.doubles import Clock, ScriptedReplicator
 from tests.unit.test_pipeline import REGIONS, T0, write_locally
 
@@ -185,7 +187,7 @@ def two_shards() -> tuple[Clock, MemoryStreams, list[str], dict[str, list[str]]]
 
 
 def consumer(streams: Any, replicator: ScriptedReplicator, clock: Clock, **kwargs: Any) -> Any:
-    from service.consumer import StreamConsumer
+    from service.engine.consumer import StreamConsumer
 
     return StreamConsumer(
         region="r0",
@@ -285,7 +287,7 @@ def test_what_escapes_a_lane_run_inline_reaches_the_caller_instead_of_hanging_it
     and Hypothesis may end the test there. Run inline, a lane that stops on such an exception
     left its record unsettled and `process` waited forever; now the exception reaches the
     caller of `process`."""
-    from service.pipeline import InlineExecutor
+    from service.engine.pipeline import InlineExecutor
 
     tables = {r: MemoryTable(r, ("pk",)) for r in REGIONS}
 

@@ -1,0 +1,248 @@
+"""A record of a region's own stream, classified: a fresh local write to forward, a raw write
+to adopt, a tombstone to restore, or nothing (an echo of replication, a no-op, garbage
+collection). Pure: :func:`translate` is deterministic in the record, so a replayed record
+adopts the same version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from service.core import hlc as hlc_
+from service.core.stamp import adoption_id, join_meta, new_version, over_tombstone, sequence_bits
+from service.core.stored import (
+    Absent,
+    Raw,
+    Settings,
+    Stamped,
+    Stored,
+    read_item,
+    stored_data,
+    stored_meta,
+    tombstone_expired,
+)
+from service.core.values import AttributeValue, Item, same_item
+from service.core.version import (
+    META_ATTR,
+    Meta,
+    Order,
+    Version,
+    VersionVector,
+)
+from service.errors import RecordError
+
+
+@dataclass(frozen=True)
+class Change:
+    """One stream record, as the core needs it (parsed at the edge, binary already decoded)."""
+
+    event: Literal["INSERT", "MODIFY", "REMOVE"]
+    keys: Mapping[str, AttributeValue]
+    old: Mapping[str, AttributeValue] | None
+    new: Mapping[str, AttributeValue] | None
+    sequence: str
+    approx_ms: int
+    ttl_delete: bool = False
+
+
+@dataclass(frozen=True)
+class Forward:
+    """A fresh local write: apply it to every other region."""
+
+    version: Version
+
+
+@dataclass(frozen=True)
+class Adopt:
+    """A raw local write adopted as a version: apply it here and in every other region."""
+
+    version: Version
+
+
+@dataclass(frozen=True)
+class Restore:
+    """A tombstone removed by hand before its horizon: write it back here, and only here.
+
+    The other regions still hold it; removing it in one region alone would leave the replica
+    set different until every region's TTL collected it.
+    """
+
+    version: Version
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Nothing to replicate; ``reason`` says why (echo, unchanged, collected...)."""
+
+    reason: Literal["echo", "unchanged", "collected", "ttl-ignored"]
+
+
+Outcome = Forward | Adopt | Restore | Drop
+
+
+def translate(change: Change, *, region: str, settings: Settings) -> Outcome:
+    """Decide what a record of ``region``'s own stream means for replication.
+
+    Echo suppression: a version that replication wrote (another origin, a merge, an adoption)
+    is never forwarded; only a fresh version whose origin is this region is. Raw writes are
+    adopted from the record itself, deterministically, so replaying the record adopts the
+    same version.
+    """
+    if change.event == "REMOVE":
+        old = read_item(change.old, settings=settings)
+        if isinstance(old, Absent):
+            raise RecordError(
+                "REMOVE record without an old image (stream must be NEW_AND_OLD_IMAGES)"
+            )
+        if isinstance(old, Stamped) and old.version.meta.deleted:
+            # A tombstone collected by TTL is garbage collection (every region's copy carries
+            # the same expiry). One deleted by hand is put back until its horizon.
+            return Drop("collected") if change.ttl_delete else Restore(old.version)
+        if change.ttl_delete and settings.ttl_live_policy == "ignore":
+            return Drop("ttl-ignored")
+        return Adopt(_adopt(change, old=old, new=Absent(), region=region, settings=settings))
+    new = read_item(change.new, settings=settings)
+    if isinstance(new, Absent):
+        raise RecordError(f"{change.event} record without a new image")
+    if change.old is not None and same_item(change.old, change.new or {}):
+        return Drop("unchanged")
+    if isinstance(new, Stamped) and _written_by_georep(new.version.meta, change, settings):
+        meta = new.version.meta
+        if meta.origin != region or meta.merged or meta.adopted:
+            return Drop("echo")
+        return Forward(new.version)
+    old = read_item(change.old, settings=settings)
+    return Adopt(_adopt(change, old=old, new=new, region=region, settings=settings))
+
+
+def _written_by_georep(meta: Meta, change: Change, settings: Settings) -> bool:
+    """Whether a stamped new image is what georep itself writes over the old image: a stamped
+    write or a replicated version succeeds it (or equals it), and replication over a raw item,
+    or over a tombstone past its horizon, writes any version its metadata does not already
+    contain. Anything else (a version
+    restored from a backup, or copied from another region over a concurrent one) is a raw
+    write of old metadata, adopted like any raw write, never dropped as an echo.
+
+    NOTE: only the old image's metadata is read on the common path, not its digest: this is
+    the hot path (every record of every region passes here).
+    """
+    old_vv = _peek_vv(change.old)
+    if old_vv is None:
+        return True
+    order = meta.vv.compare(old_vv)
+    if order in (Order.AFTER, Order.EQUAL):
+        return True
+    if order is Order.BEFORE:
+        return False
+    # Concurrent: replication writes it over a raw item, or over a tombstone past its horizon
+    # relative to it (which counts as absence, see `decide`).
+    old = read_item(change.old, settings=settings)
+    return isinstance(old, Raw) or (
+        isinstance(old, Stamped)
+        and tombstone_expired(old.version.meta, at_hlc=meta.hlc, settings=settings)
+    )
+
+
+def _peek_vv(image: Item | None) -> VersionVector | None:
+    """The version vector of an image's metadata, unvalidated (None if there is none).
+
+    Only used to spot a restored older version; the image is fully validated before anything
+    is built from it.
+    """
+    try:
+        raw = image[META_ATTR]["M"]["v"]["M"]  # type: ignore[index]
+        return VersionVector.of({a: int(c["N"]) for a, c in raw.items()})
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _adopt(change: Change, *, old: Stored, new: Stored, region: str, settings: Settings) -> Version:
+    """The version a raw write becomes, computed from its record alone (replays agree).
+
+    The old image is what the raw write physically replaced in this region's table, so the
+    adopted version succeeds it (as the write did in the table); metadata the write copied
+    back joins in.
+    """
+    data: Mapping[str, AttributeValue]
+    if isinstance(new, Absent):  # a delete
+        old_data = stored_data(old)
+        keeps = settings.resolver.keeps_deleted_data
+        data, deleted = (dict(old_data) if keeps else settings.keys_of(old_data)), True
+    else:
+        data, deleted = stored_data(new), False
+    # NOTE: under merge rules every adoption starts a fresh actor and claims only its base.
+    # The adoption actor would make a raw write succeed earlier raw writes it never read
+    # (one overwritten by replication before its adoption, a tombstone already gone from the
+    # table), and a successor under merge rules must contain its predecessors' data
+    # (docs/design.md, "Deletes under merge rules"); last-writer-wins needs no such thing.
+    visible = False
+    base = join_meta(stored_meta(old), stored_meta(new))
+    # NOTE: stream times are whole seconds (on AWS and moto); the record's sequence
+    # number in the logical bits keeps two adoptions of one second from sharing a counter
+    # when they succeed the same base (test_two_adoptions_from_one_base_in_one_second_...).
+    floor = hlc_.pack(change.approx_ms, sequence_bits(change.sequence))
+    at_hlc = max(floor, (base.hlc + 1) if base else 0)
+    if (
+        not deleted
+        and settings.resolver.keeps_deleted_data
+        and isinstance(old, Stamped)
+        and old.version.meta.deleted
+    ):
+        data = over_tombstone(old.version, data, region=region, settings=settings)
+    return new_version(
+        base=base,
+        visible=visible,
+        base_data=stored_data(old),
+        data=data,
+        deleted=deleted,
+        region=region,
+        at_hlc=at_hlc,
+        write_id=adoption_id(region=region, sequence=change.sequence, at_hlc=at_hlc),
+        adopted=True,
+        settings=settings,
+        sequence=None if settings.resolver.keeps_deleted_data else change.sequence,
+    )
+
+
+def adopt_found(
+    raw: Raw,
+    *,
+    base: Version | None,
+    region: str,
+    now_hlc: int,
+    write_id: str,
+    settings: Settings,
+) -> Version:
+    """A raw item found in ``region``'s table (by ``georep verify --repair``) adopted without
+    its stream record, which may be lost (trimmed) or not read yet: a version that succeeds the
+    metadata the item copied back, if any, timed ``now_hlc``, written by a fresh actor.
+
+    ``base``: the version whose metadata the item copied, if some region still holds it: its
+    data is the raw write's base for field stamps and, under merge rules, a tombstone it
+    overwrote is merged in (`over_tombstone`). Otherwise every attribute counts as written now.
+
+    NOTE: never the adoption actor. Its counters are the stream's sequence numbers, known only
+    to the region's consumer, and a counter claims every lower one of its actor as seen. A
+    fresh actor claims nothing it did not see; should the record still be adopted later, that
+    adoption is concurrent with this one and merges with it (docs/decisions.md, verify).
+    """
+    copied = raw.copied
+    if base is not None and (copied is None or base.meta != copied):
+        base = None
+    data: Mapping[str, AttributeValue] = raw.data
+    if base is not None and base.meta.deleted and settings.resolver.keeps_deleted_data:
+        data = over_tombstone(base, data, region=region, settings=settings)
+    return new_version(
+        base=copied,
+        visible=False,
+        base_data=base.data if base is not None else {},
+        data=data,
+        deleted=False,
+        region=region,
+        at_hlc=now_hlc,
+        write_id=write_id,
+        adopted=True,
+        settings=settings,
+    )

@@ -1,0 +1,293 @@
+"""Building new versions: a local write stamped by georep (:func:`stamp`), a raw write
+adopted, a version written over a tombstone, the successor of a merge. Pure: time and ids are
+arguments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+import ulid
+
+from service.core import hlc as hlc_
+from service.core.stored import Raw, Settings, Stamped, Stored, checked_digest
+from service.core.values import AttributeValue, same_value
+from service.core.version import (
+    FieldStamp,
+    Meta,
+    Version,
+    VersionVector,
+    actor_region,
+    adoption_actor,
+    fresh_actor,
+    is_adoption_actor,
+)
+
+
+def field_stamps(
+    *,
+    base_data: Mapping[str, AttributeValue],
+    base: Meta | None,
+    data: Mapping[str, AttributeValue],
+    stamp: FieldStamp,
+    settings: Settings,
+) -> tuple[tuple[str, FieldStamp], ...]:
+    """Per-attribute provenance: changed or removed attributes get the new write's stamp."""
+    previous = base.field_map() if base is not None else {}
+    names = (set(data) | set(base_data) | set(previous)) - set(settings.key_attributes)
+    out: dict[str, FieldStamp] = {}
+    for name in names:
+        before, after = base_data.get(name), data.get(name)
+        unchanged = (before is None and after is None) or (
+            before is not None and after is not None and same_value(before, after)
+        )
+        if not unchanged:
+            out[name] = stamp
+        elif name in previous:
+            out[name] = previous[name]
+        elif base is not None and after is not None:
+            out[name] = (base.hlc, base.origin)
+    return tuple(sorted(out.items()))
+
+
+def new_version(
+    *,
+    base: Meta | None,
+    visible: bool,
+    base_data: Mapping[str, AttributeValue],
+    data: Mapping[str, AttributeValue],
+    deleted: bool,
+    region: str,
+    at_hlc: int,
+    write_id: str,
+    adopted: bool,
+    settings: Settings,
+    sequence: str | None = None,
+) -> Version:
+    """A new version by ``region`` on top of ``base``.
+
+    ``sequence`` set: a raw write adopted from the record at that sequence number; the
+    region's adoption actor takes the sequence number as its counter (`_adoption_counter`).
+
+    Otherwise a stamped write. ``visible``: ``base`` is what this region's table held, so the
+    region's history of the item is in it and the region's actor continues (counter
+    ``max(previous + 1, at_hlc)``: the HLC floor keeps counters unique even if a stale
+    version was restored over a forgotten one). Otherwise the write starts a fresh actor,
+    which claims no dot it never saw (docs/design.md, "History that was lost").
+    """
+    vv = base.vv if base is not None else VersionVector()
+    if sequence is not None:
+        actor = adoption_actor(region)
+        counter = _adoption_counter(vv.get(actor), sequence=sequence, at_hlc=at_hlc)
+    else:
+        continued = _actor_for(base, region=region) if visible else None
+        actor = continued or fresh_actor(region, write_id, taken=(a for a, _ in vv.entries))
+        # Above the previous counter and at least the clock: unique even if a stale version
+        # was restored over a forgotten one.
+        counter = max(vv.get(actor) + 1, at_hlc)
+    vv = vv.bump(actor, counter)
+    hlc = max(at_hlc, base.hlc + 1) if base is not None else at_hlc
+    fields = None
+    if settings.resolver.field_stamps:
+        fields = field_stamps(
+            base_data=base_data, base=base, data=data, stamp=(hlc, region), settings=settings
+        )
+    meta = Meta(
+        vv=vv,
+        actor=actor,
+        write_id=write_id,
+        hlc=hlc,
+        digest=checked_digest(data),
+        count=base.count + 1 if base is not None else 1,
+        deleted=deleted,
+        adopted=adopted,
+        fields=fields,
+    )
+    return Version(data=dict(data), meta=meta)
+
+
+def _adoption_counter(previous: int, *, sequence: str, at_hlc: int) -> int:
+    """The adoption actor's counter for the record at ``sequence``: the sequence number itself.
+
+    Sequence numbers increase within a shard, and an item's records stay in one shard lineage,
+    so a raw write's counter exceeds that of every raw write it physically replaced, and a
+    replay computes the same one. ``previous + 1`` keeps it above the base's should a stream
+    ever number below it (a re-enabled stream, a restored table); a non-numeric sequence (no
+    DynamoDB stream has one) falls back to the clock.
+    """
+    number = int(sequence) if sequence.isdigit() else at_hlc
+    return max(previous + 1, number)
+
+
+def _actor_for(base: Meta | None, *, region: str) -> str | None:
+    """The actor this region's stamped writes continue: the base's writer if it is ours,
+    else our actor with the highest counter in the base, else none (start a fresh one).
+    Never the adoption actor: only adoptions bump it."""
+    if base is None:
+        return None
+    if actor_region(base.actor) == region and not is_adoption_actor(base.actor):
+        return base.actor
+    ours = [
+        (c, a) for a, c in base.vv.entries if actor_region(a) == region and not is_adoption_actor(a)
+    ]
+    return max(ours)[1] if ours else None
+
+
+def stamp(
+    current: Stored,
+    data: Mapping[str, AttributeValue] | None,
+    *,
+    region: str,
+    now_hlc: int,
+    write_id: str,
+    settings: Settings,
+) -> Version | None:
+    """A local write (``data``, or ``None`` to delete) as a new version of ``region``.
+
+    ``current`` is what the writer read; the caller writes the result under the precondition
+    :func:`precondition_for` (current). Returns ``None`` for a delete of nothing.
+    A write over a tombstone succeeds it even past its horizon, so a late replay of the
+    tombstone stays stale.
+    """
+    base: Meta | None = None
+    base_data: Mapping[str, AttributeValue] = {}
+    visible = False
+    match current:
+        case Stamped(version=v):
+            base, base_data, visible = v.meta, v.data, True
+        case Raw(data=raw, copied=copied):
+            base, base_data = copied, raw
+    keeps = settings.resolver.keeps_deleted_data
+    if data is None:
+        live_base = isinstance(current, Raw) or (base is not None and not base.deleted)
+        if not live_base:
+            return None
+        old = current.data if isinstance(current, Raw) else base_data
+        data, deleted = (dict(old) if keeps else settings.keys_of(old)), True
+    else:
+        deleted = False
+        settings.keys_of(data)
+    if keeps and not deleted and base is not None and base.deleted:
+        data = over_tombstone(
+            Version(data=base_data, meta=base), data, region=region, settings=settings
+        )
+    return new_version(
+        base=base,
+        visible=visible,
+        base_data=base_data,
+        data=data,
+        deleted=deleted,
+        region=region,
+        at_hlc=now_hlc,
+        write_id=write_id,
+        adopted=False,
+        settings=settings,
+    )
+
+
+def succeeding(
+    adopted: Version,
+    replaced: Version | None,
+    *,
+    settings: Settings,
+) -> Version:
+    """What replaced an adopted raw write in its own region before the adoption reached its
+    table, as a version succeeding both: ``replaced`` (a stamped write made over the raw
+    item, which could not see the adoption), or, if ``None``, the deletion that left the
+    item absent (a tombstone). Computed from its inputs alone (replays agree), with a fresh
+    actor (its dot is no other write's) and origin the adoption's region, so that region's
+    consumer forwards it when it reads its record. A deletion's own record is adopted later
+    and merges with it (both are tombstones)."""
+    meta = adopted.meta
+    base = join_meta(replaced.meta, meta) if replaced is not None else meta
+    assert base is not None
+    # NOTE: the adoption's actor names its region: adoption write ids follow sequence numbers
+    # alone, so two regions' adoptions can share one (test_two_regions_successors_...).
+    after = replaced.meta.write_id if replaced is not None else "deleted"
+    seed = f"{meta.actor}/{meta.write_id}/{after}"
+    randomness = hashlib.blake2b(seed.encode(), digest_size=10).digest()
+    ms = hlc_.wall_ms(base.hlc) % (1 << 48)
+    data = replaced.data if replaced is not None else settings.keys_of(adopted.data)
+    return new_version(
+        base=base,
+        visible=False,
+        base_data=replaced.data if replaced is not None else adopted.data,
+        data=data,
+        deleted=replaced.meta.deleted if replaced is not None else True,
+        region=actor_region(meta.actor),
+        at_hlc=base.hlc + 1,
+        write_id=str(ulid.from_bytes(ms.to_bytes(6, "big") + randomness)),
+        adopted=False,
+        settings=settings,
+    )
+
+
+def adoption_id(*, region: str, sequence: str, at_hlc: int) -> str:
+    """A write id for an adopted raw write that every replay of the record reproduces.
+
+    The random part follows the record's sequence number where it is numeric, so two raw
+    writes adopted within one millisecond still order as they happened in the stream.
+    """
+    if sequence.isdigit():
+        randomness = (int(sequence) % (1 << 80)).to_bytes(10, "big")
+    else:
+        randomness = hashlib.blake2b(f"{region}/{sequence}".encode(), digest_size=10).digest()
+    ms = hlc_.wall_ms(at_hlc) % (1 << 48)
+    return str(ulid.from_bytes(ms.to_bytes(6, "big") + randomness))
+
+
+def sequence_bits(sequence: str) -> int:
+    """16 bits that differ between records of one stream within any one second."""
+    if sequence.isdigit():
+        return int(sequence) & hlc_.LOGICAL_MASK
+    digest_ = hashlib.blake2b(sequence.encode(), digest_size=2).digest()
+    return int.from_bytes(digest_, "big")
+
+
+def over_tombstone(
+    tombstone: Version,
+    data: Mapping[str, AttributeValue],
+    *,
+    region: str,
+    settings: Settings,
+) -> dict[str, AttributeValue]:
+    """Under merge rules, a write over a tombstone includes what the tombstone holds, so the
+    successor is an inflation of its predecessor (docs/design.md, "Deletes under merge
+    rules"). ``data`` is asked of the resolver as a version just after the tombstone."""
+    base = tombstone.meta
+    hlc = base.hlc + 1
+    fields = None
+    if settings.resolver.field_stamps:
+        fields = field_stamps(
+            base_data=tombstone.data, base=base, data=data, stamp=(hlc, region), settings=settings
+        )
+    meta = Meta(
+        vv=base.vv,
+        actor=base.actor,
+        write_id=base.write_id,
+        hlc=hlc,
+        digest=checked_digest(data),
+        count=base.count + 1,
+        fields=fields,
+    )
+    merged = settings.resolver.resolve(tombstone, Version(data=dict(data), meta=meta)).data
+    return {**merged, **settings.keys_of(data)}
+
+
+def join_meta(a: Meta | None, b: Meta | None) -> Meta | None:
+    """A base that has seen both (vector join, latest clock, larger count); ``a`` supplies
+    the rest."""
+    if a is None or b is None:
+        return a or b
+    return Meta(
+        vv=a.vv.join(b.vv),
+        actor=a.actor,
+        write_id=a.write_id,
+        hlc=max(a.hlc, b.hlc),
+        digest=a.digest,
+        # NOTE: the larger count, so the successor's count exceeds both predecessors' (the
+        # version-counter resolver relies on it; test_a_copy_of_a_version_with_more_updates_...)
+        count=max(a.count, b.count),
+        fields=a.fields,
+    )

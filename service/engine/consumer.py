@@ -1,0 +1,710 @@
+"""The standalone consumer: one process per region, polling its own table's stream.
+
+Lambda's event source mapping does the same job at scale (service/surfaces/lambda_handler.py);
+both hand records to the same :class:`service.engine.pipeline.Replicator`.
+
+:class:`StreamConsumer` is the polling loop over its ports (a DynamoDB client for DescribeTable,
+a streams client, the checkpoint table, a batch replicator, a clock and a random source), so the
+property tests drive it against service/adapters/streams_memory.py;
+:class:`service.engine.wiring.Consumer` wires it to boto3 from the configuration. What happens
+to each kind of trouble:
+
+* a record a destination did not apply (throttled past botocore's retries, access denied...):
+  the shard is checkpointed up to it by service/engine/checkpoint.py's rule (the one the
+  property model proves) and read again from there after a backoff; other shards go on;
+* an AWS error from the stream, the checkpoint or dead-letter table, or DescribeTable, after
+  botocore's own retries: counted in ``stream_errors`` (labelled with the error code), logged,
+  and retried after a backoff;
+* records the stream lost (retention, a stream disabled then enabled again): logged, counted
+  (``trimmed_data``, ``stream_gaps``) and the region marked as needing repair;
+* what waiting cannot fix (credentials missing or rejected, the table deleted) raises
+  :class:`service.errors.ConsumerHaltedError`; ``georep run`` prints it and exits 1.
+
+Each of these is also the consumer's "last error" in its status (service/engine/heartbeat.py), which
+it saves in the checkpoint table at most every few seconds for ``georep status``; failing to
+save it is logged and never stops replication.
+
+Backoffs are exponential with jitter and capped, per shard (a failing shard does not slow the
+others) and for the stream as a whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from botocore.exceptions import (
+    ClientError,
+    CredentialRetrievalError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+
+from service.core.values import size_of
+from service.engine.checkpoint import CheckpointTracker
+from service.engine.heartbeat import StatusTracker
+from service.engine.leases import LeaseKeeper
+from service.engine.pipeline import InlineExecutor, RecordResult
+from service.engine.streams import AWS_ERRORS, NOT_FOUND, Batch, StreamReader, error_code
+from service.errors import ConsumerHaltedError
+from service.ports import CheckpointTable, Metrics, StatusStore
+
+log = logging.getLogger("georep.consumer")
+
+
+# Credentials that are missing or that AWS rejects do not get better by waiting. (AccessDenied
+# does: a policy can be fixed while the consumer backs off.)
+REJECTED_CREDENTIALS = frozenset(
+    {
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "InvalidSignatureException",
+        "IncompleteSignatureException",
+        "MissingAuthenticationTokenException",
+        "ExpiredTokenException",
+    }
+)
+
+
+def halting_reason(error: BaseException) -> str | None:
+    """Why ``error`` cannot be waited out, or None if retrying later may succeed."""
+    if isinstance(error, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
+        return f"no usable AWS credentials ({error})"
+    if isinstance(error, ClientError) and error_code(error) in REJECTED_CREDENTIALS:
+        return f"AWS rejected the credentials ({error})"
+    return None
+
+
+def retry_delay(failures: int, *, base: float, cap: float, jitter: Callable[[], float]) -> float:
+    """Exponential backoff with "equal jitter": between half and all of ``base * 2**(failures-1)``,
+    capped at ``cap``. Never zero, so a failing call can never spin."""
+    delay = min(cap, base * 2.0 ** min(failures - 1, 32))
+    return delay / 2 + jitter() * delay / 2
+
+
+def _stream_enabled(table: Mapping[str, Any]) -> bool:
+    return bool(table.get("StreamSpecification", {}).get("StreamEnabled", False))
+
+
+class WindowReplicator(Protocol):
+    """What the consumer hands records to (service.engine.pipeline.Replicator)."""
+
+    def submit(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        scope: object,
+        on_settled: Callable[[int, RecordResult], None],
+    ) -> object: ...
+
+    def forget(self, scope: object) -> None: ...
+
+
+@dataclass
+class _Flow:
+    """One shard's records between being read and being checkpointed. Positions count the
+    records read since the shard was (re)started from its checkpoint."""
+
+    scope: object  # the replicator's lanes of this shard
+    tracker: CheckpointTracker = field(default_factory=CheckpointTracker)
+    sequences: dict[int, str | None] = field(default_factory=dict)  # not yet checkpointed
+    sizes: dict[int, int] = field(default_factory=dict)  # bytes of each record in flight
+    in_flight: int = 0
+    bytes: int = 0
+    reading: Future[Batch] | None = None
+    closed: bool = False  # the shard's last batch was read
+    failed: str | None = None  # why the shard must be read again from its checkpoint
+    failed_position: int | None = None  # the first record that failed, if one did
+    committed: int = 0  # positions before this one are checkpointed
+    committed_at: float = -math.inf
+    empty_reads: int = 0
+    idle_until: float = -math.inf
+    lost: bool = False  # its lease went to another consumer
+
+
+def _sequence(record: Mapping[str, Any]) -> str | None:
+    value = record.get("dynamodb", {}).get("SequenceNumber")
+    return value if isinstance(value, str) else None
+
+
+def _record_bytes(record: Mapping[str, Any]) -> int:
+    """About what a record holds in memory: its images' DynamoDB sizes."""
+    body = record.get("dynamodb", {})
+    try:
+        return sum(size_of(body[image]) for image in ("NewImage", "OldImage") if image in body)
+    except Exception:  # a malformed record is dead-lettered; it still counts for something
+        return 1024
+
+
+class StreamConsumer:
+    """Polls one region's table stream and hands each batch to a replicator."""
+
+    def __init__(
+        self,
+        *,
+        region: str,
+        table_name: str,
+        dynamodb: Any,
+        streams: Any,
+        checkpoints: CheckpointTable,
+        replicator: WindowReplicator,
+        metrics: Metrics,
+        batch_size: int = 100,
+        window_records: int = 2000,
+        window_bytes: int = 32 * 1024 * 1024,
+        checkpoint_every: float = 0.0,
+        read_executor: Executor | None = None,
+        leases: Callable[[str], LeaseKeeper] | None = None,
+        discover_every: float = 10.0,
+        table_check_every: float = 60.0,
+        retry_base: float = 0.1,
+        retry_cap: float = 20.0,
+        idle_backoff: float = 0.05,
+        max_idle_backoff: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        jitter: Callable[[], float] = random.random,
+        status_store: StatusStore | None = None,
+        tracker: StatusTracker | None = None,
+    ) -> None:
+        """``status_store`` keeps the consumer's status for ``georep status`` (none: not
+        kept); ``tracker`` is the one the replicator's metrics also feed (the lag), if any.
+
+        ``window_records``/``window_bytes``: records read and not yet applied everywhere, over
+        all shards (no shard is read while the window is full). ``checkpoint_every``: seconds
+        between two checkpoints of a shard whose records keep being applied (0: every turn).
+        ``read_executor`` runs GetRecords, one read in flight per shard (default: inline, in
+        the loop's thread; :class:`Consumer` reads shards in parallel from a pool).
+        ``leases``: the lease keeper of a stream (service/engine/leases.py), when several consumers
+        of the region share its shards: only the shards held are read and checkpointed."""
+        self.region, self.table_name = region, table_name
+        self.table_client, self.streams = dynamodb, streams
+        self.checkpoints, self.replicator, self.metrics = checkpoints, replicator, metrics
+        self.batch_size, self.discover_every = batch_size, discover_every
+        self.window_records, self.window_bytes = max(window_records, batch_size), window_bytes
+        self.checkpoint_every = checkpoint_every
+        self.read_executor: Executor = read_executor or InlineExecutor()
+        self._flows: dict[str, _Flow] = {}  # shard -> what is in flight
+        self._settled: deque[tuple[str, int, RecordResult]] = deque()
+        self._wake = threading.Event()  # a read returned or a record settled
+        self._stopping = False
+        self._lease_keeper_for = leases
+        self.leases: LeaseKeeper | None = None  # the followed stream's
+        self._leases_ticked = -math.inf
+        # NOTE: DescribeTable tells a disabled or replaced stream (StreamStatus on AWS says so
+        # too, moto's does not); once a minute costs nothing next to the polls.
+        self.table_check_every = table_check_every
+        self.retry_base, self.retry_cap = retry_base, retry_cap
+        self.idle_backoff, self.max_idle_backoff = idle_backoff, max_idle_backoff
+        self.clock, self.wall, self.jitter = clock, wall, jitter
+        self.reader: StreamReader | None = None
+        self._failures: dict[str | None, int] = {}  # shard (None: the stream) -> failures in a row
+        self._retry_at: dict[str | None, float] = {}
+        self._table_checked_at = -math.inf
+        self._said_disabled = False
+        self.status_store = status_store
+        self.tracker = tracker if tracker is not None else StatusTracker(started_at=wall())
+
+    # -- the stream to follow ----------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Find the stream to follow: the one followed before a restart, else the table's latest.
+        Any AWS error here stops the consumer with one clear line (botocore already retried)."""
+        try:
+            if self.status_store is not None:
+                self.tracker.resume(self.status_store.consumer_status())
+            table = self._describe_table()
+            latest = table.get("LatestStreamArn")
+            followed = self.checkpoints.followed_stream()
+            if followed is None:
+                if not latest:
+                    raise ConsumerHaltedError(
+                        f"table {self.table_name} in {self.region} has no stream; enable "
+                        "NEW_AND_OLD_IMAGES (georep init does)"
+                    )
+                self.checkpoints.follow(latest)
+                followed = latest
+            reader = self._reader_for(followed)
+        except AWS_ERRORS as error:
+            raise ConsumerHaltedError(
+                f"cannot start replicating {self.region}: "
+                f"{halting_reason(error) or f'{error_code(error)}: {error}'}"
+            ) from error
+        if followed != latest or not _stream_enabled(table):
+            reader.mark_disabled()  # replaced or disabled while the consumer was stopped
+        self.reader = reader
+        self._table_checked_at = self.clock()
+
+    def _reader_for(self, stream_arn: str) -> StreamReader:
+        if self._lease_keeper_for is not None:
+            if self.leases is not None:
+                self._release_leases()
+            self.leases = self._lease_keeper_for(stream_arn)
+            self._leases_ticked = -math.inf
+        return StreamReader(
+            self.streams,
+            stream_arn=stream_arn,
+            checkpoints=self.checkpoints.for_stream(stream_arn),
+            metrics=self.metrics,
+            region=self.region,
+            batch_size=self.batch_size,
+            discover_every=self.discover_every,
+            clock=self.clock,
+            wall=self.wall,
+        )
+
+    def _describe_table(self) -> Mapping[str, Any]:
+        try:
+            table: Mapping[str, Any] = self.table_client.describe_table(TableName=self.table_name)[
+                "Table"
+            ]
+        except ClientError as error:
+            if error_code(error) == NOT_FOUND:
+                raise ConsumerHaltedError(
+                    f"table {self.table_name} does not exist in {self.region} (deleted?)"
+                ) from error
+            raise
+        return table
+
+    def _watch_table(self, *, stream_missing: bool = False) -> None:
+        """Ask DescribeTable which stream is current (every ``table_check_every``, more often once
+        the followed stream is read to its end, at once if it is missing); follow a newer one once
+        the old one is read to its end, marking the gap between the two for repair."""
+        reader = self._current()
+        now = self.clock()
+        every = self.discover_every if reader.exhausted else self.table_check_every
+        if not stream_missing and now - self._table_checked_at < every:
+            return
+        table = self._describe_table()
+        self._table_checked_at = now
+        latest, enabled = table.get("LatestStreamArn"), _stream_enabled(table)
+        if latest != reader.stream_arn or not enabled:
+            reader.mark_disabled()
+            if stream_missing:
+                reader.abandon(f"stream {reader.stream_arn} no longer exists")
+        if not enabled and not self._said_disabled:
+            log.error(
+                "the stream of table %s in %s is disabled: nothing written now is replicated "
+                "until it is enabled again (the gap will be marked for repair)",
+                self.table_name,
+                self.region,
+            )
+            self.metrics.incr("stream_disabled", {"region": self.region})
+        self._said_disabled = not enabled
+        if latest and latest != reader.stream_arn and reader.exhausted:
+            self._follow(latest)
+
+    def _follow(self, stream_arn: str) -> None:
+        old = self._current()
+        reader = self._reader_for(stream_arn)  # its own, empty checkpoints: TRIM_HORIZON
+        self.metrics.incr("stream_gaps", {"region": self.region})
+        # NOTE: marked before the new stream is recorded as followed: a crash in between marks
+        # again after the restart, never not at all.
+        # NOTE: the table's latest stream, not the next one: a stream enabled and disabled
+        # again in between (while the consumer was stopped) is not read; this marker covers
+        # its records too. (ListStreams might list it; AWS does not document that it lists
+        # disabled streams, and moto lists only the latest.)
+        reader.needs_repair(
+            f"the stream of table {self.table_name} changed from {old.stream_arn} to "
+            f"{stream_arn} (disabled, then enabled again): writes made after the first ended "
+            "were not replicated (in no stream, or in a stream enabled and disabled meanwhile)"
+        )
+        self.checkpoints.follow(stream_arn)
+        self.reader = reader
+        self._failures = {k: v for k, v in self._failures.items() if k is None}
+        self._retry_at = {k: v for k, v in self._retry_at.items() if k is None}
+
+    def _current(self) -> StreamReader:
+        if self.reader is None:
+            self.setup()
+        assert self.reader is not None
+        return self.reader
+
+    # -- polling -----------------------------------------------------------------------------
+
+    def poll_once(self, *, paced: bool = False) -> int:
+        """One turn of the loop: start a read of every ready shard that has none in flight and is
+        not backing off (while the window has room), hand every batch read to the replicator,
+        count what settled, checkpoint. Returns the number of records handed to the replicator.
+
+        With inline executors (the tests) a turn reads, applies and commits; with the thread
+        pools of :class:`Consumer`, reads and writes go on between turns. ``paced`` (the
+        loop of :meth:`run`): a shard whose last read was empty is read again only after an
+        idle backoff, however often records of other shards wake the loop."""
+        handed = self._poll(paced=paced)
+        self.tracker.polled(self.wall())
+        self._save_status()
+        return handed
+
+    def _poll(self, *, paced: bool) -> int:
+        self._current()
+        ready: list[str] = []
+        if self._due(None):
+            try:
+                ready = self._ready_shards()
+            except AWS_ERRORS as error:
+                self._trouble(None, error, f"listing the shards of {self._current().stream_arn}")
+            else:
+                self._recovered(None)
+            ready = self._leased(ready)
+        # Collect first, so that a shard whose read came back is read again in this turn (read
+        # ahead of its records being written); collect again, so that an inline read (tests)
+        # is applied and checkpointed in the turn that made it.
+        handed = self._settle_turn()
+        self._start_reads(ready, paced=paced)
+        return handed + self._settle_turn()
+
+    def _settle_turn(self) -> int:
+        handed = self._collect_reads()
+        self._count_settled()
+        self._checkpoint()
+        return handed
+
+    @property
+    def busy(self) -> bool:
+        """Reads or records in flight."""
+        return any(f.reading is not None or f.in_flight for f in self._flows.values())
+
+    def _leased(self, ready: list[str]) -> list[str]:
+        """The ready shards this consumer holds a lease on (all, without leases). Every
+        ``renew_every`` seconds: renew and take leases, take the checkpoints of the shards not
+        being read here again (another consumer may have moved or finished them), and stop
+        reading a shard whose lease was lost (its records in flight settle, uncheckpointed)."""
+        keeper = self.leases
+        if keeper is None:
+            return ready
+        now = self.clock()
+        if now - self._leases_ticked >= keeper.renew_every:
+            reader = self._current()
+            try:
+                reader.reload(keep=frozenset(self._flows))
+                ready = reader.ready_shards()
+                keeper.tick(ready)
+            except AWS_ERRORS as error:  # held leases stay held until their time runs out
+                self._trouble(None, error, "renewing shard leases")
+            else:
+                self._leases_ticked = now
+        for shard_id, flow in self._flows.items():
+            if not keeper.holds(shard_id) and not flow.lost:
+                log.warning(
+                    "shard %s: lease lost to another consumer; it stops reading it", shard_id
+                )
+                flow.lost = True
+        return [s for s in ready if keeper.holds(s)]
+
+    def _release_leases(self) -> None:
+        if self.leases is None:
+            return
+        try:
+            self.leases.release_all()
+        except AWS_ERRORS as error:  # they run out after lease_seconds
+            log.warning("releasing shard leases failed: %s", error)
+
+    @property
+    def quiet_reads(self) -> int:
+        """How many reads running every shard came back empty with nothing in flight and no
+        shard backing off (0 if any of that is not so)."""
+        flows = self._flows.values()
+        if self.backing_off or any(f.in_flight or f.failed for f in flows):
+            return 0
+        return min((f.empty_reads for f in flows), default=1 << 30)  # no shard to read
+
+    def forget_quiet(self) -> None:
+        """Count empty reads afresh (`quiet_reads`): from now on, not before."""
+        for flow in self._flows.values():
+            flow.empty_reads = 0
+
+    def _in_window(self) -> tuple[int, int]:
+        """Records (a read in flight counts a whole batch) and bytes in the window."""
+        flows = self._flows.values()
+        records = sum(f.in_flight + (self.batch_size if f.reading else 0) for f in flows)
+        return records, sum(f.bytes for f in flows)
+
+    def _ready_shards(self) -> list[str]:
+        self._watch_table()
+        reader = self._current()
+        try:
+            return reader.ready_shards()
+        except ClientError as error:
+            if error_code(error) != NOT_FOUND:
+                raise
+            # Gone (a day after it was disabled), or not visible yet: the table says which.
+            self._watch_table(stream_missing=True)
+            if not reader.gone:
+                raise
+            return []  # abandoned, and replaced if the table has a newer stream
+
+    def _start_reads(self, ready: Sequence[str], *, paced: bool) -> None:
+        reader = self._current()
+        now = self.clock()
+        records, size = self._in_window()  # counted once a turn, not once per shard
+        for shard_id in ready:
+            flow = self._flows.get(shard_id)
+            if flow is None:
+                flow = self._flows[shard_id] = _Flow(scope=(reader.stream_arn, shard_id))
+            if (
+                flow.reading is not None
+                or flow.closed
+                or flow.failed is not None
+                or flow.lost
+                or not self._due(shard_id)
+                or (paced and flow.idle_until > now)
+                or records + self.batch_size > self.window_records
+                or size >= self.window_bytes
+            ):
+                continue
+            flow.reading = self.read_executor.submit(self._read, reader, shard_id)
+            records += self.batch_size
+
+    def _read(self, reader: StreamReader, shard_id: str) -> Batch:
+        try:
+            return reader.read(shard_id)
+        finally:
+            self._wake.set()
+
+    def _collect_reads(self) -> int:
+        """Hand every batch read since the last turn to the replicator."""
+        handed = 0
+        reader = self._current()
+        for shard_id, flow in list(self._flows.items()):
+            if flow.reading is None or not flow.reading.done():
+                continue
+            future, flow.reading = flow.reading, None
+            try:
+                batch = future.result()
+            except AWS_ERRORS as error:
+                flow.failed = f"{error_code(error)}: {error}"
+                self._trouble(shard_id, error, f"shard {shard_id}")
+                continue
+            if flow.failed is not None or flow.lost or self._stopping:
+                reader.rewind(shard_id)  # read again from the checkpoint
+                continue
+            flow.closed = batch.closed
+            if not batch.records:
+                flow.empty_reads += 1
+                flow.idle_until = self.clock() + min(
+                    self.idle_backoff * 2 ** min(flow.empty_reads - 1, 16), self.max_idle_backoff
+                )
+                continue
+            flow.empty_reads, flow.idle_until = 0, -math.inf
+            handed += len(batch.records)
+            self._observe_age(batch.records[-1])
+            start = flow.tracker.read_position
+            for offset, record in enumerate(batch.records):
+                position = start + offset
+                flow.tracker.read(position, tasks=1)
+                flow.sequences[position] = _sequence(record)
+                flow.sizes[position] = _record_bytes(record)
+            flow.in_flight += len(batch.records)
+            flow.bytes += sum(flow.sizes[start + i] for i in range(len(batch.records)))
+
+            def settled(
+                index: int, result: RecordResult, shard: str = shard_id, at: int = start
+            ) -> None:
+                self._settled.append((shard, at + index, result))
+                self._wake.set()
+
+            self.replicator.submit(batch.records, scope=flow.scope, on_settled=settled)
+        return handed
+
+    def _on_settled(self, shard_id: str, start: int) -> Callable[[int, RecordResult], None]:
+        def settled(index: int, result: RecordResult) -> None:  # from a writer thread
+            self._settled.append((shard_id, start + index, result))
+            self._wake.set()
+
+        return settled
+
+    def _count_settled(self) -> None:
+        """Take in the records settled since the last turn."""
+        while self._settled:
+            shard_id, position, result = self._settled.popleft()
+            flow = self._flows[shard_id]
+            self.tracker.settled([result])
+            flow.in_flight -= 1
+            flow.bytes -= flow.sizes.pop(position)
+            if result.status != "failed":
+                flow.tracker.done(position)
+            elif flow.failed is None:
+                flow.failed = result.reason
+                flow.failed_position = position
+
+    def _checkpoint(self) -> None:
+        """Save each shard's checkpoint where it is due; finish a shard read and applied to its
+        end; after a failure, once the shard's records in flight settled, read it again from its
+        checkpoint after a backoff."""
+        reader = self._current()
+        now = self.clock()
+        for shard_id, flow in list(self._flows.items()):
+            drained = flow.in_flight == 0 and flow.reading is None
+            if flow.lost or (self.leases is not None and not self.leases.holds(shard_id)):
+                flow.lost = True  # another consumer reads it from its checkpoint now
+                if drained:
+                    del self._flows[shard_id]
+                    reader.rewind(shard_id)
+                    self.replicator.forget(flow.scope)
+                continue
+            finished = flow.closed and drained and flow.failed is None
+            safe = flow.tracker.safe_position()
+            due = now - flow.committed_at >= self.checkpoint_every or drained
+            try:
+                if finished or (safe > flow.committed and due):
+                    done = [
+                        flow.sequences[p]
+                        for p in range(flow.committed, safe)
+                        if flow.sequences.get(p) is not None
+                    ]
+                    sequence = done[-1] if done else None
+                    if sequence is not None or finished:
+                        reader.commit(shard_id, sequence=sequence, finished=finished)
+                    for p in range(flow.committed, safe):
+                        flow.sequences.pop(p, None)
+                    flow.committed, flow.committed_at = safe, now
+                    if flow.failed is None:
+                        self._recovered(shard_id)
+            except AWS_ERRORS as error:
+                flow.failed = flow.failed or f"{error_code(error)}: {error}"
+                self._trouble(shard_id, error, f"checkpointing shard {shard_id}")
+            if finished:
+                del self._flows[shard_id]
+                if self.leases is not None:
+                    self._release(shard_id)
+            elif flow.failed is not None and drained:
+                self._retry_from_checkpoint(reader, shard_id, flow)
+
+    def _release(self, shard_id: str) -> None:
+        assert self.leases is not None
+        try:
+            self.leases.release(shard_id)
+        except AWS_ERRORS as error:  # it runs out after lease_seconds
+            log.warning("releasing the lease of finished shard %s failed: %s", shard_id, error)
+
+    def _retry_from_checkpoint(self, reader: StreamReader, shard_id: str, flow: _Flow) -> None:
+        """Every record of a failed shard settled: read it again from its checkpoint (the
+        records applied after the failure are applied again: idempotent)."""
+        del self._flows[shard_id]
+        reader.rewind(shard_id)
+        self.replicator.forget(flow.scope)
+        if flow.failed_position is None:
+            return  # a read or checkpoint error: already counted and backing off
+        behind = flow.tracker.read_position - flow.failed_position
+        read = flow.tracker.read_position - flow.committed
+        what = f"{behind} of {read} records not applied yet"
+        delay = self._back_off(shard_id)
+        self.tracker.error(self.wall(), f"shard {shard_id}: {what} ({flow.failed})")
+        log.warning("shard %s: %s (%s); retrying in %.2f s", shard_id, what, flow.failed, delay)
+
+    def _observe_age(self, record: Mapping[str, Any]) -> None:
+        created = record.get("dynamodb", {}).get("ApproximateCreationDateTime")
+        if hasattr(created, "timestamp"):
+            age = max(self.wall() - created.timestamp(), 0.0)
+            self.metrics.observe("iterator_age_seconds", {"region": self.region}, age)
+
+    # -- backoff -----------------------------------------------------------------------------
+
+    def _trouble(self, key: str | None, error: Exception, where: str) -> None:
+        reason = halting_reason(error)
+        if reason is not None:
+            raise ConsumerHaltedError(f"{self.region}: {reason}") from error
+        self.metrics.incr("stream_errors", {"region": self.region, "error": error_code(error)})
+        self.tracker.error(self.wall(), f"{where}: {error_code(error)}: {error}")
+        delay = self._back_off(key)
+        log.warning("%s: %s; retrying in %.2f s", where, error, delay)
+
+    def _back_off(self, key: str | None) -> float:
+        self._failures[key] = self._failures.get(key, 0) + 1
+        delay = retry_delay(
+            self._failures[key], base=self.retry_base, cap=self.retry_cap, jitter=self.jitter
+        )
+        self._retry_at[key] = self.clock() + delay
+        return delay
+
+    def _save_status(self, *, stopped: bool = False) -> None:
+        """Save the status if it is due (or the consumer stops). A failure is logged only:
+        the status is for people, and replication must not wait on it."""
+        now = self.wall()
+        if self.status_store is None or not (stopped or self.tracker.due(now)):
+            return
+        try:
+            self.status_store.save_status(self.tracker.snapshot(now, stopped=stopped))
+        except AWS_ERRORS as error:
+            log.warning("saving the consumer status of %s failed: %s", self.region, error)
+
+    def _recovered(self, key: str | None) -> None:
+        self._failures.pop(key, None)
+        self._retry_at.pop(key, None)
+
+    def _due(self, key: str | None) -> bool:
+        return self._retry_at.get(key, -math.inf) <= self.clock()
+
+    @property
+    def backing_off(self) -> bool:
+        """Some shard, or the stream, waits to be retried: the consumer is not idle."""
+        return bool(self._retry_at)
+
+    def run(self, *, stop: threading.Event, idle_exit_after: float | None = None) -> None:
+        """Poll until ``stop`` is set (or, with ``idle_exit_after``, until idle that long: nothing
+        read, nothing in flight and nothing waiting to be retried), then let the records in
+        flight settle and checkpoint them. Raises ConsumerHaltedError on what waiting cannot
+        fix; every other error is retried."""
+        backoff = self.idle_backoff
+        idle_since: float | None = None
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                if self.poll_once(paced=True):
+                    backoff, idle_since = self.idle_backoff, None
+                    continue
+                if self.busy:  # a read returning or a record settling wakes the loop
+                    idle_since = None
+                    self._wake.wait(self.max_idle_backoff)
+                    continue
+                now = self.clock()
+                if self.backing_off:
+                    idle_since = None
+                elif idle_since is None:
+                    idle_since = now
+                if (
+                    idle_exit_after is not None
+                    and idle_since is not None
+                    and now - idle_since >= idle_exit_after
+                ):
+                    return
+                stop.wait(backoff)
+                backoff = min(backoff * 2, self.max_idle_backoff)
+        except ConsumerHaltedError as error:
+            self.tracker.error(self.wall(), f"halted: {error}")
+            raise
+        finally:
+            self.finish()
+            self._save_status(stopped=True)
+
+    def finish(self, timeout: float = 60.0) -> None:
+        """Stop reading; wait (up to ``timeout`` seconds) for the records in flight to settle and
+        checkpoint what was applied. A batch still being read is dropped (read again after a
+        restart, from the checkpoint)."""
+        self._stopping = True
+        deadline = time.monotonic() + timeout
+        try:
+            while self.busy and time.monotonic() < deadline:
+                self._wake.wait(0.1)
+                self._wake.clear()
+                self._collect_reads()
+                self._count_settled()
+                self._checkpoint()
+            if self.busy:
+                log.warning("stopped with records in flight: they are replayed after a restart")
+        except ConsumerHaltedError:
+            pass  # said already
+        finally:
+            self._stopping = False  # polled again, it reads again
+        if not self.busy:
+            self._release_leases()
+            self._leases_ticked = -math.inf

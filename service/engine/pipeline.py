@@ -1,0 +1,664 @@
+"""records -> core -> conditional writes: the one path the standalone consumer and the Lambda
+handler share.
+
+Per batch: every record is parsed and translated (echo, forward, adopt...); a record that
+cannot be (malformed, tampered metadata, too large) goes to the dead-letter sink with its
+reason and the batch goes on. The versions to send are grouped by key (order kept per key, a
+version dominated by the next one of the same key is coalesced away) and written to each
+destination with one conditional write in the common case; different keys go in parallel from
+a bounded pool.
+
+Every destination is attempted, whatever happened at the others. A permanent error at one (a
+merge too large, a user rule raising, a request the destination rejects) dead-letters the
+record with what each destination did; a transient one (throttling past botocore's retries, a
+network error) reports the record failed, to be retried from there, and holds the key's later
+versions back at that destination only. Delivery is at-least-once: the decision is idempotent,
+so a retry changes nothing that was already applied (and a record may be dead-lettered again
+if it is replayed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from service.adapters.conflicts import ConflictSink
+from service.core import hlc
+from service.core.adopt import Adopt, Change, Drop, Forward, Outcome, Restore, translate
+from service.core.apply import Annotate, ExpectAbsent, ExpectMeta, Precondition, Skip, Write, decide
+from service.core.conflicts import conflict_entry
+from service.core.records import parse_record
+from service.core.stored import Settings, read_item
+from service.core.values import size_of
+from service.core.version import META_ATTR, Order, Version, compare, encode_item, encode_meta
+from service.errors import GeorepError, ItemTooLargeError
+from service.ports import DeadLetterSink, Metrics, Table
+
+log = logging.getLogger("georep")
+
+MAX_ITEM_BYTES = 400 * 1024
+MAX_ATTEMPTS = 25
+
+T = TypeVar("T")
+
+
+class InlineExecutor(Executor):
+    """Runs each task as it is submitted, in the caller's thread: a deterministic schedule for
+    the state machine (the Replicator's default is a thread pool)."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:  # handed to whoever reads the result, as a pool does
+            future.set_exception(error)
+        return future
+
+
+Status = Literal["ok", "dead-lettered", "failed"]
+Handled = Literal["applied", "skipped", "rejected", "failed", "waiting"]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What became of one record's version at one destination.
+
+    ``applied``/``skipped`` (``detail``: written or merged; duplicate, stale or absorbed);
+    ``rejected``: a permanent error (``detail`` says which), the record is dead-lettered;
+    ``failed``: a transient error, the record is retried; ``waiting``: not attempted, because an
+    earlier version of the same key failed at this destination (per-key order).
+    """
+
+    handled: Handled
+    detail: str = ""
+    error: str = ""  # the exception's type, for rejected and failed
+
+    def __str__(self) -> str:
+        return f"{self.handled} ({self.detail})" if self.detail else self.handled
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    """One record's fate. ``outcome``: what the record meant (forward, adopt...; ``None`` when
+    it could not be read); ``deliveries``: per destination, for a record that was sent (empty
+    when nothing was sent, or its version was coalesced into a later one of the same key)."""
+
+    sequence: str | None
+    status: Status
+    reason: str = ""
+    outcome: Outcome | None = None
+    deliveries: Mapping[str, Delivery] = field(default_factory=dict)
+
+
+def is_permanent(error: Exception) -> bool:
+    """Whether retrying cannot help. georep's own errors are permanent: a record that cannot
+    be applied as it is, a destination that refuses this very request (service/adapters/dynamo.py
+    turns those error codes into RequestRejectedError). Anything else is transient: throttling
+    that outlasted botocore's own retries, the network, a destination table not there (yet).
+
+    NOTE: unknown errors count as transient on purpose: a record retried in vain shows up as a
+    stuck shard (apply_failures, iterator age); one dead-lettered in vain is easy to miss.
+    """
+    return isinstance(error, GeorepError)
+
+
+@dataclass(frozen=True)
+class _Send:
+    index: int
+    record: Mapping[str, Any]
+    version: Version
+    destinations: tuple[str, ...]
+    # The no-read path at the destinations other than the source region (`fast_precondition`)
+    fast: Precondition | None
+    # "adoption": adopts a raw write of the source's own stream; "restore": a tombstone
+    # removed by hand, put back in the source's own table (see `decide`'s ``here``)
+    role: Literal["forward", "adoption", "restore"] = "forward"
+    # The no-read path in the source region itself, for an adoption or a restore
+    here: _Fast | None = None
+
+
+@dataclass(frozen=True)
+class _Fast:
+    """One request that applies a version when the destination holds what it most likely
+    holds: a conditional write, or (``annotate``) a conditional update of ``_georep`` alone.
+    Only where `decide` on any item the condition admits would make exactly that request."""
+
+    precondition: Precondition
+    annotate: bool = False
+
+
+def fast_precondition(change: Change) -> Precondition | None:
+    """The no-read path at another region, for a fresh local write or an adopted raw write: if
+    the destination still holds what the source held before this write (the record's old
+    image: absent, that metadata, or no metadata at all), the new version succeeds it and one
+    conditional write applies it. Otherwise the condition fails, DynamoDB hands back the
+    current item (ALL_OLD) and the core decides: never more requests than a read first.
+
+    Why one request is what `decide` would do on any item the condition admits: the version
+    succeeds its old image's metadata (a fresh write and an adoption both do), so it is AFTER a
+    stamped item holding that metadata and not stale for a raw item that copied it (or none).
+    """
+    if change.old is None:
+        return ExpectAbsent()
+    return ExpectMeta(change.old.get(META_ATTR))
+
+
+def _fast_here(change: Change, version: Version, settings: Settings) -> _Fast | None:
+    """The no-read path for an adoption in its own region (raw writes as cheap as stamped
+    ones: issue 9). `decide` with ``here="adoption"`` on the items these conditions admit:
+
+    * a raw delete: the item is still absent, and a tombstone is written (`ExpectAbsent`);
+    * a raw put whose new image has no ``_georep``: the item is that raw write, or a later
+      raw write without metadata (`ExpectMeta(None)`); `decide` writes the version over the
+      same data or annotates different data, and an annotation of the same data is the same
+      bytes as the write (`Table.annotate` also drops a stale ``_georep_ttl``). Under merge
+      rules `decide` writes the version either way.
+
+    A new image that copied metadata back goes the slow way (read, decide)."""
+    if change.new is None:
+        return _Fast(ExpectAbsent())
+    if META_ATTR in change.new:
+        return None
+    return _Fast(ExpectMeta(None), annotate=not settings.resolver.keeps_deleted_data)
+
+
+@dataclass
+class _Task:
+    """One record's version, to one destination."""
+
+    send: _Send
+    destination: str
+    fast: _Fast | None
+    here: Literal["adoption", "restore"] | None
+    batch: Submitted
+
+
+@dataclass
+class _Lane:
+    """The versions of one key waiting for one destination, in stream order. ``failed_at``:
+    the record that failed there; later versions are not attempted until the scope is
+    forgotten (they would overtake it when it is delivered again)."""
+
+    tasks: deque[_Task] = field(default_factory=deque)
+    running: bool = False
+    failed_at: str | None = None
+
+
+Settled = Callable[[int, RecordResult], None]
+
+
+class Submitted:
+    """A batch handed to :meth:`Replicator.submit`: each record's result, filled in as it
+    settles (every destination applied, skipped, rejected or failed it)."""
+
+    def __init__(self, records: Sequence[Mapping[str, Any]], scope: object, on_settled: Settled):
+        self.records = records
+        self.scope = scope
+        self.results: list[RecordResult] = [RecordResult(None, "ok") for _ in records]
+        self._on_settled = on_settled
+        self._waiting: dict[int, int] = {}  # record index -> destinations not reported yet
+        self._deliveries: dict[int, dict[str, Delivery]] = defaultdict(dict)
+        self._unsettled = len(records)
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        if not records:
+            self._done.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every record settled; False on timeout."""
+        return self._done.wait(timeout)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def _settled(self, index: int, result: RecordResult) -> None:
+        self.results[index] = result
+        self._on_settled(index, result)
+        with self._lock:
+            self._unsettled -= 1
+            finished = self._unsettled == 0
+        if finished:
+            self._done.set()
+
+    def _expect(self, index: int, destinations: int) -> None:
+        self._waiting[index] = destinations
+
+    def _report(self, index: int, destination: str, delivery: Delivery) -> dict[str, Delivery]:
+        """Record one destination's outcome; all of the record's, once the last came in."""
+        with self._lock:
+            self._deliveries[index][destination] = delivery
+            self._waiting[index] -= 1
+            if self._waiting[index]:
+                return {}
+            del self._waiting[index]
+            return self._deliveries.pop(index)
+
+
+class Replicator:
+    """Replicates one source region's stream records to every destination table.
+
+    Records go through a window rather than batch by batch: :meth:`submit` queues each
+    record's version on a lane per (key, destination) and returns at once; each lane writes its
+    versions in order, every lane independently, at most ``write_concurrency`` requests in
+    flight per destination. So the destinations of one record are written in parallel, a slow
+    destination holds back only its own lanes, and a caller may submit the next batch while
+    this one is in flight (the standalone consumer bounds the window by records and bytes).
+    :meth:`process` is submit-and-wait, for the Lambda handler and the model.
+    """
+
+    def __init__(
+        self,
+        *,
+        region: str,
+        settings: Settings,
+        tables: Mapping[str, Table],
+        dead_letters: DeadLetterSink,
+        metrics: Metrics,
+        write_concurrency: int = 64,
+        now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        executor: Executor | None = None,
+        conflicts: ConflictSink | None = None,
+    ) -> None:
+        """``write_concurrency``: requests in flight per destination (a pool of threads each;
+        boto3's connection pool must be at least as large). ``executor``, if given, runs every
+        lane instead (an `InlineExecutor` makes the schedule deterministic for the model); it
+        belongs to the caller. ``conflicts``: where each merge written is logged (none: only
+        the ``conflicts`` metric counts them)."""
+        self.region = region
+        self.settings = settings
+        self.tables = tables
+        self.dead_letters = dead_letters
+        self.metrics = metrics
+        self.now_ms = now_ms
+        self.conflicts = conflicts
+        self.write_concurrency = write_concurrency
+        self._executor = executor
+        self._pools: dict[str, ThreadPoolExecutor] = {}
+        self._lanes: dict[tuple[object, str, str], _Lane] = {}
+        self._lock = threading.Lock()
+        self.others = tuple(r for r in settings.regions if r != region)
+
+    def close(self) -> None:
+        """Finish what is in flight and stop the writer threads."""
+        for pool in self._pools.values():
+            pool.shutdown(wait=True)
+        self._pools.clear()
+
+    # -- a batch ----------------------------------------------------------------------------
+
+    def process(self, records: Sequence[Mapping[str, Any]]) -> list[RecordResult]:
+        """Replicate a batch and wait for it; one result per record, in order."""
+        submitted = self.submit(records)
+        submitted.wait()
+        self.forget(submitted.scope)
+        return submitted.results
+
+    def submit(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        scope: object = None,
+        on_settled: Settled = lambda index, result: None,
+    ) -> Submitted:
+        """Start replicating ``records`` (in stream order) and return at once.
+
+        ``on_settled(index, result)`` is called once per record when it has settled, from
+        whichever thread settled it. ``scope`` groups the lanes a failure holds back: the
+        records of one shard (per-key order holds within it); :meth:`forget` it once every
+        record submitted in it settled, before records after a failure are submitted again.
+        """
+        submitted = Submitted(records, object() if scope is None else scope, on_settled)
+        tasks: list[_Task] = []
+        settled: list[tuple[int, RecordResult]] = []
+        for index, record in enumerate(records):
+            self.metrics.incr("records_read", {"region": self.region})
+            try:
+                change = parse_record(record)
+                outcome = translate(change, region=self.region, settings=self.settings)
+                send = self._plan(index, record, change, outcome)
+            except GeorepError as error:
+                settled.append((index, self.refuse(record, error)))
+                continue
+            result = RecordResult(_sequence_of(record), "ok", outcome=outcome)
+            if send is None:
+                settled.append((index, result))
+                continue
+            submitted.results[index] = result
+            submitted._expect(index, len(send.destinations))
+            for destination in send.destinations:
+                here = send.role if destination == self.region and send.role != "forward" else None
+                fast = send.here if here else (_Fast(send.fast) if send.fast else None)
+                tasks.append(_Task(send, destination, fast, here, submitted))
+        for index, result in settled:
+            submitted._settled(index, result)
+        self._enqueue(tasks)
+        return submitted
+
+    def forget(self, scope: object) -> None:
+        """Drop what failures in ``scope`` hold back (every record of it must have settled)."""
+        with self._lock:
+            for lane_key in [k for k in self._lanes if k[0] == scope]:
+                lane = self._lanes[lane_key]
+                lane.failed_at = None  # a lane still running deletes itself once empty
+                if not lane.running and not lane.tasks:
+                    del self._lanes[lane_key]
+
+    def _plan(
+        self, index: int, record: Mapping[str, Any], change: Change, outcome: Outcome
+    ) -> _Send | None:
+        match outcome:
+            case Forward(version=v):
+                self._check_size(v)
+                return _Send(index, record, v, self.others, fast_precondition(change))
+            case Adopt(version=v):
+                self._check_size(v)
+                self.metrics.incr("raw_writes_adopted", {"region": self.region})
+                return _Send(
+                    index,
+                    record,
+                    v,
+                    self.settings.regions,
+                    fast_precondition(change),
+                    role="adoption",
+                    here=_fast_here(change, v, self.settings),
+                )
+            case Restore(version=v):
+                return _Send(
+                    index,
+                    record,
+                    v,
+                    (self.region,),
+                    None,
+                    role="restore",
+                    here=_Fast(ExpectAbsent()),
+                )
+            case Drop(reason=reason):
+                self.metrics.incr(f"dropped_{reason}", {"region": self.region})
+        return None
+
+    def deliver(
+        self,
+        version: Version,
+        destinations: Sequence[str],
+        *,
+        fast: Precondition | None = None,
+    ) -> dict[str, Delivery]:
+        """Apply one ``version`` of this region to ``destinations`` exactly as a forwarded
+        record's version is applied (read, decide, conditional write, again on a lost race), in
+        the caller's thread: for versions that no stream record brings (``georep backfill``).
+        ``fast``: what a destination most likely holds, tried with one conditional write before
+        any read (`fast_precondition`). What happened at each destination is reported as for a
+        record (an error becomes ``rejected`` or ``failed``, never an exception); nothing is
+        dead-lettered."""
+        send = _Send(0, {}, version, tuple(destinations), fast)
+        path = _Fast(fast) if fast is not None else None
+        return {d: self._attempt(d, send, path, None) for d in destinations}
+
+    def _check_size(self, version: Version) -> None:
+        size = size_of(encode_item(version, horizon_ms=self.settings.horizon_ms))
+        if size > MAX_ITEM_BYTES:
+            raise ItemTooLargeError(
+                f"item is {size} bytes with georep metadata; DynamoDB's limit is {MAX_ITEM_BYTES}"
+            )
+
+    def refuse(self, record: Any, error: GeorepError) -> RecordResult:
+        """Dead-letter a record that cannot be applied anywhere (malformed, too large)."""
+        result = RecordResult(_sequence_of(record), "dead-lettered", str(error))
+        return self._dead_lettered(record, result, error=type(error).__name__, destinations={})
+
+    def _settle(
+        self, record: Mapping[str, Any], result: RecordResult, deliveries: Mapping[str, Delivery]
+    ) -> RecordResult:
+        """A sent record's status: failed if any destination must retry it (it is
+        dead-lettered, if need be, once every destination has settled), dead-lettered if a
+        destination rejected it, otherwise ok."""
+        sequence, outcome = result.sequence, result.outcome
+        retry = {d: x for d, x in deliveries.items() if x.handled in ("failed", "waiting")}
+        if retry:
+            reason = "; ".join(f"{d}: {x}" for d, x in retry.items())
+            return RecordResult(sequence, "failed", reason, outcome, deliveries)
+        rejected = {d: x for d, x in deliveries.items() if x.handled == "rejected"}
+        if not rejected:
+            return RecordResult(sequence, "ok", "", outcome, deliveries)
+        reason = "; ".join(f"rejected by {d}: {x.detail}" for d, x in rejected.items())
+        return self._dead_lettered(
+            record,
+            RecordResult(sequence, "dead-lettered", reason, outcome, deliveries),
+            error=next(iter(rejected.values())).error,
+            destinations={d: str(x) for d, x in deliveries.items()},
+        )
+
+    def _dead_lettered(
+        self, record: Any, result: RecordResult, *, error: str, destinations: Mapping[str, str]
+    ) -> RecordResult:
+        """``result``, once the record is in the dead-letter sink; failed (to be retried) if
+        the sink cannot take it: a record is let go only once it is safe somewhere."""
+        log.error("dead-lettering record %s: %s", result.sequence, result.reason)
+        try:
+            self.dead_letters.put(
+                region=self.region,
+                record=record if isinstance(record, Mapping) else {"record": record},
+                reason=result.reason,
+                error=error,
+                destinations=destinations,
+            )
+        except Exception as failure:
+            log.warning("dead-lettering record %s failed: %s", result.sequence, failure)
+            self.metrics.incr("apply_failures", {"region": self.region})
+            reason = f"dead-lettering failed: {type(failure).__name__}: {failure}"
+            return RecordResult(
+                result.sequence, "failed", reason, result.outcome, result.deliveries
+            )
+        self.metrics.incr("dead_lettered", {"region": self.region, "error": error})
+        return result
+
+    # -- lanes ------------------------------------------------------------------------------
+
+    def _enqueue(self, tasks: Sequence[_Task]) -> None:
+        """Queue each task on its (scope, key, destination) lane, coalescing a queued version
+        the new one succeeds; start the lanes that are idle."""
+        start: list[tuple[object, str, str]] = []
+        coalesced: list[_Task] = []
+        with self._lock:
+            for task in tasks:
+                key = json.dumps(
+                    self.settings.keys_of(task.send.version.data), sort_keys=True, default=str
+                )
+                lane_key = (task.batch.scope, key, task.destination)
+                lane = self._lanes.setdefault(lane_key, _Lane())
+                if lane.tasks and _coalescible(lane.tasks[-1], task):
+                    dropped = lane.tasks.pop()
+                    coalesced.append(dropped)
+                    if task.here is None:
+                        # The destination still holds what preceded the dropped version.
+                        task.fast = dropped.fast
+                lane.tasks.append(task)
+                if not lane.running:
+                    lane.running = True
+                    start.append(lane_key)
+        for task in coalesced:
+            labels = {"source": self.region, "destination": task.destination}
+            self.metrics.incr("coalesced", labels)
+            self._report(task, Delivery("skipped", "coalesced"))
+        for lane_key in start:
+            future = self._executor_for(lane_key[2]).submit(self._run_lane, lane_key)
+            if future.done():
+                future.result()  # run inline: what escaped a lane is the caller's
+            else:
+                future.add_done_callback(_report_crash)
+
+    def _executor_for(self, destination: str) -> Executor:
+        if self._executor is not None:
+            return self._executor
+        with self._lock:
+            pool = self._pools.get(destination)
+            if pool is None:
+                pool = self._pools[destination] = ThreadPoolExecutor(
+                    max_workers=self.write_concurrency,
+                    thread_name_prefix=f"georep-{destination}",
+                )
+        return pool
+
+    def _run_lane(self, lane_key: tuple[object, str, str]) -> None:
+        """Write a lane's versions one after the other until it is empty."""
+        while True:
+            with self._lock:
+                lane = self._lanes[lane_key]
+                if not lane.tasks:
+                    lane.running = False
+                    if lane.failed_at is None:
+                        del self._lanes[lane_key]
+                    return
+                task = lane.tasks.popleft()
+                failed_at = lane.failed_at
+            if failed_at is not None:
+                delivery = Delivery("waiting", f"behind record {failed_at}")
+            else:
+                delivery = self._attempt(task.destination, task.send, task.fast, task.here)
+                if delivery.handled == "failed":
+                    with self._lock:
+                        lane.failed_at = _sequence_of(task.send.record) or f"#{task.send.index}"
+            self._report(task, delivery)
+
+    def _report(self, task: _Task, delivery: Delivery) -> None:
+        batch, index = task.batch, task.send.index
+        deliveries = batch._report(index, task.destination, delivery)
+        if deliveries:
+            ordered = {d: deliveries[d] for d in task.send.destinations}
+            batch._settled(index, self._settle(task.send.record, batch.results[index], ordered))
+
+    def _attempt(
+        self,
+        destination: str,
+        send: _Send,
+        fast: _Fast | None,
+        here: Literal["adoption", "restore"] | None,
+    ) -> Delivery:
+        """Apply ``send`` at ``destination``; an error becomes a rejected or failed delivery."""
+        try:
+            return self._apply(destination, send.version, fast, here)
+        except Exception as error:
+            kind = type(error).__name__
+            labels = {"source": self.region, "destination": destination}
+            if is_permanent(error):
+                self.metrics.incr("rejected", labels)
+                return Delivery("rejected", f"{kind}: {error}", kind)
+            sequence = _sequence_of(send.record) or f"#{send.index}"
+            log.warning("replicating record %s to %s failed: %s", sequence, destination, error)
+            self.metrics.incr("apply_failures", {"region": self.region})
+            return Delivery("failed", f"{kind}: {error}", kind)
+
+    def _apply(
+        self,
+        destination: str,
+        version: Version,
+        fast: _Fast | None,
+        here: Literal["adoption", "restore"] | None,
+    ) -> Delivery:
+        table = self.tables[destination]
+        key = self.settings.keys_of(version.data)
+        labels = {"source": self.region, "destination": destination}
+        if fast is not None:
+            if fast.annotate:
+                result = table.annotate(key, encode_meta(version.meta), fast.precondition)
+                how = "annotated"
+            else:
+                result = table.write(key, self._item(version), fast.precondition)
+                how = "written"
+            if result.ok:
+                return self._applied(version, how, labels)
+            current_item = result.current
+        else:
+            current_item = table.get(key)
+        for _ in range(MAX_ATTEMPTS):
+            current = read_item(current_item, settings=self.settings)
+            decision = decide(current, version, settings=self.settings, here=here)
+            if isinstance(decision, Skip):
+                self.metrics.incr(f"skipped_{decision.reason}", labels)
+                return Delivery("skipped", decision.reason)
+            if isinstance(decision, Annotate):
+                result = table.annotate(key, encode_meta(decision.meta), decision.precondition)
+                if result.ok:
+                    return self._applied(version, "annotated", labels)
+                self.metrics.incr("precondition_retries", labels)
+                current_item = result.current
+                continue
+            if decision.conflict is not None:
+                self._check_size(decision.version)  # a merge can outgrow both of its inputs
+            result = table.write(key, self._item(decision.version), decision.precondition)
+            if result.ok:
+                if decision.conflict is not None:
+                    self.metrics.incr(
+                        "conflicts", {**labels, "resolver": self.settings.resolver.name}
+                    )
+                    self._log_conflict(destination, key, decision)
+                return self._applied(version, "merged" if decision.conflict else "written", labels)
+            self.metrics.incr("precondition_retries", labels)
+            current_item = result.current
+        raise RuntimeError(f"gave up after {MAX_ATTEMPTS} contended attempts on {key}")
+
+    def _log_conflict(self, destination: str, key: Mapping[str, Any], decision: Write) -> None:
+        """Log the merge ``decision`` just wrote at ``destination``. Best effort: a sink that
+        fails is logged and counted, never fails the record (the merge is written already)."""
+        if self.conflicts is None or decision.conflict is None:
+            return
+        existing, incoming = decision.conflict
+        try:
+            self.conflicts.put(
+                conflict_entry(
+                    key=key,
+                    destination=destination,
+                    source=self.region,
+                    resolver=self.settings.resolver.name,
+                    existing=existing,
+                    incoming=incoming,
+                    merged=decision.version,
+                    at=self.now_ms() // 1000,
+                )
+            )
+        except Exception as failure:
+            log.warning("logging a conflict at %s on %s failed: %s", destination, key, failure)
+            labels = {"source": self.region, "destination": destination}
+            self.metrics.incr("conflict_log_failures", labels)
+
+    def _item(self, version: Version) -> dict[str, Any]:
+        return encode_item(version, horizon_ms=self.settings.horizon_ms)
+
+    def _applied(self, version: Version, how: str, labels: Mapping[str, str]) -> Delivery:
+        self.metrics.incr("applied", {**labels, "how": how})
+        if not version.meta.adopted:
+            # An adopted raw write's timestamp is the stream's approximate time (whole seconds,
+            # on AWS and moto), not when it was written: no lag to measure.
+            lag_ms = self.now_ms() - hlc.wall_ms(version.meta.hlc)
+            self.metrics.observe("replication_lag_seconds", labels, max(lag_ms, 0) / 1000)
+        return Delivery("applied", how)
+
+
+def _report_crash(future: Future[None]) -> None:
+    error = future.exception()
+    if error is not None:  # a bug: the lane's records never settle, and the shard stalls
+        log.critical("a replication lane stopped on an unexpected error", exc_info=error)
+
+
+def _coalescible(queued: _Task, task: _Task) -> bool:
+    """Whether applying only ``task`` ends where applying ``queued`` then ``task`` would: the
+    later version succeeds the queued one, and both are applied the same way (an adoption in
+    its own region is not coalesced with a forwarded version)."""
+    return (
+        queued.here == task.here
+        and compare(task.send.version.meta, queued.send.version.meta) is Order.AFTER
+    )
+
+
+def _sequence_of(record: Mapping[str, Any]) -> str | None:
+    body = record.get("dynamodb") if isinstance(record, Mapping) else None
+    value = body.get("SequenceNumber") if isinstance(body, Mapping) else None
+    return value if isinstance(value, str) else None

@@ -1,0 +1,153 @@
+"""Start-up checks: refuse to replicate into tables that cannot work with the configuration.
+
+``georep run`` and the Lambda cold start call :func:`check_tables` before replicating. Every
+region's table must have
+
+- the configured key schema and key types (``[table] partition_key``/``partition_key_type``,
+  ``sort_key``/``sort_key_type``): otherwise every replicated write to it fails;
+- a stream with ``NEW_AND_OLD_IMAGES``: with ``NEW_IMAGE`` a REMOVE record has no old image,
+  every delete is dead-lettered and the regions quietly differ;
+- TTL enabled on ``_georep_ttl``: otherwise tombstones are never collected.
+
+A refusal is one :class:`PreflightError` line naming the region, the table and the fix.
+
+The check is a pure function of DescribeTable and DescribeTimeToLive (:func:`table_problems`);
+the I/O around it (:func:`check_tables`) refuses only on a definite answer. A region that
+cannot be reached right now (connection error, throttling, a 5xx) is logged and skipped: a
+destination that is down must not stop replication to the others, and the replication path
+already retries writes to it.
+
+>>> table = {"KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+...          "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+...          "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}}
+>>> ttl = {"TimeToLiveStatus": "ENABLED", "AttributeName": "_georep_ttl"}
+>>> for problem in table_problems(table, ttl, keys=Keys(partition_key="pk")):
+...     print(problem)  # doctest: +ELLIPSIS
+stream view type is NEW_IMAGE, georep needs NEW_AND_OLD_IMAGES (...): disable the stream, ...
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import (
+    ClientError,
+    CredentialRetrievalError,
+    HTTPClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    SSOError,
+    TokenRetrievalError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from service.core.schema import STREAM_VIEW_TYPE, Keys, table_problems
+from service.core.version import TTL_ATTR
+from service.engine.wiring import THROTTLES
+from service.errors import GeorepError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+    from service.config import Config
+
+log = logging.getLogger("georep.preflight")
+
+_CREDENTIALS_ERRORS = (
+    NoCredentialsError,
+    PartialCredentialsError,
+    CredentialRetrievalError,
+    TokenRetrievalError,
+    SSOError,
+)
+
+
+class PreflightError(GeorepError):
+    """A region's table, or the environment, cannot work with this configuration. The message
+    is one line naming the region, the table and the fix."""
+
+
+# -- the pure checks ---------------------------------------------------------------------------
+
+
+# -- the I/O edge ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    region: str
+    problems: tuple[str, ...] = ()
+    unchecked: str | None = None  # why the region could not be checked right now
+
+
+def _describe(region: str, client: DynamoDBClient, *, table_name: str, keys: Keys) -> _Verdict:
+    try:
+        table = client.describe_table(TableName=table_name)["Table"]
+        ttl = client.describe_time_to_live(TableName=table_name).get("TimeToLiveDescription", {})
+    except _CREDENTIALS_ERRORS as error:
+        raise PreflightError(
+            f"no usable AWS credentials ({error}): set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or run with an IAM role"
+        ) from None
+    except (BotoConnectionError, HTTPClientError) as error:
+        return _Verdict(region, unchecked=str(error))
+    except ClientError as error:
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
+        if code in THROTTLES or status >= 500:
+            return _Verdict(region, unchecked=f"{code}: {error}")
+        return _Verdict(region, problems=(_client_problem(code, error, table_name),))
+    return _Verdict(region, problems=tuple(table_problems(table, ttl, keys=keys)))
+
+
+def _client_problem(code: str, error: ClientError, table_name: str) -> str:
+    if code == "ResourceNotFoundException":
+        return (
+            f"the table does not exist: create it (key schema as configured, stream "
+            f"{STREAM_VIEW_TYPE}, TTL on {TTL_ATTR}), or set this region's [[regions]] table if "
+            "it has another name"
+        )
+    if code in ("AccessDeniedException", "AccessDenied"):
+        return (
+            "these credentials may not describe it: grant dynamodb:DescribeTable and "
+            f"dynamodb:DescribeTimeToLive on {table_name}"
+        )
+    message = error.response.get("Error", {}).get("Message", "")
+    return f"DescribeTable was refused ({code}: {message})"
+
+
+def check_tables(config: Config, *, clients: Mapping[str, DynamoDBClient]) -> dict[str, str]:
+    """Check every configured region's table (in parallel); raise PreflightError on the first
+    line of problems. Returns the regions that could not be checked right now, with why
+    (logged as warnings; replication retries writes to them as usual)."""
+    keys = config.key_schema()
+    regions = config.region_names
+    with ThreadPoolExecutor(max_workers=len(regions), thread_name_prefix="preflight") as pool:
+        verdicts = list(
+            pool.map(
+                lambda region: _describe(
+                    region, clients[region], table_name=config.table_name(region), keys=keys
+                ),
+                regions,
+            )
+        )
+    problems = [
+        f"region {v.region}, table {config.table_name(v.region)}: {problem}"
+        for v in verdicts
+        for problem in v.problems
+    ]
+    if problems:
+        raise PreflightError("; ".join(problems))
+    unchecked = {v.region: v.unchecked for v in verdicts if v.unchecked is not None}
+    for region, why in unchecked.items():
+        log.warning(
+            "could not check region %s, table %s (%s); replicating anyway",
+            region,
+            config.table_name(region),
+            why,
+        )
+    return unchecked

@@ -1,0 +1,216 @@
+"""Wiring a region from its configuration: boto3 clients, retries counted, the Replicator with
+its tables and conflict log. The consumer, the Lambda handler and the commands build here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import boto3
+from botocore.config import Config as BotoConfig
+
+from service.adapters.checkpoints import DynamoCheckpointTable
+from service.adapters.conflicts import DynamoConflicts
+from service.adapters.deadletter import DynamoDeadLetters
+from service.adapters.dynamo import DynamoTable
+from service.adapters.leases import DynamoLeaseTable
+from service.adapters.metrics import MemoryMetrics, TeeMetrics
+from service.config import Config
+from service.engine.consumer import StreamConsumer, halting_reason
+from service.engine.heartbeat import StatusTracker
+from service.engine.leases import LeaseKeeper, new_worker_id, process_gone
+from service.engine.pipeline import Replicator
+from service.engine.streams import AWS_ERRORS, error_code
+from service.errors import ConsumerHaltedError
+from service.ports import DeadLetterSink, Metrics
+
+# NOTE: adaptive mode adds client-side rate limiting after the first throttle; the limiter
+# lives in the client, so there is exactly one client per destination region, reused.
+BOTO_CONFIG = BotoConfig(retries={"mode": "adaptive", "max_attempts": 10}, max_pool_connections=64)
+
+
+def clients_for(
+    config: Config,
+    service: str,
+    *,
+    session: boto3.Session | None = None,
+    boto_config: BotoConfig = BOTO_CONFIG,
+) -> dict[str, Any]:
+    """One boto3 client per configured region (endpoint from config, or AWS), with a
+    connection pool as large as the writes the replicator keeps in flight to a region."""
+    session = session or boto3.Session()
+    configured = getattr(boto_config, "max_pool_connections", None) or 10
+    pool = max(configured, config.replication.write_concurrency)
+    boto_config = boto_config.merge(BotoConfig(max_pool_connections=pool))
+    return {
+        r.name: session.client(
+            service,  # type: ignore[call-overload]
+            region_name=r.name,
+            endpoint_url=r.endpoint_url,
+            config=boto_config,
+        )
+        for r in config.regions
+    }
+
+
+THROTTLES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "LimitExceededException",
+    }
+)
+
+
+def count_retries(client: Any, *, metrics: Metrics, region: str) -> None:
+    """Count throttles and retryable errors as botocore sees them (its ``needs-retry`` event);
+    the retrying itself stays botocore's (adaptive mode)."""
+
+    def on_needs_retry(response: Any = None, **_: Any) -> None:
+        if not response:
+            return
+        http, parsed = response
+        code = (parsed or {}).get("Error", {}).get("Code", "")
+        if code in THROTTLES:
+            metrics.incr("throttles", {"region": region})
+        elif getattr(http, "status_code", 200) >= 500:
+            metrics.incr("server_errors", {"region": region})
+
+    client.meta.events.register("needs-retry.*", on_needs_retry)
+
+
+def conflict_log_for(config: Config, client: Any) -> DynamoConflicts | None:
+    """The conflict table in the region ``client`` reaches, as configured (None: no log)."""
+    name = config.replication.conflict_table
+    if not name:
+        return None
+    return DynamoConflicts(
+        client, table_name=name, retention_days=config.replication.conflict_retention_days
+    )
+
+
+def replicator_for(
+    config: Config,
+    *,
+    region: str,
+    clients: Mapping[str, Any],
+    dead_letters: DeadLetterSink,
+    metrics: Metrics,
+) -> Replicator:
+    """``region``'s Replicator over every region's table (``clients``: one DynamoDB client
+    per region), as configured: the consumer, the Lambda handler and ``georep dlq replay``
+    build it here. Merges are logged in ``region``'s conflict table."""
+    tables = {
+        name: DynamoTable(
+            client, table_name=config.table_name(name), key_attributes=config.key_attributes
+        )
+        for name, client in clients.items()
+    }
+    return Replicator(
+        region=region,
+        settings=config.settings(),
+        tables=tables,
+        dead_letters=dead_letters,
+        metrics=metrics,
+        write_concurrency=config.replication.write_concurrency,
+        conflicts=conflict_log_for(config, clients[region]),
+    )
+
+
+class Consumer(StreamConsumer):
+    """The consumer of ``region``'s stream, wired to AWS (or an emulator) from the configuration."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        region: str,
+        session: boto3.Session | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        config.region(region)  # UnknownRegionError for a region not configured
+        self.config = config
+        metrics = metrics or MemoryMetrics()
+        tracker = StatusTracker(started_at=time.time())
+        metrics = TeeMetrics(metrics, tracker)  # the tracker sees the Replicator's lag
+        self.dynamodb = clients_for(config, "dynamodb", session=session)
+        for name, client in self.dynamodb.items():
+            count_retries(client, metrics=metrics, region=name)
+        own = config.region(region)
+        streams = (session or boto3.Session()).client(
+            "dynamodbstreams", region_name=region, endpoint_url=own.endpoint_url, config=BOTO_CONFIG
+        )
+        self.dead_letters = DynamoDeadLetters(
+            self.dynamodb[region], table_name=config.replication.dead_letter_table
+        )
+        self.pipeline = replicator_for(
+            config,
+            region=region,
+            clients=self.dynamodb,
+            dead_letters=self.dead_letters,
+            metrics=metrics,
+        )
+        # Shards are shared with the region's other consumers through leases in the
+        # checkpoint table (service/engine/leases.py).
+        self.worker_id = new_worker_id()
+        self.lease_table = DynamoLeaseTable(
+            self.dynamodb[region], table_name=config.replication.checkpoint_table
+        )
+        # One GetRecords in flight per shard: a thread per open shard, up to 64 at once.
+        self.read_pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="georep-read")
+        self.checkpoint_table = DynamoCheckpointTable(
+            self.dynamodb[region],
+            table_name=config.replication.checkpoint_table,
+            replica_table=config.table_name(region),
+        )
+        super().__init__(
+            region=region,
+            table_name=config.table_name(region),
+            dynamodb=self.dynamodb[region],
+            streams=streams,
+            checkpoints=self.checkpoint_table,
+            replicator=self.pipeline,
+            metrics=metrics,
+            batch_size=config.replication.batch_size,
+            window_records=config.replication.window_records,
+            window_bytes=config.replication.window_bytes,
+            checkpoint_every=config.replication.checkpoint_every_seconds,
+            read_executor=self.read_pool,
+            leases=self._lease_keeper,
+            idle_backoff=config.replication.idle_backoff_seconds,
+            max_idle_backoff=config.replication.max_idle_backoff_seconds,
+            status_store=self.checkpoint_table,
+            tracker=tracker,
+        )
+
+    def _lease_keeper(self, stream_arn: str) -> LeaseKeeper:
+        return LeaseKeeper(
+            self.lease_table,
+            stream_arn=stream_arn,
+            owner=self.worker_id,
+            lease_seconds=self.config.replication.lease_seconds,
+            gone=process_gone,
+        )
+
+    def setup(self) -> None:
+        """Create the checkpoint, dead-letter and conflict tables if they are missing; find
+        the stream."""
+        try:
+            self.checkpoint_table.ensure_table()
+            self.dead_letters.ensure_table()
+            conflicts = conflict_log_for(self.config, self.dynamodb[self.region])
+            if conflicts is not None:
+                conflicts.ensure_table()
+        except AWS_ERRORS as error:
+            raise ConsumerHaltedError(
+                f"cannot create georep's tables in {self.region}: "
+                f"{halting_reason(error) or f'{error_code(error)}: {error}'}"
+            ) from error
+        super().setup()
+
+    def close(self) -> None:
+        self.read_pool.shutdown(wait=True)
+        self.pipeline.close()

@@ -1,0 +1,227 @@
+"""``georep dlq list|show|replay --region R``: the dead letters of a region's consumer.
+
+``list`` shows each letter (id, time, error, reason, item key); ``show ID`` the full record and
+what each destination did; ``replay ID ...`` (or ``--all``) sends letters through the region's
+Replicator again once their cause is fixed (a rule, an item's size): a letter that applies is
+removed, one that fails stays with its new reason. Exit codes: list and show 0; replay 0 if
+every letter applied, 1 if any still fails; an unknown region or letter id 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from service.surfaces.commands._common import (
+    GLOBAL_OPTIONS,
+    OK,
+    PROBLEM,
+    USAGE,
+    add_json,
+    config_of,
+    progress,
+    report,
+)
+
+if TYPE_CHECKING:
+    from service.adapters.deadletter import DeadLetter, DynamoDeadLetters
+    from service.config import Config
+
+NAME = "dlq"
+HELP = "list, show and replay a region's dead letters"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, help_ in (
+        ("list", "every dead letter: id, time, error, reason, item key"),
+        ("show", "one letter: its full record and what each destination did"),
+        ("replay", "send letters again; remove those that apply, update those that fail"),
+    ):
+        action = actions.add_parser(name, help=help_, parents=[GLOBAL_OPTIONS])
+        action.add_argument("--region", required=True, help="the region whose consumer kept them")
+        add_json(action)
+        if name == "show":
+            action.add_argument("id", help="the letter's id (from dlq list)")
+        if name == "replay":
+            action.add_argument("ids", nargs="*", metavar="ID", help="letters to replay")
+            action.add_argument("--all", action="store_true", help="replay every letter")
+
+
+def execute(args: argparse.Namespace) -> int:
+    from service.adapters.deadletter import DynamoDeadLetters
+    from service.engine.wiring import clients_for
+
+    config = config_of(args)
+    region = config.region(args.region).name  # UnknownRegionError: exit 2
+    if args.action == "replay" and bool(args.ids) == bool(args.all):
+        print("georep: dlq replay takes letter ids or --all (one of the two)", file=sys.stderr)
+        return USAGE
+    clients = clients_for(config, "dynamodb")
+    store = DynamoDeadLetters(clients[region], table_name=config.replication.dead_letter_table)
+    if args.action == "list":
+        return _list(args, region, store)
+    if args.action == "show":
+        return _show(args, region, store)
+    return _replay(args, config, region, store, clients)
+
+
+def _list(args: argparse.Namespace, region: str, store: DynamoDeadLetters) -> int:
+    from service.adapters.dynamo import unless_missing
+    from service.engine.replay import key_of
+    from service.engine.status import at
+
+    letters = unless_missing(store.letters, [])
+    now = _now()
+    report(
+        args,
+        title=f"dead letters of {region}",
+        columns=("id", "time", "error", "reason", "key", "replays"),
+        rows=[
+            (
+                x.id,
+                x.at if args.json else at(x.at, now=now),
+                x.error,
+                x.reason,
+                key_of(x),
+                x.replays,
+            )
+            for x in letters
+        ],
+        summary={"region": region, "letters": len(letters)},
+    )
+    return OK
+
+
+def _show(args: argparse.Namespace, region: str, store: DynamoDeadLetters) -> int:
+    import json
+
+    from service.adapters.deadletter import record_json
+    from service.adapters.dynamo import unless_missing
+    from service.engine.replay import key_of
+    from service.engine.status import at
+
+    letter = unless_missing(partial(store.letter, args.id), None)
+    if letter is None:
+        return _no_such(region, [args.id])
+    record = json.loads(record_json(letter.record))  # binary as base64, times as ISO text
+    now = _now()
+    report(
+        args,
+        title=f"dead letter {letter.id}",
+        columns=("destination", "outcome"),
+        rows=sorted(letter.destinations.items()),
+        summary={
+            "id": letter.id,
+            "region": letter.region,
+            "time": letter.at if args.json else at(letter.at, now=now),
+            "error": letter.error,
+            "reason": letter.reason,
+            "key": key_of(letter),
+            "replays": letter.replays,
+            "replayed at": letter.replayed_at if args.json else at(letter.replayed_at, now=now),
+            "record": record if args.json else json.dumps(record, indent=2, sort_keys=True),
+        },
+    )
+    return OK
+
+
+def _replay(
+    args: argparse.Namespace,
+    config: Config,
+    region: str,
+    store: DynamoDeadLetters,
+    clients: dict[str, Any],
+) -> int:
+    from service.adapters.dynamo import unless_missing
+    from service.adapters.metrics import MemoryMetrics
+    from service.engine.pipeline import Replicator
+    from service.engine.replay import CapturingSink, Replayed, key_of, replay
+    from service.engine.wiring import replicator_for
+
+    if args.all:
+        letters = unless_missing(store.letters, [])
+    else:
+        found: dict[str, DeadLetter | None] = {}
+        for entry_id in dict.fromkeys(args.ids):
+            found[entry_id] = unless_missing(partial(store.letter, entry_id), None)
+        missing = [i for i, x in found.items() if x is None]
+        if missing:
+            return _no_such(region, missing)
+        letters = [x for x in found.values() if x is not None]
+    # NOTE: a fixed rule's laws are checked first, as `georep run` does when it starts: a
+    # replay must not spread a rule's divergent merges either.
+    config.settings(check_laws=True)
+    replicators: dict[str, tuple[Replicator, CapturingSink]] = {}
+    results: list[tuple[DeadLetter, Replayed]] = []
+    try:
+        with progress(args) as bar:
+            task = bar.add_task(f"replaying {region}'s dead letters", total=len(letters))
+            for letter in letters:
+                if letter.region not in config.region_names:
+                    reason = f"region {letter.region!r} is not configured"
+                    results.append((letter, Replayed(letter.id, "failed", reason, {})))
+                    continue
+                if letter.region not in replicators:
+                    sink = CapturingSink()
+                    replicators[letter.region] = (
+                        replicator_for(
+                            config,
+                            region=letter.region,
+                            clients=clients,
+                            dead_letters=sink,
+                            metrics=MemoryMetrics(),
+                        ),
+                        sink,
+                    )
+                replicator, sink = replicators[letter.region]
+                results.append(
+                    (letter, replay(letter, replicator=replicator, sink=sink, store=store))
+                )
+                bar.advance(task)
+    finally:
+        for replicator, _ in replicators.values():
+            replicator.close()
+    failing = [r for _, r in results if r.still_failing]
+    report(
+        args,
+        title=f"replayed dead letters of {region}",
+        columns=("id", "key", "outcome", "reason", "destinations"),
+        rows=[
+            (
+                r.id,
+                key_of(letter),
+                r.outcome,
+                r.reason or None,
+                dict(r.destinations) if args.json else _outcomes(r.destinations),
+            )
+            for letter, r in results
+        ],
+        summary={
+            "region": region,
+            "applied and removed": sum(r.outcome == "applied" for _, r in results),
+            "still failing (kept, with the new reason)": len(failing),
+            "already removed by someone else": sum(r.outcome == "gone" for _, r in results),
+        },
+    )
+    return PROBLEM if failing else OK
+
+
+def _outcomes(destinations: Mapping[str, str]) -> str:
+    return "; ".join(f"{name}: {what}" for name, what in sorted(destinations.items())) or "-"
+
+
+def _no_such(region: str, ids: list[str]) -> int:
+    print(
+        f"georep: no dead letter {', '.join(ids)} in {region} (see georep dlq list)",
+        file=sys.stderr,
+    )
+    return USAGE
+
+
+def _now() -> float:
+    import time
+
+    return time.time()

@@ -1,0 +1,69 @@
+"""``georep init``: make every configured region's table a replica. A missing table is
+created; an existing one keeps its data, has its keys checked against the configuration and
+gets what is off turned on (a NEW_AND_OLD_IMAGES stream, TTL on ``_georep_ttl``). georep's own
+checkpoint, dead-letter and conflict tables are created in every region. Idempotent.
+(Production deploys with ``deploy/``; init is for development, emulators and onboarding.)"""
+
+from __future__ import annotations
+
+import argparse
+
+from service.surfaces.commands._common import OK, PROBLEM, USAGE, add_json, config_of, report
+
+NAME = "init"
+HELP = "create or adopt every region's table (stream, TTL) and georep's own tables"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_json(parser)
+
+
+def execute(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from service.adapters.backends import TableSetupError, onboard_table
+    from service.adapters.checkpoints import DynamoCheckpointTable
+    from service.adapters.deadletter import DynamoDeadLetters
+    from service.core.version import TTL_ATTR
+    from service.engine.wiring import clients_for, conflict_log_for
+
+    config = config_of(args)
+    keys = config.key_schema()
+    rows: list[tuple[str, str, str]] = []
+    worst = OK
+    for region, client in clients_for(config, "dynamodb").items():
+        table = config.table_name(region)
+        try:
+            done = onboard_table(client, table_name=table, keys=keys, ttl_attribute=TTL_ATTR)
+            DynamoCheckpointTable(
+                client, table_name=config.replication.checkpoint_table, replica_table=table
+            ).ensure_table()
+            DynamoDeadLetters(
+                client, table_name=config.replication.dead_letter_table
+            ).ensure_table()
+            conflicts = conflict_log_for(config, client)
+            if conflicts is not None:
+                conflicts.ensure_table()
+        except TableSetupError as error:
+            rows.append((region, table, f"REFUSED: {error}"))
+            worst = max(worst, USAGE)
+            continue
+        except (ClientError, BotoCoreError) as error:
+            rows.append((region, table, f"FAILED: {type(error).__name__}: {error}"))
+            worst = max(worst, PROBLEM)
+            continue
+        rows.append((region, table, ", ".join(done) or "ready, unchanged"))
+    report(
+        args,
+        title="georep init",
+        columns=("region", "table", "result"),
+        rows=rows,
+        summary={
+            "ready": sum(not r[2].startswith(("REFUSED", "FAILED")) for r in rows),
+            "regions": len(rows),
+            "checkpoint table": config.replication.checkpoint_table,
+            "dead-letter table": config.replication.dead_letter_table,
+            "conflict table": config.replication.conflict_table or "(off)",
+        },
+    )
+    return worst

@@ -1,0 +1,256 @@
+"""``georep verify [--repair] [--segments N] [--key K [--sort-key S]] [--timeout SECONDS]``:
+compare every region's table side by side, with parallel segmented scans (consistent reads).
+
+A difference is read again in every region before it counts. One replication can still settle
+(a region behind, concurrent versions, a raw write not adopted yet) is *pending*: it is read
+again until it settles or ``--timeout`` passes. One that did not change at all in that time
+(its records trimmed, its consumer stopped), or that replication can never settle (unreadable
+metadata, one version in different bytes), is *divergent*: its key is printed with what each
+region holds (data digest, version vector, origin, deleted).
+
+``--repair`` writes each divergent key's repair (the join of what the regions hold, through the
+resolver; a raw item is adopted as found) with conditional writes: nothing newer is overwritten
+and it is safe while consumers run. A clean full ``--repair`` pass clears the regions'
+needs-repair markers set before it began (not a ``--key`` pass, not one that left anything).
+
+Exit status: 0 every region holds the same (pending differences that settled included; with
+``--repair``, once every divergence was mended); 1 a divergence remains, or a difference was
+still changing at the timeout (run again, or raise ``--timeout``); 2 usage or configuration.
+Works while replication is live.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import decimal
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from service.surfaces.commands._common import (
+    OK,
+    PROBLEM,
+    USAGE,
+    add_json,
+    config_of,
+    progress,
+    report,
+)
+
+if TYPE_CHECKING:
+    from service.config import Config
+    from service.engine.verify import Report
+
+NAME = "verify"
+HELP = "compare every region's table side by side; --repair mends what differs"
+
+READ_TIMEOUT_SECONDS = 600
+
+COLUMNS = ("key", "status", "region", "holds", "digest", "version", "origin", "deleted", "why")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--repair",
+        action="store_true",
+        help="write the repair of every divergent key (conditional writes, safe while live)",
+    )
+    parser.add_argument(
+        "--segments",
+        type=_positive,
+        default=4,
+        metavar="N",
+        help="parallel scan segments per region (default 4)",
+    )
+    parser.add_argument(
+        "--key", metavar="VALUE", help="verify one item only: its partition key value"
+    )
+    parser.add_argument(
+        "--sort-key", metavar="VALUE", help="its sort key value (tables with a sort key)"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a difference may take to settle (default 30)",
+    )
+    add_json(parser)
+
+
+def execute(args: argparse.Namespace) -> int:
+    from botocore.config import Config as BotoConfig
+
+    from service.adapters.checkpoints import DynamoCheckpointTable
+    from service.adapters.dynamo import DynamoTable
+    from service.engine.verify import RegionReader, Verifier, clear_markers, count_markers
+    from service.engine.wiring import BOTO_CONFIG, clients_for
+
+    config = config_of(args)
+    try:
+        key = _key_of(args, config)
+    except ValueError as error:
+        print(f"georep: {error}", file=sys.stderr)
+        return USAGE
+    settings = config.settings()
+    # NOTE: a long read timeout: every segment of every region is scanned at once, and an
+    # emulator that serves one request at a time (the embedded moto server) answers a 1 MB
+    # page only after all the others queued before it; on DynamoDB a page takes well under 1 s.
+    slow = BOTO_CONFIG.merge(BotoConfig(read_timeout=READ_TIMEOUT_SECONDS))
+    clients = clients_for(config, "dynamodb", boto_config=slow)
+    names = {region: config.table_name(region) for region in clients}
+    keys = config.key_attributes
+    readers = {
+        r: RegionReader(c, table_name=names[r], key_attributes=keys) for r, c in clients.items()
+    }
+    tables = {
+        r: DynamoTable(c, table_name=names[r], key_attributes=keys) for r, c in clients.items()
+    }
+    checkpoints = [
+        DynamoCheckpointTable(
+            client, table_name=config.replication.checkpoint_table, replica_table=names[region]
+        )
+        for region, client in clients.items()
+    ]
+    began = time.time()  # NOTE: before the first read: only markers set earlier are mended
+    markers = count_markers(checkpoints)
+    with progress(args) as bar:
+        total = None if key is not None else _total(readers.values())
+        task = bar.add_task("verifying" if key is None else "verifying one key", total=total)
+        with Verifier(
+            settings=settings,
+            readers=readers,
+            tables=tables,
+            segments=args.segments,
+            timeout=args.timeout,
+            on_scanned=lambda n: bar.advance(task, n),
+        ) as verifier:
+            result = verifier.run(keys=None if key is None else [key], repair=args.repair)
+    cleared = 0
+    if args.repair and key is None and result.clean:
+        cleared = clear_markers(checkpoints, marked_before=began)
+    report(
+        args,
+        title="georep verify: keys that differ",
+        columns=COLUMNS,
+        rows=_rows(result, config),
+        summary=_summary(result, repair=args.repair, markers=markers, cleared=cleared),
+    )
+    return OK if result.clean else PROBLEM
+
+
+def _total(readers: Any) -> int | None:
+    try:
+        return sum(reader.item_count() for reader in readers) or None
+    except Exception:  # only the progress bar's total: never worth failing the pass for
+        return None
+
+
+def _key_of(args: argparse.Namespace, config: Config) -> dict[str, Any] | None:
+    """The primary key ``--key``/``--sort-key`` name, in wire form, typed as the table says."""
+    table = config.table
+    if args.key is None:
+        if args.sort_key is not None:
+            raise ValueError("--sort-key needs --key")
+        return None
+    key = {table.partition_key: _value(args.key, table.partition_key_type, "--key")}
+    if table.sort_key is None:
+        if args.sort_key is not None:
+            raise ValueError(f"table {table.name} has no sort key: leave out --sort-key")
+        return key
+    if args.sort_key is None:
+        raise ValueError(
+            f"table {table.name} has sort key {table.sort_key!r}: add --sort-key VALUE"
+        )
+    key[table.sort_key] = _value(args.sort_key, table.sort_key_type, "--sort-key")
+    return key
+
+
+def _value(text: str, kind: str, option: str) -> dict[str, Any]:
+    if kind == "N":
+        try:
+            decimal.Decimal(text)
+        except decimal.InvalidOperation:
+            raise ValueError(f"{option} must be a number for this table, got {text!r}") from None
+        return {"N": text}
+    if kind == "B":
+        try:
+            return {"B": base64.b64decode(text, validate=True)}
+        except binascii.Error:
+            raise ValueError(f"{option} must be base64 for this table, got {text!r}") from None
+    return {"S": text}
+
+
+def _show_key(key: Any, config: Config) -> str:
+    def one(value: Any) -> str:
+        ((kind, inner),) = value.items()
+        return base64.b64encode(inner).decode() if kind == "B" else str(inner)
+
+    parts = [one(key[name]) for name in config.key_attributes]
+    return parts[0] if len(parts) == 1 else " | ".join(parts)
+
+
+def _rows(result: Report, config: Config) -> list[tuple[Any, ...]]:
+    from service.core.verify import describe
+
+    settings = config.settings()
+    rows: list[tuple[Any, ...]] = []
+    order = {"unrepairable": 0, "divergent": 1, "pending": 2, "repaired": 3}
+    for outcome in sorted(result.outcomes, key=lambda o: order[o.status]):
+        why = outcome.verdict.reason + (f"; {outcome.note}" if outcome.note else "")
+        for region in result.regions:
+            shown = describe(outcome.items.get(region), settings=settings)
+            rows.append(
+                (
+                    _show_key(outcome.key, config),
+                    outcome.status,
+                    region,
+                    shown.holds,
+                    shown.digest,
+                    shown.version,
+                    shown.origin,
+                    shown.deleted,
+                    why,
+                )
+            )
+    return rows
+
+
+def _summary(result: Report, *, repair: bool, markers: int, cleared: int) -> dict[str, Any]:
+    still = result.count("pending")
+    left = result.count("divergent") + result.count("unrepairable")
+    verdict = "clean" if result.clean else "divergent" if left else "still pending"
+    summary: dict[str, Any] = {
+        "result": verdict,
+        "regions": len(result.regions),
+        "items compared": result.compared,
+        "identical": result.identical,
+        "pending": result.pending,
+        "settled": result.settled,
+        "still pending": still,
+        "divergent": result.divergent,
+    }
+    if repair:
+        summary["repaired"] = result.repaired
+        summary["not repaired"] = left
+    summary["needs-repair markers"] = markers
+    summary["markers cleared"] = cleared
+    summary["elapsed seconds"] = round(result.elapsed, 2)
+    summary["items/s"] = round(result.compared / result.elapsed) if result.elapsed else 0
+    return summary
