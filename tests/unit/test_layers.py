@@ -157,3 +157,15 @@ def test_the_paths_deployed_stacks_and_applications_name_still_work() -> None:
     import ``service.sdk.GeorepTable``."""
     assert service.surfaces.lambda_handler.handler is service.lambda_handler.handler
     assert service.surfaces.sdk.GeorepTable is service.sdk.GeorepTable
+
+
+def test_every_folder_of_the_package_is_a_regular_package() -> None:
+    """Lambda imports the function from its zip, and zipimport finds no namespace packages: a
+    folder without ``__init__.py`` would import here and fail there."""
+    folders = [
+        p
+        for top in ("service", "resolvers")
+        for p in [ROOT / top, *ROOT.joinpath(top).rglob("*")]
+        if p.is_dir() and p.name != "__pycache__" and any(p.glob("*.py"))
+    ]
+    assert [] == [str(p.relative_to(ROOT)) for p in folders if not (p / "__init__.py").exists()]
