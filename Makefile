@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-deep lint typecheck bench bench-replication package clean
+.PHONY: install demo test test-deep lint typecheck bench bench-memory bench-replication package clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ test-deep: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/core.py
 	$(PY) bench/wan.py
+
+# bench/memory.py: backfill and dead-letter replay RSS at 10k, 100k and 1M items (the engines
+# over generated sources and discarding tables), about 12 minutes; bench/results/memory-*.json.
+bench-memory: $(STAMP)
+	$(PY) bench/memory.py --json bench/results/memory-$$(git rev-parse --short HEAD).json
 
 bench-replication: $(STAMP)
 	$(PY) bench/replication.py

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import threading
 import time
@@ -52,11 +51,6 @@ def ceiling(clients: list[Any], table: str, *, threads: int, seconds: float) -> 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(work, range(threads)))
     return sum(counts) / seconds
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main() -> None:
@@ -102,7 +96,7 @@ def main() -> None:
         record_rate = args.records / elapsed
 
         # Lag at half the record rate.
-        metrics.observations.clear()
+        metrics.histograms.clear()
         stop = threading.Event()
         runner = threading.Thread(target=consumer.run, kwargs={"stop": stop})
         runner.start()
@@ -118,7 +112,7 @@ def main() -> None:
         stop.set()
         runner.join()
         consumer.close()
-        lags = metrics.observations["replication_lag_seconds"]
+        lags = metrics.histogram("replication_lag_seconds")
 
         print(f"backend: {backend.name}, 3 regions, write concurrency 8")
         print(f"ceiling (conditional PutItem, 8 threads): {ceiling_rate:,.0f} writes/s")
@@ -128,9 +122,9 @@ def main() -> None:
         )
         print(f"ratio georep writes / ceiling: {writes_rate / ceiling_rate:.2f}x (target >= 0.8x)")
         print(
-            f"lag at {rate:,.0f} records/s for {args.lag_seconds:.0f}s ({n} writes, {len(lags)} "
-            f"applies): p50 {statistics.median(lags) * 1000:.0f} ms, "
-            f"p99 {percentile(lags, 0.99) * 1000:.0f} ms, max {max(lags) * 1000:.0f} ms "
+            f"lag at {rate:,.0f} records/s for {args.lag_seconds:.0f}s ({n} writes, {lags.count} "
+            f"applies): p50 {lags.quantile(0.5) * 1000:.0f} ms, "
+            f"p99 {lags.quantile(0.99) * 1000:.0f} ms, max {lags.max * 1000:.0f} ms "
             "(target p99 < 1000 ms)"
         )
 

@@ -428,7 +428,10 @@ class Backfill:
             results = list(pool.map(self.item, items))
             page_tally = Tally.of(results)
             tally.add(page_tally)
-            failures.extend(r for r in results if r.outcome == "failed")
+            # Only the first few failures are reported: a run that fails every item must not
+            # hold every item's result (bounded memory, issue 16).
+            room = KEPT_FAILURES - len(failures)
+            failures.extend([r for r in results if r.outcome == "failed"][: max(room, 0)])
             position = page.get("LastEvaluatedKey")
             clean = clean and not page_tally.failed
             self.on_page(page_tally)

@@ -149,8 +149,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{key:<9} {item.get('name', {}).get('S', '-'):<22} {meta.deleted!s:<8} "
                 f"{meta.actor:<26} {'yes' if same else 'NO'}"
             )
-        lags = sorted(metrics.observations["replication_lag_seconds"]) or [0.0]
-        p50, p99 = lags[len(lags) // 2] * 1000, lags[int(len(lags) * 0.99)] * 1000
+        lags = metrics.histogram("replication_lag_seconds")
+        p50, p99 = lags.quantile(0.5) * 1000, lags.quantile(0.99) * 1000
         applied, conflicts = metrics.total("applied"), metrics.total("conflicts")
         adopted, echoes = metrics.total("raw_writes_adopted"), metrics.total("dropped_echo")
         print(
