@@ -35,3 +35,15 @@ settings.register_profile(
     "dev", max_examples=50, stateful_step_count=30, deadline=None, print_blob=True
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+def pytest_terminal_summary(terminalreporter: object) -> None:
+    """How many records the bad-input fuzzing tried (tests/property/test_bad_input.py)."""
+    import sys
+
+    module = sys.modules.get("tests.property.test_bad_input")
+    tried = getattr(module, "TRIED", None)
+    if tried:
+        total = sum(tried.values())
+        kinds = ", ".join(f"{count:,} {kind}" for kind, count in sorted(tried.items()))
+        terminalreporter.write_line(f"bad-input fuzzing: {total:,} records tried ({kinds})")  # type: ignore[attr-defined]

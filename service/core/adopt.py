@@ -89,7 +89,11 @@ def translate(change: Change, *, region: str, settings: Settings) -> Outcome:
     is never forwarded; only a fresh version whose origin is this region is. Raw writes are
     adopted from the record itself, deterministically, so replaying the record adopts the
     same version.
+
+    A record whose images do not hold the key it names is refused (RecordError): its version
+    would be written under another key, or under none.
     """
+    _check_keys(change, settings=settings)
     if change.event == "REMOVE":
         old = read_item(change.old, settings=settings)
         if isinstance(old, Absent):
@@ -115,6 +119,26 @@ def translate(change: Change, *, region: str, settings: Settings) -> Outcome:
         return Forward(new.version)
     old = read_item(change.old, settings=settings)
     return Adopt(_adopt(change, old=old, new=new, region=region, settings=settings))
+
+
+def _check_keys(change: Change, *, settings: Settings) -> None:
+    """The record's ``Keys`` are exactly the table's key attributes, and every image it has
+    carries them unchanged."""
+    if set(change.keys) != set(settings.key_attributes):
+        raise RecordError(
+            f"record Keys name {sorted(change.keys)}, the table's key is "
+            f"{list(settings.key_attributes)}"
+        )
+    for name, image in (("NewImage", change.new), ("OldImage", change.old)):
+        if image is None:
+            continue
+        if type(image) is not dict:
+            raise RecordError(f"record field dynamodb.{name} is not a DynamoDB item")
+        for attribute, value in change.keys.items():
+            if image.get(attribute) != value:
+                raise RecordError(
+                    f"dynamodb.{name} does not hold the record's key {attribute}={value!r}"
+                )
 
 
 def _written_by_georep(meta: Meta, change: Change, settings: Settings) -> bool:

@@ -81,41 +81,80 @@ def canonical_bytes(item: Item) -> bytes:
 
 def _num(text: str) -> str:
     # NOTE: the common case (a plain integer) skips Decimal, which costs ~2 us per number.
-    if text.isdigit() and (text == "0" or text[0] != "0"):
+    if type(text) is str and text.isdigit() and (text == "0" or text[0] != "0"):
         return text
+    if type(text) is not str:
+        raise ValueError(f"a number is sent as a string, got {text!r}")
+    try:
+        value = decimal.Decimal(text)
+    except decimal.InvalidOperation:
+        raise ValueError(f"not a DynamoDB number: {text!r}") from None
+    if not value.is_finite():
+        raise ValueError(f"not a DynamoDB number: {text!r}")
     return _number(text)
+
+
+def _elements(kind: str, inner: object) -> list[Any]:
+    if type(inner) is not list or not inner:
+        raise ValueError(f"a {kind} value is a non-empty list, got {inner!r:.60}")
+    return inner
+
+
+def _byte_value(inner: object) -> str:
+    if not isinstance(inner, bytes | bytearray | str):
+        raise ValueError(f"a binary value is bytes, got {type(inner).__name__}")
+    return _bytes(inner)
+
+
+def _string(inner: object) -> str:
+    if type(inner) is not str:
+        raise ValueError(f"a string value is a str, got {type(inner).__name__}")
+    return inner
 
 
 def _encode(value: AttributeValue, out: list[str]) -> None:
     if len(value) != 1:
         raise ValueError(f"an attribute value has exactly one type key, got {sorted(value)}")
     ((kind, inner),) = value.items()
+    # NOTE: the digest walks every value of every record, so it is where malformed values are
+    # refused (a ValueError, which `checked_digest` makes a RecordError: dead-lettered) at no
+    # extra pass: a wrong type here would otherwise reach the destination's write.
     if kind == "S":
-        out.append(f"S{len(inner)}:{inner}")
+        out.append(f"S{len(_string(inner))}:{inner}")
     elif kind == "N":
         n = _num(inner)
         out.append(f"N{len(n)}:{n}")
     elif kind == "M":
+        if type(inner) is not dict:
+            raise ValueError(f"a map value is an object, got {type(inner).__name__}")
         out.append(f"M{len(inner)}{{")
         for k in sorted(inner):
             out.append(f"{len(k)}:{k}")
             _encode(inner[k], out)
         out.append("}")
     elif kind == "L":
+        if type(inner) is not list:
+            raise ValueError(f"a list value is a list, got {type(inner).__name__}")
         out.append(f"L{len(inner)}[")
         for v in inner:
             _encode(v, out)
         out.append("]")
     elif kind == "BOOL":
+        if type(inner) is not bool:
+            raise ValueError(f"a BOOL value is true or false, got {inner!r:.40}")
         out.append("T" if inner else "F")
     elif kind == "NULL":
+        if inner is not True:
+            raise ValueError(f"a NULL value is true, got {inner!r:.40}")
         out.append("0")
     elif kind == "B":
-        b = _bytes(inner)
+        b = _byte_value(inner)
         out.append(f"B{len(b)}:{b}")
     elif kind in ("SS", "NS", "BS"):
-        norm = {"SS": str, "NS": _num, "BS": _bytes}[kind]
-        elements = sorted({norm(e) for e in inner})  # type: ignore[operator]
+        norm = {"SS": _string, "NS": _num, "BS": _byte_value}[kind]
+        elements = sorted({norm(e) for e in _elements(kind, inner)})
+        if len(elements) != len(inner):
+            raise ValueError(f"a {kind} value holds duplicates")
         out.append(f"{kind}{len(elements)}(")
         out.extend(f"{len(e)}:{e}" for e in elements)
         out.append(")")
