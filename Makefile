@@ -20,8 +20,8 @@ demo: $(STAMP)
 	$(VENV)/bin/georep demo
 
 lint: $(STAMP)
-	$(PY) -m ruff check service resolvers tests bench deploy
-	$(PY) -m ruff format --check service resolvers tests bench deploy
+	$(PY) -m ruff check service resolvers tests bench deploy tools
+	$(PY) -m ruff format --check service resolvers tests bench deploy tools
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
