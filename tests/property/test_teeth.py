@@ -17,7 +17,7 @@ import service.engine.pipeline
 import tests.property.machine as machine_module
 from resolvers import LastWriterWins
 from resolvers._protocol import Resolution
-from service.core import apply
+from service.core import adopt, stored
 from service.core.version import Version
 from service.engine.checkpoint import CheckpointTracker
 from service.engine.pipeline import Replicator
@@ -86,14 +86,14 @@ def test_breaking_the_tie_break_fails_the_suite(patch: pytest.MonkeyPatch) -> No
 def test_breaking_the_echo_check_fails_the_suite(patch: pytest.MonkeyPatch) -> None:
     """Forward every stamped version, not only fresh local ones: writes are forwarded again by
     the regions that applied them."""
-    original = apply.translate
+    original = adopt.translate
 
-    def translate(change: apply.Change, *, region: str, settings: apply.Settings) -> Any:
+    def translate(change: adopt.Change, *, region: str, settings: stored.Settings) -> Any:
         outcome = original(change, region=region, settings=settings)
-        if isinstance(outcome, apply.Drop) and outcome.reason == "echo":
-            stored = apply.read_item(change.new, settings=settings)
-            assert isinstance(stored, apply.Stamped)
-            return apply.Forward(stored.version)
+        if isinstance(outcome, adopt.Drop) and outcome.reason == "echo":
+            current = stored.read_item(change.new, settings=settings)
+            assert isinstance(current, stored.Stamped)
+            return adopt.Forward(current.version)
         return outcome
 
     patch.setattr(service.engine.pipeline, "translate", translate)
