@@ -116,8 +116,8 @@ class ConsumerStatus:
 
 
 class StatusStore(Protocol):
-    """Where a region's consumer status is kept (service/engine/streams.py: the checkpoint
-    table)."""
+    """Where a region's consumer status is kept (service/adapters/checkpoints.py: the
+    checkpoint table)."""
 
     def save_status(self, status: ConsumerStatus) -> None: ...
 

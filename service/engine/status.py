@@ -4,7 +4,7 @@ Nothing here asks the consumer: status reads what the consumer leaves behind and
 itself, so it works whether the consumer runs, halted or never started.
 
 * checkpoints, the followed stream and needs-repair markers: the checkpoint table
-  (service/engine/streams.py);
+  (service/adapters/checkpoints.py);
 * the consumer's heartbeat (latest poll, last error, write-to-applied lag): the same table
   (service/engine/heartbeat.py);
 * dead letters: the region's dead-letter table (only their ids are read);
