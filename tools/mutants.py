@@ -28,7 +28,11 @@ CONSUMER = (
     "tests/unit/test_streams.py",
     "tests/property/test_stream_reader.py",
 )
-LEASES = ("tests/unit/test_leases.py", "tests/property/test_leases.py")
+LEASES = (
+    "tests/unit/test_leases.py",
+    "tests/unit/test_lease_decisions.py",
+    "tests/property/test_leases.py",
+)
 VERIFY = ("tests/unit/test_verify.py", "tests/integration/test_verify.py")
 BACKFILL = ("tests/unit/test_backfill.py", "tests/integration/test_backfill.py")
 
