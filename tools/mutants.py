@@ -33,7 +33,11 @@ LEASES = (
     "tests/unit/test_lease_decisions.py",
     "tests/property/test_leases.py",
 )
-VERIFY = ("tests/unit/test_verify.py", "tests/integration/test_verify.py")
+VERIFY = (
+    "tests/unit/test_verifier.py",
+    "tests/unit/test_verify.py",
+    "tests/integration/test_verify.py",
+)
 BACKFILL = ("tests/unit/test_backfill.py", "tests/integration/test_backfill.py")
 
 MUTANTS: list[Mutant] = [
