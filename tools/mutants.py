@@ -38,7 +38,11 @@ VERIFY = (
     "tests/unit/test_verify.py",
     "tests/integration/test_verify.py",
 )
-BACKFILL = ("tests/unit/test_backfill.py", "tests/integration/test_backfill.py")
+BACKFILL = (
+    "tests/unit/test_backfill.py",
+    "tests/unit/test_backfill_cost.py",
+    "tests/integration/test_backfill.py",
+)
 
 MUTANTS: list[Mutant] = [
     # -- the checkpoint rule ------------------------------------------------------------------
