@@ -86,6 +86,14 @@ class Guarded(MemoryCheckpoints):
             assert leases is not None and leases.holds(shard_id), (
                 f"{self.process.name} saved {state} for {shard_id} without its lease"
             )
+            # The store would refuse it; the holder should not even try (it read from a
+            # position it did not take from the store).
+            stored = self.shards.get(shard_id)
+            assert stored is None or not stored.finished, f"{state} over finished {shard_id}"
+            if stored is not None and stored.sequence is not None and not state.finished:
+                assert state.sequence is not None and int(state.sequence) > int(
+                    stored.sequence
+                ), f"{self.process.name} saved {state} over {stored} for {shard_id}"
         return self.shared.save(shard_id, state)
 
 
@@ -219,10 +227,23 @@ class ConsumersMachine(RuleBasedStateMachine):
         flight: the process drains, checkpoints what was applied, releases its leases."""
         name = data.draw(st.sampled_from(sorted(self.processes)), label="stops")
         process = self.processes.pop(name)
+        consumer = process.consumer
+        # What the stop must checkpoint: every shard read under a lease held now, up to the
+        # last record handed out (the destination applies everything in flight).
+        owed = {
+            shard: max(int(sequence) for sequence in flow.sequences.values() if sequence)
+            for shard, flow in consumer._flows.items()
+            if consumer.leases is not None and consumer.leases.holds(shard)
+            if not flow.lost and flow.failed is None and any(flow.sequences.values())
+        }
         process.wake.alarm = (self.clock.now + after, process.destination.settle_all)
-        process.consumer.finish(timeout=10 * LEASE)
-        assert not process.consumer.busy, "finish gave up while the destination answered"
+        consumer.finish(timeout=10 * LEASE)
+        assert not consumer.busy, "finish gave up while the destination answered"
         self.check()
+        for shard, sequence in owed.items():
+            assert self.positions.get(shard, -1) >= sequence, (
+                f"{name} stopped without checkpointing {shard} up to {sequence}"
+            )
 
     # -- properties ----------------------------------------------------------------------------
 

@@ -532,3 +532,56 @@ def test_leases_are_renewed_while_the_stream_backs_off() -> None:
         region.clock.advance(0.25)
     assert 0 == table.times
     assert a.leases.held()
+
+
+class ListingHook(MemoryLeaseTable):
+    """One process's view of the shared lease table: runs ``then`` once, right before its next
+    listing (what other processes do between this one's reload and its lease tick)."""
+
+    def __init__(self, shared: MemoryLeaseTable) -> None:
+        super().__init__()
+        self.items = shared.items
+        self.then: Any = None
+
+    def list(self, *, stream_arn: str) -> Any:
+        if self.then is not None:
+            then, self.then = self.then, None
+            then()
+        return super().list(stream_arn=stream_arn)
+
+
+def test_a_lease_taken_starts_from_the_checkpoint_stored_when_it_was_taken() -> None:
+    """The checkpoints a consumer reloads before its lease tick can be stale by the time the
+    tick takes a lease: here the holder checkpoints further and stops between the two. The
+    shard taken starts from its checkpoint as stored after the take (LeaseKeeper.last_taken),
+    so nothing the holder applied is handed out again."""
+    region = Region()
+    written = region.write(8)
+    a_sees, b_sees = ScriptedReplicator(), ScriptedReplicator()
+    a = region.consumer("a", a_sees)
+    b_leases = ListingHook(region.leases)
+    b = leased_consumer(
+        region.streams,
+        name="b",
+        checkpoints=region.checkpoints,
+        leases=b_leases,
+        replicator=b_sees,
+        clock=region.clock,
+        lease_seconds=LEASE,
+    )
+    a.poll_once()
+    b.poll_once()
+    assert written[1] == region.stored()
+
+    def a_goes_on_then_stops() -> None:
+        for _ in range(2):
+            a.poll_once()
+        a.finish()
+
+    b_leases.then = a_goes_on_then_stops
+    region.clock.advance(1.1)  # b's lease tick is due: reload, list (a stops), take
+    for _ in range(4):
+        b.poll_once()
+    assert written[6:] == b_sees.handed
+    assert written[-1] == region.stored()
+    assert [] == region.backwards()
