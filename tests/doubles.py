@@ -5,8 +5,9 @@ the test moves, and a replicator that records what it was handed and fails what 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from service.adapters.checkpoints import MemoryCheckpoints, MemoryCheckpointTable
 from service.adapters.leases import MemoryLeaseTable
@@ -16,6 +17,8 @@ from service.engine.consumer import StreamConsumer
 from service.engine.leases import LeaseKeeper
 from service.engine.pipeline import RecordResult
 from service.ports import CheckpointTable, ShardState, StatusStore
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -243,3 +246,28 @@ def leased_consumer(
         jitter=lambda: 0.5,
         **options,
     )
+
+
+class HeldReads(Executor):
+    """A read executor whose GetRecords calls stay in flight until the test runs them
+    (:meth:`release`), as a slow stream would leave them."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]] = []
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        self.pending.append((future, fn, args))
+        return future
+
+    def in_flight(self) -> list[str]:
+        """The shards of the reads in flight (the consumer passes ``(reader, shard)``)."""
+        return [str(args[1]) for _, _, args in self.pending]
+
+    def release(self) -> None:
+        pending, self.pending = self.pending, []
+        for future, fn, args in pending:
+            try:
+                future.set_result(fn(*args))
+            except Exception as error:
+                future.set_exception(error)

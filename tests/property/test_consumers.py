@@ -91,9 +91,9 @@ class Guarded(MemoryCheckpoints):
             stored = self.shards.get(shard_id)
             assert stored is None or not stored.finished, f"{state} over finished {shard_id}"
             if stored is not None and stored.sequence is not None and not state.finished:
-                assert state.sequence is not None and int(state.sequence) > int(
-                    stored.sequence
-                ), f"{self.process.name} saved {state} over {stored} for {shard_id}"
+                assert state.sequence is not None and int(state.sequence) > int(stored.sequence), (
+                    f"{self.process.name} saved {state} over {stored} for {shard_id}"
+                )
         return self.shared.save(shard_id, state)
 
 

@@ -264,3 +264,18 @@ def test_a_live_process_seen_from_another_pid_namespace_of_the_same_host_is_not_
         cwd=Path(__file__).parents[2],
     )
     assert "False" == answer.stdout.strip()
+
+
+def test_a_holder_asked_for_a_lease_that_dies_is_taken_lease_seconds_after_its_last_write() -> None:
+    """An ask leaves the lease's counter as it is, so it must not restart the asker's timer
+    either: a holder that dies right after its last renewal loses its leases lease_seconds
+    after the asker first saw that renewal, however late the asker asked."""
+    table, clock = MemoryLeaseTable(), Clock()
+    a, b = keeper(table, "a", clock), keeper(table, "b", clock)
+    a.tick(["s0", "s1"])  # a's last write: it dies now
+    b.tick([])  # b sees a's leases (nothing ready for b yet)
+    clock.advance(L / 2)
+    b.tick(["s0", "s1"])  # ready now: b asks a for one
+    assert any(lease.wanted_by == "b" for lease in table.items.values())
+    clock.advance(L / 2)
+    assert {"s0", "s1"} == b.tick(["s0", "s1"])
