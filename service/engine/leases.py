@@ -33,8 +33,11 @@ How the consumer uses this
   and do not checkpoint it: ask ``holds(shard)`` right before every checkpoint save and skip
   the save when false. (``holds`` can turn false between the check and the save; the save is
   then at most a few milliseconds late and names a position the old holder really applied,
-  which the new holder may already be past: checkpoints should only move forward, so if
-  that ever matters make the save conditional on the stored sequence being lower.)
+  which the new holder may already be past: the checkpoint stores refuse any save that is not
+  forward, service/core/checkpoints.py.)
+* Tick on a cadence of its own, whatever the stream's backoff, and while draining before a
+  stop (``tick(shards in flight, taking=False)``): a lease that lapses while the holder still
+  writes hands the shard to a second reader.
 * When a shard is finished (read to its end and checkpointed), call ``release(shard)``; on
   shutdown, ``release_all()``, so a standby takes over at once instead of after
   ``lease_seconds``.

@@ -279,3 +279,20 @@ def test_a_holder_asked_for_a_lease_that_dies_is_taken_lease_seconds_after_its_l
     assert any(lease.wanted_by == "b" for lease in table.items.values())
     clock.advance(L / 2)
     assert {"s0", "s1"} == b.tick(["s0", "s1"])
+
+
+def test_a_draining_keeper_renews_what_it_drains_and_takes_or_hands_over_nothing() -> None:
+    """``tick(..., taking=False)`` (a consumer's graceful stop): the lease of the shard still in
+    flight is renewed, even one another worker asked for (handing it over would start the
+    asker from a checkpoint still moving); a free shard is not taken."""
+    table, clock = MemoryLeaseTable(), Clock()
+    a, b = keeper(table, "a", clock), keeper(table, "b", clock)
+    a.tick(["s0", "s1"])
+    b.tick(["s0", "s1"])  # asks a for one
+    asked = next(lease.shard for lease in table.items.values() if lease.wanted_by == "b")
+    a.release("s1" if asked == "s0" else "s0")  # the other is free (its flow lost, draining)
+    clock.advance(1.0)
+    assert {asked} == a.tick(["s0", "s1"], taking=False)
+    assert {asked: "a"} == {
+        lease.shard: lease.owner for lease in table.items.values() if lease.owner is not None
+    }
