@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from service.core.apply import Precondition
+from service.core.checkpoints import ShardState as ShardState  # re-exported for the stores
 from service.core.leases import Lease
 
 
@@ -72,21 +73,14 @@ class Metrics(Protocol):
     def observe(self, name: str, labels: Labels, value: float) -> None: ...
 
 
-@dataclass
-class ShardState:
-    sequence: str | None = None  # last sequence number fully applied
-    finished: bool = False
-    # Wall-clock seconds at which the shard did not exist yet (a listing without it, or the
-    # stream's creation): rule 4's bound on how old its first records can be.
-    created_after: float | None = None
-
-
 class CheckpointStore(Protocol):
-    """One stream's checkpoints."""
+    """One stream's checkpoints. ``save`` writes ``state`` iff it keeps the shard's checkpoint
+    monotonic (service.core.checkpoints.may_save: nothing stored, a later sequence number, or
+    finishing an unfinished shard) and says whether it did; other errors raise."""
 
     def load(self) -> dict[str, ShardState]: ...
 
-    def save(self, shard_id: str, state: ShardState) -> None: ...
+    def save(self, shard_id: str, state: ShardState) -> bool: ...
 
     def mark_needs_repair(self, reason: str) -> None: ...
 

@@ -5,14 +5,20 @@ the test moves, and a replicator that records what it was handed and fails what 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from service.adapters.checkpoints import MemoryCheckpoints, MemoryCheckpointTable
+from service.adapters.leases import MemoryLeaseTable
 from service.adapters.metrics import MemoryMetrics
 from service.adapters.streams_memory import MemoryStreams
 from service.engine.consumer import StreamConsumer
+from service.engine.leases import LeaseKeeper
 from service.engine.pipeline import RecordResult
-from service.ports import CheckpointTable, StatusStore
+from service.ports import CheckpointTable, ShardState, StatusStore
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -105,3 +111,163 @@ def consumer_on(
         jitter=lambda: 0.5,
         status_store=status_store,
     )
+
+
+@dataclass
+class Ticking(Clock):
+    """A clock that moves ``step`` seconds every time it is read, and runs what was set to
+    happen at a time once the clock passes it (a destination that answers after a while)."""
+
+    step: float = 0.05
+    alarms: list[tuple[float, Callable[[], None]]] = field(default_factory=list)
+
+    def __call__(self) -> float:
+        self.now += self.step
+        due = [alarm for alarm in self.alarms if alarm[0] <= self.now]
+        self.alarms = [alarm for alarm in self.alarms if alarm[0] > self.now]
+        for _, action in due:
+            action()
+        return self.now
+
+    def at(self, when: float, action: Callable[[], None]) -> None:
+        self.alarms.append((when, action))
+
+
+@dataclass
+class HeldReplicator(ScriptedReplicator):
+    """The window interface with records really in flight: each record submitted stays
+    unsettled until the test settles it (:meth:`settle`, oldest first, or :meth:`settle_all`),
+    as a slow or stuck destination would leave it."""
+
+    held: list[tuple[Callable[[int, RecordResult], None], int, Mapping[str, Any]]] = field(
+        default_factory=list
+    )
+    forgotten: list[object] = field(default_factory=list)
+
+    def submit(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        scope: object = None,
+        on_settled: Callable[[int, RecordResult], None] = lambda index, result: None,
+    ) -> None:
+        for index, record in enumerate(records):
+            self.handed.append(sequence_of(record))
+            self.held.append((on_settled, index, record))
+
+    def settle(self, count: int = 1, *, failed: bool = False) -> list[str]:
+        """Settle the ``count`` oldest records in flight (applied, or ``failed``)."""
+        settled = []
+        for on_settled, index, record in self.held[:count]:
+            sequence = sequence_of(record)
+            if failed:
+                on_settled(index, RecordResult(sequence, "failed", "ThrottlingException"))
+            else:
+                self.applied.add(sequence)
+                on_settled(index, RecordResult(sequence, "ok"))
+            settled.append(sequence)
+        del self.held[:count]
+        return settled
+
+    def settle_all(self) -> list[str]:
+        return self.settle(len(self.held))
+
+    def forget(self, scope: object) -> None:
+        self.forgotten.append(scope)
+
+
+@dataclass(frozen=True)
+class Save:
+    """One checkpoint save a consumer attempted, and whether the store took it."""
+
+    shard: str
+    sequence: str | None
+    finished: bool
+    accepted: bool
+
+
+class LoggedCheckpoints(MemoryCheckpoints):
+    def __init__(self, log: list[Save]) -> None:
+        super().__init__()
+        self.log = log
+
+    def save(self, shard_id: str, state: ShardState) -> bool:
+        accepted = super().save(shard_id, state)
+        self.log.append(Save(shard_id, state.sequence, state.finished, accepted))
+        return accepted
+
+
+class LoggedCheckpointTable(MemoryCheckpointTable):
+    """The in-memory checkpoint table, keeping every save attempted (``saves``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.saves: list[Save] = []
+
+    def for_stream(self, stream_arn: str) -> MemoryCheckpoints:
+        if stream_arn not in self.streams:
+            self.streams[stream_arn] = LoggedCheckpoints(self.saves)
+        return self.streams[stream_arn]
+
+    def stored(self) -> dict[str, ShardState]:
+        """Every shard's stored checkpoint (one stream)."""
+        return {s: st for store in self.streams.values() for s, st in store.shards.items()}
+
+
+def leased_consumer(
+    streams: MemoryStreams,
+    *,
+    name: str,
+    checkpoints: CheckpointTable,
+    leases: MemoryLeaseTable,
+    replicator: ScriptedReplicator,
+    clock: Callable[[], float],
+    lease_seconds: float = 3.0,
+    batch_size: int = 2,
+    dynamodb: Any = None,
+    **options: Any,
+) -> StreamConsumer:
+    """One of a region's consumer processes: shards shared with the others through ``leases``
+    (``dynamodb``: its DescribeTable client, the stream's by default)."""
+    return StreamConsumer(
+        region="r0",
+        table_name=streams.table_name,
+        dynamodb=dynamodb if dynamodb is not None else streams,
+        streams=streams,
+        checkpoints=checkpoints,
+        replicator=replicator,
+        metrics=MemoryMetrics(),
+        batch_size=batch_size,
+        leases=lambda arn: LeaseKeeper(
+            leases, stream_arn=arn, owner=name, lease_seconds=lease_seconds, clock=clock
+        ),
+        clock=clock,
+        wall=clock,
+        jitter=lambda: 0.5,
+        **options,
+    )
+
+
+class HeldReads(Executor):
+    """A read executor whose GetRecords calls stay in flight until the test runs them
+    (:meth:`release`), as a slow stream would leave them."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]] = []
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        self.pending.append((future, fn, args))
+        return future
+
+    def in_flight(self) -> list[str]:
+        """The shards of the reads in flight (the consumer passes ``(reader, shard)``)."""
+        return [str(args[1]) for _, _, args in self.pending]
+
+    def release(self) -> None:
+        pending, self.pending = self.pending, []
+        for future, fn, args in pending:
+            try:
+                future.set_result(fn(*args))
+            except Exception as error:
+                future.set_exception(error)

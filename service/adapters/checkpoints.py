@@ -11,7 +11,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from service.adapters.dynamo import ensure_table
+from service.core.checkpoints import may_save, position_key
 from service.ports import ConsumerStatus, ShardState
+
+CONDITION_FAILED = "ConditionalCheckFailedException"
 
 REPAIR_MARKER = "__needs_repair__"
 
@@ -35,8 +38,12 @@ class MemoryCheckpoints:
     def load(self) -> dict[str, ShardState]:
         return {k: replace(v) for k, v in self.shards.items()}
 
-    def save(self, shard_id: str, state: ShardState) -> None:
+    def save(self, shard_id: str, state: ShardState) -> bool:
+        """Save ``state`` iff it keeps the checkpoint monotonic (atomic, like DynamoDB's)."""
+        if not may_save(self.shards.get(shard_id), state):
+            return False
         self.shards[shard_id] = replace(state)
+        return True
 
     def mark_needs_repair(self, reason: str) -> None:
         self.repairs.append(reason)
@@ -102,13 +109,22 @@ class DynamoCheckpoints:
                     )
         return out
 
-    def save(self, shard_id: str, state: ShardState) -> None:
+    def save(self, shard_id: str, state: ShardState) -> bool:
+        """A conditional PutItem: service.core.checkpoints.may_save as a ConditionExpression.
+        False when the condition failed (the stored checkpoint is as far or further)."""
         item = {**self._key(shard_id), "finished": {"BOOL": state.finished}}
         if state.sequence is not None:
             item["sequence"] = {"S": state.sequence}
+            item["position"] = {"S": position_key(state.sequence)}
         if state.created_after is not None:
             item["created_after"] = {"N": repr(state.created_after)}
-        self.client.put_item(TableName=self.table_name, Item=item)
+        try:
+            self.client.put_item(TableName=self.table_name, Item=item, **_monotonic(state))
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != CONDITION_FAILED:
+                raise
+            return False
+        return True
 
     def mark_needs_repair(self, reason: str) -> None:
         self.client.put_item(
@@ -119,6 +135,36 @@ class DynamoCheckpoints:
                 "marked_at": {"N": repr(time.time())},
             },
         )
+
+
+def _monotonic(new: ShardState) -> dict[str, Any]:
+    """may_save as a DynamoDB condition, one named clause per line (``position`` holds the
+    stored sequence number's `position_key`, whose string order is the integers' order)."""
+    clauses = ["attribute_not_exists(#k)"]  # nothing stored yet
+    names = {"#k": "shard"}
+    values: dict[str, Any] = {}
+    if new.finished or new.sequence is not None:
+        names["#f"] = "finished"
+        values[":done"] = {"BOOL": True}
+        unfinished = "#f <> :done"  # a finished shard stays finished
+        if new.finished:
+            clauses.append(unfinished)  # finishing: past every record
+        else:
+            assert new.sequence is not None
+            names["#p"] = "position"
+            values[":p"] = {"S": position_key(new.sequence)}
+            # NOTE: no position stored: a shard only discovered, or a checkpoint saved by a
+            # georep before positions (its next save writes one).
+            forward = "(attribute_not_exists(#p) OR #p < :p)"  # strictly forward
+            clauses.append(f"({unfinished} AND {forward})")
+    # An empty state (discovery) only creates.
+    condition: dict[str, Any] = {
+        "ConditionExpression": " OR ".join(clauses),
+        "ExpressionAttributeNames": names,
+    }
+    if values:
+        condition["ExpressionAttributeValues"] = values
+    return condition
 
 
 class DynamoCheckpointTable:

@@ -128,6 +128,7 @@ class _Flow:
     empty_reads: int = 0
     idle_until: float = -math.inf
     lost: bool = False  # its lease went to another consumer
+    started_at: int = 0  # when its latest read started (the consumer's count of reads)
 
 
 def _sequence(record: Mapping[str, Any]) -> str | None:
@@ -174,6 +175,7 @@ class StreamConsumer:
         jitter: Callable[[], float] = random.random,
         status_store: StatusStore | None = None,
         tracker: StatusTracker | None = None,
+        wake: threading.Event | None = None,
     ) -> None:
         """``status_store`` keeps the consumer's status for ``georep status`` (none: not
         kept); ``tracker`` is the one the replicator's metrics also feed (the lag), if any.
@@ -193,12 +195,16 @@ class StreamConsumer:
         self.checkpoint_every = checkpoint_every
         self.read_executor: Executor = read_executor or InlineExecutor()
         self._flows: dict[str, _Flow] = {}  # shard -> what is in flight
+        self._started = 0  # reads started
         self._settled: deque[tuple[str, int, RecordResult]] = deque()
-        self._wake = threading.Event()  # a read returned or a record settled
+        # A read returned or a record settled. (``wake``: the tests' own, whose wait moves
+        # their clock instead of sleeping.)
+        self._wake = wake if wake is not None else threading.Event()
         self._stopping = False
         self._lease_keeper_for = leases
         self.leases: LeaseKeeper | None = None  # the followed stream's
         self._leases_ticked = -math.inf
+        self._ready: list[str] = []  # the ready shards, as last listed for the leases
         # NOTE: DescribeTable tells a disabled or replaced stream (StreamStatus on AWS says so
         # too, moto's does not); once a minute costs nothing next to the polls.
         self.table_check_every = table_check_every
@@ -354,7 +360,11 @@ class StreamConsumer:
                 self._trouble(None, error, f"listing the shards of {self._current().stream_arn}")
             else:
                 self._recovered(None)
-            ready = self._leased(ready)
+        # NOTE: every turn, backing off or not: a lease lapses after lease_seconds whatever the
+        # stream's backoff (up to retry_cap) is doing.
+        held = self._leased()
+        if held is not None:
+            ready = [s for s in ready if s in held]
         # Collect first, so that a shard whose read came back is read again in this turn (read
         # ahead of its records being written); collect again, so that an inline read (tests)
         # is applied and checkpointed in the turn that made it.
@@ -373,32 +383,50 @@ class StreamConsumer:
         """Reads or records in flight."""
         return any(f.reading is not None or f.in_flight for f in self._flows.values())
 
-    def _leased(self, ready: list[str]) -> list[str]:
-        """The ready shards this consumer holds a lease on (all, without leases). Every
+    def _leased(self, *, draining: bool = False) -> frozenset[str] | None:
+        """The shards this consumer holds a lease on (None: no leases, every shard). Every
         ``renew_every`` seconds: renew and take leases, take the checkpoints of the shards not
-        being read here again (another consumer may have moved or finished them), and stop
-        reading a shard whose lease was lost (its records in flight settle, uncheckpointed)."""
+        being read here under a lease again (another consumer may have moved or finished
+        them), start a shard just taken from its stored checkpoint, and stop reading a shard
+        whose lease was lost (its records in flight settle, uncheckpointed). ``draining``
+        (`finish`): renew only the leases of the shards still in flight, take none."""
         keeper = self.leases
         if keeper is None:
-            return ready
+            return None
         now = self.clock()
         if now - self._leases_ticked >= keeper.renew_every:
             reader = self._current()
             try:
-                reader.reload(keep=frozenset(self._flows))
-                ready = reader.ready_shards()
-                keeper.tick(ready)
+                if draining:
+                    keeper.tick(sorted(self._flows), taking=False)
+                else:
+                    reading = frozenset(s for s, f in self._flows.items() if not f.lost)
+                    reader.reload(keep=reading & keeper.held())
+                    try:
+                        self._ready = reader.ready_shards()
+                    except AWS_ERRORS as error:  # renew what was ready; the loop backs off
+                        log.warning("listing shards to renew leases failed: %s", error)
+                    keeper.tick(self._ready)
+                    for shard_id in keeper.last_taken & set(self._flows):
+                        self._flows[shard_id].lost = True  # a stale flow: drained, then dropped
+                    reader.refresh(keeper.last_taken)
             except AWS_ERRORS as error:  # held leases stay held until their time runs out
                 self._trouble(None, error, "renewing shard leases")
             else:
                 self._leases_ticked = now
+        self._mark_lost()
+        return keeper.held()
+
+    def _mark_lost(self) -> None:
+        """A flow whose lease this consumer no longer holds hands nothing more out."""
+        if self.leases is None:
+            return
         for shard_id, flow in self._flows.items():
-            if not keeper.holds(shard_id) and not flow.lost:
+            if not flow.lost and not self.leases.holds(shard_id):
                 log.warning(
                     "shard %s: lease lost to another consumer; it stops reading it", shard_id
                 )
                 flow.lost = True
-        return [s for s in ready if keeper.holds(s)]
 
     def _release_leases(self) -> None:
         if self.leases is None:
@@ -447,9 +475,13 @@ class StreamConsumer:
         now = self.clock()
         records, size = self._in_window()  # counted once a turn, not once per shard
         for shard_id in ready:
-            flow = self._flows.get(shard_id)
-            if flow is None:
-                flow = self._flows[shard_id] = _Flow(scope=(reader.stream_arn, shard_id))
+            if shard_id not in self._flows:
+                self._flows[shard_id] = _Flow(scope=(reader.stream_arn, shard_id))
+        # NOTE: the shards read least recently first: in the order listed, the first shards
+        # filled the window every turn and the last ones were never read (found by
+        # tests/property/test_consumers.py, three shards and a window of two batches).
+        for shard_id in sorted(ready, key=lambda s: self._flows[s].started_at):
+            flow = self._flows[shard_id]
             if (
                 flow.reading is not None
                 or flow.closed
@@ -461,6 +493,7 @@ class StreamConsumer:
                 or size >= self.window_bytes
             ):
                 continue
+            flow.started_at = self._started = self._started + 1
             flow.reading = self.read_executor.submit(self._read, reader, shard_id)
             records += self.batch_size
 
@@ -484,6 +517,7 @@ class StreamConsumer:
                 flow.failed = f"{error_code(error)}: {error}"
                 self._trouble(shard_id, error, f"shard {shard_id}")
                 continue
+            self._mark_lost()
             if flow.failed is not None or flow.lost or self._stopping:
                 reader.rewind(shard_id)  # read again from the checkpoint
                 continue
@@ -546,7 +580,7 @@ class StreamConsumer:
             drained = flow.in_flight == 0 and flow.reading is None
             if flow.lost or (self.leases is not None and not self.leases.holds(shard_id)):
                 flow.lost = True  # another consumer reads it from its checkpoint now
-                if drained:
+                if drained:  # read again only from the stored checkpoint (refresh)
                     del self._flows[shard_id]
                     reader.rewind(shard_id)
                     self.replicator.forget(flow.scope)
@@ -691,11 +725,12 @@ class StreamConsumer:
         checkpoint what was applied. A batch still being read is dropped (read again after a
         restart, from the checkpoint)."""
         self._stopping = True
-        deadline = time.monotonic() + timeout
+        deadline = self.clock() + timeout
         try:
-            while self.busy and time.monotonic() < deadline:
+            while self.busy and self.clock() < deadline:
                 self._wake.wait(0.1)
                 self._wake.clear()
+                self._leased(draining=True)  # a slow destination must not cost the leases
                 self._collect_reads()
                 self._count_settled()
                 self._checkpoint()

@@ -33,8 +33,11 @@ How the consumer uses this
   and do not checkpoint it: ask ``holds(shard)`` right before every checkpoint save and skip
   the save when false. (``holds`` can turn false between the check and the save; the save is
   then at most a few milliseconds late and names a position the old holder really applied,
-  which the new holder may already be past: checkpoints should only move forward, so if
-  that ever matters make the save conditional on the stored sequence being lower.)
+  which the new holder may already be past: the checkpoint stores refuse any save that is not
+  forward, service/core/checkpoints.py.)
+* Tick on a cadence of its own, whatever the stream's backoff, and while draining before a
+  stop (``tick(shards in flight, taking=False)``): a lease that lapses while the holder still
+  writes hands the shard to a second reader.
 * When a shard is finished (read to its end and checkpointed), call ``release(shard)``; on
   shutdown, ``release_all()``, so a standby takes over at once instead of after
   ``lease_seconds``.
@@ -61,6 +64,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import ulid
 
@@ -149,10 +153,13 @@ class LeaseKeeper:
         # nears ``renew_every`` (bench/leases.py: 1,000 renewals took 6.85 s on moto).
         self.last_tick_seconds = 0.0
 
-    def tick(self, ready_shards: Sequence[str]) -> frozenset[str]:
+    def tick(self, ready_shards: Sequence[str], *, taking: bool = True) -> frozenset[str]:
         """List the leases, renew ours, release what we should, take our fair share, ask for one
         if still short. Returns the shards held now. DynamoDB errors other than a lost
-        conditional write propagate (the writes done before stay done)."""
+        conditional write propagate (the writes done before stay done).
+
+        ``taking`` False (a consumer draining before it stops): renew the leases of
+        ``ready_shards`` and release the others, but take, hand over and ask for none."""
         started = self.clock()
         leases = self.table.list(stream_arn=self.stream_arn)
         now = self.clock()  # NOTE: after the listing returned, so others' timers start late
@@ -168,6 +175,18 @@ class LeaseKeeper:
             now=now,
             lease_seconds=self.lease_seconds,
         )
+        if not taking:
+            # NOTE: a lease asked for is renewed, not handed over, while draining: the asker
+            # would start from a checkpoint this consumer is still moving (renewing drops the
+            # ask; the asker asks again, or takes the lease once it is released).
+            plan = replace(
+                plan,
+                renew=plan.renew + plan.hand_over,
+                hand_over=(),
+                take=(),
+                want=0,
+                request=None,
+            )
         self.last_plan = plan
         for lease in plan.release:
             self._write(lease, released(lease))

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -178,8 +178,12 @@ class StreamReader:
         bound = self._listed_at if self._listed_at is not None else self._bound_for_unknown()
         for shard_id in sorted(listed):
             if shard_id not in self.state:
-                self.state[shard_id] = ShardState(created_after=bound)
-                self.checkpoints.save(shard_id, self.state[shard_id])
+                # NOTE: only if absent (the store refuses an empty state over any other): a peer
+                # of the region may hold this shard and have checkpointed it already.
+                state = ShardState(created_after=bound)
+                if not self.checkpoints.save(shard_id, state):
+                    state = self.checkpoints.load().get(shard_id, state)
+                self.state[shard_id] = state
         self.parents = listed
         self._listed_at = now
         if self.disabled:
@@ -312,30 +316,53 @@ class StreamReader:
                 self._first_read.setdefault(shard_id, first)
         return Batch(shard_id, records, closed=not following)
 
-    def commit(self, shard_id: str, *, sequence: str | None, finished: bool) -> None:
-        """Everything up to ``sequence`` is applied everywhere (``finished``: the whole shard)."""
-        state = self.state[shard_id]
+    def commit(self, shard_id: str, *, sequence: str | None, finished: bool) -> bool:
+        """Everything up to ``sequence`` is applied everywhere (``finished``: the whole shard).
+        The save is conditional (service.core.checkpoints.may_save): False when the stored
+        checkpoint is already as far or further (another consumer of the region saved it), in
+        which case this reader takes the stored one, which only covers applied records too."""
+        state = replace(self.state[shard_id])
         if sequence is not None:
             state.sequence = sequence
-            self._first_read.pop(shard_id, None)
         state.finished = finished
-        self.checkpoints.save(shard_id, state)
-        if finished:
+        saved = self.checkpoints.save(shard_id, state)
+        if saved:
+            self.state[shard_id] = state
+        else:
+            self.state[shard_id] = self.checkpoints.load().get(shard_id, state)
+        if self.state[shard_id].sequence is not None:
+            self._first_read.pop(shard_id, None)
+        if self.state[shard_id].finished:
             self._discovered_at = None  # its children may be ready: list shards again
+        return saved
 
     def reload(self, *, keep: frozenset[str] = frozenset()) -> None:
         """Take the stored checkpoints again for every shard but ``keep`` (the shards this
-        reader is reading): with shard leases, other consumers of the region read and finish
-        shards too, and a shard taken over resumes where its last holder checkpointed."""
+        reader is reading under a lease it holds): with shard leases, other consumers of the
+        region read and finish shards too."""
         stored = self.checkpoints.load()
         for shard_id, state in stored.items():
             if shard_id in keep:
                 continue
             if self.state.get(shard_id) != state:
-                self.state[shard_id] = state
-                self.iterators.pop(shard_id, None)
-                self._handed.pop(shard_id, None)
-                self._first_read.pop(shard_id, None)
+                self._take(shard_id, state)
+
+    def refresh(self, shard_ids: frozenset[str]) -> None:
+        """A lease on ``shard_ids`` was just taken: start each of them again from its stored
+        checkpoint, whatever this reader remembers of it (another consumer may have moved it
+        since this one last read it, service/engine/leases.py)."""
+        if not shard_ids:
+            return
+        stored = self.checkpoints.load()
+        for shard_id in sorted(shard_ids):
+            if shard_id in stored:
+                self._take(shard_id, stored[shard_id])
+
+    def _take(self, shard_id: str, state: ShardState) -> None:
+        self.state[shard_id] = state
+        self.iterators.pop(shard_id, None)
+        self._handed.pop(shard_id, None)
+        self._first_read.pop(shard_id, None)
 
     def rewind(self, shard_id: str) -> None:
         """Forget the iterator: the next read starts again after the checkpoint."""

@@ -7,7 +7,9 @@ histories; these are the named cases (issue 7's findings among them)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,13 +18,22 @@ import service.engine.consumer
 import service.engine.preflight
 import service.engine.wiring
 from service.adapters.checkpoints import MemoryCheckpointTable
+from service.adapters.leases import MemoryLeaseTable
 from service.adapters.metrics import MemoryMetrics
 from service.adapters.streams_memory import MemoryStreams, client_error
 from service.engine.checkpoint import CheckpointTracker
 from service.engine.consumer import StreamConsumer, retry_delay
 from service.errors import ConsumerHaltedError
 from service.surfaces import cli
-from tests.doubles import Clock, ScriptedReplicator, consumer_on
+from tests.doubles import (
+    Clock,
+    HeldReplicator,
+    LoggedCheckpointTable,
+    ScriptedReplicator,
+    Ticking,
+    consumer_on,
+    leased_consumer,
+)
 
 
 class Setup:
@@ -348,3 +359,229 @@ def test_a_status_that_cannot_be_saved_never_stops_replication() -> None:
     written = s.write("k0", "k1")
     s.poll(3, every=10.0)
     assert set(written) == s.replicator.applied
+
+
+# -- issue 16: a region's consumers sharing its shards through leases -------------------------
+
+LEASE = 3.0  # lease_seconds: renewed every second
+
+
+class Region:
+    """Two (or more) consumer processes of one region: one stream, one checkpoint table, one
+    lease table, one clock."""
+
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        self.clock = clock if clock is not None else Clock()
+        self.streams = MemoryStreams(clock=self.clock)
+        self.checkpoints = LoggedCheckpointTable()
+        self.leases = MemoryLeaseTable()
+
+    def consumer(self, name: str, replicator: ScriptedReplicator, **options: Any) -> StreamConsumer:
+        return leased_consumer(
+            self.streams,
+            name=name,
+            checkpoints=self.checkpoints,
+            leases=self.leases,
+            replicator=replicator,
+            clock=self.clock,
+            lease_seconds=LEASE,
+            **options,
+        )
+
+    def write(self, count: int) -> list[str]:
+        return [str(self.streams.write(f"k{n % 3}").sequence) for n in range(count)]  # type: ignore[union-attr]
+
+    def stored(self) -> str | None:
+        (state,) = self.checkpoints.stored().values()
+        return "finished" if state.finished else state.sequence
+
+    def backwards(self) -> list[str]:
+        """Positions a consumer tried to save below what was stored (creating a shard's empty
+        state at discovery, refused when it exists, is not one)."""
+        stored: dict[str, int] = {}
+        wrong = []
+        for save in self.checkpoints.saves:
+            at = stored.get(save.shard, -1)
+            if save.sequence is None and not save.finished:
+                pass  # a create
+            elif at == math.inf or (not save.finished and int(save.sequence or -1) < at):
+                wrong.append(f"{save} over {at}")
+            if save.accepted:
+                stored[save.shard] = math.inf if save.finished else int(save.sequence or -1)
+        return wrong
+
+
+def test_a_consumer_starting_beside_a_peer_never_resets_the_peers_checkpoint() -> None:
+    """Finding 1 of issue 16: a consumer started beside one that had checkpointed a shard saved
+    an empty state for it at discovery, without holding its lease (stored #10 -> None); the next
+    holder read the shard again from its trim horizon. Discovery now creates a shard's state
+    only if absent, and the standby that takes over starts after the peer's checkpoint."""
+    region = Region()
+    written = region.write(10)
+    a_sees, b_sees = ScriptedReplicator(), ScriptedReplicator()
+    a, b = region.consumer("a", a_sees), region.consumer("b", b_sees)
+    b.setup()  # b starts (and loads the checkpoints: none yet) ...
+    for _ in range(6):  # ... a reads the shard and checkpoints it ...
+        a.poll_once()
+    assert written == a_sees.handed
+    assert written[-1] == region.stored()
+    b.poll_once()  # ... and b lists the shard for the first time: a holds its lease
+    assert written[-1] == region.stored()
+    region.clock.advance(LEASE + 0.1)  # a dies; b takes its lease
+    for _ in range(3):
+        b.poll_once()
+        region.clock.advance(1.0)
+    assert b.leases is not None and b.leases.held()
+    assert [] == b_sees.handed
+    assert [] == region.backwards()
+
+
+def test_a_lease_lost_and_taken_back_resumes_from_the_stored_checkpoint() -> None:
+    """Finding 2 of issue 16: a consumer paused past its lease, whose shard another consumer
+    read further (stored #12) and then died, took the lease back while its own old records
+    were still in flight, and read and saved from its stale position (#6, #8, #10). Taking a
+    lease now always starts the shard from its stored checkpoint."""
+    region = Region()
+    written = region.write(12)
+    a_sees, b_sees = HeldReplicator(), ScriptedReplicator()
+    a, b = region.consumer("a", a_sees), region.consumer("b", b_sees)
+    a.poll_once()  # a takes the shard and reads two batches ahead
+    b.poll_once()  # b stands by
+    a_sees.settle(2)
+    a.poll_once()
+    assert written[1] == region.stored()
+    region.clock.advance(LEASE + 0.1)  # a pauses, its records still in flight
+    for _ in range(8):
+        b.poll_once()
+        region.clock.advance(0.5)
+    assert written[-1] == region.stored()  # b read the rest and checkpointed it
+    # b dies; a wakes up, loses the shard, and takes it back lease_seconds later, while its
+    # old records are still in flight
+    for _ in range(10):
+        a.poll_once()
+        region.clock.advance(0.5)
+    assert a.leases is not None and a.leases.held()
+    a_sees.settle_all()
+    before = len(a_sees.handed)
+    for _ in range(6):
+        a.poll_once()
+        region.clock.advance(0.5)
+    assert [] == a_sees.handed[before:]
+    assert written[-1] == region.stored()
+    assert [] == region.backwards()
+
+
+def test_a_graceful_stop_checkpoints_what_it_applied_when_draining_outlasts_the_lease() -> None:
+    """Finding 3 of issue 16: `finish` never renewed leases, so a drain longer than
+    lease_seconds (here: a destination answering after 1.5 s, leases of 0.9 s) let the lease
+    lapse, and the applied records were dropped uncheckpointed (applied 5/5, stored None).
+    Leases are renewed while draining now, so the stop checkpoints, then releases."""
+    region = Region(clock=Ticking(step=0.02))
+    written = region.write(5)
+    slow = HeldReplicator()
+    a = leased_consumer(
+        region.streams,
+        name="a",
+        checkpoints=region.checkpoints,
+        leases=region.leases,
+        replicator=slow,
+        clock=region.clock,
+        lease_seconds=0.9,
+        batch_size=5,
+    )
+    a.poll_once()
+    assert written == slow.handed
+    region.clock.at(region.clock.now + 1.5, slow.settle_all)  # type: ignore[attr-defined]
+    a.finish()
+    assert set(written) == slow.applied
+    assert written[-1] == region.stored()
+    assert {None} == {lease.owner for lease in region.leases.items.values()}  # released
+
+
+class FailingTable:
+    """One process's DescribeTable, failing the next ``times`` calls (the others' works)."""
+
+    def __init__(self, streams: MemoryStreams, *, times: int) -> None:
+        self.streams, self.times = streams, times
+
+    def describe_table(self, **kwargs: Any) -> Any:
+        if self.times:
+            self.times -= 1
+            raise client_error("InternalServerError", "DescribeTable", status=500)
+        return self.streams.describe_table(**kwargs)
+
+
+def test_leases_are_renewed_while_the_stream_backs_off() -> None:
+    """Finding 3 of issue 16: renewal ran only in the poll's "due" block, so a stream-level
+    backoff (up to 20 s) let every lease lapse and a standby took the shards of a live
+    consumer. Renewal now has its own cadence."""
+    region = Region()
+    region.write(4)
+    table = FailingTable(region.streams, times=0)
+    a = region.consumer("a", ScriptedReplicator(), dynamodb=table)
+    b = region.consumer("b", ScriptedReplicator())
+    a.poll_once()
+    b.poll_once()
+    table.times = 8  # a's stream backs off 0.075 s, then twice as long each time, to 9.6 s
+    region.clock.advance(61.0)  # DescribeTable is due
+    assert a.leases is not None and b.leases is not None
+    for _ in range(120):
+        a.poll_once()
+        b.poll_once()
+        assert frozenset() == b.leases.held(), f"b took a's shard at {region.clock.now}"
+        region.clock.advance(0.25)
+    assert 0 == table.times
+    assert a.leases.held()
+
+
+class ListingHook(MemoryLeaseTable):
+    """One process's view of the shared lease table: runs ``then`` once, right before its next
+    listing (what other processes do between this one's reload and its lease tick)."""
+
+    def __init__(self, shared: MemoryLeaseTable) -> None:
+        super().__init__()
+        self.items = shared.items
+        self.then: Any = None
+
+    def list(self, *, stream_arn: str) -> Any:
+        if self.then is not None:
+            then, self.then = self.then, None
+            then()
+        return super().list(stream_arn=stream_arn)
+
+
+def test_a_lease_taken_starts_from_the_checkpoint_stored_when_it_was_taken() -> None:
+    """The checkpoints a consumer reloads before its lease tick can be stale by the time the
+    tick takes a lease: here the holder checkpoints further and stops between the two. The
+    shard taken starts from its checkpoint as stored after the take (LeaseKeeper.last_taken),
+    so nothing the holder applied is handed out again."""
+    region = Region()
+    written = region.write(8)
+    a_sees, b_sees = ScriptedReplicator(), ScriptedReplicator()
+    a = region.consumer("a", a_sees)
+    b_leases = ListingHook(region.leases)
+    b = leased_consumer(
+        region.streams,
+        name="b",
+        checkpoints=region.checkpoints,
+        leases=b_leases,
+        replicator=b_sees,
+        clock=region.clock,
+        lease_seconds=LEASE,
+    )
+    a.poll_once()
+    b.poll_once()
+    assert written[1] == region.stored()
+
+    def a_goes_on_then_stops() -> None:
+        for _ in range(2):
+            a.poll_once()
+        a.finish()
+
+    b_leases.then = a_goes_on_then_stops
+    region.clock.advance(1.1)  # b's lease tick is due: reload, list (a stops), take
+    for _ in range(4):
+        b.poll_once()
+    assert written[6:] == b_sees.handed
+    assert written[-1] == region.stored()
+    assert [] == region.backwards()

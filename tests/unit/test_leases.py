@@ -264,3 +264,35 @@ def test_a_live_process_seen_from_another_pid_namespace_of_the_same_host_is_not_
         cwd=Path(__file__).parents[2],
     )
     assert "False" == answer.stdout.strip()
+
+
+def test_a_holder_asked_for_a_lease_that_dies_is_taken_lease_seconds_after_its_last_write() -> None:
+    """An ask leaves the lease's counter as it is, so it must not restart the asker's timer
+    either: a holder that dies right after its last renewal loses its leases lease_seconds
+    after the asker first saw that renewal, however late the asker asked."""
+    table, clock = MemoryLeaseTable(), Clock()
+    a, b = keeper(table, "a", clock), keeper(table, "b", clock)
+    a.tick(["s0", "s1"])  # a's last write: it dies now
+    b.tick([])  # b sees a's leases (nothing ready for b yet)
+    clock.advance(L / 2)
+    b.tick(["s0", "s1"])  # ready now: b asks a for one
+    assert any(lease.wanted_by == "b" for lease in table.items.values())
+    clock.advance(L / 2)
+    assert {"s0", "s1"} == b.tick(["s0", "s1"])
+
+
+def test_a_draining_keeper_renews_what_it_drains_and_takes_or_hands_over_nothing() -> None:
+    """``tick(..., taking=False)`` (a consumer's graceful stop): the lease of the shard still in
+    flight is renewed, even one another worker asked for (handing it over would start the
+    asker from a checkpoint still moving); a free shard is not taken."""
+    table, clock = MemoryLeaseTable(), Clock()
+    a, b = keeper(table, "a", clock), keeper(table, "b", clock)
+    a.tick(["s0", "s1"])
+    b.tick(["s0", "s1"])  # asks a for one
+    asked = next(lease.shard for lease in table.items.values() if lease.wanted_by == "b")
+    a.release("s1" if asked == "s0" else "s0")  # the other is free (its flow lost, draining)
+    clock.advance(1.0)
+    assert {asked} == a.tick(["s0", "s1"], taking=False)
+    assert {asked: "a"} == {
+        lease.shard: lease.owner for lease in table.items.values() if lease.owner is not None
+    }

@@ -213,3 +213,20 @@ def test_shards_are_listed_again_only_periodically_or_after_one_finishes() -> No
     now[0] += 11
     reader.ready_shards()
     assert 3 == calls
+
+
+@pytest.mark.parametrize(("hours", "lost"), [(22.5, False), (23.5, True)])
+def test_a_shard_read_from_its_trim_horizon_within_the_margin_of_24_hours_is_reported(
+    hours: float, lost: bool
+) -> None:
+    """Rule 4's margin errs towards a marker: a shard without a checkpoint that may be 23.5 h
+    old (within the hour's margin of the 24 h retention) is reported when read from its trim
+    horizon; one 22.5 h old is not."""
+    streams = ScriptedStreams({"s": (None, ["1"], False)})
+    store = MemoryCheckpoints()
+    now = 1_000_000.0
+    store.save("s", ShardState(created_after=now - hours * 3600))
+    reader = StreamReader(streams, stream_arn="arn", checkpoints=store, wall=lambda: now)
+    reader.ready_shards()
+    assert ["1"] == [r["dynamodb"]["SequenceNumber"] for r in reader.read("s").records]
+    assert (1 if lost else 0) == _trimmed(reader)

@@ -20,8 +20,9 @@ from service.adapters.memory import MemoryTable
 from service.adapters.metrics import MemoryMetrics
 from service.adapters.streams_memory import MemoryStreams, client_error
 from service.core.stored import Settings
-from service.engine.pipeline import RecordResult, Replicator
-from tests.doubles import Clock, ScriptedReplicator
+from service.engine.pipeline import InlineExecutor, RecordResult, Replicator
+from service.errors import RequestRejectedError
+from tests.doubles import Clock, HeldReads, HeldReplicator, ScriptedReplicator
 from tests.unit.test_pipeline import REGIONS, T0, write_locally
 
 BOUND = 30.0  # seconds; only ever reached when the property under test does not hold
@@ -29,11 +30,11 @@ BOUND = 30.0  # seconds; only ever reached when the property under test does not
 
 def r0_replicator(tables: Mapping[str, MemoryTable], **options: Any) -> Replicator:
     """r0's Replicator over ``tables``, with its own thread pools unless told otherwise."""
+    options.setdefault("dead_letters", MemoryDeadLetters())
     return Replicator(
         region="r0",
         settings=settings(),
         tables=tables,
-        dead_letters=MemoryDeadLetters(),
         metrics=MemoryMetrics(),
         **options,
     )
@@ -197,7 +198,7 @@ def consumer(streams: Any, replicator: ScriptedReplicator, clock: Clock, **kwarg
         checkpoints=MemoryCheckpointTable(),
         replicator=replicator,
         metrics=MemoryMetrics(),
-        batch_size=5,
+        batch_size=kwargs.pop("batch_size", 5),
         clock=clock,
         wall=clock,
         jitter=lambda: 0.5,
@@ -310,3 +311,204 @@ def test_what_escapes_a_lane_run_inline_reaches_the_caller_instead_of_hanging_it
     threading.Thread(target=run, daemon=True).start()
     assert finished.wait(BOUND), "process() hung on a lane that stopped"
     assert [Abort] == [type(e) for e in outcome]
+
+
+# -- issue 16: teeth where records really are in flight ----------------------------------------
+
+
+class Then(Gate):
+    """A gate that, once opened, fails the write it held with ``error``."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def __call__(self, key: Mapping[str, Any]) -> None:
+        super().__call__(key)
+        raise self.error
+
+
+def test_a_record_rejected_at_one_destination_waits_for_the_others_and_is_retried() -> None:
+    """r1 rejects the record (permanent), r2 is unreachable (transient, answering late): the
+    record settles only once r2 answered, and as failed (retried from the checkpoint, where
+    r2 may apply it), not dead-lettered at r1's answer."""
+    tables = {r: MemoryTable(r, ("pk",)) for r in REGIONS}
+    rejected: list[bool] = []
+
+    def reject(key: Mapping[str, Any]) -> None:
+        rejected.append(True)
+        raise RequestRejectedError("ValidationException: item too deep")
+
+    tables["r1"].before_write = reject
+    late = Then(ConnectionError("r2 unreachable"))
+    tables["r2"].before_write = late
+    dead = MemoryDeadLetters()
+    settled: list[RecordResult] = []
+    replicator = r0_replicator(tables, dead_letters=dead)
+    try:
+        replicator.submit(local_records(1, keys=1), on_settled=lambda i, r: settled.append(r))
+        until(lambda: bool(rejected) and late.waiting == 1, what="r1 to reject, r2 to be tried")
+        assert ([], []) == (settled, dead.entries)
+        late.open.set()
+        until(lambda: bool(settled), what="the record to settle")
+    finally:
+        late.open.set()
+        replicator.close()
+    assert ["failed"] == [r.status for r in settled]
+    assert [] == dead.entries
+
+
+def test_a_later_version_waits_behind_a_failure_held_by_a_drained_lane() -> None:
+    """The first version of a key fails at r1 and its lane empties; a later version of the
+    key submitted in the same scope (read ahead, before the shard is forgotten) must wait
+    there, not overtake the failed one (which comes back from the checkpoint)."""
+    tables = {r: MemoryTable(r, ("pk",)) for r in REGIONS}
+    failures = [ConnectionError("throttled")]
+
+    def fail_once(key: Mapping[str, Any]) -> None:
+        if failures:
+            raise failures.pop()
+
+    tables["r1"].before_write = fail_once
+    replicator = r0_replicator(tables, executor=InlineExecutor())
+    first, later = local_records(2, keys=1)
+    results: list[RecordResult] = []
+    replicator.submit([first], scope="shard", on_settled=lambda i, r: results.append(r))
+    replicator.submit([later], scope="shard", on_settled=lambda i, r: results.append(r))
+    assert ["failed", "failed"] == [r.status for r in results]
+    assert "waiting" == results[1].deliveries["r1"].handled
+    assert {} == tables["r1"].items
+
+
+def test_the_window_holds_exactly_window_records() -> None:
+    """Nothing settles: the consumer reads batches while the records in flight and the batch
+    to read fit in ``window_records`` (4 = two batches of 2), and not one more; one record
+    settled makes room for nothing (3 + 2 > 4), two make room for one batch."""
+    clock = Clock()
+    streams = MemoryStreams(clock=clock)
+    written = [str(streams.write(f"k{n}").sequence) for n in range(10)]  # type: ignore[union-attr]
+    held = HeldReplicator()
+    c = consumer(streams, held, clock, window_records=4, batch_size=2)
+    for _ in range(5):
+        c.poll_once()
+    assert written[:4] == held.handed
+    held.settle(1)
+    c.poll_once()
+    assert written[:4] == held.handed
+    held.settle(1)
+    for _ in range(3):
+        c.poll_once()
+    assert written[:6] == held.handed
+
+
+def test_three_shards_in_a_window_of_two_batches_are_all_read() -> None:
+    """Regression, found by tests/property/test_consumers.py: reads started in listing order
+    filled the window with the first two shards every turn, and the third was never read."""
+    clock = Clock()
+    streams = MemoryStreams(clock=clock)
+    (parent,) = streams.open_shards()
+    first, _ = streams.split(parent)
+    streams.split(first)
+    assert 3 == len(streams.open_shards())
+    written = [str(streams.write(f"k{n}").sequence) for n in range(12)]  # type: ignore[union-attr]
+    replicator = ScriptedReplicator()
+    c = consumer(streams, replicator, clock, window_records=4, batch_size=2)
+    for _ in range(20):
+        c.poll_once()
+    assert sorted(written) == sorted(replicator.handed)
+
+
+def stored_of(c: Any) -> dict[str, Any]:
+    return {s: st for store in c.checkpoints.streams.values() for s, st in store.shards.items()}
+
+
+def test_a_failed_shard_is_read_again_only_once_its_records_in_flight_settled() -> None:
+    """The first record fails while the rest of its batch and the batch read ahead are in
+    flight: the shard is neither checkpointed nor read again meanwhile (that would hand the
+    records in flight out twice), and once they settle it is read again from its
+    checkpoint after the backoff."""
+    clock = Clock()
+    streams = MemoryStreams(clock=clock)
+    written = [str(streams.write(f"k{n}").sequence) for n in range(4)]  # type: ignore[union-attr]
+    held = HeldReplicator()
+    c = consumer(streams, held, clock, batch_size=2)
+    c.poll_once()
+    c.poll_once()
+    assert written == held.handed
+    held.settle(1, failed=True)
+    for _ in range(5):
+        c.poll_once()
+        clock.advance(1.0)
+    assert written == held.handed
+    assert {None} == {st.sequence for st in stored_of(c).values()}
+    held.settle_all()
+    for _ in range(3):
+        c.poll_once()
+        clock.advance(1.0)
+    assert written + written == held.handed[:8]
+
+
+def test_a_failed_shard_is_not_read_again_while_its_read_ahead_is_in_flight() -> None:
+    """A record fails while the shard's next GetRecords is still running: the shard waits
+    for that read too (one read in flight per shard, and nothing handed out twice)."""
+    clock = Clock()
+    streams = MemoryStreams(clock=clock)
+    written = [str(streams.write(f"k{n}").sequence) for n in range(6)]  # type: ignore[union-attr]
+    held, reads = HeldReplicator(), HeldReads()
+    c = consumer(streams, held, clock, batch_size=2, read_executor=reads)
+    c.poll_once()
+    reads.release()
+    c.poll_once()  # hands the first batch out, reads ahead
+    (shard,) = reads.in_flight()
+    held.settle(2, failed=True)
+    for _ in range(4):
+        c.poll_once()
+        clock.advance(1.0)
+        assert [shard] == reads.in_flight()
+    assert written[:2] == held.handed
+    reads.release()
+    for _ in range(4):
+        c.poll_once()
+        clock.advance(1.0)
+        assert len(reads.in_flight()) <= 1
+        reads.release()
+    assert written[:2] == held.handed[:2] and written[:2] == held.handed[2:4]
+
+
+def test_a_closed_shard_is_finished_only_once_its_records_settled() -> None:
+    """The parent's last batch is in flight: the parent is not finished (its children would
+    be read, and a crash would skip those records) until they settle."""
+    clock = Clock()
+    streams = MemoryStreams(clock=clock)
+    written = [str(streams.write(f"k{n}").sequence) for n in range(2)]  # type: ignore[union-attr]
+    (parent,) = streams.open_shards()
+    streams.split(parent, children=1)
+    held = HeldReplicator()
+    c = consumer(streams, held, clock, batch_size=5)
+    for _ in range(3):
+        c.poll_once()
+    assert written == held.handed
+    assert not stored_of(c)[parent].finished
+    held.settle_all()
+    c.poll_once()
+    assert stored_of(c)[parent].finished
+
+
+def test_a_lost_iterator_resumes_after_the_last_record_handed_out_not_the_checkpoint() -> None:
+    """Records 1-2 are applied and checkpointed, 3-4 are in flight when the iterator expires:
+    it is taken again after 4 (the last handed out), not after the checkpoint (2), which
+    would hand 3-4 out a second time."""
+    clock = Clock()
+    streams = MemoryStreams(clock=clock)
+    written = [str(streams.write(f"k{n}").sequence) for n in range(6)]  # type: ignore[union-attr]
+    held = HeldReplicator()
+    c = consumer(streams, held, clock, batch_size=2)
+    c.poll_once()
+    held.settle_all()
+    c.poll_once()  # checkpoints 2, reads 3-4
+    assert {written[1]} == {st.sequence for st in stored_of(c).values()}
+    streams.fail("get_records", client_error("ExpiredIteratorException", "expired"))
+    for _ in range(3):
+        c.poll_once()
+        clock.advance(1.0)
+    assert written == held.handed
