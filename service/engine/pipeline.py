@@ -33,7 +33,7 @@ from service.adapters.conflicts import ConflictSink
 from service.core import hlc
 from service.core.adopt import Adopt, Change, Drop, Forward, Outcome, Restore, translate
 from service.core.apply import Annotate, ExpectAbsent, ExpectMeta, Precondition, Skip, Write, decide
-from service.core.conflicts import conflict_entry
+from service.core.conflicts import conflict_entry, is_conflict
 from service.core.records import parse_record
 from service.core.stored import Settings, read_item
 from service.core.values import size_of
@@ -595,7 +595,7 @@ class Replicator:
                 self._check_size(decision.version)  # a merge can outgrow both of its inputs
             result = table.write(key, self._item(decision.version), decision.precondition)
             if result.ok:
-                if decision.conflict is not None:
+                if decision.conflict is not None and is_conflict(*decision.conflict):
                     self.metrics.incr(
                         "conflicts", {**labels, "resolver": self.settings.resolver.name}
                     )
