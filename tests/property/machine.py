@@ -43,7 +43,8 @@ from service.core.adopt import Adopt, Forward
 from service.core.apply import merge, precondition_for
 from service.core.stamp import stamp
 from service.core.stored import Raw, Settings, Stamped, read_item, tombstone_expired
-from service.core.version import META_ATTR, Meta, Order, Version, encode_item
+from service.core.values import digest
+from service.core.version import META_ATTR, Meta, Order, Version, data_of, encode_item
 from service.engine.checkpoint import CheckpointTracker
 from service.engine.pipeline import InlineExecutor, RecordResult, Replicator
 
@@ -564,14 +565,30 @@ def _is_tombstone(stored: object) -> bool:
 
 def _annotation(record: Mapping[str, Any]) -> bool:
     """Whether ``record`` is georep annotating a raw item with an adoption (`Annotate`): only
-    the metadata changed, so what is adopted is the application's raw data."""
+    the metadata changed, so what is adopted is the application's raw data. Under merge rules
+    also a version kept beside a raw item (`beside_raw`): the raw data merged with it, still
+    raw, its metadata new. Either way the old image is a raw item and the new one too (a
+    blind replication write over a version would leave a stamped new image)."""
     body = record["dynamodb"]
     old, new = body.get("OldImage"), body.get("NewImage")
     if old is None or new is None:
         return False
-    return {k: v for k, v in old.items() if k != META_ATTR} == {
+    data_only = {k: v for k, v in old.items() if k != META_ATTR} == {
         k: v for k, v in new.items() if k != META_ATTR
     }
+    return data_only or (
+        old.get(META_ATTR) != new.get(META_ATTR)
+        and new.get(META_ATTR) is not None
+        and _raw_image(old)
+        and _raw_image(new)
+    )
+
+
+def _raw_image(image: Mapping[str, Any]) -> bool:
+    attr = image.get(META_ATTR)
+    if attr is None:
+        return True
+    return bool(attr["M"]["h"]["S"] != digest(data_of(image)))
 
 
 def oracle_order(a: Meta, b: Meta) -> Order:

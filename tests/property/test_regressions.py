@@ -544,11 +544,6 @@ def test_a_replayed_adoption_over_a_later_raw_write_then_local_deletes_converge(
     m.teardown()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: a replicated version written over an unadopted raw write rolls the region "
-    "back past its own write, and its next write reuses that write's dot",
-)
 def test_a_replicated_delete_over_a_raw_write_then_a_local_write_converge() -> None:
     """Found by the state machine once it drove the Replicator (issue 7), the same family as
     the previous test without a crash; the base commit's model diverges on it too. r0
