@@ -15,9 +15,8 @@ from hypothesis import HealthCheck, Phase, settings
 import service.adapters.memory
 import service.engine.pipeline
 import tests.property.machine as machine_module
-from resolvers import LastWriterWins
+from resolvers import LastWriterWins, UserRule
 from resolvers._protocol import Resolution
-from service.core import apply
 from service.core.version import Version
 from service.engine.checkpoint import CheckpointTracker
 from service.engine.pipeline import Replicator
@@ -86,14 +85,16 @@ def test_breaking_the_tie_break_fails_the_suite(patch: pytest.MonkeyPatch) -> No
 def test_breaking_the_echo_check_fails_the_suite(patch: pytest.MonkeyPatch) -> None:
     """Forward every stamped version, not only fresh local ones: writes are forwarded again by
     the regions that applied them."""
-    original = apply.translate
+    from service.core import adopt, stored
 
-    def translate(change: apply.Change, *, region: str, settings: apply.Settings) -> Any:
+    original = adopt.translate
+
+    def translate(change: adopt.Change, *, region: str, settings: stored.Settings) -> Any:
         outcome = original(change, region=region, settings=settings)
-        if isinstance(outcome, apply.Drop) and outcome.reason == "echo":
-            stored = apply.read_item(change.new, settings=settings)
-            assert isinstance(stored, apply.Stamped)
-            return apply.Forward(stored.version)
+        if isinstance(outcome, adopt.Drop) and outcome.reason == "echo":
+            item = stored.read_item(change.new, settings=settings)
+            assert isinstance(item, stored.Stamped)
+            return adopt.Forward(item.version)
         return outcome
 
     patch.setattr(service.engine.pipeline, "translate", translate)
@@ -134,3 +135,25 @@ def test_breaking_the_write_precondition_fails_the_suite(patch: pytest.MonkeyPat
             LastWriterWins()
         )
     )
+
+
+# -- the ground-truth oracle (tests/property/truth.py) ------------------------------------------
+
+
+def test_breaking_the_union_rule_fails_the_ground_truth_oracle(patch: pytest.MonkeyPatch) -> None:
+    """A lawful rule that forgets the loser's tags: deterministic, so regions converge, and
+    the fold over the frontier uses the same rule, so it agrees; the ground truth knows which
+    elements were written and finds them gone."""
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from tests.property import example_rules
+    from tests.property.test_rules_convergence import UnionRuleMachine
+
+    def winner_only(a: Any, b: Any) -> Any:
+        winner = max(a, b, key=lambda s: s.meta.lww_key)
+        return dict(winner.data)
+
+    patch.setattr(example_rules, "union_tags", winner_only)
+    patch.setattr(UnionRuleMachine, "resolver", UserRule(winner_only, "winner_only"))
+    with pytest.raises(AssertionError, match="elements written and never removed are gone"):
+        run_state_machine_as_test(UnionRuleMachine, settings=settings(BROKEN, max_examples=100))
