@@ -29,8 +29,15 @@ typecheck: $(STAMP)
 test: lint typecheck
 	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q
 
+# A fresh random seed each run, printed first; replay a failing run with `make test-deep SEED=n`
+# (MACHINES=path narrows it, e.g. MACHINES=tests/property/test_rules_convergence.py).
+ifeq ($(SEED),)
+SEED := $(shell $(PYTHON) -c 'import secrets; print(secrets.randbelow(2**32))')
+endif
+MACHINES ?= tests/property
 test-deep: $(STAMP)
-	HYPOTHESIS_PROFILE=deep $(PY) -m pytest -q tests/property
+	@echo "test-deep: SEED=$(SEED) (replay: make test-deep SEED=$(SEED))"
+	HYPOTHESIS_PROFILE=deep $(PY) -m pytest -q --hypothesis-seed=$(SEED) $(MACHINES)
 
 # bench/wan.py: replication across 0/40/100 ms of inter-region latency, about 6 minutes;
 # results in bench/results/ (see docs/decisions.md).

@@ -197,10 +197,12 @@ def _adopt(change: Change, *, old: Stored, new: Stored, region: str, settings: S
     else:
         data, deleted = stored_data(new), False
     # NOTE: under merge rules every adoption starts a fresh actor and claims only its base.
-    # The adoption actor would make a raw write succeed earlier raw writes it never read
-    # (one overwritten by replication before its adoption, a tombstone already gone from the
-    # table), and a successor under merge rules must contain its predecessors' data
-    # (docs/design.md, "Deletes under merge rules"); last-writer-wins needs no such thing.
+    # The adoption actor would make a raw write succeed earlier raw writes whose clock and
+    # field stamps can be ahead of its own (a raw write's old image may carry no metadata,
+    # and an adoption is timed by its record), and under merge rules a successor must be an
+    # inflation of what it succeeds, stamps included (the field-rules machine found it). There
+    # a later raw write succeeds an earlier one through the annotation its adoption gets
+    # (`decide`, `beside_raw`), whose record is adopted with the earlier one in its base.
     visible = False
     base = join_meta(stored_meta(old), stored_meta(new))
     # NOTE: stream times are whole seconds (on AWS and moto); the record's sequence

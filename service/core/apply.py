@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from service.core.stamp import join_meta, succeeding
+from service.core.stamp import beside_raw, join_meta, succeeding
 from service.core.stored import (
     Absent,
     Raw,
@@ -30,7 +30,7 @@ from service.core.stored import (
     checked_digest,
     tombstone_expired,
 )
-from service.core.values import AttributeValue, digest, same_value
+from service.core.values import AttributeValue, digest, same_item, same_value
 from service.core.version import (
     Meta,
     Order,
@@ -169,7 +169,7 @@ def decide(
     """
     pre = precondition_for(current)
     keeps = settings.resolver.keeps_deleted_data
-    succeed = here == "adoption" and not keeps
+    succeed = here == "adoption"
     match current:
         case Absent():
             if succeed and not incoming.meta.deleted:
@@ -180,11 +180,15 @@ def decide(
             # here only a version its copied context already contains is stale.
             if copied is not None and compare(incoming.meta, copied) in (Order.EQUAL, Order.BEFORE):
                 return Skip("stale")
-            if (
-                here is not None
-                and not keeps
-                and (incoming.meta.deleted or incoming.meta.digest != checked_digest(data))
-            ):
+            own = not incoming.meta.deleted and incoming.meta.digest == checked_digest(data)
+            if keeps and not (here is not None and own):
+                # Under merge rules nothing rolls a raw item back, whoever's version arrives:
+                # the raw data is kept, merged with it, and adopted from its own record.
+                beside = beside_raw(incoming, current, settings=settings)
+                if same_item(beside.data, data):
+                    return Annotate(beside.meta, pre)
+                return Write(beside, pre)
+            if here is not None and not own:
                 return Annotate(join_meta(incoming.meta, copied) or incoming.meta, pre)
             return Write(incoming, pre)
         case Stamped(version=mine):

@@ -77,6 +77,24 @@ class ConflictEntry:
     at: int
 
 
+def is_conflict(existing: Version, incoming: Version) -> bool:
+    """Whether the merge of two concurrent versions is a conflict: two writes neither of which
+    followed the other. Only those are counted and logged.
+
+    Not one: two versions that were each written first in one region's own table and neither
+    is a merge (stamped writes, adoptions of raw writes, backfill stamps, the successors
+    `decide` writes). One table holds an item's writes one after another, so one of the two
+    physically replaced the other; they look concurrent only because a raw write in between
+    left no metadata (an adoption meeting the backfill stamp of the same raw data, a stamped
+    write made over a raw item before its adoption). That region's consumer writes a version
+    succeeding both (`succeeding`, annotations); under merge rules the merge keeps both.
+    So 600 raw items backfilled and then their INSERT records adopted log no conflict, not
+    one per destination and item (issue 16, finding 6). Symmetric in its arguments.
+    """
+    a, b = existing.meta, incoming.meta
+    return a.merged or b.merged or a.origin != b.origin
+
+
 def conflict_id(
     *, key: Mapping[str, AttributeValue], existing: Version, incoming: Version, destination: str
 ) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import replace
 
 import ulid
 
@@ -14,6 +15,7 @@ from service.core import hlc as hlc_
 from service.core.stored import Raw, Settings, Stamped, Stored, checked_digest
 from service.core.values import AttributeValue, same_value
 from service.core.version import (
+    META_ATTR,
     FieldStamp,
     Meta,
     Version,
@@ -209,10 +211,23 @@ def succeeding(
     randomness = hashlib.blake2b(seed.encode(), digest_size=10).digest()
     ms = hlc_.wall_ms(base.hlc) % (1 << 48)
     data = replaced.data if replaced is not None else settings.keys_of(adopted.data)
+    base_data = replaced.data if replaced is not None else adopted.data
+    if settings.resolver.keeps_deleted_data:
+        # Under merge rules a successor is an inflation of what it succeeds, field stamps
+        # included: the resolver's merge of the adopted version and what replaced it, or, for
+        # a deletion, the adopted data itself (a tombstone keeps the data it deletes).
+        fields = meta.fields
+        if replaced is not None:
+            resolution = settings.resolver.resolve(adopted, replaced)
+            data = {**resolution.data, **settings.keys_of(replaced.data)}
+            fields = resolution.fields
+        else:
+            data = dict(adopted.data)
+        base, base_data = replace(base, fields=fields), data
     return new_version(
         base=base,
         visible=False,
-        base_data=replaced.data if replaced is not None else adopted.data,
+        base_data=base_data,
         data=data,
         deleted=replaced.meta.deleted if replaced is not None else True,
         region=actor_region(meta.actor),
@@ -221,6 +236,42 @@ def succeeding(
         adopted=False,
         settings=settings,
     )
+
+
+def beside_raw(incoming: Version, raw: Raw, *, settings: Settings) -> Version:
+    """Under merge rules, what a raw item not adopted yet becomes when ``incoming`` arrives:
+    still a raw item (its metadata never describes its data), whose data is the raw data
+    merged with ``incoming``'s and whose copied context is ``incoming`` joined with what the
+    raw write copied back. Replication never rolls a region back to before a raw write.
+
+    Its own record is then adopted (`translate`, like any raw write) as a version that
+    succeeds ``incoming`` and the copied context and holds both data: an inflation of both,
+    which a successor must be under merge rules (docs/design.md, "Raw writes under merge
+    rules"). The raw data is asked of the resolver as a write just after ``incoming`` that
+    claims no attribute it does not hold (no field stamps), so no element of ``incoming`` is
+    dropped. Stamped writes over the result start a fresh actor (it is raw), so none can take
+    a dot of the history the raw write hid (test_a_replicated_delete_over_a_raw_write_...).
+    """
+    meta = incoming.meta
+    data, fields = written_after(
+        incoming, raw.data, region=meta.origin, settings=settings, removals=False
+    )
+    base = join_meta(meta, raw.copied)
+    assert base is not None
+    context = Meta(
+        vv=base.vv,
+        actor=meta.actor,
+        write_id=meta.write_id,
+        hlc=base.hlc,
+        # NOTE: never the digest of any data (no data has an attribute named META_ATTR): the
+        # item stays raw whatever the merge gives, so its record is adopted.
+        digest=checked_digest({**data, META_ATTR: {"NULL": True}}),
+        count=base.count,
+        # The merge's stamps, each at least ``incoming``'s: the adoption of this item, which
+        # succeeds ``incoming``, then holds no attribute stamped older than it.
+        fields=fields,
+    )
+    return Version(data=data, meta=context)
 
 
 def adoption_id(*, region: str, sequence: str, at_hlc: int) -> str:
@@ -255,12 +306,32 @@ def over_tombstone(
     """Under merge rules, a write over a tombstone includes what the tombstone holds, so the
     successor is an inflation of its predecessor (docs/design.md, "Deletes under merge
     rules"). ``data`` is asked of the resolver as a version just after the tombstone."""
-    base = tombstone.meta
+    return written_after(tombstone, data, region=region, settings=settings)[0]
+
+
+def written_after(
+    before: Version,
+    data: Mapping[str, AttributeValue],
+    *,
+    region: str,
+    settings: Settings,
+    removals: bool = True,
+) -> tuple[dict[str, AttributeValue], tuple[tuple[str, FieldStamp], ...] | None]:
+    """The resolver's merge of ``before`` with ``data`` written by ``region`` just after it:
+    the data, and the field stamps of the merge (field-level rules), each at least the one
+    ``before`` has. ``removals``: ``data`` was written reading ``before``, so an attribute it
+    lacks was removed; otherwise (a raw write that never read ``before``) it claims only the
+    attributes it holds."""
+    base = before.meta
     hlc = base.hlc + 1
     fields = None
     if settings.resolver.field_stamps:
         fields = field_stamps(
-            base_data=tombstone.data, base=base, data=data, stamp=(hlc, region), settings=settings
+            base_data=before.data if removals else {},
+            base=base if removals else None,
+            data=data,
+            stamp=(hlc, region),
+            settings=settings,
         )
     meta = Meta(
         vv=base.vv,
@@ -271,8 +342,8 @@ def over_tombstone(
         count=base.count + 1,
         fields=fields,
     )
-    merged = settings.resolver.resolve(tombstone, Version(data=dict(data), meta=meta)).data
-    return {**merged, **settings.keys_of(data)}
+    resolution = settings.resolver.resolve(before, Version(data=dict(data), meta=meta))
+    return {**resolution.data, **settings.keys_of(data)}, resolution.fields
 
 
 def join_meta(a: Meta | None, b: Meta | None) -> Meta | None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from service.core.adopt import adopt_found
-from service.core.apply import Write, decide, precondition_for
+from service.core.apply import Decision, Write, decide, precondition_for
 from service.core.stored import Absent, Raw, Settings, Stamped, Stored, read_item
 from service.core.values import Item, digest
 from service.core.version import (
@@ -156,6 +156,15 @@ def join(versions: Sequence[Version], *, settings: Settings) -> Version:
     return held
 
 
+def _decide(holding: Stored, target: Version, *, settings: Settings) -> Decision:
+    """`decide`, except that a raw item is replaced by the target: the target holds the raw
+    item's adoption (`adopt_found`), whereas `decide` keeps a version that merely arrives at a
+    raw item beside it under merge rules (`beside_raw`), to be adopted from its record."""
+    if isinstance(holding, Raw):
+        return Write(target, precondition_for(holding))
+    return decide(holding, target, settings=settings)
+
+
 def _agreed(
     versions: Sequence[Version],
     holdings: Mapping[str, Stored],
@@ -176,7 +185,7 @@ def _agreed(
         grown = [
             decision.version
             for holding in holdings.values()
-            if isinstance(decision := decide(holding, target, settings=settings), Write)
+            if isinstance(decision := _decide(holding, target, settings=settings), Write)
             and decision.version != target
         ]
         if not grown:
@@ -250,7 +259,7 @@ def plan_repair(
     canonical = fingerprint(encode_item(target, horizon_ms=settings.horizon_ms))
     writes: dict[str, Write] = {}
     for region, holding in readable.items():
-        decision = decide(holding, target, settings=settings)
+        decision = _decide(holding, target, settings=settings)
         if isinstance(decision, Write):
             writes[region] = decision
         elif (

@@ -33,7 +33,7 @@ from service.adapters.conflicts import ConflictSink
 from service.core import hlc
 from service.core.adopt import Adopt, Change, Drop, Forward, Outcome, Restore, translate
 from service.core.apply import Annotate, ExpectAbsent, ExpectMeta, Precondition, Skip, Write, decide
-from service.core.conflicts import conflict_entry
+from service.core.conflicts import conflict_entry, is_conflict
 from service.core.records import parse_record
 from service.core.stored import Settings, read_item
 from service.core.values import size_of
@@ -158,15 +158,16 @@ def _fast_here(change: Change, version: Version, settings: Settings) -> _Fast | 
     * a raw put whose new image has no ``_georep``: the item is that raw write, or a later
       raw write without metadata (`ExpectMeta(None)`); `decide` writes the version over the
       same data or annotates different data, and an annotation of the same data is the same
-      bytes as the write (`Table.annotate` also drops a stale ``_georep_ttl``). Under merge
-      rules `decide` writes the version either way.
+      bytes as the write (`Table.annotate` also drops a stale ``_georep_ttl``).
 
-    A new image that copied metadata back goes the slow way (read, decide)."""
+    A new image that copied metadata back goes the slow way (read, decide), and so does a raw
+    put under merge rules: there `decide` merges a later raw write's data with the version,
+    which needs the data read."""
     if change.new is None:
         return _Fast(ExpectAbsent())
-    if META_ATTR in change.new:
+    if META_ATTR in change.new or settings.resolver.keeps_deleted_data:
         return None
-    return _Fast(ExpectMeta(None), annotate=not settings.resolver.keeps_deleted_data)
+    return _Fast(ExpectMeta(None), annotate=True)
 
 
 @dataclass
@@ -595,7 +596,7 @@ class Replicator:
                 self._check_size(decision.version)  # a merge can outgrow both of its inputs
             result = table.write(key, self._item(decision.version), decision.precondition)
             if result.ok:
-                if decision.conflict is not None:
+                if decision.conflict is not None and is_conflict(*decision.conflict):
                     self.metrics.incr(
                         "conflicts", {**labels, "resolver": self.settings.resolver.name}
                     )

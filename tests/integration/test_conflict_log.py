@@ -79,3 +79,36 @@ def test_a_concurrent_write_in_two_regions_is_logged_once_per_destination(
     assert sorted(e.id for e in logged) == sorted(row["id"] for row in listed["rows"])
     assert {"pk=k"} == {row["key"] for row in listed["rows"]}
     assert 0 == main(["conflicts", "list", "-c", str(cluster.config_path), "--region", third])
+
+
+def test_raw_items_backfilled_then_consumed_log_no_conflict_over_moto(
+    backend: EmbeddedBackend,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 16, finding 6, as a new user ran it: raw items written with no consumer running,
+    ``georep backfill``, then the consumers. Each item was written once, so ``georep
+    conflicts list`` lists nothing (it listed one entry per item and destination, winner
+    ``incoming``: an adoption meeting the backfill stamp of its own data)."""
+    cluster = make_cluster(backend, tmp_path)
+    source = REGIONS[0]
+    for i in range(12):
+        cluster.client(source).put_item(
+            TableName=cluster.table_name, Item={"pk": {"S": f"k{i}"}, "v": {"N": str(i)}}
+        )
+    for name, value in cluster.env().items():
+        monkeypatch.setenv(name, value)
+    config = str(cluster.config_path)
+    assert 0 == main(["backfill", "--from", source, "-c", config])
+    consumers = [Consumer(cluster.config, region=r, session=cluster.session()) for r in REGIONS]
+    try:
+        drain(consumers)
+    finally:
+        for consumer in consumers:
+            consumer.close()
+    assert cluster.identical()
+    assert 12 == len(cluster.scan(REGIONS[1]))
+    capsys.readouterr()
+    assert 0 == main(["conflicts", "list", "-c", config, "--json"])
+    assert [] == json.loads(capsys.readouterr().out)["rows"]

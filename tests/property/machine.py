@@ -43,9 +43,11 @@ from service.core.adopt import Adopt, Forward
 from service.core.apply import merge, precondition_for
 from service.core.stamp import stamp
 from service.core.stored import Raw, Settings, Stamped, read_item, tombstone_expired
-from service.core.version import META_ATTR, Meta, Order, Version, encode_item
+from service.core.values import digest
+from service.core.version import META_ATTR, Meta, Order, Version, data_of, encode_item
 from service.engine.checkpoint import CheckpointTracker
 from service.engine.pipeline import InlineExecutor, RecordResult, Replicator
+from tests.property.truth import Truth
 
 KEYS = ("k0", "k1", "k2")
 HORIZON_MS = 10**12  # no tombstone expires here; test_collection.py models collection
@@ -147,6 +149,8 @@ class ReplicationMachine(RuleBasedStateMachine):
         # (region, sequence number) of every record an application's raw write made: the only
         # records georep may adopt (adopting its own write would hide a lost update).
         self.raw_records: set[tuple[str, str]] = set()
+        # The ground truth, kept apart from everything the product computes (truth.py).
+        self.truth = Truth()
 
     # -- local writers -----------------------------------------------------------------------
 
@@ -208,7 +212,7 @@ class ReplicationMachine(RuleBasedStateMachine):
         table = self.tables[region]
         current_item = table.get({"pk": {"S": key}})
         current = read_item(current_item, settings=self.settings)
-        data = None
+        data, value = None, None
         if not delete:
             value = self._value()
             data = self.new_data(key, value, self._visible(current_item))
@@ -228,6 +232,14 @@ class ReplicationMachine(RuleBasedStateMachine):
         )
         assert result.ok
         self.versions[key].append(version)
+        self.truth.record(
+            key,
+            region=region,
+            kind="delete" if delete else "put",
+            value=value,
+            replaced=current_item,
+            written=data,
+        )
 
     def do_raw_put(
         self, region: str, key: str, *, copy_meta: bool = False, wide: bool = False
@@ -241,17 +253,33 @@ class ReplicationMachine(RuleBasedStateMachine):
         if copy_meta and current_item is not None and META_ATTR in current_item:
             item[META_ATTR] = current_item[META_ATTR]
         self._raw_write(region, lambda: table.put_raw(item))
+        self.truth.record(
+            key,
+            region=region,
+            kind="put",
+            value=value,
+            replaced=current_item,
+            written=item,
+            raced_raw=self.racing,
+            raw=True,
+        )
 
     def do_raw_copy(self, source: str, destination: str, key: str) -> None:
         item = self.tables[source].get({"pk": {"S": key}})
         if item is not None:
+            replaced = self.tables[destination].get({"pk": {"S": key}})
             self._raw_write(destination, lambda: self.tables[destination].put_raw(item))
+            value = item.get("val", {}).get("S")
+            self.truth.record(key, region=destination, kind="copy", value=value, replaced=replaced)
             # The application moved the item itself (possibly back to an older version): the
             # never-moves-back invariant restarts from here, as after any raw write.
             self.seen.pop((destination, key), None)
 
     def do_raw_delete(self, region: str, key: str) -> None:
+        replaced = self.tables[region].get({"pk": {"S": key}})
         self._raw_write(region, lambda: self.tables[region].delete_raw({"pk": {"S": key}}))
+        if replaced is not None:
+            self.truth.record(key, region=region, kind="delete", value=None, replaced=replaced)
 
     def _raw_write(self, region: str, write: Callable[[], None]) -> None:
         """Do an application's raw write (or TTL's deletion) and note the record it made."""
@@ -540,6 +568,7 @@ class ReplicationMachine(RuleBasedStateMachine):
                 assert image == first, (
                     f"{key}: {region} differs from {self.regions[0]}:\n{image}\n{first}"
                 )
+            self.truth.check(key, first, merge_rules=self.resolver.keeps_deleted_data)
             expected = self.expected(key)
             if expected is None or self.collected(expected):
                 # Nothing was ever written, or a tombstone TTL has collected everywhere: the
@@ -564,14 +593,30 @@ def _is_tombstone(stored: object) -> bool:
 
 def _annotation(record: Mapping[str, Any]) -> bool:
     """Whether ``record`` is georep annotating a raw item with an adoption (`Annotate`): only
-    the metadata changed, so what is adopted is the application's raw data."""
+    the metadata changed, so what is adopted is the application's raw data. Under merge rules
+    also a version kept beside a raw item (`beside_raw`): the raw data merged with it, still
+    raw, its metadata new. Either way the old image is a raw item and the new one too (a
+    blind replication write over a version would leave a stamped new image)."""
     body = record["dynamodb"]
     old, new = body.get("OldImage"), body.get("NewImage")
     if old is None or new is None:
         return False
-    return {k: v for k, v in old.items() if k != META_ATTR} == {
+    data_only = {k: v for k, v in old.items() if k != META_ATTR} == {
         k: v for k, v in new.items() if k != META_ATTR
     }
+    return data_only or (
+        old.get(META_ATTR) != new.get(META_ATTR)
+        and new.get(META_ATTR) is not None
+        and _raw_image(old)
+        and _raw_image(new)
+    )
+
+
+def _raw_image(image: Mapping[str, Any]) -> bool:
+    attr = image.get(META_ATTR)
+    if attr is None:
+        return True
+    return bool(attr["M"]["h"]["S"] != digest(data_of(image)))
 
 
 def oracle_order(a: Meta, b: Meta) -> Order:

@@ -309,6 +309,22 @@ def test_a_duplicate_is_skipped_and_an_older_version_is_stale() -> None:
     assert isinstance(stored2, Stamped)
 
 
+@pytest.mark.parametrize("here", [None, "adoption", "restore"])
+def test_a_duplicate_of_the_version_a_raw_item_copied_back_never_overwrites_its_data(
+    here: Any,
+) -> None:
+    """A raw read-modify-write copied ``_georep`` back with new data; a replay of the version
+    it copied (at-least-once delivery) arrives before the raw write's adoption. The raw data
+    is the newer write and stays: the duplicate is stale, whoever applies it. (A decision
+    that skipped only older versions wrote the duplicate over the raw data, rolling the
+    region back until the adoption came.)"""
+    v1 = _stamped({"pk": {"S": "k"}, "a": {"S": "1"}}, at=T0)
+    item = {**encode_item(v1, horizon_ms=1), "a": {"S": "edited raw"}}
+    raw = read_item(item, settings=SETTINGS)
+    assert not isinstance(raw, Stamped)
+    assert Skip("stale") == decide(raw, v1, settings=SETTINGS, here=here)
+
+
 @pytest.mark.parametrize(
     "record",
     [

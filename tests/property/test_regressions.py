@@ -11,7 +11,17 @@ from typing import Any
 
 import pytest
 
-from resolvers import LastWriterWins, Resolver, VersionCounter
+from resolvers import (
+    LastWriterWins,
+    Resolver,
+    UserRule,
+    VersionCounter,
+    field_rules,
+    maximum,
+    union,
+)
+from service.core.stored import Stamped, read_item
+from tests.property import example_rules
 from tests.property.machine import ReplicationMachine
 
 RESOLVERS = [LastWriterWins(), VersionCounter()]
@@ -376,6 +386,41 @@ def test_a_raw_write_succeeds_the_unadopted_raw_write_it_replaced_over_a_stamped
     m.teardown()
 
 
+MERGE_RULES = [
+    UserRule(example_rules.union_tags, "union_tags"),
+    field_rules(tags=union(), score=maximum()),
+]
+
+
+@pytest.mark.parametrize("resolver", MERGE_RULES, ids=lambda r: r.name)
+@pytest.mark.parametrize(
+    ("first", "second"), [("put", "put"), ("put", "delete"), ("delete", "put")]
+)
+@pytest.mark.parametrize("skew_ms", [0, 900])
+def test_under_merge_rules_an_adoption_never_rolls_its_region_back(
+    resolver: Resolver, first: str, second: str, skew_ms: int
+) -> None:
+    """Issue 16, finding 5: the previous test under merge rules, where the rule was switched
+    off. The first adoption was written over the second raw write in r0 (a rollback) and the
+    second's adoption merged with it instead of succeeding it: the earlier write's value,
+    or its liveness, won everywhere. Now the adoption keeps the raw item's data, merged,
+    beside it (`beside_raw`) or gets the deletion's successor tombstone, so the later write
+    succeeds; a tombstone still keeps the data it deletes."""
+    m, second_value = _replaced_in_its_region(resolver, first, second, skew_ms=skew_ms)
+    for _ in range(2):
+        item = m.tables["r0"].get({"pk": {"S": "k0"}})
+        stored = read_item(item, settings=m.settings)
+        assert isinstance(stored, Stamped)
+        assert (second == "delete") == stored.version.meta.deleted
+        if second == "put":
+            assert second_value == final_value(m, "k0")
+        m.crash_region("r0")  # replay r0's whole stream: nothing changes
+        m.checkpoints["r0"] = 0
+        m.crash_region("r0")
+        m.drain()
+    m.teardown()
+
+
 @pytest.mark.parametrize("resolver", RESOLVERS, ids=lambda r: r.name)
 @pytest.mark.parametrize("delete", [False, True])
 def test_a_stamped_write_over_an_unadopted_raw_write_succeeds_its_adoption(
@@ -544,11 +589,6 @@ def test_a_replayed_adoption_over_a_later_raw_write_then_local_deletes_converge(
     m.teardown()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: a replicated version written over an unadopted raw write rolls the region "
-    "back past its own write, and its next write reuses that write's dot",
-)
 def test_a_replicated_delete_over_a_raw_write_then_a_local_write_converge() -> None:
     """Found by the state machine once it drove the Replicator (issue 7), the same family as
     the previous test without a crash; the base commit's model diverges on it too. r0

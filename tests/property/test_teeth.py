@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, Phase, settings
 import service.adapters.memory
 import service.engine.pipeline
 import tests.property.machine as machine_module
-from resolvers import LastWriterWins
+from resolvers import LastWriterWins, UserRule
 from resolvers._protocol import Resolution
 from service.core import adopt, stored
 from service.core.version import Version
@@ -134,3 +134,25 @@ def test_breaking_the_write_precondition_fails_the_suite(patch: pytest.MonkeyPat
             LastWriterWins()
         )
     )
+
+
+# -- the ground-truth oracle (tests/property/truth.py) ------------------------------------------
+
+
+def test_breaking_the_union_rule_fails_the_ground_truth_oracle(patch: pytest.MonkeyPatch) -> None:
+    """A lawful rule that forgets the loser's tags: deterministic, so regions converge, and
+    the fold over the frontier uses the same rule, so it agrees; the ground truth knows which
+    elements were written and finds them gone."""
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from tests.property import example_rules
+    from tests.property.test_rules_convergence import UnionRuleMachine
+
+    def winner_only(a: Any, b: Any) -> Any:
+        winner = max(a, b, key=lambda s: s.meta.lww_key)
+        return dict(winner.data)
+
+    patch.setattr(example_rules, "union_tags", winner_only)
+    patch.setattr(UnionRuleMachine, "resolver", UserRule(winner_only, "winner_only"))
+    with pytest.raises(AssertionError, match="elements written and never removed are gone"):
+        run_state_machine_as_test(UnionRuleMachine, settings=settings(BROKEN, max_examples=100))

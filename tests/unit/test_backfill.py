@@ -347,3 +347,70 @@ def test_a_segment_saved_done_is_not_scanned_again() -> None:
     with ThreadPoolExecutor(1) as pool:
         result = job.segment(0, SegmentProgress(None, 7, done=True), pool)
     assert ("done", 0) == (result.status, result.tally.scanned)
+
+
+def test_an_item_a_destination_rejects_for_good_fails_and_progress_stays_before_it() -> None:
+    """A destination that refuses the stamped version permanently (the request itself is
+    rejected) is the item's failure, not a skip: the tally says failed, the segment is
+    incomplete and no progress is saved past its page, so the next run tries it again. (A
+    rejection counted as skipped moved progress past an item no destination holds.)"""
+    from service.errors import RequestRejectedError
+
+    tables = _tables()
+
+    def rejects(key: Mapping[str, Any]) -> None:
+        raise RequestRejectedError("ValidationException: the destination refuses this item")
+
+    tables[THIRD].before_write = rejects
+    progress = Recorder()
+    result = _backfill(tables, pages=[[_item("k0")]], progress=progress).run({})
+    assert (1, 1, 0) == (result.tally.scanned, result.tally.failed, result.tally.skipped)
+    assert ["incomplete"] == [s.status for s in result.segments]
+    assert [] == progress.saved
+    assert progress.finished is None
+    (failure,) = result.failures
+    assert '{"pk": "k0"}' == failure.key and THIRD in failure.reason
+
+
+def _every_type(i: int) -> dict[str, Any]:
+    return {
+        "pk": {"S": "k"},
+        "s": {"S": f"héllo {i}"},
+        "n": {"N": f"-{i}.50"},
+        "b": {"B": bytes([i % 256, 0, 255])},
+        "t": {"BOOL": i % 2 == 0},
+        "nul": {"NULL": True},
+        "m": {"M": {"i": {"N": str(i)}, "l": {"L": [{"S": ""}, {"M": {}}]}}},
+        "ss": {"SS": [f"s{i}", "a"]},
+        "ns": {"NS": [str(i + 2), "1"]},
+        "bs": {"BS": [bytes([i % 256, 1]), b"\x00"]},
+    }
+
+
+def test_a_backfill_stamp_writes_only_georep_whatever_the_item_holds() -> None:
+    """The stamp is an annotation: every attribute but ``_georep`` is left exactly as the
+    table holds it, of every DynamoDB type, including one a raw write changed after the scan
+    (its record shows a change of ``_georep`` alone). A stamp that rewrote the whole item put
+    back what the scan read over the raw write, and the stamp's record changed data too."""
+    tables = _tables()
+    scanned, raced = _every_type(1), _every_type(2)
+    tables[SOURCE].put_raw(scanned)
+
+    def racing_raw_write(key: Mapping[str, Any]) -> None:
+        tables[SOURCE].before_write = None
+        tables[SOURCE].put_raw(raced)
+
+    tables[SOURCE].before_write = racing_raw_write
+    before = len(tables[SOURCE].stream)
+    _backfill(tables).item(scanned)
+    held = tables[SOURCE].get({"pk": {"S": "k"}}) or {}
+    assert raced == {k: v for k, v in held.items() if k != META_ATTR}
+    *_, stamp_record = tables[SOURCE].stream[before:]
+    images = stamp_record["dynamodb"]
+    assert {k: v for k, v in images["OldImage"].items() if k != META_ATTR} == {
+        k: v for k, v in images["NewImage"].items() if k != META_ATTR
+    }
+    _replicate(tables)
+    first, *rest = _everywhere(tables, "k")
+    assert [first, first] == rest
+    assert raced == _data(first)

@@ -23,6 +23,7 @@ from service.core.conflicts import (
     conflict_id,
     decode_entry,
     encode_entry,
+    is_conflict,
 )
 from service.core.stored import Stamped, read_item
 from service.core.version import Version
@@ -237,3 +238,52 @@ def test_without_a_sink_a_conflict_is_only_counted() -> None:
 
     assert "ok" == result.status
     assert 1 == metrics.total("conflicts")
+
+
+# -- what is not a conflict --------------------------------------------------------------------
+
+
+def test_raw_items_backfilled_with_no_consumer_running_then_consumed_log_no_conflict() -> None:
+    """Issue 16, finding 6, as a new user met it: raw items written with the stream on and no
+    consumer, `georep backfill`, then the consumers. Each item's INSERT record is adopted and
+    meets the backfill stamp of the same data at every destination: one write, not two
+    concurrent ones, so no entry and no count. (It logged one per item and destination.)"""
+    from tests.unit import test_backfill as backfill
+
+    tables = backfill._tables()
+    items = [backfill._item(f"k{i}", a=str(i)) for i in range(6)]
+    for item in items:
+        tables[backfill.SOURCE].put_raw(item)
+    backfill._backfill(tables, pages=[items], populate=False).run({})
+    sink, metrics = MemoryConflicts(), MemoryMetrics()
+    replicators = {
+        region: Replicator(
+            region=region,
+            settings=backfill.SETTINGS,
+            tables=tables,
+            dead_letters=MemoryDeadLetters(),
+            metrics=metrics,
+            now_ms=lambda: NOW_MS,
+            conflicts=sink,
+        )
+        for region in backfill.REGIONS
+    }
+    read = dict.fromkeys(backfill.REGIONS, 0)
+    while any(read[r] < len(tables[r].stream) for r in backfill.REGIONS):
+        for region, table in tables.items():
+            records = table.records_after(read[region])
+            read[region] += len(records)
+            assert {"ok"} >= {r.status for r in run(replicators[region], records)}
+
+    assert [] == sink.entries()
+    assert 0 == metrics.total("conflicts")
+    for item in items:
+        first, *rest = backfill._everywhere(tables, item["pk"]["S"])
+        assert [first, first] == rest
+        assert item == backfill._data(first)
+
+
+def test_two_regions_writes_neither_of_which_saw_the_other_are_still_a_conflict() -> None:
+    """The control: the rule above drops only pairs from one region's own table."""
+    _tables, _settings, existing, incoming = concurrent_writes()
+    assert is_conflict(existing, incoming) and is_conflict(incoming, existing)

@@ -423,3 +423,68 @@ def test_a_region_cut_off_past_a_tombstones_horizon_still_ends_identical() -> No
     }
     after = applied(items, planned(items, settings, now_ms=T0 + 4 * HORIZON_MS), settings)
     assert 1 == len({fingerprint(item) for item in after.values()})
+
+
+# -- the engine's repair over in-memory tables ---------------------------------------------------
+
+
+class MemoryReader:
+    """verify's RegionReader over a MemoryTable (only what a keyed run uses)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get_many(self, keys: Any) -> dict[str, dict[str, Any]]:
+        from service.adapters.memory import key_string
+
+        found = {key_string(k): self.table.get(k) for k in keys}
+        return {name: item for name, item in found.items() if item is not None}
+
+    def key_of(self, item: Any) -> dict[str, Any]:
+        return {"pk": item["pk"]}
+
+
+def test_a_repair_that_loses_a_race_to_a_newer_write_reads_again_and_keeps_that_write() -> None:
+    """A divergent key (one region's copy in other bytes) is repaired while a newer stamped
+    write lands in that region between the repair's read and its conditional write there.
+    That write's condition fails: the repair reads again and writes a version that succeeds
+    the newer write, so it is reported repaired only when every region holds it. (A repair
+    that took the failed condition for success reported the key repaired, left the regions
+    different, and a later reading said so.)"""
+    from service.adapters.memory import MemoryTable
+    from service.core.apply import precondition_for
+    from service.engine.verify import Verifier
+
+    version = put(None, "a", region=REGIONS[0], at_ms=0, n=1)
+    newer = put(version, "raced", region=REGIONS[0], at_ms=10, n=2)
+    tables = {r: MemoryTable(r, ("pk",)) for r in REGIONS}
+    for region, table in tables.items():
+        item = item_of(version)
+        table.put_raw({**item, TTL_ATTR: {"N": "1"}} if region == REGIONS[0] else item)
+
+    def racing_write(key: Any) -> None:
+        tables[REGIONS[0]].before_write = None
+        result = tables[REGIONS[0]].write(key, item_of(newer), precondition_for(held(version)))
+        assert result.ok
+
+    tables[REGIONS[0]].before_write = racing_write  # the one region the repair rewrites
+    clock = [0.0]
+    serial = itertools.count(100)
+    with Verifier(
+        settings=LWW,
+        readers={r: MemoryReader(t) for r, t in tables.items()},  # type: ignore[misc]
+        tables=tables,
+        timeout=1.0,
+        clock=lambda: clock[0],
+        now_ms=lambda: T0 + 1_000,
+        sleep=lambda seconds: clock.__setitem__(0, clock[0] + seconds + 0.01),
+        new_id=lambda: write_id(next(serial)),
+    ) as verifier:
+        report = verifier.run(keys=[KEY], repair=True)
+    assert ["repaired"] == [o.status for o in report.outcomes]
+    first, *rest = (tables[r].get(KEY) for r in REGIONS)
+    assert [first, first] == rest
+    final = read_item(first, settings=LWW)
+    assert isinstance(final, Stamped)
+    assert tables[REGIONS[0]].before_write is None  # the race did land
+    assert compare(final.version.meta, newer.meta) in (Order.AFTER, Order.EQUAL)
