@@ -187,6 +187,7 @@ def run(target: Target, plan: Plan, *, progress: TextIO | None = sys.stderr) -> 
     raises (KeyboardInterrupt included)."""
     regions = target.regions
     keys = [f"{target.key_prefix}k{i}" for i in range(plan.keys)]
+    cold_keys = [f"{target.key_prefix}c{i}" for i in range(8 * plan.keys)]
     skew = skews(plan, regions)
     events = schedule(plan, regions) if target.embedded is not None else []
     faults: Counter[str] = Counter()
@@ -211,6 +212,7 @@ def run(target: Target, plan: Plan, *, progress: TextIO | None = sys.stderr) -> 
                 table_name=target.table_names[region],
                 stamped=target.stamped(region, skew[region]),
                 keys=keys,
+                cold_keys=cold_keys,
                 ledger=ledger,
                 seed=hash((plan.seed, region, i)) & 0xFFFFFFFF,
                 rate=plan.rate,
@@ -272,7 +274,7 @@ def run(target: Target, plan: Plan, *, progress: TextIO | None = sys.stderr) -> 
     lost_judged = target.resolver in ("lww", "version-counter")
     verdict = judge(ledger.writes, regions=snapshot, final=final, judge_lost=lost_judged)
     if target.embedded is None:
-        _clean_up(target, keys)
+        _clean_up(target, keys + cold_keys)
     return Report(
         seed=plan.seed,
         regions=regions,

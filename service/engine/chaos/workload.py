@@ -1,5 +1,9 @@
 """The chaos workload: writers in every region on a few keys, each write a unique value.
 
+Half the writes go to a few hot keys (``k0``..), where regions write concurrently, half to
+eight times as many cold keys (``c0``..), where a write is often the last one of its key, so
+that a write whose replication went missing shows in the final state.
+
 Writers write straight to their region's table (never through the fault proxy: the faults are
 between georep and the tables), stamped through georep's SDK or raw with plain boto3:
 
@@ -81,6 +85,7 @@ class Writer:
     table_name: str
     stamped: StampedTable
     keys: list[str]
+    cold_keys: list[str]
     ledger: Ledger
     seed: int
     rate: float
@@ -93,7 +98,9 @@ class Writer:
         n = 0
         while not stop.wait(rng.expovariate(self.rate)):
             kind = rng.choices(kinds, weights)[0]
-            key = rng.choice(self.keys)
+            # Half the writes on the few hot keys (conflicts), half spread over the cold ones:
+            # a write whose replication is lost is found only if no later write hides it.
+            key = rng.choice(self.keys if rng.random() < 0.5 else self.cold_keys)
             value = f"{self.name}-{n}"
             n += 1
             self._one(kind, key, value)
