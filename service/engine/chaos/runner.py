@@ -214,7 +214,7 @@ def run(target: Target, plan: Plan, *, progress: TextIO | None = sys.stderr) -> 
                 keys=keys,
                 cold_keys=cold_keys,
                 ledger=ledger,
-                seed=hash((plan.seed, region, i)) & 0xFFFFFFFF,
+                seed=_stable(plan.seed, region, i),
                 rate=plan.rate,
                 partition_key=target.partition_key,
             )
@@ -293,6 +293,12 @@ def run(target: Target, plan: Plan, *, progress: TextIO | None = sys.stderr) -> 
     )
 
 
+def _stable(*parts: object) -> int:
+    """A seed derived from ``parts``, the same in every process (``hash`` of a string is not:
+    PYTHONHASHSEED)."""
+    return random.Random("/".join(map(str, parts))).getrandbits(32)
+
+
 def _wanted(plan: Plan, regions: tuple[str, ...]) -> dict[str, int]:
     """How many consumers each region runs: two (holder and standby) for the first region
     when ``standby`` is on."""
@@ -352,8 +358,7 @@ def _embedded(
     parts = urlsplit(embedded.endpoint_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     proxies = {
-        r: FaultProxy(host, port, seed=hash((plan.seed, r)) & 0xFFFFFFFF).start()
-        for r in target.regions
+        r: FaultProxy(host, port, seed=_stable(plan.seed, r)).start() for r in target.regions
     }
     consumers: ConsumerProcesses | None = None
     try:
