@@ -121,6 +121,16 @@ def execute(args: argparse.Namespace) -> int:
     return OK if result.ok else PROBLEM
 
 
+def _replay(args: argparse.Namespace, result: Report) -> str:
+    """The command line that replays this run's schedule."""
+    faults = args.faults if isinstance(args.faults, frozenset) else _faults(args.faults)
+    return (
+        f"georep chaos -c {args.config} --duration {args.duration:g} --writers {args.writers} "
+        f"--keys {args.keys} --rate {args.rate:g} --faults {','.join(sorted(faults)) or 'none'} "
+        f"--seed {result.seed}{' --deployment' if args.deployment else ''}"
+    )
+
+
 def _print(args: argparse.Namespace, result: Report) -> None:
     verdict = result.verdict
     summary: dict[str, Any] = {
@@ -140,7 +150,7 @@ def _print(args: argparse.Namespace, result: Report) -> None:
             round(result.converged_after, 1) if result.converged_after is not None else None
         ),
         "verdict": "ok" if result.ok else "FAILED",
-        "replay": f"georep chaos --seed {result.seed} --duration {result.duration:g}",
+        "replay": _replay(args, result),
     }
     rows = [
         *(("write", kind, n) for kind, n in sorted(result.writes.items())),
