@@ -167,6 +167,7 @@ def _print(args: argparse.Namespace, result: Report) -> None:
         Section("divergent", "divergent keys", ("key",), [(k,) for k in verdict.divergent]),
         Section("unexpected", "unexpected values", ("key", "value"), list(verdict.unexpected)),
     ]
+    replay = summary.pop("replay") if not args.json else None
     report(
         args,
         title=f"georep chaos, seed {result.seed}",
@@ -175,3 +176,5 @@ def _print(args: argparse.Namespace, result: Report) -> None:
         summary=summary,
         sections=sections,
     )
+    if replay is not None:
+        print(f"replay: {replay}")  # one line, never wrapped: it is meant to be copied
