@@ -83,7 +83,8 @@ class Event:
 def schedule(plan: Plan, regions: tuple[str, ...]) -> list[Event]:
     """The faults of a run, a function of the plan (its seed) only: ``--seed`` replays it. Every
     enabled fault happens at least once, evenly spread, then more at random, one every few
-    seconds; nothing starts in the last fifth, so the run ends calm."""
+    seconds; a kill comes with a partition of another region around it when both are enabled;
+    nothing starts in the last fifth, so the run ends calm."""
     rng = random.Random(f"schedule-{plan.seed}")
     kinds = sorted(set(plan.faults) - {"skew"})
     window = plan.duration * 0.8
@@ -101,6 +102,13 @@ def schedule(plan: Plan, regions: tuple[str, ...]) -> list[Event]:
         seconds = rng.uniform(1.0, 4.0) if kind != "kill" else rng.uniform(0.5, 3.0)
         probability = rng.uniform(0.1, 0.5)
         events.append(Event(at, kind, region, seconds, probability, rng.randrange(1 << 16)))
+        others = [r for r in regions if r != region]
+        if kind in PROCESS_FAULTS and "partition" in kinds and others:
+            # NOTE: a kill while another region is cut off, from 1.5 s before to 1.5 s after:
+            # the killed consumer then holds records read and not yet applied everywhere,
+            # which its successor must replay (a kill between two idle polls proves little).
+            cut = rng.choice(others)
+            events.append(Event(max(0.0, at - 1.5), "partition", cut, 3.0, 0.0, 0))
     return sorted(events, key=lambda e: e.at)
 
 
