@@ -275,7 +275,9 @@ def run(target: Target, plan: Plan, *, progress: TextIO | None = sys.stderr) -> 
             for fault, count in proxy.injected.items():
                 faults[str(fault)] += count
             del name
-        restarts_total = (consumers.started - len(_wanted(plan, regions))) if consumers else 0
+        restarts_total = (
+            (consumers.started - sum(_wanted(plan, regions).values())) if consumers else 0
+        )
     final = {
         key: final_value(item, value_attribute=VALUE) for key, item in snapshot[regions[0]].items()
     }
