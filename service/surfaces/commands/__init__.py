@@ -11,6 +11,7 @@ from __future__ import annotations
 from service.surfaces.commands import (
     backend,
     backfill,
+    chaos,
     check_rule,
     conflicts,
     demo,
@@ -22,6 +23,19 @@ from service.surfaces.commands import (
     verify,
 )
 
-COMMANDS = (demo, backend, init, run, backfill, verify, status, dlq, conflicts, check_rule, deploy)
+COMMANDS = (
+    demo,
+    backend,
+    init,
+    run,
+    backfill,
+    verify,
+    status,
+    dlq,
+    conflicts,
+    check_rule,
+    chaos,
+    deploy,
+)
 
 __all__ = ["COMMANDS"]

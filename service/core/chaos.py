@@ -1,0 +1,208 @@
+"""The chaos run's own accounting: which acknowledged writes a final state lost.
+
+Pure functions over what the chaos workload recorded (every write, with a value no other write
+used, when it started and when it was acknowledged, and what it read) and over what plain reads
+of every region returned at the end. Nothing here asks georep's code how versions compare: the
+order below is the one the chaos run can see from the outside, and claims an order between two
+writes only where georep promises one (docs/design.md, "Raw-write adoption" and "Still not
+claimed"):
+
+* **Same region, one after the other.** ``a`` was acknowledged in region R before ``b`` started
+  in R. A stamped write reads what R holds, which succeeds ``a``; a raw write replaces what R
+  holds and its adoption succeeds that (and, through the region's adoption actor, every earlier
+  raw write of R). Not claimed: a raw write followed by a stamped write, which is concurrent
+  with the raw write's adoption when it was not adopted yet.
+* **Read, then written.** ``b``'s writer read ``a``'s value just before writing. Claimed when
+  ``a`` reached ``b``'s region through replication (then it was a stamped or adopted version
+  there), or under the same-region rule above.
+
+The order is the transitive closure of those edges. Jepsen's vocabulary: a write is **lost** when
+the final state does not hold it although it causally precedes nothing that is there: the final
+value's write happened before it (a present final), or every delete of the key happened before
+it (an absent final). A write concurrent with the final one lost a conflict under the resolver,
+which is allowed. A final value that no write wrote is **unexpected**.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Kind(StrEnum):
+    STAMPED_PUT = "stamped_put"
+    STAMPED_RMW = "stamped_rmw"
+    STAMPED_DELETE = "stamped_delete"
+    RAW_PUT = "raw_put"
+    RAW_RMW = "raw_rmw"
+    RAW_DELETE = "raw_delete"
+
+    @property
+    def stamped(self) -> bool:
+        return self.value.startswith("stamped")
+
+    @property
+    def deletes(self) -> bool:
+        return self.value.endswith("delete")
+
+
+@dataclass(frozen=True)
+class Write:
+    """One write of the workload. ``value`` is unique to it (deletes have one too, for the
+    report). ``read``: the value its writer read just before (None: absent, or not read);
+    ``acked``: when it was acknowledged, None if its outcome is unknown (an error)."""
+
+    id: int
+    key: str
+    value: str
+    region: str
+    kind: Kind
+    started: float
+    acked: float | None
+    read: str | None = None
+
+
+@dataclass(frozen=True)
+class Lost:
+    key: str
+    value: str
+    region: str
+    kind: Kind
+    because: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the accounting found. ``divergent``: keys whose items differ between regions."""
+
+    divergent: tuple[str, ...]
+    lost: tuple[Lost, ...]
+    unexpected: tuple[tuple[str, str], ...]
+    judged_keys: int
+    final_present: int
+    final_absent: int
+
+    @property
+    def ok(self) -> bool:
+        return not (self.divergent or self.lost or self.unexpected)
+
+
+# The final state of a key as the chaos run reads it: the value attribute, or None (absent).
+Final = str | None
+
+
+def _precedes(a: Write, b: Write) -> bool:
+    """The direct edge a -> b that the chaos run can see (module docstring)."""
+    if a.key != b.key or a.id == b.id:
+        return False
+    # NOTE: raw then stamped in one region is not ordered while the raw write is unadopted
+    # (docs/design.md, "Still not claimed").
+    same_region = a.region == b.region and not (not a.kind.stamped and b.kind.stamped)
+    if same_region and a.acked is not None and a.acked < b.started:
+        return True
+    if b.read is not None and b.read == a.value and not a.kind.deletes:
+        return a.region != b.region or same_region
+    return False
+
+
+@dataclass
+class _Key:
+    writes: list[Write] = field(default_factory=list)
+
+    def after(self, start: Write) -> set[int]:
+        """Every write the closure puts after ``start`` (ids)."""
+        seen: set[int] = set()
+        frontier = [start]
+        while frontier:
+            a = frontier.pop()
+            for b in self.writes:
+                if b.id not in seen and _precedes(a, b):
+                    seen.add(b.id)
+                    frontier.append(b)
+        return seen
+
+
+def judge(
+    writes: Iterable[Write],
+    *,
+    regions: Mapping[str, Mapping[str, Any]],
+    final: Mapping[str, Final],
+    judge_lost: bool = True,
+) -> Verdict:
+    """The verdict over ``writes``, given each region's items (key -> the item as read, for
+    divergence: compared whole, so byte for byte) and the final state of each key (what the
+    first region holds, as :func:`final_value` reads it). ``judge_lost`` False: only divergence
+    and unexpected values (merge rules combine values, so no single write is final)."""
+    keys: dict[str, _Key] = defaultdict(_Key)
+    for w in writes:
+        keys[w.key].writes.append(w)
+    all_keys = sorted(set().union(*(set(items) for items in regions.values())) | set(keys))
+    names = list(regions)
+    divergent = tuple(
+        k for k in all_keys if any(regions[r].get(k) != regions[names[0]].get(k) for r in names)
+    )
+    lost: list[Lost] = []
+    unexpected: list[tuple[str, str]] = []
+    present = absent = 0
+    for key in all_keys:
+        history = keys[key]
+        value = final.get(key)
+        if value is None:
+            absent += 1
+        else:
+            present += 1
+        if not judge_lost:
+            if value is not None and value not in {w.value for w in history.writes}:
+                unexpected.append((key, value))
+            continue
+        if value is not None:
+            writer = next((w for w in history.writes if w.value == value), None)
+            if writer is None or writer.kind.deletes:
+                unexpected.append((key, value))
+                continue
+            later = history.after(writer)
+            because = f"happened after the final value {value}"
+        else:
+            deletes = [w for w in history.writes if w.kind.deletes]
+            later = set.intersection(*(history.after(d) for d in deletes)) if deletes else set()
+            if not deletes:
+                later = {w.id for w in history.writes}
+            because = "happened after every delete, yet the key is absent"
+        for w in history.writes:
+            if w.id in later and w.acked is not None and (value is not None or not w.kind.deletes):
+                lost.append(Lost(key, w.value, w.region, w.kind, because))
+    return Verdict(
+        divergent=divergent,
+        lost=tuple(lost),
+        unexpected=tuple(unexpected),
+        judged_keys=len(all_keys),
+        final_present=present,
+        final_absent=absent,
+    )
+
+
+def final_value(item: Mapping[str, Any] | None, *, value_attribute: str) -> Final:
+    """The value a plain read of ``item`` shows: None when the item is absent or deleted."""
+    if item is None or is_tombstone(item):
+        return None
+    found = item.get(value_attribute, {}).get("S")
+    return str(found) if found is not None else None
+
+
+def is_tombstone(item: Mapping[str, Any]) -> bool:
+    """Whether ``item`` is one of georep's tombstones, which read as absent.
+
+    NOTE: the one place the chaos accounting looks into georep's metadata. Today a delete
+    leaves the key with ``_georep`` (``d`` true, docs/metadata.md) and ``_georep_ttl`` in the
+    user's table; when tombstones leave user tables, a deleted key is simply absent and this
+    function can go."""
+    meta = item.get("_georep", {}).get("M", {})
+    return bool(meta.get("d", {}).get("BOOL", False))
+
+
+def describe(lost: Sequence[Lost]) -> list[tuple[str, str, str, str, str]]:
+    """Rows for a report: key, value, region, kind, why it counts as lost."""
+    return [(x.key, x.value, x.region, str(x.kind), x.because) for x in lost]

@@ -1,0 +1,151 @@
+"""The chaos workload: writers in every region on a few keys, each write a unique value.
+
+Half the writes go to a few hot keys (``k0``..), where regions write concurrently, half to
+eight times as many cold keys (``c0``..), where a write is often the last one of its key, so
+that a write whose replication went missing shows in the final state.
+
+Writers write straight to their region's table (never through the fault proxy: the faults are
+between georep and the tables), stamped through georep's SDK or raw with plain boto3:
+
+- stamped put, stamped read-modify-write (read, then put a new value), stamped delete;
+- raw put (no metadata), raw read-modify-write (GetItem, then PutItem of the item read with a
+  new value and its ``_georep`` copied back), raw delete.
+
+Each write is recorded (:class:`service.core.chaos.Write`) with when it started, when it was
+acknowledged (or not, if it raised), and the value it read, for the accounting. The schedule of
+operations is drawn from a seeded generator, one per writer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from service.core.chaos import Kind, Write, final_value
+
+VALUE = "v"  # the attribute that holds each write's unique value
+META = "_georep"
+
+# Share of each kind of write; the rest of the workload's choices are uniform.
+MIX: tuple[tuple[Kind, float], ...] = (
+    (Kind.STAMPED_PUT, 0.30),
+    (Kind.STAMPED_RMW, 0.15),
+    (Kind.STAMPED_DELETE, 0.10),
+    (Kind.RAW_PUT, 0.15),
+    (Kind.RAW_RMW, 0.20),
+    (Kind.RAW_DELETE, 0.10),
+)
+
+
+class StampedTable(Protocol):
+    """What the workload needs of georep's SDK (``service.sdk.GeorepTable``)."""
+
+    def put(self, item: dict[str, Any]) -> object: ...
+
+    def delete(self, key: dict[str, Any]) -> object | None: ...
+
+
+@dataclass
+class Ledger:
+    """Every write of every writer, and counts for the progress line."""
+
+    writes: list[Write] = field(default_factory=list)
+    errors: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _ids: itertools.count[int] = field(default_factory=itertools.count)
+
+    def next_id(self) -> int:
+        with self.lock:
+            return next(self._ids)
+
+    def record(self, write: Write) -> None:
+        with self.lock:
+            self.writes.append(write)
+            if write.acked is None:
+                self.errors += 1
+
+    @property
+    def acknowledged(self) -> int:
+        with self.lock:
+            return sum(1 for w in self.writes if w.acked is not None)
+
+
+@dataclass
+class Writer:
+    """One writer thread's loop: ``rate`` writes per second on ``keys`` until ``stop``."""
+
+    region: str
+    name: str
+    client: Any
+    table_name: str
+    stamped: StampedTable
+    keys: list[str]
+    cold_keys: list[str]
+    ledger: Ledger
+    seed: int
+    rate: float
+    partition_key: str = "pk"
+    clock: Callable[[], float] = time.monotonic
+
+    def run(self, stop: threading.Event) -> None:
+        rng = random.Random(self.seed)
+        kinds, weights = zip(*MIX, strict=True)
+        n = 0
+        while not stop.wait(rng.expovariate(self.rate)):
+            kind = rng.choices(kinds, weights)[0]
+            # Half the writes on the few hot keys (conflicts), half spread over the cold ones:
+            # a write whose replication is lost is found only if no later write hides it.
+            key = rng.choice(self.keys if rng.random() < 0.5 else self.cold_keys)
+            value = f"{self.name}-{n}"
+            n += 1
+            self._one(kind, key, value)
+
+    def _one(self, kind: Kind, key: str, value: str) -> None:
+        pk = {self.partition_key: {"S": key}}
+        started = self.clock()
+        read: str | None = None
+        try:
+            if kind is Kind.STAMPED_PUT:
+                self.stamped.put({**pk, VALUE: {"S": value}})
+            elif kind is Kind.STAMPED_RMW:
+                read = self._read(pk)[0]
+                self.stamped.put({**pk, VALUE: {"S": value}})
+            elif kind is Kind.STAMPED_DELETE:
+                if self.stamped.delete(pk) is None:
+                    return  # nothing to delete: no write happened
+            elif kind is Kind.RAW_PUT:
+                self.client.put_item(TableName=self.table_name, Item={**pk, VALUE: {"S": value}})
+            elif kind is Kind.RAW_RMW:
+                read, item = self._read(pk)
+                # A read-modify-write that copies georep's metadata back, as an application
+                # that does not know about it would (the tombstone expiry is left out: on AWS,
+                # TTL would delete the live item).
+                written = {**(item or {}), **pk, VALUE: {"S": value}}
+                written.pop("_georep_ttl", None)
+                self.client.put_item(TableName=self.table_name, Item=written)
+            elif kind is Kind.RAW_DELETE:
+                old = self.client.delete_item(
+                    TableName=self.table_name, Key=pk, ReturnValues="ALL_OLD"
+                )
+                if not old.get("Attributes"):
+                    return  # nothing was there: DynamoDB emits no record, no write happened
+        except Exception:
+            self.ledger.record(
+                Write(self.ledger.next_id(), key, value, self.region, kind, started, None, read)
+            )
+            return
+        acked = self.clock()
+        self.ledger.record(
+            Write(self.ledger.next_id(), key, value, self.region, kind, started, acked, read)
+        )
+
+    def _read(self, pk: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
+        item = self.client.get_item(TableName=self.table_name, Key=pk, ConsistentRead=True).get(
+            "Item"
+        )
+        return final_value(item, value_attribute=VALUE), item

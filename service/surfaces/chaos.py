@@ -1,0 +1,117 @@
+"""``georep chaos``'s wiring: a chaos target on the embedded backend (with the configured
+resolver, the user's own merge rule included) or on the configured deployment.
+
+The engine (``service.engine.chaos``) drives writers, consumers and faults and judges the
+result; this module supplies what only a surface may build: georep's SDK for the stamped
+writers (with a clock skewed per region, through the SDK's ``clock`` argument) and the replica
+set on the moto server.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from service.adapters.backends import MotoServer
+from service.config import Config
+from service.engine.chaos.runner import Embedded, Target
+from service.engine.chaos.workload import StampedTable
+from service.surfaces.local import REGIONS, local_replica_set
+from service.surfaces.sdk import Clock, GeorepTable
+
+
+def skewed_clock(skew_ms: int) -> Clock:
+    """georep's SDK clock, ``skew_ms`` milliseconds off the machine's (a region's clock skew)."""
+    return Clock(now_ms=lambda: int(time.time() * 1000) + skew_ms)
+
+
+def _table_lines(config: Config | None) -> str:
+    if config is None:
+        return 'resolver = "lww"'
+    table = config.table
+    lines = [f'resolver = "{table.resolver}"']
+    if table.resolver_options:
+        options = ", ".join(f'{k} = "{v}"' for k, v in table.resolver_options.items())
+        lines.append(f"resolver_options = {{ {options} }}")
+    return "\n".join(lines)
+
+
+@contextmanager
+def embedded_target(config: Config | None, workdir: Path) -> Iterator[Target]:
+    """A moto server and a replica set in the configured regions (three by default) with the
+    configured resolver; the server is stopped on exit."""
+    regions = tuple(config.region_names) if config is not None else REGIONS
+    with MotoServer() as backend:
+        replicas = local_replica_set(
+            backend,
+            workdir,
+            prefix="chaos",
+            regions=regions,
+            table=_table_lines(config),
+            # NOTE: short leases and checkpoints, so a killed holder's shard moves on in
+            # seconds even when its lease is not judged gone at once.
+            replication="lease_seconds = 6\nwrite_concurrency = 8",
+        )
+        session = replicas.session()
+        clients = {
+            r: session.client("dynamodb", region_name=r, endpoint_url=backend.endpoint_url)
+            for r in regions
+        }
+
+        def stamped(region: str, skew_ms: int) -> StampedTable:
+            return GeorepTable(
+                clients[region], config=replicas.config, region=region, clock=skewed_clock(skew_ms)
+            )
+
+        python_path = os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))
+        yield Target(
+            regions=regions,
+            table_names={r: replicas.table_name for r in regions},
+            resolver=replicas.config.table.resolver,
+            client=clients.__getitem__,
+            stamped=stamped,
+            embedded=Embedded(
+                config_path=replicas.config_path,
+                endpoint_url=backend.endpoint_url,
+                env={
+                    "AWS_ACCESS_KEY_ID": replicas.credentials["aws_access_key_id"],
+                    "AWS_SECRET_ACCESS_KEY": replicas.credentials["aws_secret_access_key"],
+                    "PYTHONPATH": python_path,
+                },
+                workdir=workdir,
+            ),
+            conflict_table=replicas.config.replication.conflict_table,
+            checkpoint_table=replicas.config.replication.checkpoint_table,
+        )
+
+
+def deployment_target(config: Config) -> Target:
+    """The configured deployment as it is (its consumers run already): the run writes keys
+    under ``georep-chaos/<run id>/`` only, and deletes them at the end."""
+    clients: dict[str, Any] = {}
+    for region in config.regions:
+        clients[region.name] = boto3.client(
+            "dynamodb", region_name=region.name, endpoint_url=region.endpoint_url
+        )
+
+    def stamped(region: str, skew_ms: int) -> StampedTable:
+        return GeorepTable(
+            clients[region], config=config, region=region, clock=skewed_clock(skew_ms)
+        )
+
+    return Target(
+        regions=tuple(config.region_names),
+        table_names={r: config.table_name(r) for r in config.region_names},
+        resolver=config.table.resolver,
+        client=clients.__getitem__,
+        stamped=stamped,
+        key_prefix=f"georep-chaos/{uuid.uuid4().hex[:12]}/",
+        partition_key=config.table.partition_key,
+    )

@@ -1,0 +1,121 @@
+"""service/core/chaos.py: the chaos run's own accounting finds lost writes, divergent keys and
+unexpected values, and does not count a write that lost a conflict or was superseded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.core.chaos import Kind, Lost, Write, final_value, judge
+
+A, B = "eu-west-1", "us-east-1"
+
+
+def _w(
+    id: int,
+    value: str,
+    *,
+    region: str = A,
+    kind: Kind = Kind.STAMPED_PUT,
+    started: float,
+    acked: float | None,
+    read: str | None = None,
+    key: str = "k",
+) -> Write:
+    return Write(id, key, value, region, kind, started, acked, read)
+
+
+def _item(value: str | None, *, deleted: bool = False) -> dict[str, Any]:
+    item: dict[str, Any] = {"pk": {"S": "k"}, "_georep": {"M": {"d": {"BOOL": deleted}}}}
+    if value is not None:
+        item["v"] = {"S": value}
+    return item
+
+
+def _judge(writes: list[Write], final: dict[str, Any] | None) -> Any:
+    regions = {A: {"k": final} if final else {}, B: {"k": final} if final else {}}
+    return judge(writes, regions=regions, final={"k": final_value(final, value_attribute="v")})
+
+
+def test_a_final_value_that_a_later_write_of_its_own_region_replaced_loses_that_write() -> None:
+    """The final value was acknowledged in A before another write in A started: that one is
+    lost (Jepsen's lost write)."""
+    first = _w(0, "a-0", started=0.0, acked=1.0)
+    second = _w(1, "a-1", started=2.0, acked=3.0)
+    verdict = _judge([first, second], _item("a-0"))
+    assert [Lost("k", "a-1", A, Kind.STAMPED_PUT, "happened after the final value a-0")] == list(
+        verdict.lost
+    )
+    assert not verdict.ok
+
+
+def test_a_write_that_lost_a_conflict_to_a_concurrent_one_is_not_lost() -> None:
+    """Two regions write at once: whichever the resolver keeps, the other is not lost."""
+    writes = [_w(0, "a-0", started=0.0, acked=1.0), _w(1, "b-0", region=B, started=0.5, acked=1.5)]
+    for final in ("a-0", "b-0"):
+        assert () == _judge(writes, _item(final)).lost
+
+
+def test_a_write_that_read_the_final_value_in_another_region_and_vanished_is_lost() -> None:
+    """B read A's value, then wrote: the final value A's write is older than B's."""
+    writes = [
+        _w(0, "a-0", started=0.0, acked=1.0),
+        _w(1, "b-0", region=B, kind=Kind.STAMPED_RMW, started=5.0, acked=6.0, read="a-0"),
+    ]
+    assert ["b-0"] == [x.value for x in _judge(writes, _item("a-0")).lost]
+
+
+def test_a_stamped_write_after_a_raw_write_of_its_region_is_not_ordered_after_it() -> None:
+    """An unadopted raw write and a stamped write after it are concurrent (docs/design.md,
+    "Still not claimed"): the raw value may win."""
+    writes = [
+        _w(0, "raw", kind=Kind.RAW_PUT, started=0.0, acked=1.0),
+        _w(1, "stamped", started=2.0, acked=3.0),
+    ]
+    assert () == _judge(writes, _item("raw")).lost
+
+
+def test_raw_writes_of_one_region_are_ordered() -> None:
+    writes = [
+        _w(0, "raw-0", kind=Kind.RAW_PUT, started=0.0, acked=1.0),
+        _w(1, "raw-1", kind=Kind.RAW_RMW, started=2.0, acked=3.0),
+    ]
+    assert ["raw-1"] == [x.value for x in _judge(writes, _item("raw-0")).lost]
+
+
+def test_an_absent_key_loses_the_writes_that_followed_every_delete() -> None:
+    """A tombstone reads as absent; a put after the only delete should have brought the key
+    back."""
+    writes = [
+        _w(0, "a-0", started=0.0, acked=1.0),
+        _w(1, "del", kind=Kind.STAMPED_DELETE, started=2.0, acked=3.0),
+        _w(2, "a-2", started=4.0, acked=5.0),
+    ]
+    assert ["a-2"] == [x.value for x in _judge(writes, _item(None, deleted=True)).lost]
+    assert () == _judge(writes[:2], _item(None, deleted=True)).lost
+
+
+def test_a_write_whose_outcome_is_unknown_is_never_lost() -> None:
+    writes = [_w(0, "a-0", started=0.0, acked=1.0), _w(1, "a-1", started=2.0, acked=None)]
+    assert () == _judge(writes, _item("a-0")).lost
+
+
+def test_regions_that_differ_are_divergent_and_a_value_nobody_wrote_is_unexpected() -> None:
+    writes = [_w(0, "a-0", started=0.0, acked=1.0)]
+    verdict = judge(
+        writes,
+        regions={A: {"k": _item("a-0")}, B: {"k": _item("zzz")}},
+        final={"k": "zzz"},
+    )
+    assert ("k",) == verdict.divergent
+    assert (("k", "zzz"),) == verdict.unexpected
+
+
+def test_a_chain_of_writes_after_the_final_value_are_all_lost() -> None:
+    """The closure is transitive: A's second write followed the final value, and B's write
+    read A's second write."""
+    writes = [
+        _w(0, "a-0", started=0.0, acked=1.0),
+        _w(1, "a-1", started=2.0, acked=3.0),
+        _w(2, "b-0", region=B, kind=Kind.RAW_RMW, started=4.0, acked=5.0, read="a-1"),
+    ]
+    assert ["a-1", "b-0"] == [x.value for x in _judge(writes, _item("a-0")).lost]
