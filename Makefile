@@ -41,14 +41,12 @@ test-deep: $(STAMP)
 
 # A long `georep chaos` run (make test runs a short one, tests/chaos/): writers and faults for
 # CHAOS_DURATION seconds on the embedded backend, with the resolver of CONFIG if it exists. The
-# seed is printed first; `make chaos CHAOS_SEED=N` replays a run's schedule. half_close is left
-# out until the stream reader stops taking a truncated GetRecords answer for a closed shard
-# (tests/chaos/test_fault_proxy.py, a strict xfail).
+# seed is printed first; `make chaos CHAOS_SEED=N` replays a run's schedule.
 CHAOS_DURATION ?= 600
 ifndef CHAOS_SEED
 CHAOS_SEED     := $(shell $(PYTHON) -c 'import random; print(random.randrange(1 << 31))')
 endif
-CHAOS_FAULTS   ?= kill,standby,throttle,error_500,error_503,drop,lost_response,latency,partition,skew
+CHAOS_FAULTS   ?= kill,standby,throttle,error_500,error_503,drop,half_close,lost_response,latency,partition,skew
 chaos: $(STAMP)
 	@echo "georep chaos: seed $(CHAOS_SEED) (replay: make chaos CHAOS_SEED=$(CHAOS_SEED))"
 	$(VENV)/bin/georep chaos -c $(CONFIG) --duration $(CHAOS_DURATION) --writers 2 \

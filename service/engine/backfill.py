@@ -43,7 +43,7 @@ from service.core.stored import Settings
 from service.core.version import META_ATTR, Version, data_of, encode_item
 from service.engine.pipeline import Delivery, InlineExecutor, Replicator
 from service.engine.ratelimit import TokenBucket, write_units
-from service.engine.streams import AWS_ERRORS
+from service.engine.streams import AWS_ERRORS, require
 from service.ports import Table, WriteResult
 
 log = logging.getLogger("georep.backfill")
@@ -424,7 +424,7 @@ class Backfill:
                 page = self._page(segment, position)
             except AWS_ERRORS as error:
                 return result("incomplete", f"segment {segment}: {type(error).__name__}: {error}")
-            items = page.get("Items", [])
+            items = require(page, "Items", operation="Scan")  # a cut answer is no end
             results = list(pool.map(self.item, items))
             page_tally = Tally.of(results)
             tally.add(page_tally)

@@ -40,6 +40,25 @@ log = logging.getLogger("georep.streams")
 
 # What boto3 raises for an AWS call that failed after botocore's own retries.
 AWS_ERRORS = (ClientError, BotoCoreError)
+
+
+class IncompleteResponseError(BotoCoreError):
+    """A 200 answer without a field every answer of its operation has: a truncated or empty
+    body, which botocore parses as ``{}`` when no checksum covers it (found by `georep chaos`:
+    an empty GetRecords answer read as a closed shard finished the shard, which was then never
+    read again). One of AWS_ERRORS, so it is handled like any failed call: retried from the
+    checkpoint after a backoff."""
+
+    fmt = "{operation} answered without {field}: a truncated or empty response"
+
+
+def require(response: Mapping[str, Any], field: str, *, operation: str) -> Any:
+    """``response[field]``, or IncompleteResponseError when the answer lacks it."""
+    if field not in response:
+        raise IncompleteResponseError(operation=operation, field=field)
+    return response[field]
+
+
 EXPIRED = "ExpiredIteratorException"
 TRIMMED = "TrimmedDataAccessException"
 NOT_FOUND = "ResourceNotFoundException"
@@ -164,7 +183,11 @@ class StreamReader:
             kwargs = {"StreamArn": self.stream_arn}
             if start:
                 kwargs["ExclusiveStartShardId"] = start
-            description = self.streams.describe_stream(**kwargs)["StreamDescription"]
+            description = require(
+                self.streams.describe_stream(**kwargs),
+                "StreamDescription",
+                operation="DescribeStream",
+            )
             shards.extend(description.get("Shards", []))
             start = description.get("LastEvaluatedShardId")
             if not start:
@@ -257,7 +280,8 @@ class StreamReader:
         else:
             kwargs["ShardIteratorType"] = "AFTER_SEQUENCE_NUMBER"
             kwargs["SequenceNumber"] = sequence
-        iterator: str = self.streams.get_shard_iterator(**kwargs)["ShardIterator"]
+        answer = self.streams.get_shard_iterator(**kwargs)
+        iterator: str = require(answer, "ShardIterator", operation="GetShardIterator")
         self.iterators[shard_id] = iterator
         return iterator
 
@@ -301,6 +325,9 @@ class StreamReader:
             if code == NOT_FOUND:
                 self._discovered_at = None  # the shard or the stream is gone: list again
             raise
+        if "Records" not in response:  # not even an empty list: the answer was cut short
+            self.iterators.pop(shard_id, None)
+            raise IncompleteResponseError(operation="GetRecords", field="Records")
         following = response.get("NextShardIterator")
         if following:
             self.iterators[shard_id] = following

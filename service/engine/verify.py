@@ -51,6 +51,7 @@ from service.core.verify import (
     plan_repair,
 )
 from service.core.version import encode_item
+from service.engine.streams import require
 from service.errors import GeorepError
 from service.ports import Table
 
@@ -83,7 +84,7 @@ class RegionReader:
         }
         while True:
             page = self.client.scan(**request)
-            yield page.get("Items", [])
+            yield require(page, "Items", operation="Scan")  # a cut answer is no end
             last = page.get("LastEvaluatedKey")
             if not last:
                 return
@@ -103,7 +104,8 @@ class RegionReader:
             delay = 0.05
             while request:
                 response = self.client.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self.table_name, []):
+                answered = require(response, "Responses", operation="BatchGetItem")
+                for item in answered.get(self.table_name, []):
                     found[key_string(self.key_of(item))] = item
                 request = response.get("UnprocessedKeys") or {}
                 if request:  # throttled: DynamoDB asks to back off
