@@ -17,7 +17,6 @@ class Mutant:
     tests: tuple[str, ...]
 
 
-UNIT = "tests/unit"
 WINDOW = (
     "tests/unit/test_window.py",
     "tests/unit/test_pipeline.py",
@@ -26,8 +25,11 @@ WINDOW = (
 CONSUMER = (
     "tests/unit/test_consumer.py",
     "tests/unit/test_streams.py",
+    "tests/unit/test_checkpoints.py",
     "tests/property/test_stream_reader.py",
+    "tests/property/test_consumers.py",
 )
+CHECKPOINTS = (*CONSUMER, "tests/integration/test_checkpoints.py")
 LEASES = (
     "tests/unit/test_leases.py",
     "tests/unit/test_lease_decisions.py",
@@ -193,5 +195,128 @@ MUTANTS: list[Mutant] = [
         "        fast = ExpectAbsent() if stamped else None",
         "        fast = ExpectAbsent()",
         BACKFILL,
+    ),
+    # -- monotonic, owned checkpoints (service/core/checkpoints.py and its stores) -------------
+    Mutant(
+        "checkpoints-a-finished-shard-reopens",
+        "service/core/checkpoints.py",
+        "    if stored.finished:\n        return False",
+        "    if stored.finished:\n        return True",
+        CHECKPOINTS,
+    ),
+    Mutant(
+        "checkpoints-compared-as-strings",
+        "service/core/checkpoints.py",
+        "return position(new.sequence) > position(stored.sequence)",
+        "return new.sequence > stored.sequence",
+        CHECKPOINTS,
+    ),
+    Mutant(
+        "checkpoints-a-save-may-stay-in-place",
+        "service/core/checkpoints.py",
+        "return position(new.sequence) > position(stored.sequence)",
+        "return position(new.sequence) >= position(stored.sequence) - 1",
+        CHECKPOINTS,
+    ),
+    Mutant(
+        "checkpoints-discovery-resets",
+        "service/core/checkpoints.py",
+        "    if new.sequence is None:\n        return False",
+        "    if new.sequence is None:\n        return True",
+        CHECKPOINTS,
+    ),
+    Mutant(
+        "checkpoints-dynamo-condition-forgets-forward",
+        "service/adapters/checkpoints.py",
+        'forward = "(attribute_not_exists(#p) OR #p < :p)"',
+        'forward = "(attribute_not_exists(#p) OR #p <> :p)"',
+        CHECKPOINTS,
+    ),
+    Mutant(
+        "checkpoints-dynamo-finished-reopens",
+        "service/adapters/checkpoints.py",
+        '        unfinished = "#f <> :done"',
+        '        unfinished = "#f <> :done OR #f = :done"',
+        CHECKPOINTS,
+    ),
+    # -- the stream reader ----------------------------------------------------------------------
+    Mutant(
+        "reader-discovery-keeps-its-own-empty-state",
+        "service/engine/streams.py",
+        "                    state = self.checkpoints.load().get(shard_id, state)",
+        "                    pass",
+        CONSUMER,
+    ),
+    Mutant(
+        "reader-lease-taken-without-reloading",
+        "service/engine/streams.py",
+        "            if shard_id in stored:\n                self._take(shard_id, stored[shard_id])",
+        "            if False:\n                self._take(shard_id, stored[shard_id])",
+        CONSUMER,
+    ),
+    Mutant(
+        "reader-lost-iterator-resumes-at-checkpoint",
+        "service/engine/streams.py",
+        "sequence = self._handed.get(shard_id) or self.state[shard_id].sequence",
+        "sequence = self.state[shard_id].sequence",
+        CONSUMER,
+    ),
+    Mutant(
+        "reader-retention-margin-sign",
+        "service/engine/streams.py",
+        "if age >= self.retention - self.margin:",
+        "if age >= self.retention + self.margin:",
+        CONSUMER,
+    ),
+    Mutant(
+        "reader-truncated-answer-closes-the-shard",
+        "service/engine/streams.py",
+        '        if "Records" not in response:  # not even an empty list: the answer was cut short',
+        "        if False:  # not even an empty list: the answer was cut short",
+        ("tests/chaos/test_fault_proxy.py",),
+    ),
+    # -- the consumer loop ----------------------------------------------------------------------
+    Mutant(
+        "consumer-window-bound-off-by-one",
+        "service/engine/consumer.py",
+        "or records + self.batch_size > self.window_records",
+        "or records > self.window_records",
+        (*CONSUMER, "tests/unit/test_window.py"),
+    ),
+    Mutant(
+        "consumer-lost-lease-still-checkpoints",
+        "service/engine/consumer.py",
+        "            if flow.lost or (self.leases is not None and not self.leases.holds(shard_id)):",
+        "            if False:",
+        CONSUMER,
+    ),
+    Mutant(
+        "consumer-finishes-a-shard-with-records-in-flight",
+        "service/engine/consumer.py",
+        "            finished = flow.closed and drained and flow.failed is None",
+        "            finished = flow.closed and flow.failed is None",
+        CONSUMER,
+    ),
+    Mutant(
+        "consumer-checkpoints-what-is-read-not-applied",
+        "service/engine/consumer.py",
+        "            safe = flow.tracker.safe_position()",
+        "            safe = flow.tracker.read_position",
+        CONSUMER,
+    ),
+    # -- the lease keeper -----------------------------------------------------------------------
+    Mutant(
+        "keeper-draining-still-takes",
+        "service/engine/leases.py",
+        "                take=(),\n                want=0,",
+        "                want=plan.want,",
+        LEASES,
+    ),
+    Mutant(
+        "keeper-forgets-what-it-took",
+        "service/engine/leases.py",
+        "        self.last_taken = frozenset(got)",
+        "        self.last_taken = frozenset()",
+        (*LEASES, *CONSUMER),
     ),
 ]
