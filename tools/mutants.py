@@ -23,6 +23,7 @@ WINDOW = (
     "tests/property/test_convergence.py",
 )
 CONSUMER = (
+    "tests/unit/test_checkpoint_tracker.py",
     "tests/unit/test_consumer.py",
     "tests/unit/test_streams.py",
     "tests/unit/test_checkpoints.py",
