@@ -9,7 +9,8 @@ A run, on the embedded backend:
    while the schedule drawn from ``seed`` (:func:`schedule`) kills and restarts consumers,
    throttles, fails, drops, truncates and delays requests, and partitions regions;
 3. the faults end, every dead consumer is started again, and the run waits until every region
-   holds the same items and they stay unchanged for ``settle`` seconds (or ``converge_timeout``);
+   holds the same items and they stay unchanged for ``settle`` seconds (divergent: they differ
+   and nothing changed for ``converge_timeout`` seconds);
 4. the verdict of :func:`service.core.chaos.judge`, over plain consistent Scans.
 
 Against a deployment that georep runs already (``target.embedded`` None), only step 2's writers
@@ -64,7 +65,7 @@ class Plan:
     seed: int = 0
     rate: float = 4.0
     settle: float = 3.0
-    converge_timeout: float = 180.0
+    converge_timeout: float = 120.0
     skew_ms: int = 3000
 
 
@@ -414,25 +415,29 @@ def _quiesce(
     target: Target, plan: Plan, say: _Progress
 ) -> tuple[dict[str, dict[str, dict[str, Any]]], float | None]:
     """Scan every region until all hold the same items, unchanged for ``plan.settle`` seconds;
-    returns the last scans and when they first agreed (None: not within the timeout)."""
-    deadline = time.monotonic() + plan.converge_timeout
+    returns the last scans and when they first agreed (None: they still differed after
+    ``plan.converge_timeout`` seconds in which no region changed).
+
+    NOTE: the timeout counts from the last change, not from the start: a loaded machine drains
+    a long run's backlog slowly, and slowness is not divergence. Regions that differ and stay
+    unchanged with every consumer running and no fault left are stuck."""
+    last_change = time.monotonic()
     agreed_at: float | None = None
-    previous: dict[str, dict[str, Any]] | None = None
+    previous: dict[str, dict[str, dict[str, Any]]] | None = None
     while True:
         snapshot = {r: scan(target, r) for r in target.regions}
         first = snapshot[target.regions[0]]
         same = all(items == first for items in snapshot.values())
         now = time.monotonic()
-        if same and first == previous:
+        if snapshot != previous:
+            last_change = now
+            agreed_at = now if same else None
+        elif same:
             assert agreed_at is not None
             if now - agreed_at >= plan.settle:
                 return snapshot, agreed_at
-        elif same:
-            agreed_at = now
-        else:
-            agreed_at = None
-        previous = first if same else None
-        if now > deadline:
+        previous = snapshot
+        if now - last_change > plan.converge_timeout:
             return snapshot, None
         differ = sum(
             1

@@ -76,7 +76,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="write to the configured deployment (its consumers running) instead of the "
         "embedded backend",
     )
-    parser.add_argument("--converge-timeout", type=float, default=180.0, metavar="S")
+    parser.add_argument(
+        "--converge-timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="regions that still differ after S seconds without any change are divergent "
+        "(default 120)",
+    )
     add_json(parser)
 
 
