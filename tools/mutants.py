@@ -241,6 +241,11 @@ MUTANTS: list[Mutant] = [
         CHECKPOINTS,
     ),
     # -- the stream reader ----------------------------------------------------------------------
+    # Equivalent, argued: a discovery save is refused only when another consumer saved the
+    # shard between this reader's load and its listing, i.e. this one does not hold the
+    # lease; taking the lease later always restarts the shard from the stored checkpoint
+    # (refresh, killed above as reader-lease-taken-without-reloading), so the empty state
+    # kept here is never read from. Without leases there is no other saver.
     Mutant(
         "reader-discovery-keeps-its-own-empty-state",
         "service/engine/streams.py",
