@@ -30,14 +30,16 @@ test: lint typecheck
 	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q
 
 # A fresh random seed each run, printed first; replay a failing run with `make test-deep SEED=n`
-# (MACHINES=path narrows it, e.g. MACHINES=tests/property/test_rules_convergence.py).
+# (MACHINES=path narrows it, e.g. MACHINES=tests/property/test_rules_convergence.py;
+# DEEP_PROFILE=deep-triage replays it in seconds, without shrinking a long schedule).
+DEEP_PROFILE ?= deep
 ifeq ($(SEED),)
 SEED := $(shell $(PYTHON) -c 'import secrets; print(secrets.randbelow(2**32))')
 endif
 MACHINES ?= tests/property
 test-deep: $(STAMP)
 	@echo "test-deep: SEED=$(SEED) (replay: make test-deep SEED=$(SEED))"
-	HYPOTHESIS_PROFILE=deep $(PY) -m pytest -q --hypothesis-seed=$(SEED) $(MACHINES)
+	HYPOTHESIS_PROFILE=$(DEEP_PROFILE) $(PY) -m pytest -q --hypothesis-seed=$(SEED) $(MACHINES)
 
 # A long `georep chaos` run (make test runs a short one, tests/chaos/): writers and faults for
 # CHAOS_DURATION seconds on the embedded backend, with the resolver of CONFIG if it exists. The

@@ -1,5 +1,6 @@
 """Hypothesis profiles: ``ci`` (derandomized, in make test), ``deep`` (make test-deep),
-``triage`` (ci without shrinking) and ``dev`` (the default)."""
+``triage`` (ci without shrinking), ``deep-triage`` (deep without shrinking) and ``dev`` (the
+default)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,13 @@ settings.register_profile(
 )
 settings.register_profile(
     "dev", max_examples=50, stateful_step_count=30, deadline=None, print_blob=True
+)
+# The deep profile without shrinking: a failing seed of `make test-deep` replayed in seconds
+# (shrinking a 50-step schedule of the rule machines took more than 35 minutes).
+settings.register_profile(
+    "deep-triage",
+    parent=settings.get_profile("deep"),
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.explain],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
