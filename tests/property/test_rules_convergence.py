@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from hypothesis import settings
 
 from resolvers import UserRule, field_rules, maximum, pn_add, pn_counter, union
 from tests.property import example_rules
@@ -61,4 +62,9 @@ class UnionRuleMachine(ReplicationMachine):
 
 
 TestFieldRulesConverge = FieldRulesMachine.TestCase
+# NOTE: the slowest machine of make test (87 s for the ci profile's 200 schedules on 2 cores,
+# half the property suite); 100 there keep make test under its 12 minutes, and make test-deep
+# runs 5,000 (where the open field-stamp divergence of docs/design.md was found).
+if settings().max_examples == 200:
+    TestFieldRulesConverge.settings = settings(settings(), max_examples=100)
 TestUnionRuleConverges = UnionRuleMachine.TestCase
