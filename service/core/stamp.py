@@ -160,6 +160,11 @@ def stamp(
             base, base_data, visible = v.meta, v.data, True
         case Raw(data=raw, copied=copied):
             base, base_data = copied, raw
+            # The raw write's adoption is timed by its record (whole seconds, plus its sequence
+            # number in the logical bits): this write, made after it, starts in the next
+            # millisecond so it is the later of the two wherever clocks agree
+            # (test_a_stamped_write_over_a_raw_write_is_the_later_in_one_millisecond).
+            now_hlc = max(now_hlc, hlc_.pack(hlc_.wall_ms(now_hlc) + 1))
     keeps = settings.resolver.keeps_deleted_data
     if data is None:
         live_base = isinstance(current, Raw) or (base is not None and not base.deleted)
@@ -218,7 +223,11 @@ def succeeding(
         # a deletion, the adopted data itself (a tombstone keeps the data it deletes).
         fields = meta.fields
         if replaced is not None:
-            resolution = settings.resolver.resolve(adopted, replaced)
+            # ``replaced`` was written after the raw write, over it: the resolver sees it as
+            # the later write (test_a_successor_keeps_what_replaced_the_raw_write_...).
+            resolution = settings.resolver.resolve(
+                adopted, written_later(replaced, adopted, settings=settings)
+            )
             data = {**resolution.data, **settings.keys_of(replaced.data)}
             fields = resolution.fields
         else:
@@ -236,6 +245,27 @@ def succeeding(
         adopted=False,
         settings=settings,
     )
+
+
+def written_later(later: Version, earlier: Version, *, settings: Settings) -> Version:
+    """``later`` as the resolver must see it when it was written after ``earlier``, having
+    read it: its clock, and the stamp of every attribute either holds (a removal included),
+    above all of ``earlier``'s, so last-writer rules, per attribute or whole, pick ``later``.
+    Its own stamps are kept where they are higher still (an inflation of both sides)."""
+    stamps = earlier.meta.field_map()
+    top = max([earlier.meta.hlc, *(hlc for hlc, _ in stamps.values())]) + 1
+    meta = replace(later.meta, hlc=max(later.meta.hlc, top))
+    if settings.resolver.field_stamps:
+        own = later.meta.field_map()
+        # An attribute held without a stamp was set by the whole write (resolvers/fields.py).
+        implicit = (later.meta.hlc, later.meta.origin)
+        own.update({name: implicit for name in later.data if name not in own})
+        floor = (top, later.meta.origin)
+        names = set(later.data).union(earlier.data, own, stamps) - set(settings.key_attributes)
+        meta = replace(
+            meta, fields=tuple(sorted((name, max(own.get(name, floor), floor)) for name in names))
+        )
+    return Version(data=later.data, meta=meta)
 
 
 def beside_raw(incoming: Version, raw: Raw, *, settings: Settings) -> Version:
@@ -360,5 +390,22 @@ def join_meta(a: Meta | None, b: Meta | None) -> Meta | None:
         # NOTE: the larger count, so the successor's count exceeds both predecessors' (the
         # version-counter resolver relies on it; test_a_copy_of_a_version_with_more_updates_...)
         count=max(a.count, b.count),
-        fields=a.fields,
+        fields=_join_fields(a.fields, b.fields),
     )
+
+
+def _join_fields(
+    a: tuple[tuple[str, FieldStamp], ...] | None, b: tuple[tuple[str, FieldStamp], ...] | None
+) -> tuple[tuple[str, FieldStamp], ...] | None:
+    """Each attribute's later stamp of the two: a version built on a join succeeds both, so
+    under field rules its stamps must be an inflation of both sides' (a stamp taken from one
+    side alone can sit below the other's for the same version vector, and two regions then
+    store one vector with two sets of stamps: the field-rules machine found it, deep run
+    seed 1669169229)."""
+    if a is None or b is None:
+        return a if b is None else b
+    joined = dict(a)
+    for name, stamp_ in b:
+        if name not in joined or stamp_ > joined[name]:
+            joined[name] = stamp_
+    return tuple(sorted(joined.items()))

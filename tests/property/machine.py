@@ -144,6 +144,7 @@ class ReplicationMachine(RuleBasedStateMachine):
             table.before_write = lambda key, region=region: self._before_write(region, key)
         self.versions: dict[str, list[Version]] = defaultdict(list)
         self.seen: dict[tuple[str, str], Version] = {}
+        self.by_vector: dict[tuple[str, Any], tuple[str, Any, Meta]] = {}
         self.forwarders: dict[str, set[str]] = defaultdict(set)
         self.serial = 0
         # (region, sequence number) of every record an application's raw write made: the only
@@ -496,6 +497,20 @@ class ReplicationMachine(RuleBasedStateMachine):
                         f"{(region, key)} moved back from {before.meta} to {stored.version.meta}"
                     )
                 self.seen[(region, key)] = stored.version
+                self._one_version_per_vector(region, key, stored.version)
+
+    def _one_version_per_vector(self, region: str, key: str, version: Version) -> None:
+        """A version vector names one version: two stored versions with the same vector hold
+        the same data, field stamps and deletion (else `decide` sees them equal and neither
+        region replaces its copy: they never converge)."""
+        meta = version.meta
+        identity = (key, meta.vv)
+        content = (meta.digest, meta.fields, meta.deleted)
+        first = self.by_vector.setdefault(identity, (region, content, meta))
+        assert first[1] == content, (
+            f"{key}: one version vector, two versions: {first[0]} stored {first[2]}, "
+            f"{region} stores {meta}"
+        )
 
     # -- quiescence --------------------------------------------------------------------------
 
@@ -509,6 +524,7 @@ class ReplicationMachine(RuleBasedStateMachine):
                 waiting = [p for lane in self.inflight[region].values() for p in lane]
                 self.deliver_batch(region, sorted(waiting, key=lambda p: p[0]))
                 progressed = True
+            self.metadata_is_valid_and_never_moves_backwards()
             if not progressed:
                 return
         raise AssertionError("replication did not quiesce")

@@ -10,12 +10,12 @@ import ulid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resolvers import LastWriterWins
+from resolvers import LastWriterWins, field_rules, maximum, union
 from service.core import hlc
 from service.core.adopt import Adopt, Drop, Forward, translate
 from service.core.apply import Skip, Write, decide
 from service.core.records import parse_record
-from service.core.stamp import stamp
+from service.core.stamp import join_meta, stamp, succeeding
 from service.core.stored import Absent, Settings, Stamped, read_item
 from service.core.values import digest, same_value
 from service.core.version import (
@@ -23,6 +23,7 @@ from service.core.version import (
     TTL_ATTR,
     Meta,
     Order,
+    Version,
     VersionVector,
     adoption_actor,
     compare,
@@ -449,3 +450,98 @@ def test_a_stamped_write_over_an_adopted_version_never_continues_the_adoption_ac
     stamped = _stamped({"pk": {"S": "k"}, "a": {"S": "2"}}, at=T0 + 5, current=current)
     assert not is_adoption_actor(stamped.meta.actor)
     assert Order.AFTER == compare(stamped.meta, adopted.version.meta)
+
+
+# -- successors under field rules ------------------------------------------------------------
+
+FIELD_SETTINGS = Settings(
+    regions=REGIONS,
+    key_attributes=("pk",),
+    resolver=field_rules(tags=union(), score=maximum()),
+    horizon_ms=60_000,
+)
+NAMES = ("val", "tags", "score")
+
+
+def _effective_stamp(version: Version, name: str) -> tuple[int, str] | None:
+    """The stamp an attribute carries, read the way docs/metadata.md defines it: its own
+    entry in ``_georep.f``, else (for an attribute it holds) its version's clock and origin."""
+    own = dict(version.meta.fields or ())
+    if name in own:
+        return own[name]
+    if name in version.data:
+        return (version.meta.hlc, version.meta.origin)
+    return None
+
+
+@st.composite
+def field_versions(draw: st.DrawFn, *, region: str, actor: str) -> Version:
+    names = draw(st.sets(st.sampled_from(NAMES)))
+    data: dict[str, Any] = {"pk": {"S": "k"}}
+    for name in names:
+        if name == "tags":
+            data[name] = {"SS": sorted(draw(st.sets(st.sampled_from("abc"), min_size=1)))}
+        elif name == "score":
+            data[name] = {"N": str(draw(st.integers(0, 9)))}
+        else:
+            data[name] = {"S": draw(st.sampled_from(["x", "y"]))}
+    hlc_ = draw(st.integers(1, 2**40))
+    stamped = draw(st.sets(st.sampled_from(NAMES)))
+    fields = draw(
+        st.none()
+        | st.just(tuple(sorted((n, (draw(st.integers(1, hlc_ + 1)), region)) for n in stamped)))
+    )
+    meta = Meta(
+        vv=VersionVector.of({actor: hlc_}),
+        actor=actor,
+        write_id=str(ulid.from_int(draw(st.integers(0, 2**128 - 1)))),
+        hlc=hlc_,
+        digest=digest(data),
+        count=1,
+        deleted=draw(st.booleans()),
+        adopted=draw(st.booleans()),
+        fields=fields,
+    )
+    return Version(data=data, meta=meta)
+
+
+@given(
+    field_versions(region="eu-west-1", actor="eu-west-1~A1"),
+    field_versions(region="us-east-1", actor="us-east-1~B2"),
+)
+def test_a_join_of_two_bases_keeps_each_attributes_later_stamp(a: Version, b: Version) -> None:
+    """A version built on a join succeeds both sides, so its stamps inflate both (the
+    field-rules machine found a join that kept one side's stamps: one vector, two versions)."""
+    joined = join_meta(a.meta, b.meta)
+    assert joined is not None
+    own = dict(joined.fields or ())
+    for side in (a, b):
+        for name, stamp_ in side.meta.fields or ():
+            assert own[name] >= stamp_
+
+
+@given(
+    field_versions(region="eu-west-1", actor="eu-west-1~AD0PT10N"),
+    field_versions(region="eu-west-1", actor="eu-west-1~ST4MPED0"),
+)
+def test_a_successor_under_field_rules_inflates_both_versions_it_succeeds(
+    adopted: Version, replaced: Version
+) -> None:
+    """What replaced a raw write before its adoption arrived, and the adoption, are both
+    succeeded by `succeeding`: every attribute's stamp in the successor is at least each
+    input's (else regions that merge the two themselves keep higher stamps under the same
+    vector), and what replaced the raw write wins every last-writer attribute (it was written
+    after it: test_a_stamped_write_over_a_raw_write_is_the_later_in_one_millisecond)."""
+    successor = succeeding(adopted, replaced, settings=FIELD_SETTINGS)
+    assert compare(successor.meta, adopted.meta) is Order.AFTER
+    assert compare(successor.meta, replaced.meta) is Order.AFTER
+    for name in NAMES:
+        mine = _effective_stamp(successor, name)
+        for side in (adopted, replaced):
+            theirs = _effective_stamp(side, name)
+            if theirs is not None:
+                assert mine is not None and mine >= theirs, (name, side.meta, successor.meta)
+    if "val" in replaced.data:
+        assert successor.data["val"] == replaced.data["val"]
+    else:
+        assert "val" not in successor.data

@@ -612,3 +612,81 @@ def test_a_replicated_delete_over_a_raw_write_then_a_local_write_converge() -> N
     m.deliver_batch("r2", list(m.inflight["r2"]["k1"]))  # T2 over the raw item at r0
     m.do_sdk_put("r0", "k1")  # the same dot as T0
     m.teardown()
+
+
+@pytest.mark.parametrize("resolver", MERGE_RULES, ids=lambda r: r.name)
+@pytest.mark.parametrize("copy_meta", [False, True])
+def test_a_stamped_write_over_a_raw_write_is_the_later_in_one_millisecond(
+    resolver: Resolver, copy_meta: bool
+) -> None:
+    """Found by a deep run of the union-rule machine (seed 1669169229): a raw write, then
+    stamped writes over it in the same region within one millisecond, and the raw write's
+    value came back everywhere. Its adoption is timed by its record (whole seconds, its
+    sequence number in the logical bits), so it was the later of the two by the clock, and
+    when it met the stamped writes in its own region the successor took its value. Fix: a
+    stamped write over a raw item starts in the next millisecond (`stamp`), and the
+    successor sees what replaced the raw write as written after it (`written_later`)."""
+
+    class Machine(ReplicationMachine):
+        pass
+
+    Machine.resolver = resolver
+    m = Machine()
+    m.setup(n=2, nkeys=2, skews=[0] * 5)
+    m.do_sdk_put("r0", "k0")
+    for _ in range(20):  # the raw write's record gets a sequence number above its clock's
+        m.do_raw_put("r0", "k1")
+    m.drain()
+    m.do_raw_put("r0", "k0", copy_meta=copy_meta)
+    for _ in range(3):
+        m.do_sdk_put("r0", "k0")
+    last = m.tables["r0"].get({"pk": {"S": "k0"}})
+    assert last is not None
+    m.drain()
+    assert final_value(m, "k0") == last["val"]["S"]
+    m.teardown()
+
+
+def test_a_join_of_two_bases_keeps_each_attributes_later_stamp() -> None:
+    """Found by a deep run of the field-rules machine (seed 1669169229): a raw put, a raw
+    delete and a blind raw put in one region, their adoptions kept beside the raw item as
+    it changed, then adopted in turn. An adoption's base joined the old and new images'
+    metadata but kept the old one's field stamps, below those of a version its vector
+    claimed; two regions then merged one vector with two sets of stamps and never
+    converged (same data, different ``_georep.f``). Fix: a join takes each attribute's
+    later stamp (`join_meta`). The machine now checks that a vector names one version."""
+    from tests.property.test_rules_convergence import FieldRulesMachine
+
+    m = FieldRulesMachine()
+    m.setup(n=2, nkeys=2, skews=[0] * 5)
+    m.do_raw_put("r1", "k1")
+    m.do_raw_delete("r1", "k1")
+    for _ in range(4):  # the blind put's adoption is timed above the delete's by more than 1
+        m.do_raw_put("r1", "k0")
+    m.do_raw_put("r1", "k1")
+    for _ in range(3):
+        m._poll("r1", limit=20)
+        for pending in list(m.inflight["r1"]["k1"]):
+            m.deliver_batch("r1", [pending])
+    m.teardown()
+
+
+def test_a_successor_claims_each_attributes_stamp_of_a_write_without_field_stamps() -> None:
+    """Found by the field-rules machine while fixing the previous two: a stamped delete over a
+    raw item has no field stamps (every attribute counts as set by the whole write, at its
+    clock), and the successor built when the raw write's adoption met it took its stamps
+    from the adoption alone, below the delete's clock; regions that merged the two versions
+    themselves kept the higher stamps, under one vector. Fix: `written_later` counts an
+    attribute held without a stamp at its version's clock."""
+    from tests.property.test_rules_convergence import FieldRulesMachine
+
+    m = FieldRulesMachine()
+    m.setup(n=3, nkeys=2, skews=[900, 0, -1, 0, 0])
+    m.do_raw_put("r1", "k1")
+    m.do_sdk_delete("r1", "k1")
+    m.do_raw_put("r0", "k1")
+    m.do_sdk_delete("r0", "k1")
+    for region in ("r1", "r0"):
+        m._poll(region, limit=5)
+        m.deliver_batch(region, list(m.inflight[region]["k1"]))
+    m.teardown()
