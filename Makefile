@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-deep chaos lint typecheck bench bench-memory bench-replication package clean
+.PHONY: install demo test test-deep chaos chaos-teeth lint typecheck bench bench-memory bench-replication package clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,12 @@ chaos: $(STAMP)
 	@echo "georep chaos: seed $(CHAOS_SEED) (replay: make chaos CHAOS_SEED=$(CHAOS_SEED))"
 	$(VENV)/bin/georep chaos -c $(CONFIG) --duration $(CHAOS_DURATION) --writers 2 \
 		--faults $(CHAOS_FAULTS) --seed $(CHAOS_SEED)
+
+# Teeth for every fault kind (tools/chaos_teeth.py): each break of the code that handles a fault
+# applied alone to a scratch copy, and the 30 s `georep chaos` run that should catch it; about
+# 2 minutes a break. The table is printed, the runs kept in bench/results/chaos-teeth-*.json.
+chaos-teeth: $(STAMP)
+	$(PY) tools/chaos_teeth.py
 
 # bench/wan.py: replication across 0/40/100 ms of inter-region latency, about 6 minutes;
 # results in bench/results/ (see docs/decisions.md).

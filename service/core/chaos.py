@@ -21,6 +21,19 @@ the final state does not hold it although it causally precedes nothing that is t
 value's write happened before it (a present final), or every delete of the key happened before
 it (an absent final). A write concurrent with the final one lost a conflict under the resolver,
 which is allowed. A final value that no write wrote is **unexpected**.
+
+**Under merge rules** no write is "the final one": values are combined. There every put adds
+an element of its own (its unique value) to a set attribute, writing the set it read plus that
+element, and some read-modify-writes drop one element they read. The claim, per region: every
+element an acknowledged write added is in the final item (a tombstone's kept data counts:
+under merge rules a delete hides an item and keeps what it deleted, docs/design.md "Deletes
+under merge rules"), unless a write that read it wrote a set without it. Such a write follows
+the element's write (it read the element, which reached its region through georep or was
+written there), so this is "unless a causally later write removed it"; a write whose outcome is
+unknown may have removed what it dropped, so it excuses the element too. Not claimed: that a
+concurrent write still holding a dropped element brings it back (an observed-remove promise
+georep does not make). A missing element is reported as a lost write (key, element, the
+adding write's region).
 """
 
 from __future__ import annotations
@@ -63,6 +76,23 @@ class Write:
     started: float
     acked: float | None
     read: str | None = None
+    # Under merge rules (module docstring): the set attribute's elements as its writer read
+    # them, and the set it wrote (None: the write does not write the set, e.g. a delete).
+    set_read: frozenset[str] = frozenset()
+    set_written: frozenset[str] | None = None
+
+    @property
+    def added(self) -> str | None:
+        """The element this write added to the set: its own value, if it wrote it."""
+        written = self.set_written
+        return self.value if written is not None and self.value in written else None
+
+    @property
+    def dropped(self) -> frozenset[str]:
+        """The elements this write read and did not write back (removed, if it happened)."""
+        if self.set_written is None:
+            return frozenset()
+        return self.set_read - self.set_written
 
 
 @dataclass(frozen=True)
@@ -84,6 +114,10 @@ class Verdict:
     judged_keys: int
     final_present: int
     final_absent: int
+    # Under merge rules: the elements checked (one per acknowledged put) and how many of them
+    # a later write dropped on purpose (excused).
+    elements_judged: int = 0
+    elements_dropped: int = 0
 
     @property
     def ok(self) -> bool:
@@ -131,11 +165,14 @@ def judge(
     regions: Mapping[str, Mapping[str, Any]],
     final: Mapping[str, Final],
     judge_lost: bool = True,
+    set_attribute: str | None = None,
 ) -> Verdict:
     """The verdict over ``writes``, given each region's items (key -> the item as read, for
     divergence: compared whole, so byte for byte) and the final state of each key (what the
-    first region holds, as :func:`final_value` reads it). ``judge_lost`` False: only divergence
-    and unexpected values (merge rules combine values, so no single write is final)."""
+    first region holds, as :func:`final_value` reads it). ``judge_lost`` False: no write's
+    value is judged lost (merge rules combine values, so no single write is final); then
+    ``set_attribute`` names the set whose elements are judged instead (module docstring)."""
+    writes = list(writes)
     keys: dict[str, _Key] = defaultdict(_Key)
     for w in writes:
         keys[w.key].writes.append(w)
@@ -174,6 +211,10 @@ def judge(
         for w in history.writes:
             if w.id in later and w.acked is not None and (value is not None or not w.kind.deletes):
                 lost.append(Lost(key, w.value, w.region, w.kind, because))
+    judged = dropped = 0
+    if set_attribute is not None:
+        judged, dropped, missing = _judge_elements(writes, regions, set_attribute)
+        lost.extend(missing)
     return Verdict(
         divergent=divergent,
         lost=tuple(lost),
@@ -181,7 +222,58 @@ def judge(
         judged_keys=len(all_keys),
         final_present=present,
         final_absent=absent,
+        elements_judged=judged,
+        elements_dropped=dropped,
     )
+
+
+def _judge_elements(
+    writes: Sequence[Write], regions: Mapping[str, Mapping[str, Any]], attribute: str
+) -> tuple[int, int, list[Lost]]:
+    """(elements judged, of which dropped on purpose, the missing ones): module docstring."""
+    dropped: dict[str, set[str]] = defaultdict(set)
+    for w in writes:
+        dropped[w.key] |= w.dropped
+    judged = excused = 0
+    lost: list[Lost] = []
+    for w in writes:
+        element = w.added
+        if element is None or w.acked is None:
+            continue
+        judged += 1
+        if element in dropped[w.key]:
+            excused += 1
+            continue
+        missing = [
+            r
+            for r, items in regions.items()
+            if element not in set_value(items.get(w.key), attribute=attribute)
+        ]
+        if missing:
+            because = f"element missing in {', '.join(missing)}; no write that read it dropped it"
+            lost.append(Lost(w.key, element, w.region, w.kind, because))
+    return judged, excused, lost
+
+
+def differing(items: Sequence[Mapping[str, Any] | None]) -> list[str]:
+    """The attributes whose values differ between ``items`` (one key's item in each region),
+    georep's ``_georep`` map one level down (``_georep.f``: only the field stamps differ), for a
+    divergent key's report line; ``(absent)`` when the item is absent in some region only."""
+    present = [item for item in items if item is not None]
+    if len(present) != len(items):
+        return ["(absent)"] if present else []
+    names = sorted(set().union(*(set(item) for item in present)))
+    out: list[str] = []
+    for name in names:
+        values = [item.get(name) for item in present]
+        if all(v == values[0] for v in values):
+            continue
+        maps = [v.get("M") if isinstance(v, Mapping) else None for v in values]
+        if name == "_georep" and all(isinstance(m, Mapping) for m in maps):
+            out += [f"{name}.{sub}" for sub in differing(maps)]
+        else:
+            out.append(name)
+    return out
 
 
 def final_value(item: Mapping[str, Any] | None, *, value_attribute: str) -> Final:
@@ -190,6 +282,14 @@ def final_value(item: Mapping[str, Any] | None, *, value_attribute: str) -> Fina
         return None
     found = item.get(value_attribute, {}).get("S")
     return str(found) if found is not None else None
+
+
+def set_value(item: Mapping[str, Any] | None, *, attribute: str) -> frozenset[str]:
+    """The string set ``attribute`` of ``item`` as stored, a tombstone's included (under merge
+    rules it keeps the data it deleted); empty when absent."""
+    if item is None:
+        return frozenset()
+    return frozenset(item.get(attribute, {}).get("SS", ()))
 
 
 def is_tombstone(item: Mapping[str, Any]) -> bool:

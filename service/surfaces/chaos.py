@@ -9,6 +9,7 @@ set on the moto server.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -32,13 +33,18 @@ def skewed_clock(skew_ms: int) -> Clock:
     return Clock(now_ms=lambda: int(time.time() * 1000) + skew_ms)
 
 
+def _toml(value: object) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else json.dumps(str(value))
+
+
 def _table_lines(config: Config | None) -> str:
     if config is None:
         return 'resolver = "lww"'
     table = config.table
     lines = [f'resolver = "{table.resolver}"']
     if table.resolver_options:
-        options = ", ".join(f'{k} = "{v}"' for k, v in table.resolver_options.items())
+        # NOTE: TOML spelling: a rule's ``unsafe = true`` is a boolean, not the string "True".
+        options = ", ".join(f"{k} = {_toml(v)}" for k, v in table.resolver_options.items())
         lines.append(f"resolver_options = {{ {options} }}")
     return "\n".join(lines)
 

@@ -18,6 +18,15 @@ items. So a read-modify-write through boto3 works::
     item = client.get_item(TableName="orders", Key={"pk": {"S": "user#1"}})["Item"]
     item["name"] = {"S": "Ada L."}
     table.put(item)   # a stamped version that succeeds the one read
+
+:meth:`put` succeeds whatever the table holds when it writes, which may be newer than what the
+application read. A read-modify-write that must succeed exactly what it read (under merge
+rules a write must be an inflation of what it replaced: docs/design.md, "Deletes under merge
+rules") uses :meth:`put_if_unchanged`, which writes nothing and returns None if the item
+changed since::
+
+    while (version := table.put_if_unchanged(changed(item), read=item)) is None:
+        item = client.get_item(TableName="orders", Key=key, ConsistentRead=True).get("Item")
 """
 
 from __future__ import annotations
@@ -119,29 +128,52 @@ class GeorepTable:
         assert version is not None
         return version
 
+    def put_if_unchanged(
+        self, item: Mapping[str, Any], *, read: Mapping[str, Any] | None
+    ) -> Version | None:
+        """Write ``item`` as a new version succeeding exactly ``read`` (the item as the
+        application read it with plain boto3; None: it was absent), or write nothing and return
+        None if the item changed since: read again and retry.
+
+        "Changed" is judged as georep's own writes are, on ``_georep`` alone (docs/design.md):
+        a raw write that copied ``_georep`` back is not noticed, and is adopted and merged."""
+        data = application_data(item, settings=self.settings)
+        current = dict(read) if read is not None else None
+        written, version, _ = self._attempt(self.settings.keys_of(data), data, current)
+        return version if written else None
+
     def delete(self, key: Mapping[str, Any]) -> Version | None:
         return self._write(dict(key), None)
 
     def _write(self, key: dict[str, Any], data: dict[str, Any] | None) -> Version | None:
         current_item = self.table.get(key)
         for _ in range(50):
-            current = read_item(current_item, settings=self.settings)
-            meta = getattr(getattr(current, "version", None), "meta", None)
-            if meta is not None:
-                self.clock.observe(meta.hlc)
-            version = stamp(
-                current,
-                data,
-                region=self.region,
-                now_hlc=self.clock.tick(),
-                write_id=str(ulid.new()),
-                settings=self.settings,
-            )
-            if version is None:
-                return None
-            item = encode_item(version, horizon_ms=self.horizon_ms)
-            result = self.table.write(key, item, precondition_for(current))
-            if result.ok:
+            written, version, current_item = self._attempt(key, data, current_item)
+            if written:
                 return version
-            current_item = dict(result.current) if result.current is not None else None
         raise RuntimeError(f"could not write {key}: 50 concurrent writes won first")
+
+    def _attempt(
+        self, key: dict[str, Any], data: dict[str, Any] | None, current_item: Any
+    ) -> tuple[bool, Version | None, dict[str, Any] | None]:
+        """One write of ``data`` (None: a delete) over ``current_item``: (written or nothing
+        to do, the version, what the table holds instead when another write got there first)."""
+        current = read_item(current_item, settings=self.settings)
+        meta = getattr(getattr(current, "version", None), "meta", None)
+        if meta is not None:
+            self.clock.observe(meta.hlc)
+        version = stamp(
+            current,
+            data,
+            region=self.region,
+            now_hlc=self.clock.tick(),
+            write_id=str(ulid.new()),
+            settings=self.settings,
+        )
+        if version is None:
+            return True, None, current_item
+        item = encode_item(version, horizon_ms=self.horizon_ms)
+        result = self.table.write(key, item, precondition_for(current))
+        if result.ok:
+            return True, version, None
+        return False, version, dict(result.current) if result.current is not None else None

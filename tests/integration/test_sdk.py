@@ -98,3 +98,24 @@ def test_a_ttl_attribute_set_by_the_application_is_refused_and_nothing_is_writte
         table.put(expiring)
 
     assert "Item" not in client.get_item(TableName=made.table_name, Key=KEY)
+
+
+def test_put_if_unchanged_writes_over_what_was_read_and_nothing_once_it_changed(
+    backend: EmbeddedBackend, tmp_path: Path
+) -> None:
+    """The read-modify-write merge rules need: a write succeeding exactly the item read, and
+    None (nothing written) when another write came in between."""
+    made, table, client = setup(backend, tmp_path)
+    assert table.put_if_unchanged({**KEY, "n": {"N": "1"}}, read=None) is not None
+    assert table.put_if_unchanged({**KEY, "n": {"N": "9"}}, read=None) is None  # it exists now
+    read = raw_get(made, client)
+    table.put({**KEY, "n": {"N": "2"}})  # another writer, after the read
+    assert table.put_if_unchanged({**read, "n": {"N": "3"}}, read=read) is None
+    assert {**KEY, "n": {"N": "2"}} == table.get(KEY)
+    read = raw_get(made, client)
+    written = table.put_if_unchanged({**read, "n": {"N": "4"}}, read=read)
+    assert written is not None
+    before = read_item(read, settings=table.settings)
+    assert isinstance(before, Stamped)
+    assert Order.AFTER == compare(written.meta, before.version.meta)
+    assert {**KEY, "n": {"N": "4"}} == table.get(KEY)

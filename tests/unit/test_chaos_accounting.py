@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.core.chaos import Kind, Lost, Write, final_value, judge
+from service.core.chaos import Kind, Lost, Write, differing, final_value, judge
 
 A, B = "eu-west-1", "us-east-1"
 
@@ -119,3 +119,124 @@ def test_a_chain_of_writes_after_the_final_value_are_all_lost() -> None:
         _w(2, "b-0", region=B, kind=Kind.RAW_RMW, started=4.0, acked=5.0, read="a-1"),
     ]
     assert ["a-1", "b-0"] == [x.value for x in _judge(writes, _item("a-0")).lost]
+
+
+# -- merge rules: every element an acknowledged write added ---------------------------------
+
+
+def _add(
+    id: int,
+    *,
+    region: str = A,
+    kind: Kind = Kind.STAMPED_PUT,
+    read: frozenset[str] = frozenset(),
+    drop: frozenset[str] = frozenset(),
+    acked: float | None = 1.0,
+) -> Write:
+    """A put under a merge rule: its value ``e<id>`` added to the set it read, less ``drop``."""
+    value = f"e{id}"
+    return Write(
+        id,
+        "k",
+        value,
+        region,
+        kind,
+        0.0,
+        acked,
+        set_read=read,
+        set_written=(read - drop) | {value},
+    )
+
+
+def _tags(*elements: str, deleted: bool = False) -> dict[str, Any]:
+    item = _item("x", deleted=deleted)
+    if elements:
+        item["tags"] = {"SS": sorted(elements)}
+    return item
+
+
+def _judge_sets(writes: list[Write], **items: dict[str, Any]) -> Any:
+    """``items``: region name (A or B as a, b) -> the final item of key k there."""
+    regions = {A: {"k": items["a"]}, B: {"k": items.get("b", items["a"])}}
+    return judge(writes, regions=regions, final={}, judge_lost=False, set_attribute="tags")
+
+
+def test_an_element_missing_from_the_final_set_is_lost_when_no_write_dropped_it() -> None:
+    """Two concurrent adds; a union keeps both. The final item lacks B's element: lost, with
+    the region where it is missing. (The check can fail.)"""
+    writes = [_add(0), _add(1, region=B)]
+    verdict = _judge_sets(writes, a=_tags("e0"), b=_tags("e0"))
+    assert [
+        Lost(
+            "k",
+            "e1",
+            B,
+            Kind.STAMPED_PUT,
+            "element missing in eu-west-1, us-east-1; no write that read it dropped it",
+        )
+    ] == list(verdict.lost)
+    assert (2, 0) == (verdict.elements_judged, verdict.elements_dropped)
+    assert not verdict.ok
+
+
+def test_an_element_missing_in_one_region_only_names_that_region() -> None:
+    writes = [_add(0), _add(1, region=B)]
+    verdict = _judge_sets(writes, a=_tags("e0", "e1"), b=_tags("e0"))
+    assert ["element missing in us-east-1; no write that read it dropped it"] == [
+        x.because for x in verdict.lost
+    ]
+    assert ("k",) == verdict.divergent
+
+
+def test_an_element_a_later_write_read_and_dropped_is_not_lost() -> None:
+    """B read e0 and wrote its set without it: a causally later removal, allowed."""
+    writes = [
+        _add(0),
+        _add(1, region=B, kind=Kind.RAW_RMW, read=frozenset({"e0"}), drop=frozenset({"e0"})),
+    ]
+    verdict = _judge_sets(writes, a=_tags("e1"))
+    assert () == verdict.lost
+    assert (2, 1) == (verdict.elements_judged, verdict.elements_dropped)
+
+
+def test_a_write_that_carried_an_element_forward_does_not_excuse_its_loss() -> None:
+    """B read e0 and kept it: e0 must still be there."""
+    writes = [_add(0), _add(1, region=B, kind=Kind.STAMPED_RMW, read=frozenset({"e0"}))]
+    assert ["e0"] == [x.value for x in _judge_sets(writes, a=_tags("e1")).lost]
+
+
+def test_a_write_of_unknown_outcome_adds_nothing_claimed_but_may_have_dropped() -> None:
+    """An unacknowledged write's element is not claimed; what it dropped may be gone."""
+    writes = [
+        _add(0),
+        _add(1, read=frozenset({"e0"}), drop=frozenset({"e0"}), acked=None),
+    ]
+    verdict = _judge_sets(writes, a=_tags())
+    assert () == verdict.lost
+    assert 1 == verdict.elements_judged
+
+
+def test_a_delete_removes_no_element_the_tombstone_keeps_them() -> None:
+    """Under merge rules a tombstone keeps the data it deleted (docs/design.md): its set is
+    still judged, and a tombstone without an element it deleted has lost it."""
+    delete = Write(2, "k", "del", A, Kind.STAMPED_DELETE, 2.0, 3.0)
+    writes = [_add(0), _add(1, region=B), delete]
+    assert () == _judge_sets(writes, a=_tags("e0", "e1", deleted=True)).lost
+    lost = _judge_sets(writes, a=_tags("e0", deleted=True)).lost
+    assert ["e1"] == [x.value for x in lost]
+
+
+def test_elements_are_judged_only_when_a_set_attribute_is_named() -> None:
+    """Under last-writer-wins the sets are not judged (no write adds an element there)."""
+    writes = [_add(0)]
+    verdict = judge(writes, regions={A: {"k": _tags()}}, final={}, judge_lost=False)
+    assert () == verdict.lost
+    assert 0 == verdict.elements_judged
+
+
+def test_a_divergent_key_names_the_attributes_that_differ_georeps_one_level_down() -> None:
+    a = {**_tags("e0"), "_georep": {"M": {"d": {"BOOL": False}, "f": {"S": "1"}}}}
+    b = {**_tags("e0", "e1"), "_georep": {"M": {"d": {"BOOL": False}, "f": {"S": "2"}}}}
+    assert ["_georep.f", "tags"] == differing([a, b, a])
+    assert ["(absent)"] == differing([a, None])
+    assert [] == differing([a, a])

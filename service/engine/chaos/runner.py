@@ -11,7 +11,9 @@ A run, on the embedded backend:
 3. the faults end, every dead consumer is started again, and the run waits until every region
    holds the same items and they stay unchanged for ``settle`` seconds (divergent: they differ
    and nothing changed for ``converge_timeout`` seconds);
-4. the verdict of :func:`service.core.chaos.judge`, over plain consistent Scans.
+4. the verdict of :func:`service.core.chaos.judge`, over plain consistent Scans: lost writes
+   under last-writer-wins and version counters, lost set elements under merge rules (every
+   put adds one to ``plan.set_attribute``, which the rule must merge as a union).
 
 Against a deployment that georep runs already (``target.embedded`` None), only step 2's writers
 and steps 3 and 4 happen, on keys under a prefix of their own, which are deleted afterwards.
@@ -31,10 +33,10 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from service.core.chaos import Lost, Verdict, final_value, judge
+from service.core.chaos import Lost, Verdict, differing, final_value, judge
 from service.engine.chaos.processes import ConsumerProcesses
 from service.engine.chaos.proxy import Fault, FaultProxy
-from service.engine.chaos.workload import VALUE, Ledger, StampedTable, Writer
+from service.engine.chaos.workload import SET, VALUE, Ledger, StampedTable, Writer
 
 # Faults a run can inject, by the name ``--faults`` takes.
 PROXY_FAULTS: dict[str, Fault] = {
@@ -51,12 +53,15 @@ OTHER_FAULTS = ("partition", "skew")
 FAULTS: tuple[str, ...] = (*PROCESS_FAULTS, *PROXY_FAULTS, *OTHER_FAULTS)
 # What can be injected from the outside of a deployment georep runs already.
 OUTSIDE_FAULTS = ("skew",)
+# Resolvers that pick one version whole; any other (a user rule, field rules) merges.
+PICKING_RESOLVERS = ("lww", "version-counter")
 
 
 @dataclass(frozen=True)
 class Plan:
     """A run's shape. ``rate``: writes per second per writer; ``skew_ms``: the largest clock
-    skew a region's writers get, either way."""
+    skew a region's writers get, either way; ``set_attribute``: under a merge rule, the
+    string set each put adds an element to (the rule must merge it as a union)."""
 
     duration: float = 60.0
     writers: int = 2
@@ -67,6 +72,7 @@ class Plan:
     settle: float = 3.0
     converge_timeout: float = 120.0
     skew_ms: int = 3000
+    set_attribute: str = SET
 
 
 @dataclass(frozen=True)
@@ -163,7 +169,9 @@ class Report:
     verdict: Verdict
     converged_after: float | None
     conflicts: int | None
-    lost_judged: bool
+    merging: bool  # a merge rule: lost set elements judged, not lost values
+    # Each divergent key's attributes that differ between regions (for the report).
+    differing: dict[str, list[str]] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
 
     @property
@@ -202,6 +210,7 @@ def run(target: Target, plan: Plan, *, progress: TextIO | None = sys.stderr) -> 
     faults: Counter[str] = Counter()
     ledger = Ledger()
     say = _Progress(progress)
+    merging = target.resolver not in PICKING_RESOLVERS
     say.line(
         f"seed {plan.seed}, {len(regions)} regions, {plan.writers} writers each, "
         f"{plan.keys} keys, {plan.duration:g} s, faults {','.join(sorted(plan.faults)) or '-'}",
@@ -226,6 +235,7 @@ def run(target: Target, plan: Plan, *, progress: TextIO | None = sys.stderr) -> 
                 seed=_stable(plan.seed, region, i),
                 rate=plan.rate,
                 partition_key=target.partition_key,
+                set_attribute=plan.set_attribute if merging else None,
             )
             for region in regions
             for i in range(plan.writers)
@@ -282,8 +292,13 @@ def run(target: Target, plan: Plan, *, progress: TextIO | None = sys.stderr) -> 
     final = {
         key: final_value(item, value_attribute=VALUE) for key, item in snapshot[regions[0]].items()
     }
-    lost_judged = target.resolver in ("lww", "version-counter")
-    verdict = judge(ledger.writes, regions=snapshot, final=final, judge_lost=lost_judged)
+    verdict = judge(
+        ledger.writes,
+        regions=snapshot,
+        final=final,
+        judge_lost=not merging,
+        set_attribute=plan.set_attribute if merging else None,
+    )
     if target.embedded is None:
         _clean_up(target, keys + cold_keys)
     return Report(
@@ -299,7 +314,8 @@ def run(target: Target, plan: Plan, *, progress: TextIO | None = sys.stderr) -> 
         verdict=verdict,
         converged_after=converged_after,
         conflicts=conflicts,
-        lost_judged=lost_judged,
+        merging=merging,
+        differing={k: differing([snapshot[r].get(k) for r in regions]) for k in verdict.divergent},
         events=events,
     )
 

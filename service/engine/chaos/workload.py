@@ -11,9 +11,18 @@ between georep and the tables), stamped through georep's SDK or raw with plain b
 - raw put (no metadata), raw read-modify-write (GetItem, then PutItem of the item read with a
   new value and its ``_georep`` copied back), raw delete.
 
+Under a merge rule (``set_attribute`` given) every put also adds its unique value as an
+element of that string set, writing the set it read plus the element: a write under a merge
+rule must be an inflation of what it read (docs/design.md, "Deletes under merge rules"). So
+every put reads first, and writes only if the item is unchanged since (the SDK's
+``put_if_unchanged``; a raw write conditional on the value and ``_georep`` read), reading again
+when it changed; otherwise an element replicated in between would be dropped by a write that
+never saw it. A read-modify-write drops one element it read one time in four (a removal the
+accounting must excuse). Deletes are as above: under merge rules the tombstone keeps the set.
+
 Each write is recorded (:class:`service.core.chaos.Write`) with when it started, when it was
-acknowledged (or not, if it raised), and the value it read, for the accounting. The schedule of
-operations is drawn from a seeded generator, one per writer.
+acknowledged (or not, if it raised), and the value (and set) it read, for the accounting. The
+schedule of operations is drawn from a seeded generator, one per writer.
 """
 
 from __future__ import annotations
@@ -26,10 +35,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from service.core.chaos import Kind, Write, final_value
+from botocore.exceptions import ClientError
+
+from service.core.chaos import Kind, Write, final_value, set_value
 
 VALUE = "v"  # the attribute that holds each write's unique value
 META = "_georep"
+SET = "tags"  # under merge rules, the string set each put adds its value to (a union)
+DROP_SHARE = 0.25  # of read-modify-writes under merge rules: drop one element read
+ATTEMPTS = 20  # reads and conditional writes before a write under merge rules gives up
 
 # Share of each kind of write; the rest of the workload's choices are uniform.
 MIX: tuple[tuple[Kind, float], ...] = (
@@ -48,6 +62,10 @@ class StampedTable(Protocol):
     def put(self, item: dict[str, Any]) -> object: ...
 
     def delete(self, key: dict[str, Any]) -> object | None: ...
+
+    def put_if_unchanged(
+        self, item: dict[str, Any], *, read: dict[str, Any] | None
+    ) -> object | None: ...
 
 
 @dataclass
@@ -90,10 +108,13 @@ class Writer:
     seed: int
     rate: float
     partition_key: str = "pk"
+    set_attribute: str | None = None  # a merge rule's set (module docstring); None: values only
     clock: Callable[[], float] = time.monotonic
 
     def run(self, stop: threading.Event) -> None:
         rng = random.Random(self.seed)
+        # Drops drawn apart, so that the schedule of kinds and keys does not depend on them.
+        drops = random.Random(self.seed + 1)
         kinds, weights = zip(*MIX, strict=True)
         n = 0
         while not stop.wait(rng.expovariate(self.rate)):
@@ -103,7 +124,10 @@ class Writer:
             key = rng.choice(self.keys if rng.random() < 0.5 else self.cold_keys)
             value = f"{self.name}-{n}"
             n += 1
-            self._one(kind, key, value)
+            if self.set_attribute is not None and not kind.deletes:
+                self._add(kind, key, value, drops)
+            else:
+                self._one(kind, key, value)
 
     def _one(self, kind: Kind, key: str, value: str) -> None:
         pk = {self.partition_key: {"S": key}}
@@ -143,6 +167,88 @@ class Writer:
         self.ledger.record(
             Write(self.ledger.next_id(), key, value, self.region, kind, started, acked, read)
         )
+
+    def _add(self, kind: Kind, key: str, value: str, drops: random.Random) -> None:
+        """A put under a merge rule: read, then write the set read plus ``value`` (a
+        read-modify-write may drop one element read), if the item is unchanged since."""
+        assert self.set_attribute is not None
+        pk = {self.partition_key: {"S": key}}
+        started = self.clock()
+        read: str | None = None
+        elements: frozenset[str] = frozenset()
+        written: frozenset[str] = frozenset()
+        try:
+            for _ in range(ATTEMPTS):
+                read, item = self._read(pk)
+                elements = set_value(item, attribute=self.set_attribute)
+                keep = elements
+                rmw = kind in (Kind.STAMPED_RMW, Kind.RAW_RMW)
+                if rmw and elements and drops.random() < DROP_SHARE:
+                    keep = elements - {drops.choice(sorted(elements))}
+                written = keep | {value}
+                data = {**pk, VALUE: {"S": value}, self.set_attribute: {"SS": sorted(written)}}
+                if rmw:
+                    # Everything read written back (georep's metadata too, as an application
+                    # that does not know about it would; the tombstone expiry left out, as in
+                    # _one).
+                    data = {**(item or {}), **data}
+                    data.pop("_georep_ttl", None)
+                if kind.stamped:
+                    if self.stamped.put_if_unchanged(data, read=item) is not None:
+                        break
+                elif self._put_if_unchanged(data, item):
+                    break
+            else:
+                return  # the item kept changing: no write happened
+        except Exception:
+            acked: float | None = None
+        else:
+            acked = self.clock()
+        self.ledger.record(
+            Write(
+                self.ledger.next_id(),
+                key,
+                value,
+                self.region,
+                kind,
+                started,
+                acked,
+                read,
+                set_read=elements,
+                set_written=written,
+            )
+        )
+
+    def _put_if_unchanged(self, data: dict[str, Any], item: dict[str, Any] | None) -> bool:
+        """A raw PutItem that happens only if the item is still ``item``: its unique value and
+        ``_georep`` unchanged (every write changes one of them); False if it changed."""
+        names = {"#k": self.partition_key}
+        values: dict[str, Any] = {}
+        if item is None:
+            condition = "attribute_not_exists(#k)"
+        else:
+            names.update({"#v": VALUE, "#g": META})
+            clauses = []
+            for name, attribute in (("#v", VALUE), ("#g", META)):
+                if attribute in item:
+                    clauses.append(f"{name} = :{name[1:]}")
+                    values[f":{name[1:]}"] = item[attribute]
+                else:
+                    clauses.append(f"attribute_not_exists({name})")
+            condition = "attribute_exists(#k) AND " + " AND ".join(clauses)
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=data,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                **({"ExpressionAttributeValues": values} if values else {}),
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def _read(self, pk: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
         item = self.client.get_item(TableName=self.table_name, Key=pk, ConsistentRead=True).get(

@@ -14,8 +14,11 @@ clock skew, and deletes its keys afterwards.
 Then it waits until every region holds the same items and judges with its own accounting over
 plain reads: every region byte-identical, and every acknowledged write either in the final
 state, superseded by a write that followed it, or beaten by a concurrent one under the
-resolver. The configured resolver is used (your own merge rule included); under merge rules
-only divergence is judged.
+resolver. The configured resolver is used (your own merge rule included). Under a merge rule
+every put also adds an element of its own to a string set (``--set-attribute``, default
+``tags``, which the rule must merge as a union), and what is judged lost is an element that an
+acknowledged write added and that is missing from a region's final item although no write that
+read it dropped it.
 
 Exit status: 0 no lost write, no divergent key, no unexpected value; 1 otherwise; 2 usage or
 configuration. ``--seed`` replays a run's schedule of writes and faults.
@@ -71,6 +74,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=None, help="replay a run (printed)")
     parser.add_argument(
+        "--set-attribute",
+        default="tags",
+        metavar="NAME",
+        help="under a merge rule: the string set each write adds an element to, which the rule "
+        "must merge as a union (default tags)",
+    )
+    parser.add_argument(
         "--deployment",
         action="store_true",
         help="write to the configured deployment (its consumers running) instead of the "
@@ -112,6 +122,7 @@ def execute(args: argparse.Namespace) -> int:
         seed=seed,
         rate=args.rate,
         converge_timeout=args.converge_timeout,
+        set_attribute=args.set_attribute,
     )
     # SIGTERM ends the run as Ctrl-C does: every process and proxy it started is stopped.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -134,7 +145,9 @@ def _replay(args: argparse.Namespace, result: Report) -> str:
     return (
         f"georep chaos -c {args.config} --duration {args.duration:g} --writers {args.writers} "
         f"--keys {args.keys} --rate {args.rate:g} --faults {','.join(sorted(faults)) or 'none'} "
-        f"--seed {result.seed}{' --deployment' if args.deployment else ''}"
+        f"--seed {result.seed}"
+        f"{f' --set-attribute {args.set_attribute}' if result.merging else ''}"
+        f"{' --deployment' if args.deployment else ''}"
     )
 
 
@@ -150,9 +163,17 @@ def _print(args: argparse.Namespace, result: Report) -> None:
         "restarts": result.restarts,
         "conflicts": result.conflicts,
         "keys": verdict.judged_keys,
-        "lost": len(verdict.lost) if result.lost_judged else None,
+        "lost": len(verdict.lost),
         "divergent": len(verdict.divergent),
         "unexpected": len(verdict.unexpected),
+        **(
+            {
+                "elements_judged": verdict.elements_judged,
+                "elements_dropped": verdict.elements_dropped,
+            }
+            if result.merging
+            else {}
+        ),
         "converged_after_seconds": (
             round(result.converged_after, 1) if result.converged_after is not None else None
         ),
@@ -171,7 +192,12 @@ def _print(args: argparse.Namespace, result: Report) -> None:
             ("key", "value", "region", "kind", "why"),
             [(x.key, x.value, x.region, str(x.kind), x.because) for x in verdict.lost],
         ),
-        Section("divergent", "divergent keys", ("key",), [(k,) for k in verdict.divergent]),
+        Section(
+            "divergent",
+            "divergent keys",
+            ("key", "attributes"),
+            [(k, " ".join(result.differing.get(k, []))) for k in verdict.divergent],
+        ),
         Section("unexpected", "unexpected values", ("key", "value"), list(verdict.unexpected)),
     ]
     replay = summary.pop("replay") if not args.json else None
