@@ -1,7 +1,8 @@
 """Short ``georep chaos`` runs: three regions, writers stamped and raw, the consumers as
 processes, and every fault the embedded backend allows. Each must end with every region
-byte-identical and nothing acknowledged lost: under last-writer-wins no write (about 40 s),
-under a merge rule no set element (a shorter run, about 30 s)."""
+byte-identical and nothing acknowledged lost: under last-writer-wins no write (20 s of
+writes), under a merge rule no set element (10 s of writes); each takes about 25 s more to
+start and converge (make test's budget; make chaos runs long)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def test_a_short_chaos_run_loses_nothing_and_converges(
         [
             "chaos",
             *("-c", str(tmp_path / "absent.toml")),  # no configuration: 3 regions, lww
-            *("--duration", os.environ.get("CHAOS_DURATION", "30")),
+            *("--duration", os.environ.get("CHAOS_DURATION", "20")),
             *("--writers", "1", "--keys", "4", "--rate", "4"),
             *("--faults", ",".join(SHORT_RUN_FAULTS)),
             *("--seed", str(SEED)),
@@ -79,7 +80,7 @@ def test_a_short_chaos_run_under_a_merge_rule_loses_no_element_and_converges(
         [
             "chaos",
             *("-c", str(config)),
-            *("--duration", os.environ.get("CHAOS_MERGE_DURATION", "15")),
+            *("--duration", os.environ.get("CHAOS_MERGE_DURATION", "10")),
             *("--writers", "1", "--keys", "4", "--rate", "4"),
             *("--faults", ",".join(SHORT_RUN_FAULTS)),
             *("--seed", str(SEED + 1)),
