@@ -95,6 +95,7 @@ def embedded_target(config: Config | None, workdir: Path) -> Iterator[Target]:
             ),
             conflict_table=replicas.config.replication.conflict_table,
             checkpoint_table=replicas.config.replication.checkpoint_table,
+            dead_letter_table=replicas.config.replication.dead_letter_table,
         )
 
 

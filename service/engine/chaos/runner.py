@@ -153,6 +153,7 @@ class Target:
     partition_key: str = "pk"
     conflict_table: str | None = None
     checkpoint_table: str | None = None
+    dead_letter_table: str | None = None
 
 
 @dataclass
@@ -170,6 +171,10 @@ class Report:
     converged_after: float | None
     conflicts: int | None
     merging: bool  # a merge rule: lost set elements judged, not lost values
+    # Records georep dead-lettered during the run (None: the table could not be read). The
+    # workload writes only well-formed items, so any is a failure (a lost response's retry
+    # refused as permanent shows only here: docs/decisions.md, chaos teeth).
+    dead_letters: int | None
     # Each divergent key's attributes that differ between regions (for the report).
     differing: dict[str, list[str]] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
@@ -184,7 +189,7 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return self.verdict.ok and self.converged_after is not None
+        return self.verdict.ok and self.converged_after is not None and not self.dead_letters
 
 
 class _Progress:
@@ -221,6 +226,7 @@ def run(target: Target, plan: Plan, *, progress: TextIO | None = sys.stderr) -> 
         consumers: ConsumerProcesses | None = None
         if target.embedded is not None:
             proxies, consumers = stack.enter_context(_embedded(target, target.embedded, plan))
+        letters_before = _count_items(target, target.dead_letter_table)
         stop = threading.Event()
         writers = [
             Writer(
@@ -281,7 +287,13 @@ def run(target: Target, plan: Plan, *, progress: TextIO | None = sys.stderr) -> 
         calm = time.monotonic()
         snapshot, converged = _quiesce(target, plan, say)
         converged_after = converged - calm if converged is not None else None
-        conflicts = _count_conflicts(target)
+        conflicts = _count_items(target, target.conflict_table)
+        letters_after = _count_items(target, target.dead_letter_table)
+        dead_letters = (
+            letters_after - letters_before
+            if letters_after is not None and letters_before is not None
+            else None
+        )
         for name, proxy in proxies.items():
             for fault, count in proxy.injected.items():
                 faults[str(fault)] += count
@@ -315,6 +327,7 @@ def run(target: Target, plan: Plan, *, progress: TextIO | None = sys.stderr) -> 
         converged_after=converged_after,
         conflicts=conflicts,
         merging=merging,
+        dead_letters=dead_letters,
         differing={k: differing([snapshot[r].get(k) for r in regions]) for k in verdict.divergent},
         events=events,
     )
@@ -464,9 +477,10 @@ def _quiesce(
         time.sleep(0.5)
 
 
-def _count_conflicts(target: Target) -> int | None:
-    """Merges georep logged in its conflict tables (a figure for the report, never a verdict)."""
-    if target.conflict_table is None:
+def _count_items(target: Target, table: str | None) -> int | None:
+    """How many items ``table`` holds over every region (conflicts logged, records
+    dead-lettered); None if there is no such table or it cannot be read."""
+    if table is None:
         return None
     total = 0
     for region in target.regions:
@@ -474,7 +488,7 @@ def _count_conflicts(target: Target) -> int | None:
             pages = (
                 target.client(region)
                 .get_paginator("scan")
-                .paginate(TableName=target.conflict_table, Select="COUNT")
+                .paginate(TableName=table, Select="COUNT")
             )
             total += sum(page["Count"] for page in pages)
         except Exception:

@@ -162,6 +162,7 @@ def _print(args: argparse.Namespace, result: Report) -> None:
         "faults_injected": sum(result.faults.values()),
         "restarts": result.restarts,
         "conflicts": result.conflicts,
+        "dead_letters": result.dead_letters,
         "keys": verdict.judged_keys,
         "lost": len(verdict.lost),
         "divergent": len(verdict.divergent),
