@@ -18,6 +18,41 @@ if TYPE_CHECKING:
 
 OK, PROBLEM, USAGE = 0, 1, 2
 
+CONFIG_ENV = "GEOREP_CONFIG"
+
+
+def default_config() -> str:
+    """The configuration path when ``-c`` is not given: ``$GEOREP_CONFIG``, else georep.toml
+    (the Lambda handler reads the same variable)."""
+    import os
+
+    return os.environ.get(CONFIG_ENV) or "georep.toml"
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and examples as written (their line breaks kept), option help wrapped."""
+
+
+def examples(*lines: tuple[str, str]) -> str:
+    """An ``examples:`` block for a help text: each command with what it does."""
+    if not lines:
+        return ""
+    width = max(len(command) for command, _ in lines)
+    body = "\n".join(f"  {command.ljust(width)}  # {what}" for command, what in lines)
+    return f"examples:\n{body}"
+
+
+def configure_logging(*, verbose: bool, debug: bool) -> None:
+    """One log format for every logger (georep's, botocore's, urllib3's), on stderr."""
+    import logging
+
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
 
 def _global_options() -> argparse.ArgumentParser:
     options = argparse.ArgumentParser(add_help=False)
@@ -25,9 +60,16 @@ def _global_options() -> argparse.ArgumentParser:
         "-c",
         "--config",
         default=argparse.SUPPRESS,
-        help="path to georep.toml (default georep.toml)",
+        metavar="PATH",
+        help=f"path to georep.toml (default ${CONFIG_ENV}, else georep.toml)",
     )
-    options.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    options.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log what georep does (INFO level) on stderr",
+    )
     options.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
     )

@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 
 NAME = "backfill"
 HELP = "sync a populated table's existing items to the other regions (resumable, rate limited)"
+EXAMPLES = (
+    ("georep backfill --from eu-west-1 --max-wcu 500", "run it again to resume"),
+    ("georep backfill --from eu-west-1 --to us-east-1", "one destination only"),
+    ("georep backfill --from eu-west-1 --restart", "forget saved progress, start over"),
+)
 
 # DynamoDB's own bound on a parallel Scan.
 MAX_SEGMENTS = 1_000_000

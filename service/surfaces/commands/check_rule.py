@@ -11,6 +11,10 @@ from service.surfaces.commands._common import OK, PROBLEM, config_of
 
 NAME = "check-rule"
 HELP = "check a merge rule's laws (once, at deploy time; about 1 s)"
+EXAMPLES = (
+    ("georep check-rule", "the configured rule"),
+    ("georep check-rule mypackage.rules:merge_cart", "exit 1 with the minimal counterexample"),
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -14,18 +14,39 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from service.surfaces.commands._common import GLOBAL_OPTIONS, OK, USAGE, add_json, config_of, report
+from service.surfaces.commands._common import (
+    GLOBAL_OPTIONS,
+    OK,
+    USAGE,
+    HelpFormatter,
+    add_json,
+    config_of,
+    examples,
+    report,
+)
 
 NAME = "conflicts"
 HELP = "list the merges georep wrote (the conflict log)"
+EXAMPLES = (
+    ("georep conflicts list", "every region's conflict log, oldest first"),
+    ("georep conflicts list --region eu-west-1 --json", "one region's, machine-readable"),
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     action = actions.add_parser(
-        "list", help="every logged conflict, oldest first", parents=[GLOBAL_OPTIONS]
+        "list",
+        help="every logged conflict, oldest first",
+        description="List the merges georep wrote, from every region's conflict table (or "
+        "one), oldest first: when, where, from which region, the key, the resolver, the winner.",
+        epilog=examples(*EXAMPLES),
+        formatter_class=HelpFormatter,
+        parents=[GLOBAL_OPTIONS],
     )
-    action.add_argument("--region", help="only the conflicts this region's consumer logged")
+    action.add_argument(
+        "--region", metavar="REGION", help="only the conflicts this region's consumer logged"
+    )
     add_json(action)
 
 

@@ -19,8 +19,10 @@ from service.surfaces.commands._common import (
     OK,
     PROBLEM,
     USAGE,
+    HelpFormatter,
     add_json,
     config_of,
+    examples,
     progress,
     report,
 )
@@ -31,17 +33,46 @@ if TYPE_CHECKING:
 
 NAME = "dlq"
 HELP = "list, show and replay a region's dead letters"
+EXAMPLES = (
+    ("georep dlq list --region eu-west-1", "id, time, error, reason, item key"),
+    ("georep dlq show ID --region eu-west-1", "the full record and what each destination did"),
+    ("georep dlq replay --all --region eu-west-1", "after fixing the cause"),
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    for name, help_ in (
-        ("list", "every dead letter: id, time, error, reason, item key"),
-        ("show", "one letter: its full record and what each destination did"),
-        ("replay", "send letters again; remove those that apply, update those that fail"),
+    for name, help_, example in (
+        (
+            "list",
+            "every dead letter: id, time, error, reason, item key",
+            ("georep dlq list --region eu-west-1", "exit 0, also with none"),
+        ),
+        (
+            "show",
+            "one letter: its full record and what each destination did",
+            ("georep dlq show 01J0ABC --region eu-west-1", "an id from dlq list"),
+        ),
+        (
+            "replay",
+            "send letters again; remove those that apply, update those that fail",
+            ("georep dlq replay --all --region eu-west-1", "exit 1 if any still fails"),
+        ),
     ):
-        action = actions.add_parser(name, help=help_, parents=[GLOBAL_OPTIONS])
-        action.add_argument("--region", required=True, help="the region whose consumer kept them")
+        action = actions.add_parser(
+            name,
+            help=help_,
+            description=f"georep dlq {name}: {help_}.",
+            epilog=examples(example),
+            formatter_class=HelpFormatter,
+            parents=[GLOBAL_OPTIONS],
+        )
+        action.add_argument(
+            "--region",
+            required=True,
+            metavar="REGION",
+            help="the region whose consumer kept them",
+        )
         add_json(action)
         if name == "show":
             action.add_argument("id", help="the letter's id (from dlq list)")

@@ -12,6 +12,10 @@ from service.surfaces.commands._common import OK, PROBLEM, USAGE, add_json, conf
 
 NAME = "init"
 HELP = "create or adopt every region's table (stream, TTL) and georep's own tables"
+EXAMPLES = (
+    ("georep init", "a row per region: created / stream enabled, TTL enabled / ready"),
+    ("georep init -c staging.toml --json", "the same, machine-readable"),
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

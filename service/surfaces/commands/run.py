@@ -11,11 +11,24 @@ from service.surfaces.commands._common import OK, config_of
 
 NAME = "run"
 HELP = "run one region's stream consumer"
+EXAMPLES = (
+    ("georep run --region eu-west-1", "until Ctrl-C or SIGTERM"),
+    ("georep run --region eu-west-1 --metrics-port 9108", "with Prometheus metrics"),
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--region", required=True)
-    parser.add_argument("--metrics-port", type=int, default=None)
+    parser.add_argument(
+        "--region", required=True, metavar="REGION", help="the region whose stream to consume"
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus metrics on this port (default: [replication] metrics_port, "
+        "else none)",
+    )
     parser.add_argument(
         "--exit-when-idle",
         type=float,

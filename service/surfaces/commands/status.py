@@ -12,6 +12,10 @@ from service.surfaces.commands._common import OK, PROBLEM, Section, add_json, co
 
 NAME = "status"
 HELP = "show each region's checkpoints, lag, dead letters, last error and repair markers"
+EXAMPLES = (
+    ("georep status", "exit 1 if a region needs repair, with the reason"),
+    ("georep status --region eu-west-1 --json", "one region, machine-readable"),
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -45,6 +45,11 @@ if TYPE_CHECKING:
 
 NAME = "verify"
 HELP = "compare every region's table side by side; --repair mends what differs"
+EXAMPLES = (
+    ("georep verify", "exit 0: every region holds the same"),
+    ("georep verify --key 'cart#1'", "one key"),
+    ("georep verify --repair --json", "mend what differs; a machine-readable report"),
+)
 
 READ_TIMEOUT_SECONDS = 600
 
