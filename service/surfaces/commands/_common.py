@@ -128,11 +128,10 @@ def report(
         json.dump(document, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
         return
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    console = Console()
+    console = _stdout_console()
     for name, head, rows_ in (
         (title, columns, rows),
         *((s.title, s.columns, s.rows) for s in sections),
@@ -141,12 +140,28 @@ def report(
             continue
         table = Table(title=escape(name))
         for column in head:
-            table.add_column(escape(column))
+            # NOTE: fold, never "…": an id or a key cut short cannot be copied (issue 18).
+            table.add_column(escape(column), overflow="fold")
         for row in rows_:
             table.add_row(*("-" if value is None else escape(str(value)) for value in row))
         console.print(table)
     for name, value in summary.items():
         console.print(f"[bold]{escape(name)}[/bold]: {escape(str(value))}")
+
+
+def _stdout_console() -> Any:
+    """A terminal's width for a terminal; piped (``georep status | cat``), a width nothing
+    has to be folded into: a line per row, whole ids and keys, for grep and for people."""
+    from rich.console import Console
+
+    console = Console()
+    if console.is_terminal:
+        return console
+    return Console(width=PIPED_WIDTH, no_color=True)
+
+
+# Wide enough for any row georep prints; rich sizes each table to its content, not to this.
+PIPED_WIDTH = 100_000
 
 
 @contextmanager

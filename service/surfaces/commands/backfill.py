@@ -130,15 +130,16 @@ def execute(args: argparse.Namespace) -> int:
 
     from service.core.backfill import stamp_hlc
     from service.engine.backfill import Tally, build, progress_store
-    from service.engine.preflight import check_tables
+    from service.engine.preflight import PREFLIGHT_CONFIG, check_tables, probe
     from service.engine.wiring import clients_for
     from service.errors import UsageError
 
     config = config_of(args)
     source = args.source
     destinations = destinations_of(config, source=source, to=args.to)
+    probe(config, regions=[source, *destinations])
+    check_tables(config, clients=clients_for(config, "dynamodb", boto_config=PREFLIGHT_CONFIG))
     clients = clients_for(config, "dynamodb")
-    check_tables(config, clients=clients)
     store = progress_store(config, source=source, destinations=destinations, clients=clients)
     store.ensure_table()
     if args.restart:

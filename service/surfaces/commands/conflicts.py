@@ -55,6 +55,7 @@ def execute(args: argparse.Namespace) -> int:
 
     from service.adapters.dynamo import unless_missing
     from service.core.conflicts import ConflictEntry
+    from service.engine.preflight import probe
     from service.engine.status import at
     from service.engine.wiring import clients_for, conflict_log_for
 
@@ -66,6 +67,7 @@ def execute(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return USAGE
+    probe(config, regions=regions, tables=False)
     clients = clients_for(config, "dynamodb")
     found: list[tuple[str, ConflictEntry]] = []
     for region in regions:

@@ -83,6 +83,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     from service.adapters.deadletter import DynamoDeadLetters
+    from service.engine.preflight import probe
     from service.engine.wiring import clients_for
 
     config = config_of(args)
@@ -90,6 +91,10 @@ def execute(args: argparse.Namespace) -> int:
     if args.action == "replay" and bool(args.ids) == bool(args.all):
         print("georep: dlq replay takes letter ids or --all (one of the two)", file=sys.stderr)
         return USAGE
+    if args.action == "replay":  # replays write to every region's table
+        probe(config)
+    else:
+        probe(config, regions=[region], tables=False)
     clients = clients_for(config, "dynamodb")
     store = DynamoDeadLetters(clients[region], table_name=config.replication.dead_letter_table)
     if args.action == "list":

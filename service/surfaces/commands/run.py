@@ -40,10 +40,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     from service.adapters.metrics import PrometheusMetrics, serve
-    from service.engine.preflight import check_tables
-    from service.engine.wiring import Consumer
+    from service.engine.preflight import PREFLIGHT_CONFIG, check_tables, probe
+    from service.engine.wiring import Consumer, clients_for
 
     config = config_of(args)
+    config.region(args.region)  # an unknown region: exit 2 before anything else
     # A user rule's laws are checked once per process start (~1 s), here and not in every
     # settings build: the Lambda and the SDK rely on `georep check-rule` at deploy time.
     config.settings(check_laws=True)
@@ -52,8 +53,11 @@ def execute(args: argparse.Namespace) -> int:
     if port is not None:
         server = serve(port)
         print(f"georep: metrics on http://127.0.0.1:{server.server_port}/metrics", flush=True)
+    # NOTE: its own region must answer now (one line, about 2 s, when it does not); a destination
+    # that does not answer is logged, and replicated to with patient retries once it does.
+    probe(config, regions=[args.region])
+    check_tables(config, clients=clients_for(config, "dynamodb", boto_config=PREFLIGHT_CONFIG))
     consumer = Consumer(config, region=args.region, metrics=metrics)
-    check_tables(config, clients=consumer.dynamodb)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -31,11 +31,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def execute(args: argparse.Namespace) -> int:
     import time
 
-    from botocore.config import Config as BotoConfig
-
+    from service.engine.preflight import PREFLIGHT_CONFIG, probe
     from service.engine.status import (
         REGION_COLUMNS,
         SHARD_COLUMNS,
+        RegionView,
         is_problem,
         needs_repair,
         notes,
@@ -46,15 +46,19 @@ def execute(args: argparse.Namespace) -> int:
         shard_rows,
     )
     from service.engine.wiring import clients_for
+    from service.surfaces.failures import classify
 
     config = config_of(args)
     names = [config.region(name).name for name in args.region or config.region_names]
-    # NOTE: a status must answer quickly, also when a region is unreachable: few retries.
-    quick = BotoConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5)
-    dynamodb = clients_for(config, "dynamodb", boto_config=quick)
-    streams = clients_for(config, "dynamodbstreams", boto_config=quick)
+    # NOTE: a status must answer quickly, also when a region is unreachable: the preflight's
+    # short timeouts, and a region that does not answer is a row (exit 1), not the end of it.
+    unreachable = probe(config, regions=names, tolerate_unreachable=True)
+    dynamodb = clients_for(config, "dynamodb", boto_config=PREFLIGHT_CONFIG)
+    streams = clients_for(config, "dynamodbstreams", boto_config=PREFLIGHT_CONFIG)
     views = [
-        observe_region(config, name, dynamodb=dynamodb[name], streams=streams[name])
+        RegionView(name, config.table_name(name), error=classify(unreachable[name]).line)
+        if name in unreachable
+        else observe_region(config, name, dynamodb=dynamodb[name], streams=streams[name])
         for name in names
     ]
     now = time.time()

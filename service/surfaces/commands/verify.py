@@ -104,6 +104,7 @@ def execute(args: argparse.Namespace) -> int:
 
     from service.adapters.checkpoints import DynamoCheckpointTable
     from service.adapters.dynamo import DynamoTable
+    from service.engine.preflight import probe
     from service.engine.verify import RegionReader, Verifier, clear_markers, count_markers
     from service.engine.wiring import BOTO_CONFIG, clients_for
 
@@ -113,6 +114,7 @@ def execute(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"georep: {error}", file=sys.stderr)
         return USAGE
+    probe(config)
     settings = config.settings()
     # NOTE: a long read timeout: every segment of every region is scanned at once, and an
     # emulator that serves one request at a time (the embedded moto server) answers a 1 MB
