@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -93,6 +93,69 @@ def add_json(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class Key(dict[str, Any]):
+    """An item's primary key as plain values (``{"pk": "cart#1"}``): an object in ``--json``,
+    ``pk=cart#1`` in a table."""
+
+
+def plain(values: Mapping[str, Any]) -> dict[str, Any]:
+    """DynamoDB attribute values as plain JSON values, by boto3's own deserializer: numbers as
+    numbers, sets and lists as lists (sets sorted), binary as base64 text."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    return {name: _jsonable(deserializer.deserialize(values[name])) for name in sorted(values)}
+
+
+def key_of(values: Mapping[str, Any]) -> Key:
+    return Key(plain(values))
+
+
+def _jsonable(value: Any) -> Any:
+    import base64
+    import decimal
+
+    from boto3.dynamodb.types import Binary
+
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, Binary):
+        return base64.b64encode(cast("bytes", value.__bytes__())).decode()
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode()
+    if isinstance(value, set | frozenset):
+        return sorted((_jsonable(v) for v in value), key=lambda v: (str(type(v)), v))
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in sorted(value.items())}
+    return value
+
+
+def label(name: str) -> str:
+    """A JSON name as a table's heading or a summary's word: ``items_compared`` -> ``items
+    compared``. One vocabulary for both (docs/cli.md)."""
+    return name.replace("_", " ")
+
+
+def cell(value: Any) -> str:
+    """A typed value as a table shows it: lists comma-separated, a key ``pk=cart#1``, other
+    objects as compact JSON, nothing as ``-``."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, Key):
+        return " ".join(f"{name}={cell(v)}" for name, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(cell(v) for v in value) or "-"
+    if isinstance(value, Mapping):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
 @dataclass(frozen=True)
 class Section:
     """A second table of a report: under ``key`` in ``--json``, printed after the first."""
@@ -114,7 +177,10 @@ def report(
 ) -> None:
     """Print ``rows`` under ``columns``, any further ``sections``, and a summary, as tables or
     (``--json``) as ``{"title", "rows": [{column: value}], <section key>: [...], "summary"}``.
-    Values are printed as text, never read as rich markup (a reason may hold brackets)."""
+
+    Column and summary names are snake_case: the JSON keys as given, the tables' headings and
+    words with spaces (`label`). Values are typed (numbers, lists, `Key` objects, None): JSON
+    keeps them, tables show them with `cell`, as text, never read as rich markup."""
     if getattr(args, "json", False):
         document: dict[str, Any] = {
             "title": title,
@@ -125,7 +191,7 @@ def report(
                 dict(zip(section.columns, row, strict=True)) for row in section.rows
             ]
         document["summary"] = dict(summary)
-        json.dump(document, sys.stdout, indent=2, default=str)
+        json.dump(document, sys.stdout, indent=2, default=str, ensure_ascii=False)
         sys.stdout.write("\n")
         return
     from rich.markup import escape
@@ -141,12 +207,12 @@ def report(
         table = Table(title=escape(name))
         for column in head:
             # NOTE: fold, never "…": an id or a key cut short cannot be copied (issue 18).
-            table.add_column(escape(column), overflow="fold")
+            table.add_column(escape(label(column)), overflow="fold")
         for row in rows_:
-            table.add_row(*("-" if value is None else escape(str(value)) for value in row))
+            table.add_row(*(escape(cell(value)) for value in row))
         console.print(table)
     for name, value in summary.items():
-        console.print(f"[bold]{escape(name)}[/bold]: {escape(str(value))}")
+        console.print(f"[bold]{escape(label(name))}[/bold]: {escape(cell(value))}")
 
 
 def _stdout_console() -> Any:
@@ -165,8 +231,9 @@ PIPED_WIDTH = 100_000
 
 
 @contextmanager
-def progress(args: argparse.Namespace) -> Iterator[Progress]:
-    """A rich progress display on stderr (bar, counts, rate, ETA); silent under ``--json``."""
+def progress(args: argparse.Namespace, *, shown: bool = True) -> Iterator[Progress]:
+    """A rich progress display on stderr (bar, counts, rate, ETA); silent under ``--json``, and
+    when not ``shown`` (work too short for a bar: one key)."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -186,6 +253,6 @@ def progress(args: argparse.Namespace) -> Iterator[Progress]:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    quiet = getattr(args, "json", False)
+    quiet = getattr(args, "json", False) or not shown
     with Progress(*columns, console=Console(stderr=True), disable=quiet) as bar:
         yield bar
