@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         parser(argv).print_help()
         return 0
     args = parser(argv).parse_args(argv)
+    args.argv = list(argv)  # as typed: what a command says to run again
     for name, default in (("verbose", False), ("debug", False)):
         if not hasattr(args, name):
             setattr(args, name, default)

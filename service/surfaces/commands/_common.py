@@ -148,7 +148,7 @@ def cell(value: Any) -> str:
     if isinstance(value, Key):
         return " ".join(f"{name}={cell(v)}" for name, v in value.items())
     if isinstance(value, list | tuple):
-        return ", ".join(cell(v) for v in value) or "-"
+        return ", ".join(cell(v) for v in value) or "none"
     if isinstance(value, Mapping):
         return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
     if isinstance(value, float):

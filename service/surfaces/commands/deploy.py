@@ -25,6 +25,7 @@ from service.surfaces.commands._common import (
     OK,
     USAGE,
     HelpFormatter,
+    add_json,
     config_of,
     examples,
     report,
@@ -65,6 +66,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="REGION=STREAM_ARN",
         help="that region's table exists: its latest stream ARN (repeatable)",
     )
+    add_json(render)
 
 
 def partition(region: str) -> str:
@@ -135,7 +137,7 @@ def execute(args: argparse.Namespace) -> int:
     report(
         args,
         title="stack parameters",
-        columns=("region", "table", "table is", "parameter file"),
+        columns=("region", "table", "table_is", "parameter_file"),
         rows=rows,
         summary={"next": "sam deploy in each region (README, 'Deploying on AWS Lambda')"},
     )

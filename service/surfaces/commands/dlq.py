@@ -20,9 +20,11 @@ from service.surfaces.commands._common import (
     PROBLEM,
     USAGE,
     HelpFormatter,
+    Key,
     add_json,
     config_of,
     examples,
+    key_of,
     progress,
     report,
 )
@@ -106,7 +108,6 @@ def execute(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace, region: str, store: DynamoDeadLetters) -> int:
     from service.adapters.dynamo import unless_missing
-    from service.engine.replay import key_of
     from service.engine.status import at
 
     letters = unless_missing(store.letters, [])
@@ -114,14 +115,14 @@ def _list(args: argparse.Namespace, region: str, store: DynamoDeadLetters) -> in
     report(
         args,
         title=f"dead letters of {region}",
-        columns=("id", "time", "error", "reason", "key", "replays"),
+        columns=("id", "at", "error", "reason", "key", "replays"),
         rows=[
             (
                 x.id,
                 x.at if args.json else at(x.at, now=now),
                 x.error,
                 x.reason,
-                key_of(x),
+                _key(x),
                 x.replays,
             )
             for x in letters
@@ -136,7 +137,6 @@ def _show(args: argparse.Namespace, region: str, store: DynamoDeadLetters) -> in
 
     from service.adapters.deadletter import record_json
     from service.adapters.dynamo import unless_missing
-    from service.engine.replay import key_of
     from service.engine.status import at
 
     letter = unless_missing(partial(store.letter, args.id), None)
@@ -152,12 +152,12 @@ def _show(args: argparse.Namespace, region: str, store: DynamoDeadLetters) -> in
         summary={
             "id": letter.id,
             "region": letter.region,
-            "time": letter.at if args.json else at(letter.at, now=now),
+            "at": letter.at if args.json else at(letter.at, now=now),
             "error": letter.error,
             "reason": letter.reason,
-            "key": key_of(letter),
+            "key": _key(letter),
             "replays": letter.replays,
-            "replayed at": letter.replayed_at if args.json else at(letter.replayed_at, now=now),
+            "replayed_at": letter.replayed_at if args.json else at(letter.replayed_at, now=now),
             "record": record if args.json else json.dumps(record, indent=2, sort_keys=True),
         },
     )
@@ -174,7 +174,7 @@ def _replay(
     from service.adapters.dynamo import unless_missing
     from service.adapters.metrics import MemoryMetrics
     from service.engine.pipeline import Replicator
-    from service.engine.replay import CapturingSink, Replayed, key_of, replay
+    from service.engine.replay import CapturingSink, Replayed, replay
     from service.engine.wiring import replicator_for
 
     if args.all:
@@ -228,7 +228,7 @@ def _replay(
         rows=[
             (
                 r.id,
-                key_of(letter),
+                _key(letter),
                 r.outcome,
                 r.reason or None,
                 dict(r.destinations) if args.json else _outcomes(r.destinations),
@@ -237,12 +237,19 @@ def _replay(
         ],
         summary={
             "region": region,
-            "applied and removed": sum(r.outcome == "applied" for _, r in results),
-            "still failing (kept, with the new reason)": len(failing),
-            "already removed by someone else": sum(r.outcome == "gone" for _, r in results),
+            "applied_and_removed": sum(r.outcome == "applied" for _, r in results),
+            "still_failing": len(failing),
+            "already_removed": sum(r.outcome == "gone" for _, r in results),
         },
     )
     return PROBLEM if failing else OK
+
+
+def _key(letter: DeadLetter) -> Key | None:
+    """The item key of a letter's record (None when the record has none)."""
+    body = letter.record.get("dynamodb")
+    keys = body.get("Keys") if isinstance(body, Mapping) else None
+    return key_of(keys) if isinstance(keys, Mapping) and keys else None
 
 
 def _outcomes(destinations: Mapping[str, str]) -> str:

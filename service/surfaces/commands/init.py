@@ -67,9 +67,9 @@ def execute(args: argparse.Namespace) -> int:
         summary={
             "ready": sum(not r[2].startswith("REFUSED") for r in rows),
             "regions": len(rows),
-            "checkpoint table": config.replication.checkpoint_table,
-            "dead-letter table": config.replication.dead_letter_table,
-            "conflict table": config.replication.conflict_table or "(off)",
+            "checkpoint_table": config.replication.checkpoint_table,
+            "dead_letter_table": config.replication.dead_letter_table,
+            "conflict_table": config.replication.conflict_table,
         },
     )
     return worst

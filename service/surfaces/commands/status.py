@@ -67,7 +67,7 @@ def execute(args: argparse.Namespace) -> int:
     summary: dict[str, object] = {}
     if args.json:
         columns: tuple[str, ...] = (*REGION_COLUMNS, "error")
-        shard_columns: tuple[str, ...] = (*SHARD_COLUMNS, "probe error")
+        shard_columns: tuple[str, ...] = (*SHARD_COLUMNS, "probe_error")
         records = [region_record(v, now=now) for v in views]
         rows = [tuple(record[c] for c in columns) for record in records]
         shards = [
@@ -82,11 +82,10 @@ def execute(args: argparse.Namespace) -> int:
             summary |= notes(view, now=now)
     summary |= {
         "regions": len(views),
-        "needing repair": ", ".join(repair) or "none",
-        "dead letters": sum(v.dead_letters or 0 for v in views),
+        "needing_repair": repair,
+        "dead_letters": sum(v.dead_letters or 0 for v in views),
+        "unreadable": unreadable,
     }
-    if unreadable:
-        summary["unreadable"] = ", ".join(unreadable)
     report(
         args,
         title="georep status",

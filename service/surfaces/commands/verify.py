@@ -123,7 +123,7 @@ def execute(args: argparse.Namespace) -> int:
 
     config = config_of(args)
     try:
-        key = _key_of(args, config)
+        key = key_from_options(args, config)
     except ValueError as error:
         print(f"georep: {error}", file=sys.stderr)
         return USAGE
@@ -209,7 +209,7 @@ def _total(readers: Any) -> int | None:
         return None
 
 
-def _key_of(args: argparse.Namespace, config: Config) -> dict[str, Any] | None:
+def key_from_options(args: argparse.Namespace, config: Config) -> dict[str, Any] | None:
     """The primary key ``--key``/``--sort-key`` name, in wire form, typed as the table says."""
     table = config.table
     if args.key is None:
