@@ -225,3 +225,35 @@ def _code(error: BaseException) -> str:
     if isinstance(error, ClientError):
         return str(error.response.get("Error", {}).get("Code", ""))
     return ""
+
+
+# -- region names ------------------------------------------------------------------------------
+
+
+def check_region_names(config: Config) -> None:
+    """Refuse a region name DynamoDB does not have in any partition (``moon-1``, ``eu-west1``),
+    unless the region has an ``endpoint_url`` (an emulator takes any name). The names come
+    from botocore's own endpoint data, so a botocore older than a new region refuses it:
+    upgrade boto3, or set the region's endpoint_url. Raises ConfigError."""
+    from difflib import get_close_matches
+
+    import botocore.session
+
+    from service.config import ConfigError
+
+    unchecked = [r.name for r in config.regions if r.endpoint_url is None]
+    if not unchecked:
+        return
+    session = botocore.session.get_session()
+    known: set[str] = set()
+    for partition in session.get_available_partitions():
+        known.update(session.get_available_regions("dynamodb", partition_name=partition))
+    for name in unchecked:
+        if name in known:
+            continue
+        close = get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+        hint = f": did you mean {close[0]}?" if close else ""
+        raise ConfigError(
+            f"[[regions]] name {name} is not a DynamoDB region{hint} (for an emulator or "
+            "another endpoint, set that region's endpoint_url)"
+        )

@@ -306,8 +306,8 @@ def test_a_finished_backfill_says_so_and_restart_runs_it_again(
     ("options", "message"),
     [
         (("--from", "eu-west-1", "--to", "eu-west-1"), "--to includes eu-west-1, the region"),
-        (("--from", "mars-north-1"), "region 'mars-north-1' is not configured"),
-        (("--from", "eu-west-1", "--to", "us-east-1,nowhere"), "region 'nowhere' is not"),
+        (("--from", "mars-north-1"), "region mars-north-1 is not configured"),
+        (("--from", "eu-west-1", "--to", "us-east-1,nowhere"), "region nowhere is not"),
         (("--from", "eu-west-1", "--to", ","), "--to names no region"),
     ],
 )

@@ -83,8 +83,11 @@ GLOBAL_OPTIONS = _global_options()
 
 def config_of(args: argparse.Namespace) -> Config:
     from service.config import load_config
+    from service.engine.preflight import check_region_names
 
-    return load_config(args.config)
+    config = load_config(args.config)
+    check_region_names(config)
+    return config
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:
