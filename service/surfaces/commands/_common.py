@@ -42,16 +42,34 @@ def examples(*lines: tuple[str, str]) -> str:
     return f"examples:\n{body}"
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def configure_logging(*, verbose: bool, debug: bool) -> None:
     """One log format for every logger (georep's, botocore's, urllib3's), on stderr."""
     import logging
 
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=LOG_FORMAT,
         stream=sys.stderr,
         force=True,
     )
+    import warnings
+
+    # Python's warnings in the same format, as one line each, not their own two-line form.
+    warnings.formatwarning = _one_line_warning
+    logging.captureWarnings(True)
+
+
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
+    return f"{category.__name__}: {message} ({filename}:{lineno})"
 
 
 def _global_options() -> argparse.ArgumentParser:

@@ -63,7 +63,7 @@ def execute(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     consumer.setup()
     others = [r for r in config.region_names if r != args.region]
-    print(f"georep: replicating {args.region} -> {others}", flush=True)
+    print(f"georep: replicating {args.region} -> {', '.join(others)}", flush=True)
     try:
         consumer.run(stop=stop, idle_exit_after=args.exit_when_idle)
     finally:
