@@ -38,6 +38,7 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     ClientError,
     CredentialRetrievalError,
+    EndpointConnectionError,
     HTTPClientError,
     NoCredentialsError,
     PartialCredentialsError,
@@ -182,18 +183,34 @@ def _unreachable(error: BaseException) -> bool:
     return isinstance(error, BotoConnectionError | HTTPClientError)
 
 
+def _transient(error: BaseException) -> bool:
+    """What waiting may fix: a throttle, a 5xx, a connection reset or timed out. Not nothing
+    listening (EndpointConnectionError: refused, or a name that does not resolve)."""
+    if isinstance(error, EndpointConnectionError):
+        return False
+    if _unreachable(error):
+        return True
+    if isinstance(error, ClientError):
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
+        return _code(error) in THROTTLES or status >= 500
+    return False
+
+
 def probe(
     config: Config,
     *,
     regions: Sequence[str] | None = None,
     tables: bool = True,
     tolerate_unreachable: bool = False,
+    tolerate_transient: bool = False,
 ) -> dict[str, RegionError]:
     """Reach each of ``regions`` (default: every one) with one DescribeTable of its table, in
     parallel, under PREFLIGHT_CONFIG; raise the first region's RegionError (configuration
     order). ``tables=False``: a missing table is not an error (init creates it).
     ``tolerate_unreachable``: return the unreachable regions instead of raising for them (a
-    status still shows the others; a consumer still replicates to the others)."""
+    status still shows the others). ``tolerate_transient``: return the regions whose failure
+    waiting may fix (the consumer then waits with its patient retries); nothing listening,
+    credentials, a missing table or a permission still raise."""
     names = list(regions if regions is not None else config.region_names)
     clients = clients_for(config, "dynamodb", boto_config=PREFLIGHT_CONFIG)
 
@@ -214,7 +231,9 @@ def probe(
     for region, error in found.items():
         if error is None:
             continue
-        if tolerate_unreachable and _unreachable(error.cause):
+        if (tolerate_unreachable and _unreachable(error.cause)) or (
+            tolerate_transient and _transient(error.cause)
+        ):
             unreachable[region] = error
             continue
         raise error

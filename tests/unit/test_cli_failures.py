@@ -13,9 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
-from service.engine.preflight import PREFLIGHT_CONFIG, RegionError
+from service.engine.preflight import PREFLIGHT_CONFIG, RegionError, _transient
 from service.surfaces.cli import main
 from service.surfaces.failures import classify
 from tests.unit.test_cli_refusals import no_aws_environment, write_config
@@ -177,3 +177,23 @@ def test_each_kind_of_failure_in_a_region_has_one_exit_code_and_one_advice(
     assert code == failure.code
     assert failure.line.startswith(expected), failure.line
     assert [failure.line] == failure.line.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("cause", "waited_for"),
+    [
+        pytest.param(EndpointConnectionError(endpoint_url="http://x"), False, id="nothing-there"),
+        pytest.param(ConnectionClosedError(endpoint_url="http://x"), True, id="reset"),
+        pytest.param(_refused("ThrottlingException"), True, id="throttled"),
+        pytest.param(_refused("ServiceUnavailable", 503), True, id="5xx"),
+        pytest.param(_refused("ResourceNotFoundException"), False, id="no-table"),
+        pytest.param(_refused("AccessDeniedException"), False, id="denied"),
+    ],
+)
+def test_run_waits_out_what_waiting_may_fix_and_fails_fast_on_the_rest(
+    cause: Exception, waited_for: bool
+) -> None:
+    """`georep run` is long-running: a throttle, a 5xx or a reset at start is said and
+    waited out with the consumer's retries (chaos restarts consumers under such faults);
+    nothing listening, a missing table or a permission end it at once."""
+    assert waited_for == _transient(cause)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 
 from service.surfaces.commands._common import OK, config_of
@@ -42,6 +43,7 @@ def execute(args: argparse.Namespace) -> int:
     from service.adapters.metrics import PrometheusMetrics, serve
     from service.engine.preflight import PREFLIGHT_CONFIG, check_tables, probe
     from service.engine.wiring import Consumer, clients_for
+    from service.surfaces.failures import classify
 
     config = config_of(args)
     config.region(args.region)  # an unknown region: exit 2 before anything else
@@ -53,9 +55,11 @@ def execute(args: argparse.Namespace) -> int:
     if port is not None:
         server = serve(port)
         print(f"georep: metrics on http://127.0.0.1:{server.server_port}/metrics", flush=True)
-    # NOTE: its own region must answer now (one line, about 2 s, when it does not); a destination
-    # that does not answer is logged, and replicated to with patient retries once it does.
-    probe(config, regions=[args.region])
+    # NOTE: its own region must be there (nothing listening, credentials, the table: one line,
+    # about 2 s); what waiting may fix (a throttle, a 5xx, a reset) is said and waited out with
+    # the consumer's patient retries, as is a destination that does not answer.
+    for waiting in probe(config, regions=[args.region], tolerate_transient=True).values():
+        print(f"georep: {classify(waiting).line}; waiting for it", file=sys.stderr, flush=True)
     check_tables(config, clients=clients_for(config, "dynamodb", boto_config=PREFLIGHT_CONFIG))
     consumer = Consumer(config, region=args.region, metrics=metrics)
     stop = threading.Event()
