@@ -177,8 +177,10 @@ class Config(_Strict):
         for region in self.regions:
             if region.name == name:
                 return region
+        hint = _did_you_mean(name, self.region_names)
         raise UnknownRegionError(
-            f"region {name!r} is not configured; known regions: {list(self.region_names)}"
+            f"region {name} is not configured in georep.toml{hint} "
+            f"(configured: {', '.join(self.region_names)})"
         )
 
     def table_name(self, region: str) -> str:
@@ -228,10 +230,34 @@ def parse_config(doc: dict[str, Any], *, source: str = "georep.toml") -> Config:
 
 
 def _message(error: Any) -> str:
-    """Pydantic's message without its "Value error, " prefix for our own validators."""
-    if error.get("type") == "value_error" and "error" in error.get("ctx", {}):
+    """Pydantic's message in georep's words: our own validators' text without its "Value
+    error, " prefix; a misspelled setting with the one it resembles."""
+    kind = error.get("type")
+    if kind == "value_error" and "error" in error.get("ctx", {}):
         return str(error["ctx"]["error"])
+    if kind == "extra_forbidden":
+        *parent, name = error["loc"]
+        known = _SECTIONS.get(next((p for p in parent if isinstance(p, str)), ""), Config)
+        hint = _did_you_mean(str(name), tuple(known.model_fields))
+        return f"not a setting georep knows{hint or ' (docs: README, Configure and run)'}"
+    if kind == "missing":
+        return "is required"
     return str(error["msg"])
+
+
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "table": TableConfig,
+    "regions": RegionConfig,
+    "replication": ReplicationConfig,
+}
+
+
+def _did_you_mean(word: str, choices: tuple[str, ...]) -> str:
+    """``": did you mean partition_key?"`` for a near miss, else nothing."""
+    from difflib import get_close_matches
+
+    close = get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f": did you mean {close[0]}?" if close else ""
 
 
 def load_config(path: str | Path) -> Config:

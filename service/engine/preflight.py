@@ -29,14 +29,16 @@ stream view type is NEW_IMAGE, georep needs NEW_AND_OLD_IMAGES (...): disable th
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     ClientError,
     CredentialRetrievalError,
+    EndpointConnectionError,
     HTTPClientError,
     NoCredentialsError,
     PartialCredentialsError,
@@ -47,7 +49,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from service.core.schema import STREAM_VIEW_TYPE, Keys, table_problems
 from service.core.version import TTL_ATTR
-from service.engine.wiring import THROTTLES
+from service.engine.wiring import THROTTLES, clients_for
 from service.errors import GeorepError
 
 if TYPE_CHECKING:
@@ -107,9 +109,9 @@ def _describe(region: str, client: DynamoDBClient, *, table_name: str, keys: Key
 def _client_problem(code: str, error: ClientError, table_name: str) -> str:
     if code == "ResourceNotFoundException":
         return (
-            f"the table does not exist: create it (key schema as configured, stream "
-            f"{STREAM_VIEW_TYPE}, TTL on {TTL_ATTR}), or set this region's [[regions]] table if "
-            "it has another name"
+            f"the table does not exist: run georep init (it creates it: key schema as "
+            f"configured, stream {STREAM_VIEW_TYPE}, TTL on {TTL_ATTR}), or set this region's "
+            "[[regions]] table if it has another name"
         )
     if code in ("AccessDeniedException", "AccessDenied"):
         return (
@@ -151,3 +153,126 @@ def check_tables(config: Config, *, clients: Mapping[str, DynamoDBClient]) -> di
             why,
         )
     return unchecked
+
+
+# -- the commands' first call: fail fast ---------------------------------------------------------
+
+# NOTE: a command's first call per region is a probe with a short connect timeout and one retry:
+# nothing listening, or no network to AWS, then ends the command in about 2 s with one line,
+# instead of botocore's ten patient attempts (15 to 36 s). The work itself keeps BOTO_CONFIG.
+PREFLIGHT_CONFIG = BotoConfig(
+    connect_timeout=1, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 2}
+)
+
+
+class RegionError(Exception):
+    """A call to one region failed: ``cause`` is what botocore raised. The CLI turns it into one
+    line naming the region, the table and the fix (service/surfaces/failures.py)."""
+
+    def __init__(
+        self, cause: BaseException, *, region: str, table: str, endpoint: str | None
+    ) -> None:
+        super().__init__(f"region {region}, table {table}: {cause}")
+        self.cause = cause
+        self.region = region
+        self.table = table
+        self.endpoint = endpoint
+
+
+def _unreachable(error: BaseException) -> bool:
+    return isinstance(error, BotoConnectionError | HTTPClientError)
+
+
+def _transient(error: BaseException) -> bool:
+    """What waiting may fix: a throttle, a 5xx, a connection reset or timed out. Not nothing
+    listening (EndpointConnectionError: refused, or a name that does not resolve)."""
+    if isinstance(error, EndpointConnectionError):
+        return False
+    if _unreachable(error):
+        return True
+    if isinstance(error, ClientError):
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
+        return _code(error) in THROTTLES or status >= 500
+    return False
+
+
+def probe(
+    config: Config,
+    *,
+    regions: Sequence[str] | None = None,
+    tables: bool = True,
+    tolerate_unreachable: bool = False,
+    tolerate_transient: bool = False,
+) -> dict[str, RegionError]:
+    """Reach each of ``regions`` (default: every one) with one DescribeTable of its table, in
+    parallel, under PREFLIGHT_CONFIG; raise the first region's RegionError (configuration
+    order). ``tables=False``: a missing table is not an error (init creates it).
+    ``tolerate_unreachable``: return the unreachable regions instead of raising for them (a
+    status still shows the others). ``tolerate_transient``: return the regions whose failure
+    waiting may fix (the consumer then waits with its patient retries); nothing listening,
+    credentials, a missing table or a permission still raise."""
+    names = list(regions if regions is not None else config.region_names)
+    clients = clients_for(config, "dynamodb", boto_config=PREFLIGHT_CONFIG)
+
+    def one(region: str) -> RegionError | None:
+        client = clients[region]
+        table = config.table_name(region)
+        try:
+            client.describe_table(TableName=table)
+        except Exception as error:
+            if not tables and _code(error) == "ResourceNotFoundException":
+                return None
+            return RegionError(error, region=region, table=table, endpoint=client.meta.endpoint_url)
+        return None
+
+    with ThreadPoolExecutor(max_workers=len(names) or 1, thread_name_prefix="probe") as pool:
+        found = dict(zip(names, pool.map(one, names), strict=True))
+    unreachable: dict[str, RegionError] = {}
+    for region, error in found.items():
+        if error is None:
+            continue
+        if (tolerate_unreachable and _unreachable(error.cause)) or (
+            tolerate_transient and _transient(error.cause)
+        ):
+            unreachable[region] = error
+            continue
+        raise error
+    return unreachable
+
+
+def _code(error: BaseException) -> str:
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+# -- region names ------------------------------------------------------------------------------
+
+
+def check_region_names(config: Config) -> None:
+    """Refuse a region name DynamoDB does not have in any partition (``moon-1``, ``eu-west1``),
+    unless the region has an ``endpoint_url`` (an emulator takes any name). The names come
+    from botocore's own endpoint data, so a botocore older than a new region refuses it:
+    upgrade boto3, or set the region's endpoint_url. Raises ConfigError."""
+    from difflib import get_close_matches
+
+    import botocore.session
+
+    from service.config import ConfigError
+
+    unchecked = [r.name for r in config.regions if r.endpoint_url is None]
+    if not unchecked:
+        return
+    session = botocore.session.get_session()
+    known: set[str] = set()
+    for partition in session.get_available_partitions():
+        known.update(session.get_available_regions("dynamodb", partition_name=partition))
+    for name in unchecked:
+        if name in known:
+            continue
+        close = get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+        hint = f": did you mean {close[0]}?" if close else ""
+        raise ConfigError(
+            f"[[regions]] name {name} is not a DynamoDB region{hint} (for an emulator or "
+            "another endpoint, set that region's endpoint_url)"
+        )

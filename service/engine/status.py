@@ -242,13 +242,13 @@ REGION_COLUMNS = (
     "region",
     "stream",
     "shards",
-    "iterator age",
-    "replication lag",
-    "dead letters",
+    "iterator_age",
+    "replication_lag",
+    "dead_letters",
     "consumer",
-    "needs repair",
+    "needs_repair",
 )
-SHARD_COLUMNS = ("region", "shard", "parent", "state", "checkpoint", "oldest unread")
+SHARD_COLUMNS = ("region", "shard", "parent", "state", "checkpoint", "oldest_unread")
 
 
 def region_record(view: RegionView, *, now: float) -> dict[str, Any]:
@@ -261,9 +261,9 @@ def region_record(view: RegionView, *, now: float) -> dict[str, Any]:
         "region": view.region,
         "stream": view.stream_arn,
         "shards": phases,
-        "iterator age": iterator_age(view, now=now),
-        "replication lag": status.lag_seconds if status else None,
-        "dead letters": view.dead_letters,
+        "iterator_age": iterator_age(view, now=now),
+        "replication_lag": status.lag_seconds if status else None,
+        "dead_letters": view.dead_letters,
         "consumer": {
             "state": consumer_state(status, now=now),
             "polled_at": status.polled_at if status else None,
@@ -274,7 +274,7 @@ def region_record(view: RegionView, *, now: float) -> dict[str, Any]:
             "last_error": status.last_error if status else None,
             "last_error_at": status.last_error_at if status else None,
         },
-        "needs repair": [
+        "needs_repair": [
             {"reason": m.reason, "marked_at": m.marked_at, "stream": m.stream_arn}
             for m in view.markers
         ],
@@ -303,7 +303,7 @@ def region_row(view: RegionView, *, now: float) -> tuple[str, ...]:
         consumer += f", polled {ago(now - status.polled_at)} ago"
     repair = f"YES ({len(view.markers)})" if view.markers else "no"
     dead = "-" if view.dead_letters is None else str(view.dead_letters)
-    age = ago(record["iterator age"])
+    age = ago(record["iterator_age"])
     return (view.region, stream, shards, age, lag, dead, consumer, repair)
 
 
@@ -332,8 +332,8 @@ def shard_record(view: RegionView, shard: ShardView) -> dict[str, Any]:
         "parent": shard.parent,
         "state": shard.phase,
         "checkpoint": shard.checkpoint,
-        "oldest unread": shard.oldest_unread,
-        "probe error": shard.probe_error,
+        "oldest_unread": shard.oldest_unread,
+        "probe_error": shard.probe_error,
     }
 
 

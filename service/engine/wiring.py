@@ -39,10 +39,10 @@ def clients_for(
     boto_config: BotoConfig = BOTO_CONFIG,
 ) -> dict[str, Any]:
     """One boto3 client per configured region (endpoint from config, or AWS), with a
-    connection pool as large as the writes the replicator keeps in flight to a region."""
+    connection pool as large as the requests that can be in flight to a region at once."""
     session = session or boto3.Session()
     configured = getattr(boto_config, "max_pool_connections", None) or 10
-    pool = max(configured, config.replication.write_concurrency)
+    pool = max(configured, pool_size(config))
     boto_config = boto_config.merge(BotoConfig(max_pool_connections=pool))
     return {
         r.name: session.client(
@@ -53,6 +53,20 @@ def clients_for(
         )
         for r in config.regions
     }
+
+
+# Requests of a consumer that are not replicated writes: checkpoints, leases, heartbeats, dead
+# letters, describe calls.
+CONTROL_CONNECTIONS = 8
+
+
+def pool_size(config: Config) -> int:
+    """Connections a region's client may need at once: the replicator keeps
+    ``write_concurrency`` writes in flight to each destination, and each of those threads may
+    also log a conflict in the consumer's own region, so the consumer's own client sees up to
+    one write thread per region at once, plus its control calls. A smaller pool makes urllib3
+    discard connections ("Connection pool is full", 42 warnings in 8 s of catching up)."""
+    return config.replication.write_concurrency * len(config.regions) + CONTROL_CONNECTIONS
 
 
 THROTTLES = frozenset(

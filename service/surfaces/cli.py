@@ -1,32 +1,90 @@
-"""The ``georep`` command: replicate, onboard, check, repair and watch DynamoDB regions.
+"""georep: replicate, onboard, check, repair and watch DynamoDB tables in several regions.
 
-Every command takes ``-c/--config`` (before or after the command; default georep.toml).
-Exit codes: 0 success, 1 a check found a problem or the work failed, 2 usage or
-configuration error. Errors are one line; ``--debug`` shows the traceback.
+Every command takes -c/--config (before or after the command; default $GEOREP_CONFIG, else
+georep.toml), -v (progress logs) and --debug (tracebacks). Results go to stdout, progress and
+errors to stderr. Exit codes: 0 success, 1 a check found a problem or the work failed,
+2 a usage or configuration error (one line; run georep init for a missing table).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
+from collections.abc import Sequence
+from typing import Any
 
-from service.errors import ConsumerHaltedError, GeorepError
 from service.surfaces.commands import COMMANDS
-from service.surfaces.commands._common import GLOBAL_OPTIONS
+from service.surfaces.commands._common import GLOBAL_OPTIONS, HelpFormatter, examples
 
 _COMMON = GLOBAL_OPTIONS
 
+EXAMPLES = examples(
+    ("georep init", "create or adopt every region's table"),
+    ("georep run --region eu-west-1", "one consumer per region"),
+    ("georep verify", "exit 0 when every region holds the same"),
+    ("georep status --json", "per region, machine-readable"),
+    ("georep COMMAND --help", "a command's options and examples"),
+)
 
-def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="georep", description=_plain(__doc__), parents=[_COMMON])
+
+class _Version(argparse.Action):
+    """``--version``: read from the installed package only when asked (keeps --help fast)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS) -> None:
+        super().__init__(
+            option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, help="print the version"
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any, **__: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("georep")
+        except PackageNotFoundError:  # run from a source tree that is not installed
+            number = "unknown (not installed)"
+        print(f"georep {number}")
+        parser.exit()
+
+
+def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line. Only the command ``argv`` names has its options added (with
+    ``argv`` None: every command): a command's options may need imports that ``georep
+    --help`` must not pay for (docs/decisions.md, "A command line people trust")."""
+    top = argparse.ArgumentParser(
+        prog="georep",
+        description=_plain(__doc__),
+        epilog=EXAMPLES,
+        formatter_class=HelpFormatter,
+        parents=[_COMMON],
+    )
+    top.add_argument("--version", action=_Version)
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    wanted = None if argv is None else _command_in(argv)
     for command in COMMANDS:
-        doc = _plain(command.__doc__)
-        child = sub.add_parser(command.NAME, help=command.HELP, description=doc, parents=[_COMMON])
-        command.configure(child)
+        child = sub.add_parser(
+            command.NAME,
+            help=command.HELP,
+            description=_plain(command.__doc__),
+            epilog=examples(*command.EXAMPLES),
+            formatter_class=HelpFormatter,
+            parents=[_COMMON],
+        )
+        if argv is None or wanted == command.NAME:
+            command.configure(child)
         child.set_defaults(handler=command.execute)
     return top
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names: its first word that is not an option or an option's value."""
+    takes_value = {"-c", "--config"}
+    words = iter(argv)
+    for word in words:
+        if word in takes_value:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 def _plain(doc: str | None) -> str:
@@ -35,14 +93,22 @@ def _plain(doc: str | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    for name, default in (("config", "georep.toml"), ("verbose", False), ("debug", False)):
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:  # bare `georep`: what it can do, not an error
+        parser(argv).print_help()
+        return 0
+    args = parser(argv).parse_args(argv)
+    args.argv = list(argv)  # as typed: what a command says to run again
+    for name, default in (("verbose", False), ("debug", False)):
         if not hasattr(args, name):
             setattr(args, name, default)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    if not hasattr(args, "config"):
+        from service.surfaces.commands._common import default_config
+
+        args.config = default_config()
+    from service.surfaces.commands._common import configure_logging
+
+    configure_logging(verbose=args.verbose, debug=args.debug)
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:
@@ -51,35 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         if args.debug:
             raise
-        code, line = _one_line(error)
-        print(f"georep: {line}", file=sys.stderr)
-        return code
+        from service.surfaces.failures import classify
 
-
-def _one_line(error: Exception) -> tuple[int, str]:
-    """The exit code and the one line for an error that ends a command."""
-    from botocore.exceptions import (
-        BotoCoreError,
-        ClientError,
-        NoCredentialsError,
-        NoRegionError,
-        PartialCredentialsError,
-    )
-
-    from service.adapters.backends import BackendError
-
-    text = " ".join(str(error).split())
-    if isinstance(error, ConsumerHaltedError):  # what retrying cannot fix
-        return 1, text
-    if isinstance(
-        error, GeorepError | NoCredentialsError | PartialCredentialsError | NoRegionError
-    ):
-        return 2, text
-    if isinstance(error, BackendError):
-        return 1, text
-    if isinstance(error, ClientError | BotoCoreError):
-        return 1, f"{type(error).__name__}: {text}"
-    return 1, f"unexpected {type(error).__name__}: {text} (rerun with --debug for the traceback)"
+        failure = classify(error)
+        print(f"georep: {failure.line}", file=sys.stderr)
+        return failure.code
 
 
 if __name__ == "__main__":

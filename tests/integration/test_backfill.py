@@ -208,7 +208,9 @@ def test_a_backfill_stopped_twice_and_resumed_beside_live_writers_leaves_every_r
         _, err = first.communicate(timeout=60)
         assert 1 == first.returncode
         # stderr: the progress display, then one line saying what to do
-        assert 1 == sum(line.startswith("georep: ") for line in err.splitlines()), err
+        said = [line for line in err.splitlines() if line.startswith("georep: ")]
+        assert "georep: stopping: finishing the items in flight and saving progress" == said[0]
+        assert 2 == len(said), err  # the stop acknowledged, then what to do
         assert "run the same command again to resume" in err.splitlines()[-1]
         after_first = saved_scanned(store.load())
         assert 0 < after_first < total
@@ -233,7 +235,7 @@ def test_a_backfill_stopped_twice_and_resumed_beside_live_writers_leaves_every_r
         last = run(cluster, "backfill", "--from", SOURCE, "--page-size", str(PAGE), "--json")
         assert 0 == last.returncode, last.stderr
         summary = json.loads(last.stdout)["summary"]
-        assert ("complete", after_second) == (summary["status"], summary["resumed from"])
+        assert ("complete", after_second) == (summary["status"], summary["resumed_from"])
         assert total == after_second + summary["scanned"]  # resumed, not restarted
         assert 0 == summary["failed"]
     finally:
@@ -304,8 +306,8 @@ def test_a_finished_backfill_says_so_and_restart_runs_it_again(
     ("options", "message"),
     [
         (("--from", "eu-west-1", "--to", "eu-west-1"), "--to includes eu-west-1, the region"),
-        (("--from", "mars-north-1"), "region 'mars-north-1' is not configured"),
-        (("--from", "eu-west-1", "--to", "us-east-1,nowhere"), "region 'nowhere' is not"),
+        (("--from", "mars-north-1"), "region mars-north-1 is not configured"),
+        (("--from", "eu-west-1", "--to", "us-east-1,nowhere"), "region nowhere is not"),
         (("--from", "eu-west-1", "--to", ","), "--to names no region"),
     ],
 )
@@ -335,3 +337,39 @@ def test_a_usage_error_exits_2_with_one_line_before_reaching_aws(
     assert [done.stderr.strip()] == done.stderr.strip().splitlines()
     assert done.stderr.startswith("georep: ") and message in done.stderr
     assert "" == done.stdout
+
+
+def test_ctrl_c_stops_a_rate_limited_backfill_of_a_one_page_table_and_says_how_to_resume(
+    backend: EmbeddedBackend, tmp_path: Path
+) -> None:
+    """Issue 18, point 2: 600 items fit one 1 MB Scan page, and at --max-wcu 20 the page is
+    a minute of writes: Ctrl-C was not acknowledged and the run went on to 601/601, exit 0.
+    Now a page holds 100 items and a stop leaves the items not started: SIGINT is
+    acknowledged, the run ends interrupted (exit 1) with items left, and the hint after a
+    --restart run says to run it again without --restart (which would start over again)."""
+    cluster = make_cluster(backend, tmp_path)
+    populate(cluster, [{"pk": {"S": f"k{i}"}, "v": {"N": str(i)}} for i in range(600)])
+    destination = cluster.client(REGIONS[1])
+
+    def delivered() -> int:
+        return int(destination.scan(TableName=cluster.table_name, Select="COUNT")["Count"])
+
+    slow = ("backfill", "--from", SOURCE, "--max-wcu", "20", "--segments", "1")
+    for extra in ((), ("--restart",)):
+        before = delivered()
+        process = start(cluster, *slow, *extra, "--json")
+        wait_for(lambda before=before: delivered() > before, what="a delivered item")
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+        summary = json.loads(out)["summary"]
+        assert (1, "interrupted") == (process.returncode, summary["status"]), err
+        assert summary["scanned"] < 600
+        said = [line for line in err.splitlines() if line.startswith("georep: ")]
+        assert "georep: stopping: finishing the items in flight and saving progress" == said[0]
+        if extra:
+            assert said[-1].endswith(
+                "run it again without --restart (georep backfill --from eu-west-1 --max-wcu 20 "
+                f"--segments 1 --json -c {cluster.config_path}) to resume"
+            ), said
+        else:
+            assert said[-1].endswith("run the same command again to resume"), said

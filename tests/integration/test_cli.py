@@ -241,3 +241,26 @@ def test_backend_serves_a_table_that_init_creates_and_stops_on_sigterm(tmp_path:
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_backend_on_a_busy_port_says_so_in_one_line_without_announcing_itself() -> None:
+    """Issue 18, point 8: it announced the server, then failed with exit 1."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "service.surfaces.cli", "backend", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert 2 == done.returncode
+    assert "" == done.stdout  # nothing announced
+    assert [
+        f"georep: cannot serve on 127.0.0.1:{port}: address already in use (is another server "
+        "running there? choose another --port)"
+    ] == done.stderr.strip().splitlines()

@@ -62,3 +62,4 @@ def test_the_readme_tutorial_runs_as_written(tmp_path: Path) -> None:
     assert "is not commutative" in out, out
     assert re.search(r"exit 1\s.*exit 0\s*$", result.stdout, flags=re.S), out
     assert "cart#1" in result.stdout, out
+    assert '"items": ["book", "lamp"]' in result.stdout, out  # verify --show: what both hold

@@ -102,12 +102,12 @@ def test_a_raw_edit_behind_replications_back_is_divergent_and_repair_mends_it(
     summary = report["summary"]
     assert ("divergent", 1, 5, 4) == (
         summary["result"],
-        summary["divergent"],
-        summary["items compared"],
+        summary["divergent_found"],
+        summary["items_compared"],
         summary["identical"],
     )
     rows = {row["region"]: row for row in report["rows"]}
-    assert {("k1", "divergent")} == {(row["key"], row["status"]) for row in report["rows"]}
+    assert {("k1", "divergent")} == {(row["key"]["pk"], row["status"]) for row in report["rows"]}
     assert "raw" == rows[REGIONS[1]]["holds"] and rows[REGIONS[1]]["version"].endswith("(copied)")
     assert "stamped" == rows[REGIONS[0]]["holds"] == rows[REGIONS[2]]["holds"]
     assert REGIONS[0] == rows[REGIONS[0]]["origin"]
@@ -115,14 +115,14 @@ def test_a_raw_edit_behind_replications_back_is_divergent_and_repair_mends_it(
 
     done = verify(cluster, "--repair", "--timeout", "1.5")
     assert 0 == done.returncode, done.stdout + done.stderr
-    assert "repaired: 1" in done.stdout and "result: clean" in done.stdout
+    assert "repaired: 1" in done.stdout and "result: repaired" in done.stdout
     assert "k1" in done.stdout and "raw" in done.stdout  # what the regions held before
     assert cluster.identical() and all_stamped(cluster)
     assert {"S": "edited by hand"} == cluster.scan(REGIONS[2])["k1"]["v"]
 
     done = verify(cluster, "--timeout", "1.5")
     assert 0 == done.returncode, done.stdout + done.stderr
-    assert "result: clean" in done.stdout and "divergent: 0" in done.stdout
+    assert "result: identical" in done.stdout and "divergent found: 0" in done.stdout
 
     drain(consumers)  # the edit's own record is adopted now, after the repair
     for consumer in consumers:
@@ -190,10 +190,12 @@ def test_verify_during_a_live_workload_reports_pending_never_divergent(
         consumer.close()
     proxy.stop()
     summary = json.loads(out)["summary"]
-    assert (0, 0, 0) == (process.returncode, summary["divergent"], summary["still pending"]), (
-        out + err
-    )
-    assert "clean" == summary["result"]
+    assert (0, 0, 0) == (
+        process.returncode,
+        summary["divergent_found"],
+        summary["still_pending"],
+    ), out + err
+    assert "identical" == summary["result"]
     assert 0 < summary["pending"] == summary["settled"]  # the scans met writes in flight
     assert cluster.identical()
 
@@ -236,23 +238,23 @@ def test_a_clean_full_repair_pass_clears_needs_repair_markers_and_no_other_pass_
     other.put_item(TableName=cluster.table_name, Item={**good, "_georep": {"M": {"s": {"N": "1"}}}})
 
     code, report = verify_json(cluster, "--repair", "--key", "k0", "--timeout", "1")
-    assert (0, 0) == (code, report["summary"]["markers cleared"])
+    assert (0, 0) == (code, report["summary"]["markers_cleared"])
     assert 1 == len(markers.repair_markers())
 
     code, report = verify_json(cluster, "--repair", "--timeout", "1")
     assert 1 == code
-    statuses = {(row["key"], row["status"]) for row in report["rows"]}
+    statuses = {(row["key"]["pk"], row["status"]) for row in report["rows"]}
     assert {("k1", "repaired"), ("k2", "unrepairable")} == statuses
     assert (1, 0) == (
-        report["summary"]["needs-repair markers"],
-        report["summary"]["markers cleared"],
+        report["summary"]["needs_repair_markers"],
+        report["summary"]["markers_cleared"],
     )
     assert 1 == len(markers.repair_markers())
     assert {"S": "lost record"} == cluster.scan(REGIONS[0])["k1"]["v"]
 
     other.put_item(TableName=cluster.table_name, Item=good)  # fixed by hand
     code, report = verify_json(cluster, "--repair", "--timeout", "1")
-    assert (0, 1) == (code, report["summary"]["markers cleared"]), report
+    assert (0, 1) == (code, report["summary"]["markers_cleared"]), report
     assert [] == markers.repair_markers()
     assert cluster.identical()
 
@@ -264,3 +266,75 @@ def test_verify_refuses_a_sort_key_the_table_does_not_have(
     done = verify(cluster, "--key", "k0", "--sort-key", "1")
     assert 2 == done.returncode
     assert "has no sort key" in done.stderr and 1 == len(done.stderr.strip().splitlines())
+
+
+def test_verify_of_a_key_in_no_region_exits_1_saying_not_found(
+    backend: EmbeddedBackend, tmp_path: Path
+) -> None:
+    """Issue 18, point 1: a typo (a key no region holds) said "result: clean", "identical: 1",
+    exit 0. It is one line on stderr and exit 1; a key every region holds is still exit 0."""
+    cluster = make_cluster(backend, tmp_path)
+    consumers = consumers_of(cluster)
+    GeorepTable(cluster.client(REGIONS[0]), config=cluster.config, region=REGIONS[0]).put(
+        {"pk": {"S": "cart#1"}, "v": {"S": "v"}}
+    )
+    drain(consumers)
+    for consumer in consumers:
+        consumer.close()
+
+    done = verify(cluster, "--key", "nope#404")
+    assert 1 == done.returncode, done.stdout + done.stderr
+    assert [f"georep: key nope#404 not found in any region ({', '.join(REGIONS)})"] == (
+        done.stderr.strip().splitlines()
+    )
+    assert "result: not found" in done.stdout
+    code, report = verify_json(cluster, "--key", "nope#404")
+    assert (1, "not found") == (code, report["summary"]["result"])
+    assert (0, "identical") == (
+        verify(cluster, "--key", "cart#1").returncode,
+        verify_json(cluster, "--key", "cart#1")[1]["summary"]["result"],
+    )
+
+
+def test_verify_show_prints_each_regions_value_and_which_attributes_differ(
+    backend: EmbeddedBackend, tmp_path: Path
+) -> None:
+    """Issue 18, point 11: "both regions hold {book, lamp}" can be seen with georep: --key
+    --show prints what every region holds; a divergent key's rows (full pass, --show) hold each
+    region's data and the attributes that differ. The summary's word agrees with its counts:
+    after a repair it says repaired, never clean next to divergent: 1."""
+    cluster = make_cluster(backend, tmp_path)
+    consumers = consumers_of(cluster)
+    GeorepTable(cluster.client(REGIONS[0]), config=cluster.config, region=REGIONS[0]).put(
+        {"pk": {"S": "cart#1"}, "items": {"SS": ["lamp", "book"]}, "quantity": {"N": "1"}}
+    )
+    drain(consumers)
+    for consumer in consumers:
+        consumer.close()
+
+    code, report = verify_json(cluster, "--key", "cart#1", "--show")
+    assert 0 == code
+    held = {"items": ["book", "lamp"], "pk": "cart#1", "quantity": 1}
+    assert [{"region": r, "differs_in": [], "value": held} for r in REGIONS] == report["values"]
+    shown = verify(cluster, "--key", "cart#1", "--show")
+    assert 0 == shown.returncode and "book, lamp" not in shown.stdout
+    assert '"items": ["book", "lamp"]' in shown.stdout
+
+    client = cluster.client(REGIONS[1])
+    item = client.get_item(TableName=cluster.table_name, Key={"pk": {"S": "cart#1"}})["Item"]
+    client.put_item(TableName=cluster.table_name, Item={**item, "quantity": {"N": "7"}})
+    code, report = verify_json(cluster, "--show", "--timeout", "1")
+    assert 1 == code
+    values = {row["region"]: (row["differs_in"], row["value"]) for row in report["rows"]}
+    assert (["quantity"], {**held, "quantity": 7}) == values[REGIONS[1]]
+    assert (["quantity"], held) == values[REGIONS[0]]
+
+    code, report = verify_json(cluster, "--repair", "--timeout", "1")
+    summary = report["summary"]
+    assert (0, "repaired", 1, 1, 0) == (
+        code,
+        summary["result"],
+        summary["divergent_found"],
+        summary["repaired"],
+        summary["divergent_left"],
+    )

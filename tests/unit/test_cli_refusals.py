@@ -149,3 +149,20 @@ def test_georep_run_without_aws_credentials_exits_2_with_one_line(tmp_path: Path
     assert [done.stderr.strip()] == done.stderr.strip().splitlines()
     assert done.stderr.startswith("georep: no usable AWS credentials")
     assert "AWS_ACCESS_KEY_ID" in done.stderr
+
+
+def test_georep_config_names_the_configuration_the_cli_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 18, point 6: the no-config error says GEOREP_CONFIG works; it does, -c wins."""
+    path = write_config(tmp_path)
+    monkeypatch.chdir(tmp_path / "..")
+    monkeypatch.setenv("GEOREP_CONFIG", str(path))
+
+    assert 0 == main(["check-rule"])  # lww: built in, nothing to check, no network
+    assert "resolver 'lww' is built in" in capsys.readouterr().out
+
+    monkeypatch.setenv("GEOREP_CONFIG", str(tmp_path / "elsewhere.toml"))
+    assert 2 == main(["check-rule"])
+    assert f"{tmp_path / 'elsewhere.toml'}: no such file" in capsys.readouterr().err
+    assert 0 == main(["check-rule", "-c", str(path)])

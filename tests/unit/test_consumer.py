@@ -230,6 +230,7 @@ def test_georep_run_prints_one_line_and_exits_1_when_the_consumer_halts(
     )
     monkeypatch.setattr(service.engine.wiring, "Consumer", Halting)
     monkeypatch.setattr(service.engine.preflight, "check_tables", lambda *_, **__: {})
+    monkeypatch.setattr(service.engine.preflight, "probe", lambda *_, **__: {})
     assert 1 == cli.main(["run", "--region", "us-east-1", "-c", str(config)])
     assert "georep: us-east-1: AWS rejected the credentials (...)\n" == capsys.readouterr().err
 

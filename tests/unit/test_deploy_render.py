@@ -64,3 +64,19 @@ def test_render_refuses_a_configuration_without_a_conflict_log(
     assert 2 == code
     assert "conflict_table" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
+
+
+def test_render_reports_in_json_with_snake_case_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 18, point 10: ``--json`` everywhere a command reports."""
+    import json
+
+    config = tmp_path / "georep.toml"
+    config.write_text(TOML.format(e=""))
+    out = tmp_path / "params"
+    argv = ["deploy", "render", "-c", str(config), "--account-id", "123456789012"]
+    assert 0 == main([*argv, "--out", str(out), "--json"])
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert {"region", "table", "table_is", "parameter_file"} == set(rows[0])
+    assert ["eu-west-1", "us-east-1"] == [row["region"] for row in rows]

@@ -159,3 +159,22 @@ def test_georep_check_rule_checks_a_rule_named_on_the_command_line_without_a_con
     assert 1 == main(["check-rule", "tests.property.example_rules:local_wins", "-c", missing])
     assert "is not commutative" in capsys.readouterr().err
     assert 0 == main(["check-rule", "tests.property.example_rules:union_tags", "-c", missing])
+
+
+def test_georep_check_rule_reports_in_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 18, point 10: check-rule refused --json; its verdict is one JSON document."""
+    import json
+
+    missing = str(tmp_path / "none.toml")
+    capsys.readouterr()
+    assert 1 == main(
+        ["check-rule", "tests.property.example_rules:local_wins", "-c", missing, "--json"]
+    )
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert ("fails a law", "tests.property.example_rules:local_wins") == (
+        summary["result"],
+        summary["rule"],
+    )
+    assert summary["law"] and summary["counterexample"]

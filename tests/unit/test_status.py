@@ -103,7 +103,7 @@ def test_a_region_needing_repair_or_unreadable_is_a_problem_and_says_why() -> No
     assert "(5 min ago)" in line
     record = region_record(marked, now=NOW)
     assert [{"reason": marker.reason, "marked_at": NOW - 300, "stream": ARN}] == record[
-        "needs repair"
+        "needs_repair"
     ]
     unreadable = region_row(view(error="UnrecognizedClientException: bad key"), now=NOW)
     assert ("unreadable: UnrecognizedClientException: bad key", "unknown") == (

@@ -22,6 +22,7 @@ runs only in the child process that `service.adapters.backends.MotoServer` start
 from __future__ import annotations
 
 import argparse
+import errno
 import io
 import logging
 import signal
@@ -166,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         MotoRequestHandler,
         create_backend_app,
     )
-    from werkzeug.serving import run_simple
+    from werkzeug.serving import make_server
 
     if not args.verbose:
         # werkzeug keeps a level that is already set; request lines would only fill the log.
@@ -175,14 +176,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     app = SerialisedApp(DomainDispatcherApplication(create_backend_app))
     handler = type("MotoKeepAliveHandler", (KeepAliveHandler, MotoRequestHandler), {})
-    print(f"georep: serialised moto server on http://{args.host}:{args.port}", flush=True)
-    run_simple(
+    try:
+        # NOTE: bound before it is announced: a busy port is one line and exit 2, not an
+        # announcement and then a traceback (issue 18). The words keep "address already in
+        # use", which ManagedProcess reads to retry on another port.
+        # NOTE: bound here, not by werkzeug, which prints its own advice and exits 1.
+        listening = socket.create_server((args.host, args.port))
+    except OSError as error:
+        reason = "address already in use" if error.errno == errno.EADDRINUSE else str(error)
+        print(
+            f"georep: cannot serve on {args.host}:{args.port}: {reason} (is another server "
+            "running there? choose another --port)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 2
+    server = make_server(
         args.host,
         args.port,
         app,
         threaded=True,
         request_handler=handler,
+        fd=listening.fileno(),
     )
+    print(f"georep: serialised moto server on http://{args.host}:{args.port}", flush=True)
+    server.serve_forever()  # werkzeug's: returns on KeyboardInterrupt, the socket closed
     return 0
 
 

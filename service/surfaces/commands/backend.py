@@ -10,6 +10,10 @@ import argparse
 
 NAME = "backend"
 HELP = "run the embedded backend (serialised moto server) for local use"
+EXAMPLES = (
+    ("georep backend --port 8000", 'then endpoint_url = "http://127.0.0.1:8000"'),
+    ("georep backend --host 0.0.0.0 --port 8000", "reachable from other machines"),
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

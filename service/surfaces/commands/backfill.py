@@ -3,10 +3,11 @@ table becomes a version (a raw item is stamped in place, as of when R's stream w
 is delivered to the other regions (or those of ``--to``) by the conditional writes live
 replication makes, so it is safe beside live writers and running consumers; a raw item's stamp
 also reaches every region through R's stream. Progress is saved per scan segment in georep's
-checkpoint table: SIGINT or SIGTERM finishes the page in hand and exits 1, and running the same
-command again resumes (``--restart`` starts over). Exit 0 when every item is applied (a rerun
-then says it is already complete), 1 if some failed or it was interrupted, 2 for usage or
-configuration errors. Onboarding: ``init``, start the consumers, ``backfill --from R``."""
+checkpoint table: SIGINT or SIGTERM finishes the items in flight, saves the pages done and
+exits 1, and running the same command again resumes (``--restart`` starts over). Exit 0 when
+every item is applied (a rerun then says it is already complete), 1 if some failed or it was
+interrupted, 2 for usage or configuration errors. Onboarding: ``init``, start the consumers,
+``backfill --from R``."""
 
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ if TYPE_CHECKING:
 
 NAME = "backfill"
 HELP = "sync a populated table's existing items to the other regions (resumable, rate limited)"
+EXAMPLES = (
+    ("georep backfill --from eu-west-1 --max-wcu 500", "run it again to resume"),
+    ("georep backfill --from eu-west-1 --to us-east-1", "one destination only"),
+    ("georep backfill --from eu-west-1 --restart", "forget saved progress, start over"),
+)
 
 # DynamoDB's own bound on a parallel Scan.
 MAX_SEGMENTS = 1_000_000
@@ -90,7 +96,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=_count(1, 1_000_000),
         default=None,
         metavar="N",
-        help="items per Scan page, so how often progress is saved (default: 1 MB pages)",
+        help="items per Scan page, so how often progress is saved (default 100; a page is "
+        "also at most 1 MB)",
     )
     parser.add_argument(
         "--restart", action="store_true", help="forget saved progress or completion, start over"
@@ -125,15 +132,16 @@ def execute(args: argparse.Namespace) -> int:
 
     from service.core.backfill import stamp_hlc
     from service.engine.backfill import Tally, build, progress_store
-    from service.engine.preflight import check_tables
+    from service.engine.preflight import PREFLIGHT_CONFIG, check_tables, probe
     from service.engine.wiring import clients_for
     from service.errors import UsageError
 
     config = config_of(args)
     source = args.source
     destinations = destinations_of(config, source=source, to=args.to)
+    probe(config, regions=[source, *destinations])
+    check_tables(config, clients=clients_for(config, "dynamodb", boto_config=PREFLIGHT_CONFIG))
     clients = clients_for(config, "dynamodb")
-    check_tables(config, clients=clients)
     store = progress_store(config, source=source, destinations=destinations, clients=clients)
     store.ensure_table()
     if args.restart:
@@ -153,7 +161,17 @@ def execute(args: argparse.Namespace) -> int:
     stamp_at = stamp_hlc(table.get("LatestStreamLabel"), now_ms=int(time.time() * 1000))
 
     stop = threading.Event()
-    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def stopping(*_: object) -> None:
+        if not stop.is_set():  # said once: a second Ctrl-C is not a second stop
+            print(
+                "georep: stopping: finishing the items in flight and saving progress",
+                file=sys.stderr,
+                flush=True,
+            )
+        stop.set()
+
+    previous = {s: signal.signal(s, stopping) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with progress(args) as bar:
             before = sum(p.scanned for p in resumed.values())
@@ -196,7 +214,7 @@ def execute(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     _report(args, route=route, result=result)
-    return _verdict(result)
+    return _verdict(result, again=_again(args))
 
 
 def _already_complete(args: argparse.Namespace, *, route: str, saved: Saved) -> int:
@@ -205,6 +223,7 @@ def _already_complete(args: argparse.Namespace, *, route: str, saved: Saved) -> 
     finished = saved.done.get("finished", {}).get("S", "?")
     if getattr(args, "json", False):
         summary = {"status": "already complete", "route": route, "scanned": scanned}
+        summary |= {"finished": finished}
         report(args, title="georep backfill", columns=(), rows=(), summary=summary)
         return OK
     print(
@@ -228,12 +247,12 @@ def _report(args: argparse.Namespace, *, route: str, result: Result) -> None:
         "delivered": tally.delivered,
         "skipped": tally.skipped,
         "failed": tally.failed,
-        "elapsed": f"{result.elapsed:.1f} s",
-        "items/s": round(tally.scanned / result.elapsed, 1) if result.elapsed > 0 else 0.0,
-        "resumed from": result.resumed_from,
+        "elapsed_seconds": round(result.elapsed, 1),
+        "items_per_second": round(tally.scanned / result.elapsed, 1) if result.elapsed else 0.0,
+        "resumed_from": result.resumed_from,
     }
     if result.failures:
-        summary["failures"] = "; ".join(f"{f.key}: {f.reason}" for f in result.failures[:10])
+        summary["failures"] = [f"{f.key}: {f.reason}" for f in result.failures[:10]]
     report(
         args,
         title=f"georep backfill {route}",
@@ -256,19 +275,27 @@ def _counts(tally: Tally) -> tuple[int, ...]:
     return tally.scanned, tally.stamped, tally.delivered, tally.skipped, tally.failed
 
 
-def _verdict(result: Result) -> int:
+def _again(args: argparse.Namespace) -> str:
+    """What to run to resume: the same command, or, after ``--restart``, the command without
+    it (which would start over once more)."""
+    import shlex
+
+    argv = [word for word in getattr(args, "argv", ()) if word != "--restart"]
+    if "--restart" not in getattr(args, "argv", ()):
+        return "run the same command again"
+    return f"run it again without --restart ({shlex.join(['georep', *argv])})"
+
+
+def _verdict(result: Result, *, again: str = "run the same command again") -> int:
     """The exit code, and one line on stderr saying what to do when it is not 0."""
     if result.complete:
         return OK
     if result.interrupted:
-        line = "backfill interrupted, progress saved: run the same command again to resume"
+        line = f"backfill interrupted, progress saved: {again} to resume"
     elif result.tally.failed:
-        line = (
-            f"{result.tally.failed:,} items failed (see failures above): run the same command "
-            "again to retry them"
-        )
+        line = f"{result.tally.failed:,} items failed (see failures above): {again} to retry them"
     else:
         errors = "; ".join(s.error for s in result.segments if s.error)
-        line = f"backfill stopped ({errors}): run the same command again to resume"
+        line = f"backfill stopped ({errors}): {again} to resume"
     print(f"georep: {line}", file=sys.stderr)
     return PROBLEM

@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 
 NAME = "chaos"
 HELP = "concurrent writers and injected faults; count lost writes and divergent keys"
+EXAMPLES = (
+    ("georep chaos", "60 s, 3 regions (or those of georep.toml), all faults"),
+    ("georep chaos --faults kill,throttle --seed 7", "some faults; --seed replays a schedule"),
+)
 
 
 def _faults(text: str) -> frozenset[str]:

@@ -7,10 +7,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from service.surfaces.commands._common import OK, PROBLEM, config_of
+from service.surfaces.commands._common import OK, PROBLEM, add_json, config_of, report
 
 NAME = "check-rule"
 HELP = "check a merge rule's laws (once, at deploy time; about 1 s)"
+EXAMPLES = (
+    ("georep check-rule", "the configured rule"),
+    ("georep check-rule mypackage.rules:merge_cart", "exit 1 with the minimal counterexample"),
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="package.module:function (default: the rule in the configuration)",
     )
+    add_json(parser)
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -32,18 +37,68 @@ def execute(args: argparse.Namespace) -> int:
         config = config_of(args)
         name, options = config.table.resolver, dict(config.table.resolver_options)
         if name != "rules":
-            print(f"georep: resolver {name!r} is built in; its laws are georep's own tests")
-            return OK
+            return _said(
+                args,
+                OK,
+                resolver=name,
+                rule=None,
+                result="built in",
+                line=f"resolver {name!r} is built in; its laws are georep's own tests",
+            )
         if options.get("unsafe", False):
-            print(f"georep: rule {options['rule']!r} is marked unsafe = true: not checked")
-            return OK
+            return _said(
+                args,
+                OK,
+                resolver=name,
+                rule=options["rule"],
+                result="not checked",
+                line=f"rule {options['rule']!r} is marked unsafe = true: not checked",
+            )
+    rule = options["rule"]
     try:
         build(name, check_laws=True, **{k: v for k, v in options.items() if k != "unsafe"})
     except LawViolation as violation:
-        print(f"georep: rule {options['rule']!r} fails a law: {violation}", file=sys.stderr)
-        return PROBLEM
-    print(
-        f"georep: rule {options['rule']!r} is deterministic, commutative, associative and "
-        "idempotent on 200 generated cases"
+        return _said(
+            args,
+            PROBLEM,
+            resolver=name,
+            rule=rule,
+            result="fails a law",
+            line=f"rule {rule!r} fails a law: {violation}",
+            law=violation.law,
+            counterexample=repr(violation.counterexample),
+        )
+    return _said(
+        args,
+        OK,
+        resolver=name,
+        rule=rule,
+        result="lawful",
+        line=f"rule {rule!r} is deterministic, commutative, associative and idempotent on "
+        f"{CASES} generated cases",
     )
-    return OK
+
+
+CASES = 200
+
+
+def _said(
+    args: argparse.Namespace,
+    code: int,
+    *,
+    resolver: str,
+    rule: str | None,
+    result: str,
+    line: str,
+    law: str | None = None,
+    counterexample: str | None = None,
+) -> int:
+    """One line for people (stderr when a law fails), or the ``--json`` document."""
+    if args.json:
+        summary = {"resolver": resolver, "rule": rule, "result": result, "message": line}
+        if code != OK:
+            summary |= {"law": law, "counterexample": counterexample}
+        report(args, title="georep check-rule", columns=(), rows=(), summary=summary)
+    else:
+        print(f"georep: {line}", file=sys.stderr if code != OK else sys.stdout)
+    return code

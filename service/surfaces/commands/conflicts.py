@@ -1,4 +1,5 @@
-"""``georep conflicts list [--region R]``: the conflict log, every region's or one region's.
+"""``georep conflicts list [--region R] [--key K] [--since WHEN] [--limit N]``: the conflict
+log, every region's or one region's, all of it or one key's, the recent part.
 
 Each region's consumer (or function) logs the merges it wrote, at any destination, in its own
 region's conflict table (service/adapters/conflicts.py); without ``--region`` every configured
@@ -11,22 +12,102 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
-from service.surfaces.commands._common import GLOBAL_OPTIONS, OK, USAGE, add_json, config_of, report
+from service.surfaces.commands._common import (
+    GLOBAL_OPTIONS,
+    OK,
+    USAGE,
+    HelpFormatter,
+    Key,
+    add_json,
+    config_of,
+    examples,
+    key_of,
+    report,
+)
+
+if TYPE_CHECKING:
+    from service.config import Config
 
 NAME = "conflicts"
 HELP = "list the merges georep wrote (the conflict log)"
+EXAMPLES = (
+    ("georep conflicts list", "every region's conflict log, oldest first"),
+    ("georep conflicts list --key 'cart#1' --since 1h", "one key's merges of the last hour"),
+    ("georep conflicts list --limit 20 --json", "the 20 most recent, machine-readable"),
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     action = actions.add_parser(
-        "list", help="every logged conflict, oldest first", parents=[GLOBAL_OPTIONS]
+        "list",
+        help="every logged conflict, oldest first",
+        description="List the merges georep wrote, from every region's conflict table (or "
+        "one), oldest first: when, where, from which region, the key, the resolver, the winner.",
+        epilog=examples(*EXAMPLES),
+        formatter_class=HelpFormatter,
+        parents=[GLOBAL_OPTIONS],
     )
-    action.add_argument("--region", help="only the conflicts this region's consumer logged")
+    action.add_argument(
+        "--region", metavar="REGION", help="only the conflicts this region's consumer logged"
+    )
+    action.add_argument(
+        "--key", metavar="VALUE", help="only this item's conflicts: its partition key value"
+    )
+    action.add_argument(
+        "--sort-key", metavar="VALUE", help="and its sort key value (tables with a sort key)"
+    )
+    action.add_argument(
+        "--since",
+        type=_since,
+        metavar="WHEN",
+        help="only conflicts logged since WHEN: a duration ago (90s, 15m, 2h, 7d) or a UTC "
+        "time (2026-11-30T08:00:00)",
+    )
+    action.add_argument(
+        "--limit",
+        type=_limit,
+        metavar="N",
+        help="only the N most recent (still printed oldest first)",
+    )
     add_json(action)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def _since(text: str) -> float:
+    """Epoch seconds: ``15m`` ago, or a UTC time in ISO 8601."""
+    import datetime as dt
+    import re
+    import time
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
+    if match:
+        return time.time() - float(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a duration (90s, 15m, 2h, 7d) nor a time "
+            "(2026-11-30T08:00:00, UTC unless it says otherwise)"
+        ) from None
+    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+COLUMNS = ("id", "at", "logged_in", "destination", "source", "key", "resolver", "winner")
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -34,6 +115,7 @@ def execute(args: argparse.Namespace) -> int:
 
     from service.adapters.dynamo import unless_missing
     from service.core.conflicts import ConflictEntry
+    from service.engine.preflight import probe
     from service.engine.status import at
     from service.engine.wiring import clients_for, conflict_log_for
 
@@ -45,18 +127,27 @@ def execute(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return USAGE
+    wanted = _wanted_key(args, config)
+    probe(config, regions=regions, tables=False)
     clients = clients_for(config, "dynamodb")
     found: list[tuple[str, ConflictEntry]] = []
     for region in regions:
         log = conflict_log_for(config, clients[region])
         assert log is not None
         found += [(region, entry) for entry in unless_missing(log.entries, [])]
+    logged = len(found)
+    if wanted is not None:
+        found = [(r, e) for r, e in found if key_of(e.key) == wanted]
+    if args.since is not None:
+        found = [(r, e) for r, e in found if e.at >= args.since]
     found.sort(key=lambda pair: (pair[1].at, pair[1].id))
+    if args.limit is not None:
+        found = found[-args.limit :]
     now = time.time()
     report(
         args,
         title="conflicts",
-        columns=("id", "time", "logged in", "merged at", "from", "key", "resolver", "winner"),
+        columns=COLUMNS,
         rows=[
             (
                 entry.id,
@@ -64,21 +155,26 @@ def execute(args: argparse.Namespace) -> int:
                 region,
                 entry.destination,
                 entry.source,
-                _key(entry.key),
+                key_of(entry.key),
                 entry.resolver,
-                entry.winner or "blend",
+                # NOTE: JSON keeps the conflict table's own value (null: the resolver blended
+                # the two versions); a table says so in a word.
+                entry.winner if args.json else entry.winner or "blend",
             )
             for region, entry in found
         ],
-        summary={"regions": ", ".join(regions), "conflicts": len(found)},
+        summary={"regions": regions, "conflicts": len(found), "logged": logged},
     )
     return OK
 
 
-def _key(key: Mapping[str, Any]) -> str:
-    """``pk=order-42 sk=3`` for people; binary values as Python bytes."""
-    parts = []
-    for name, value in sorted(key.items()):
-        inner = next(iter(value.values()), None) if isinstance(value, Mapping) else value
-        parts.append(f"{name}={inner!r}" if isinstance(inner, bytes) else f"{name}={inner}")
-    return " ".join(parts)
+def _wanted_key(args: argparse.Namespace, config: Config) -> Key | None:
+    """``--key``/``--sort-key`` as the plain key object the log's entries are compared with."""
+    from service.errors import UsageError
+    from service.surfaces.commands.verify import key_from_options
+
+    try:
+        key = key_from_options(args, config)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return None if key is None else key_of(key)

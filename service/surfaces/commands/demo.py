@@ -8,6 +8,10 @@ import argparse
 
 NAME = "demo"
 HELP = "run a multi-region session on the embedded backend and print the verdict"
+EXAMPLES = (
+    ("georep demo", "3 regions for 20 s on the embedded backend; exit 0 if they converged"),
+    ("georep demo --regions 2 --duration 5", "a quicker session"),
+)
 NEEDS_CONFIG = False
 
 

@@ -20,13 +20,23 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from service.surfaces.commands._common import GLOBAL_OPTIONS, OK, USAGE, config_of, report
+from service.surfaces.commands._common import (
+    GLOBAL_OPTIONS,
+    OK,
+    USAGE,
+    HelpFormatter,
+    add_json,
+    config_of,
+    examples,
+    report,
+)
 
 if TYPE_CHECKING:
     from service.config import Config
 
 NAME = "deploy"
 HELP = "write each region's stack parameters for deploy/template.yaml"
+EXAMPLES = (("georep deploy render --account-id 123456789012 --out params", "one file per region"),)
 
 _ACCOUNT = re.compile(r"^[0-9]{12}$")
 _STREAM_ARN = re.compile(
@@ -37,7 +47,13 @@ _STREAM_ARN = re.compile(
 def configure(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     render = actions.add_parser(
-        "render", help="one parameter file per region, from georep.toml", parents=[GLOBAL_OPTIONS]
+        "render",
+        help="one parameter file per region, from georep.toml",
+        description="Write DIR/<region>.json, each region's stack parameters for "
+        "deploy/template.yaml in CloudFormation's format.",
+        epilog=examples(*EXAMPLES),
+        formatter_class=HelpFormatter,
+        parents=[GLOBAL_OPTIONS],
     )
     render.add_argument("--out", required=True, type=Path, help="folder for <region>.json")
     render.add_argument(
@@ -50,6 +66,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="REGION=STREAM_ARN",
         help="that region's table exists: its latest stream ARN (repeatable)",
     )
+    add_json(render)
 
 
 def partition(region: str) -> str:
@@ -120,7 +137,7 @@ def execute(args: argparse.Namespace) -> int:
     report(
         args,
         title="stack parameters",
-        columns=("region", "table", "table is", "parameter file"),
+        columns=("region", "table", "table_is", "parameter_file"),
         rows=rows,
         summary={"next": "sam deploy in each region (README, 'Deploying on AWS Lambda')"},
     )

@@ -19,8 +19,12 @@ from service.surfaces.commands._common import (
     OK,
     PROBLEM,
     USAGE,
+    HelpFormatter,
+    Key,
     add_json,
     config_of,
+    examples,
+    key_of,
     progress,
     report,
 )
@@ -31,17 +35,46 @@ if TYPE_CHECKING:
 
 NAME = "dlq"
 HELP = "list, show and replay a region's dead letters"
+EXAMPLES = (
+    ("georep dlq list --region eu-west-1", "id, time, error, reason, item key"),
+    ("georep dlq show ID --region eu-west-1", "the full record and what each destination did"),
+    ("georep dlq replay --all --region eu-west-1", "after fixing the cause"),
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    for name, help_ in (
-        ("list", "every dead letter: id, time, error, reason, item key"),
-        ("show", "one letter: its full record and what each destination did"),
-        ("replay", "send letters again; remove those that apply, update those that fail"),
+    for name, help_, example in (
+        (
+            "list",
+            "every dead letter: id, time, error, reason, item key",
+            ("georep dlq list --region eu-west-1", "exit 0, also with none"),
+        ),
+        (
+            "show",
+            "one letter: its full record and what each destination did",
+            ("georep dlq show 01J0ABC --region eu-west-1", "an id from dlq list"),
+        ),
+        (
+            "replay",
+            "send letters again; remove those that apply, update those that fail",
+            ("georep dlq replay --all --region eu-west-1", "exit 1 if any still fails"),
+        ),
     ):
-        action = actions.add_parser(name, help=help_, parents=[GLOBAL_OPTIONS])
-        action.add_argument("--region", required=True, help="the region whose consumer kept them")
+        action = actions.add_parser(
+            name,
+            help=help_,
+            description=f"georep dlq {name}: {help_}.",
+            epilog=examples(example),
+            formatter_class=HelpFormatter,
+            parents=[GLOBAL_OPTIONS],
+        )
+        action.add_argument(
+            "--region",
+            required=True,
+            metavar="REGION",
+            help="the region whose consumer kept them",
+        )
         add_json(action)
         if name == "show":
             action.add_argument("id", help="the letter's id (from dlq list)")
@@ -52,6 +85,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     from service.adapters.deadletter import DynamoDeadLetters
+    from service.engine.preflight import probe
     from service.engine.wiring import clients_for
 
     config = config_of(args)
@@ -59,6 +93,10 @@ def execute(args: argparse.Namespace) -> int:
     if args.action == "replay" and bool(args.ids) == bool(args.all):
         print("georep: dlq replay takes letter ids or --all (one of the two)", file=sys.stderr)
         return USAGE
+    if args.action == "replay":  # replays write to every region's table
+        probe(config)
+    else:
+        probe(config, regions=[region], tables=False)
     clients = clients_for(config, "dynamodb")
     store = DynamoDeadLetters(clients[region], table_name=config.replication.dead_letter_table)
     if args.action == "list":
@@ -70,7 +108,6 @@ def execute(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace, region: str, store: DynamoDeadLetters) -> int:
     from service.adapters.dynamo import unless_missing
-    from service.engine.replay import key_of
     from service.engine.status import at
 
     letters = unless_missing(store.letters, [])
@@ -78,14 +115,14 @@ def _list(args: argparse.Namespace, region: str, store: DynamoDeadLetters) -> in
     report(
         args,
         title=f"dead letters of {region}",
-        columns=("id", "time", "error", "reason", "key", "replays"),
+        columns=("id", "at", "error", "reason", "key", "replays"),
         rows=[
             (
                 x.id,
                 x.at if args.json else at(x.at, now=now),
                 x.error,
                 x.reason,
-                key_of(x),
+                _key(x),
                 x.replays,
             )
             for x in letters
@@ -100,7 +137,6 @@ def _show(args: argparse.Namespace, region: str, store: DynamoDeadLetters) -> in
 
     from service.adapters.deadletter import record_json
     from service.adapters.dynamo import unless_missing
-    from service.engine.replay import key_of
     from service.engine.status import at
 
     letter = unless_missing(partial(store.letter, args.id), None)
@@ -116,12 +152,12 @@ def _show(args: argparse.Namespace, region: str, store: DynamoDeadLetters) -> in
         summary={
             "id": letter.id,
             "region": letter.region,
-            "time": letter.at if args.json else at(letter.at, now=now),
+            "at": letter.at if args.json else at(letter.at, now=now),
             "error": letter.error,
             "reason": letter.reason,
-            "key": key_of(letter),
+            "key": _key(letter),
             "replays": letter.replays,
-            "replayed at": letter.replayed_at if args.json else at(letter.replayed_at, now=now),
+            "replayed_at": letter.replayed_at if args.json else at(letter.replayed_at, now=now),
             "record": record if args.json else json.dumps(record, indent=2, sort_keys=True),
         },
     )
@@ -138,7 +174,7 @@ def _replay(
     from service.adapters.dynamo import unless_missing
     from service.adapters.metrics import MemoryMetrics
     from service.engine.pipeline import Replicator
-    from service.engine.replay import CapturingSink, Replayed, key_of, replay
+    from service.engine.replay import CapturingSink, Replayed, replay
     from service.engine.wiring import replicator_for
 
     if args.all:
@@ -192,7 +228,7 @@ def _replay(
         rows=[
             (
                 r.id,
-                key_of(letter),
+                _key(letter),
                 r.outcome,
                 r.reason or None,
                 dict(r.destinations) if args.json else _outcomes(r.destinations),
@@ -201,12 +237,19 @@ def _replay(
         ],
         summary={
             "region": region,
-            "applied and removed": sum(r.outcome == "applied" for _, r in results),
-            "still failing (kept, with the new reason)": len(failing),
-            "already removed by someone else": sum(r.outcome == "gone" for _, r in results),
+            "applied_and_removed": sum(r.outcome == "applied" for _, r in results),
+            "still_failing": len(failing),
+            "already_removed": sum(r.outcome == "gone" for _, r in results),
         },
     )
     return PROBLEM if failing else OK
+
+
+def _key(letter: DeadLetter) -> Key | None:
+    """The item key of a letter's record (None when the record has none)."""
+    body = letter.record.get("dynamodb")
+    keys = body.get("Keys") if isinstance(body, Mapping) else None
+    return key_of(keys) if isinstance(keys, Mapping) and keys else None
 
 
 def _outcomes(destinations: Mapping[str, str]) -> str:

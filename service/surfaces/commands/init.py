@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import argparse
 
-from service.surfaces.commands._common import OK, PROBLEM, USAGE, add_json, config_of, report
+from service.surfaces.commands._common import OK, USAGE, add_json, config_of, report
 
 NAME = "init"
 HELP = "create or adopt every region's table (stream, TTL) and georep's own tables"
+EXAMPLES = (
+    ("georep init", "a row per region: created / stream enabled, TTL enabled / ready"),
+    ("georep init -c staging.toml --json", "the same, machine-readable"),
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -25,9 +29,11 @@ def execute(args: argparse.Namespace) -> int:
     from service.adapters.checkpoints import DynamoCheckpointTable
     from service.adapters.deadletter import DynamoDeadLetters
     from service.core.version import TTL_ATTR
+    from service.engine.preflight import RegionError, probe
     from service.engine.wiring import clients_for, conflict_log_for
 
     config = config_of(args)
+    probe(config, tables=False)  # every region answers, with credentials, before any change
     keys = config.key_schema()
     rows: list[tuple[str, str, str]] = []
     worst = OK
@@ -49,9 +55,9 @@ def execute(args: argparse.Namespace) -> int:
             worst = max(worst, USAGE)
             continue
         except (ClientError, BotoCoreError) as error:
-            rows.append((region, table, f"FAILED: {type(error).__name__}: {error}"))
-            worst = max(worst, PROBLEM)
-            continue
+            raise RegionError(
+                error, region=region, table=table, endpoint=client.meta.endpoint_url
+            ) from error
         rows.append((region, table, ", ".join(done) or "ready, unchanged"))
     report(
         args,
@@ -59,11 +65,11 @@ def execute(args: argparse.Namespace) -> int:
         columns=("region", "table", "result"),
         rows=rows,
         summary={
-            "ready": sum(not r[2].startswith(("REFUSED", "FAILED")) for r in rows),
+            "ready": sum(not r[2].startswith("REFUSED") for r in rows),
             "regions": len(rows),
-            "checkpoint table": config.replication.checkpoint_table,
-            "dead-letter table": config.replication.dead_letter_table,
-            "conflict table": config.replication.conflict_table or "(off)",
+            "checkpoint_table": config.replication.checkpoint_table,
+            "dead_letter_table": config.replication.dead_letter_table,
+            "conflict_table": config.replication.conflict_table,
         },
     )
     return worst

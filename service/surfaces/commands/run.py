@@ -5,17 +5,31 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 
 from service.surfaces.commands._common import OK, config_of
 
 NAME = "run"
 HELP = "run one region's stream consumer"
+EXAMPLES = (
+    ("georep run --region eu-west-1", "until Ctrl-C or SIGTERM"),
+    ("georep run --region eu-west-1 --metrics-port 9108", "with Prometheus metrics"),
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--region", required=True)
-    parser.add_argument("--metrics-port", type=int, default=None)
+    parser.add_argument(
+        "--region", required=True, metavar="REGION", help="the region whose stream to consume"
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus metrics on this port (default: [replication] metrics_port, "
+        "else none)",
+    )
     parser.add_argument(
         "--exit-when-idle",
         type=float,
@@ -27,10 +41,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     from service.adapters.metrics import PrometheusMetrics, serve
-    from service.engine.preflight import check_tables
-    from service.engine.wiring import Consumer
+    from service.engine.preflight import PREFLIGHT_CONFIG, check_tables, probe
+    from service.engine.wiring import Consumer, clients_for
+    from service.surfaces.failures import classify
 
     config = config_of(args)
+    config.region(args.region)  # an unknown region: exit 2 before anything else
     # A user rule's laws are checked once per process start (~1 s), here and not in every
     # settings build: the Lambda and the SDK rely on `georep check-rule` at deploy time.
     config.settings(check_laws=True)
@@ -39,14 +55,19 @@ def execute(args: argparse.Namespace) -> int:
     if port is not None:
         server = serve(port)
         print(f"georep: metrics on http://127.0.0.1:{server.server_port}/metrics", flush=True)
+    # NOTE: its own region must be there (nothing listening, credentials, the table: one line,
+    # about 2 s); what waiting may fix (a throttle, a 5xx, a reset) is said and waited out with
+    # the consumer's patient retries, as is a destination that does not answer.
+    for waiting in probe(config, regions=[args.region], tolerate_transient=True).values():
+        print(f"georep: {classify(waiting).line}; waiting for it", file=sys.stderr, flush=True)
+    check_tables(config, clients=clients_for(config, "dynamodb", boto_config=PREFLIGHT_CONFIG))
     consumer = Consumer(config, region=args.region, metrics=metrics)
-    check_tables(config, clients=consumer.dynamodb)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     consumer.setup()
     others = [r for r in config.region_names if r != args.region]
-    print(f"georep: replicating {args.region} -> {others}", flush=True)
+    print(f"georep: replicating {args.region} -> {', '.join(others)}", flush=True)
     try:
         consumer.run(stop=stop, idle_exit_after=args.exit_when_idle)
     finally:

@@ -12,6 +12,10 @@ from service.surfaces.commands._common import OK, PROBLEM, Section, add_json, co
 
 NAME = "status"
 HELP = "show each region's checkpoints, lag, dead letters, last error and repair markers"
+EXAMPLES = (
+    ("georep status", "exit 1 if a region needs repair, with the reason"),
+    ("georep status --region eu-west-1 --json", "one region, machine-readable"),
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -27,11 +31,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def execute(args: argparse.Namespace) -> int:
     import time
 
-    from botocore.config import Config as BotoConfig
-
+    from service.engine.preflight import PREFLIGHT_CONFIG, probe
     from service.engine.status import (
         REGION_COLUMNS,
         SHARD_COLUMNS,
+        RegionView,
         is_problem,
         needs_repair,
         notes,
@@ -42,15 +46,19 @@ def execute(args: argparse.Namespace) -> int:
         shard_rows,
     )
     from service.engine.wiring import clients_for
+    from service.surfaces.failures import classify
 
     config = config_of(args)
     names = [config.region(name).name for name in args.region or config.region_names]
-    # NOTE: a status must answer quickly, also when a region is unreachable: few retries.
-    quick = BotoConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5)
-    dynamodb = clients_for(config, "dynamodb", boto_config=quick)
-    streams = clients_for(config, "dynamodbstreams", boto_config=quick)
+    # NOTE: a status must answer quickly, also when a region is unreachable: the preflight's
+    # short timeouts, and a region that does not answer is a row (exit 1), not the end of it.
+    unreachable = probe(config, regions=names, tolerate_unreachable=True)
+    dynamodb = clients_for(config, "dynamodb", boto_config=PREFLIGHT_CONFIG)
+    streams = clients_for(config, "dynamodbstreams", boto_config=PREFLIGHT_CONFIG)
     views = [
-        observe_region(config, name, dynamodb=dynamodb[name], streams=streams[name])
+        RegionView(name, config.table_name(name), error=classify(unreachable[name]).line)
+        if name in unreachable
+        else observe_region(config, name, dynamodb=dynamodb[name], streams=streams[name])
         for name in names
     ]
     now = time.time()
@@ -59,7 +67,7 @@ def execute(args: argparse.Namespace) -> int:
     summary: dict[str, object] = {}
     if args.json:
         columns: tuple[str, ...] = (*REGION_COLUMNS, "error")
-        shard_columns: tuple[str, ...] = (*SHARD_COLUMNS, "probe error")
+        shard_columns: tuple[str, ...] = (*SHARD_COLUMNS, "probe_error")
         records = [region_record(v, now=now) for v in views]
         rows = [tuple(record[c] for c in columns) for record in records]
         shards = [
@@ -74,11 +82,10 @@ def execute(args: argparse.Namespace) -> int:
             summary |= notes(view, now=now)
     summary |= {
         "regions": len(views),
-        "needing repair": ", ".join(repair) or "none",
-        "dead letters": sum(v.dead_letters or 0 for v in views),
+        "needing_repair": repair,
+        "dead_letters": sum(v.dead_letters or 0 for v in views),
+        "unreadable": unreadable,
     }
-    if unreadable:
-        summary["unreadable"] = ", ".join(unreadable)
     report(
         args,
         title="georep status",

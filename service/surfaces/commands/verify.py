@@ -27,28 +27,39 @@ import binascii
 import decimal
 import sys
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from service.surfaces.commands._common import (
     OK,
     PROBLEM,
     USAGE,
+    Section,
     add_json,
     config_of,
+    key_of,
+    plain,
     progress,
     report,
 )
 
 if TYPE_CHECKING:
     from service.config import Config
+    from service.core.stored import Settings
     from service.engine.verify import Report
 
 NAME = "verify"
 HELP = "compare every region's table side by side; --repair mends what differs"
+EXAMPLES = (
+    ("georep verify", "exit 0: every region holds the same"),
+    ("georep verify --key 'cart#1'", "one key"),
+    ("georep verify --repair --json", "mend what differs; a machine-readable report"),
+)
 
 READ_TIMEOUT_SECONDS = 600
 
 COLUMNS = ("key", "status", "region", "holds", "digest", "version", "origin", "deleted", "why")
+SHOWN = ("differs_in", "value")  # with --show: what differs, and each region's data
 
 
 def _positive(text: str) -> int:
@@ -85,6 +96,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--sort-key", metavar="VALUE", help="its sort key value (tables with a sort key)"
     )
     parser.add_argument(
+        "--show",
+        action="store_true",
+        help="show each region's data for every key that differs (with --key: also when "
+        "identical), and which attributes differ",
+    )
+    parser.add_argument(
         "--timeout",
         type=_seconds,
         default=30.0,
@@ -99,15 +116,18 @@ def execute(args: argparse.Namespace) -> int:
 
     from service.adapters.checkpoints import DynamoCheckpointTable
     from service.adapters.dynamo import DynamoTable
+    from service.adapters.memory import key_string
+    from service.engine.preflight import probe
     from service.engine.verify import RegionReader, Verifier, clear_markers, count_markers
     from service.engine.wiring import BOTO_CONFIG, clients_for
 
     config = config_of(args)
     try:
-        key = _key_of(args, config)
+        key = key_from_options(args, config)
     except ValueError as error:
         print(f"georep: {error}", file=sys.stderr)
         return USAGE
+    probe(config)
     settings = config.settings()
     # NOTE: a long read timeout: every segment of every region is scanned at once, and an
     # emulator that serves one request at a time (the embedded moto server) answers a 1 MB
@@ -130,9 +150,12 @@ def execute(args: argparse.Namespace) -> int:
     ]
     began = time.time()  # NOTE: before the first read: only markers set earlier are mended
     markers = count_markers(checkpoints)
-    with progress(args) as bar:
+    with progress(args, shown=key is None) as bar:
         total = None if key is not None else _total(readers.values())
-        task = bar.add_task("verifying" if key is None else "verifying one key", total=total)
+        # NOTE: the bar counts items read, every region's (2 regions of 1 item: 2 of 2); the
+        # summary counts keys. Its label says so.
+        what = f"verifying: items read in {len(readers)} regions"
+        task = bar.add_task(what if key is None else "verifying one key", total=total)
         with Verifier(
             settings=settings,
             readers=readers,
@@ -142,16 +165,40 @@ def execute(args: argparse.Namespace) -> int:
             on_scanned=lambda n: bar.advance(task, n),
         ) as verifier:
             result = verifier.run(keys=None if key is None else [key], repair=args.repair)
+            # What the key's regions hold now (after any repair): to show, and to tell a key
+            # in no region (a typo) from one every region holds the same.
+            held = verifier.read([key])[key_string(key)] if key is not None else None
     cleared = 0
     if args.repair and key is None and result.clean:
         cleared = clear_markers(checkpoints, marked_before=began)
+    absent = held is not None and not result.outcomes and all(v is None for v in held.values())
+    sections = []
+    if held is not None and args.show and not absent:
+        sections.append(
+            Section(
+                "values",
+                "what each region holds now",
+                ("region", *SHOWN),
+                _values(held, settings),
+            )
+        )
     report(
         args,
         title="georep verify: keys that differ",
-        columns=COLUMNS,
-        rows=_rows(result, config),
-        summary=_summary(result, repair=args.repair, markers=markers, cleared=cleared),
+        columns=(*COLUMNS, *SHOWN) if args.show else COLUMNS,
+        rows=_rows(result, config, show=args.show),
+        summary=_summary(
+            result, repair=args.repair, markers=markers, cleared=cleared, absent=absent
+        ),
+        sections=sections,
     )
+    if absent:
+        print(
+            f"georep: key {_show_key(key, config)} not found in any region "
+            f"({', '.join(result.regions)})",
+            file=sys.stderr,
+        )
+        return PROBLEM
     return OK if result.clean else PROBLEM
 
 
@@ -162,7 +209,7 @@ def _total(readers: Any) -> int | None:
         return None
 
 
-def _key_of(args: argparse.Namespace, config: Config) -> dict[str, Any] | None:
+def key_from_options(args: argparse.Namespace, config: Config) -> dict[str, Any] | None:
     """The primary key ``--key``/``--sort-key`` name, in wire form, typed as the table says."""
     table = config.table
     if args.key is None:
@@ -198,6 +245,8 @@ def _value(text: str, kind: str, option: str) -> dict[str, Any]:
 
 
 def _show_key(key: Any, config: Config) -> str:
+    """A key as typed on the command line: ``cart#1``, or ``cart#1 | 3`` with a sort key."""
+
     def one(value: Any) -> str:
         ((kind, inner),) = value.items()
         return base64.b64encode(inner).decode() if kind == "B" else str(inner)
@@ -206,7 +255,7 @@ def _show_key(key: Any, config: Config) -> str:
     return parts[0] if len(parts) == 1 else " | ".join(parts)
 
 
-def _rows(result: Report, config: Config) -> list[tuple[Any, ...]]:
+def _rows(result: Report, config: Config, *, show: bool) -> list[tuple[Any, ...]]:
     from service.core.verify import describe
 
     settings = config.settings()
@@ -214,43 +263,79 @@ def _rows(result: Report, config: Config) -> list[tuple[Any, ...]]:
     order = {"unrepairable": 0, "divergent": 1, "pending": 2, "repaired": 3}
     for outcome in sorted(result.outcomes, key=lambda o: order[o.status]):
         why = outcome.verdict.reason + (f"; {outcome.note}" if outcome.note else "")
-        for region in result.regions:
-            shown = describe(outcome.items.get(region), settings=settings)
-            rows.append(
-                (
-                    _show_key(outcome.key, config),
-                    outcome.status,
-                    region,
-                    shown.holds,
-                    shown.digest,
-                    shown.version,
-                    shown.origin,
-                    shown.deleted,
-                    why,
-                )
+        shown = _values(outcome.items, settings) if show else None
+        for number, region in enumerate(result.regions):
+            seen = describe(outcome.items.get(region), settings=settings)
+            row: tuple[Any, ...] = (
+                key_of(outcome.key),
+                outcome.status,
+                region,
+                seen.holds,
+                seen.digest,
+                seen.version,
+                seen.origin,
+                seen.deleted,
+                why,
             )
+            rows.append(row + (shown[number][1:] if shown is not None else ()))
     return rows
 
 
-def _summary(result: Report, *, repair: bool, markers: int, cleared: int) -> dict[str, Any]:
+def _values(items: Mapping[str, Any], settings: Settings) -> list[tuple[str, list[str], Any]]:
+    """Per region: the attributes whose values are not the same in every region, and its data
+    without georep's metadata (None: no item, or a tombstone)."""
+    from service.core.stored import Stamped
+    from service.core.verify import holding_of
+    from service.core.version import data_of
+
+    data: dict[str, dict[str, Any] | None] = {}
+    for region, item in items.items():
+        holding = holding_of(item, settings=settings)
+        deleted = isinstance(holding, Stamped) and holding.version.meta.deleted
+        data[region] = None if item is None or deleted else plain(data_of(item))
+    names = sorted({name for values in data.values() if values for name in values})
+    differs = [
+        name
+        for name in names
+        if len({repr((values or {}).get(name, "<none>")) for values in data.values()}) > 1
+    ]
+    return [(region, differs, values) for region, values in data.items()]
+
+
+def _summary(
+    result: Report, *, repair: bool, markers: int, cleared: int, absent: bool
+) -> dict[str, Any]:
+    """The counts, and a result word each count agrees with: ``identical`` (nothing differs,
+    differences that settled included), ``repaired`` (what differed was mended; every region
+    holds the same now), ``divergent``, ``still pending``, ``not found`` (``--key`` of a key
+    in no region)."""
     still = result.count("pending")
     left = result.count("divergent") + result.count("unrepairable")
-    verdict = "clean" if result.clean else "divergent" if left else "still pending"
+    if absent:
+        verdict = "not found"
+    elif left:
+        verdict = "divergent"
+    elif still:
+        verdict = "still pending"
+    elif result.repaired:
+        verdict = "repaired"
+    else:
+        verdict = "identical"
     summary: dict[str, Any] = {
         "result": verdict,
         "regions": len(result.regions),
-        "items compared": result.compared,
+        "items_compared": result.compared,
         "identical": result.identical,
         "pending": result.pending,
         "settled": result.settled,
-        "still pending": still,
-        "divergent": result.divergent,
+        "still_pending": still,
+        "divergent_found": result.divergent,
     }
     if repair:
         summary["repaired"] = result.repaired
-        summary["not repaired"] = left
-    summary["needs-repair markers"] = markers
-    summary["markers cleared"] = cleared
-    summary["elapsed seconds"] = round(result.elapsed, 2)
-    summary["items/s"] = round(result.compared / result.elapsed) if result.elapsed else 0
+        summary["divergent_left"] = left
+    summary["needs_repair_markers"] = markers
+    summary["markers_cleared"] = cleared
+    summary["elapsed_seconds"] = round(result.elapsed, 2)
+    summary["items_per_second"] = round(result.compared / result.elapsed) if result.elapsed else 0
     return summary
