@@ -647,7 +647,7 @@ def test_a_stamped_write_over_a_raw_write_is_the_later_in_one_millisecond(
     m.teardown()
 
 
-def test_a_join_of_two_bases_keeps_each_attributes_later_stamp() -> None:
+def test_adoptions_of_a_raw_put_delete_and_blind_put_kept_beside_converge_in_field_stamps() -> None:
     """Found by a deep run of the field-rules machine (seed 1669169229): a raw put, a raw
     delete and a blind raw put in one region, their adoptions kept beside the raw item as
     it changed, then adopted in turn. An adoption's base joined the old and new images'
