@@ -121,7 +121,6 @@ def plan(
                     now_hlc=at_hlc,
                     write_id=write_id,
                     settings=settings,
-                    exact_clock=True,
                 )
             except GeorepError as error:
                 return Refuse(f"{type(error).__name__}: {error}")

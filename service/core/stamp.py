@@ -144,13 +144,8 @@ def stamp(
     now_hlc: int,
     write_id: str,
     settings: Settings,
-    exact_clock: bool = False,
 ) -> Version | None:
     """A local write (``data``, or ``None`` to delete) as a new version of ``region``.
-
-    ``exact_clock``: time a write over a raw item ``now_hlc`` exactly (backfill stamps raw
-    items as of the stream's start, below every record's adoption); otherwise it starts in the
-    next millisecond (below).
 
     ``current`` is what the writer read; the caller writes the result under the precondition
     :func:`precondition_for` (current). Returns ``None`` for a delete of nothing.
@@ -165,12 +160,6 @@ def stamp(
             base, base_data, visible = v.meta, v.data, True
         case Raw(data=raw, copied=copied):
             base, base_data = copied, raw
-            # The raw write's adoption is timed by its record (whole seconds, plus its sequence
-            # number in the logical bits): this write, made after it, starts in the next
-            # millisecond so it is the later of the two wherever clocks agree
-            # (test_a_stamped_write_over_a_raw_write_is_the_later_in_one_millisecond).
-            if not exact_clock:
-                now_hlc = max(now_hlc, hlc_.pack(hlc_.wall_ms(now_hlc) + 1))
     keeps = settings.resolver.keeps_deleted_data
     if data is None:
         live_base = isinstance(current, Raw) or (base is not None and not base.deleted)

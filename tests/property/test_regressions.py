@@ -623,8 +623,7 @@ def test_a_stamped_write_over_a_raw_write_is_the_later_in_one_millisecond(
     stamped writes over it in the same region within one millisecond, and the raw write's
     value came back everywhere. Its adoption is timed by its record (whole seconds, its
     sequence number in the logical bits), so it was the later of the two by the clock, and
-    when it met the stamped writes in its own region the successor took its value. Fix: a
-    stamped write over a raw item starts in the next millisecond (`stamp`), and the
+    when it met the stamped writes in its own region the successor took its value. Fix: the
     successor sees what replaced the raw write as written after it (`written_later`)."""
 
     class Machine(ReplicationMachine):
