@@ -96,7 +96,7 @@ class Workload:
     zipf: float = 0.0
     deletes: float = 0.0
 
-    def ops(self, count: int, *, start: int, rng: random.Random) -> list[Op]:
+    def ops(self, count: int, *, start: int, rng: random.Random, prefix: str) -> list[Op]:
         weights = None
         if self.zipf and self.keys:
             weights = [1 / (i + 1) ** self.zipf for i in range(self.keys)]
@@ -110,7 +110,7 @@ class Workload:
             else:
                 index = rng.randrange(self.keys)
             region = self.writers[i % len(self.writers)]
-            out.append(Op(n, region, f"{self.name}-{index}", delete=rng.random() < self.deletes))
+            out.append(Op(n, region, f"{prefix}-{index}", delete=rng.random() < self.deletes))
         return out
 
 
@@ -339,6 +339,7 @@ class Bench:
         self.taps = {r: Tap(replicas, r) for r in REGIONS}
         self.next_n = 1
         self.rng = random.Random(settings.seed)
+        self.delay = 0.0  # the proxy's one-way delay now: keys are per workload and delay
 
     def poll(self) -> int:
         for p in self.processes:
@@ -371,7 +372,8 @@ class Bench:
         self.wait_quiet(deadline=time.monotonic() + 30)
 
     def _ops(self, workload: Workload, count: int) -> list[Op]:
-        ops = workload.ops(count, start=self.next_n, rng=self.rng)
+        prefix = f"{workload.name}{self.delay:g}"
+        ops = workload.ops(count, start=self.next_n, rng=self.rng, prefix=prefix)
         self.next_n += count
         return ops
 
@@ -459,8 +461,9 @@ class Bench:
         }
 
     def divergence(self, workload: Workload) -> tuple[int, list[str]]:
+        prefix = f"{workload.name}{self.delay:g}-"
         tables = {
-            r: {k: v for k, v in self.replicas.scan(r).items() if k.startswith(workload.name)}
+            r: {k: v for k, v in self.replicas.scan(r).items() if k.startswith(prefix)}
             for r in REGIONS
         }
         keys = divergent_keys(tables)
@@ -497,6 +500,36 @@ def ceiling(url: str, replicas: LocalReplicaSet, *, threads: int, seconds: float
 
 
 @contextmanager
+def profiling(process: Process, folder: Path | None, *, label: str) -> Iterator[None]:
+    """``py-spy record`` of ``process`` (the source region's replicator) while the workloads
+    run, every thread, idle ones too (at 40 ms most of a writer's time is waiting): collapsed
+    stacks in ``folder/<label>.txt``. Nothing without ``folder``."""
+    if folder is None:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"{label}.txt"
+    spy = subprocess.Popen(
+        [
+            *(str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking"),
+            *("--idle", "--threads", "--format", "raw", "--rate", "100"),
+            *("--pid", str(process.process.pid), "-o", str(out)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        try:
+            spy.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+        print(f"    profile of {label}'s {SOURCE} replicator: {out}", flush=True)
+
+
+@contextmanager
 def replica_set(backend: MotoServer, tmp: Path, label: str) -> Iterator[LocalReplicaSet]:
     folder = tmp / label
     folder.mkdir()
@@ -508,27 +541,43 @@ def measure(
     tmp: Path,
     *,
     system: str,
-    delay: float,
+    delays: list[float],
     workloads: list[str],
     settings: Settings,
+    profile: Path | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Every workload's point, and what the replicator processes did over all of them."""
-    label = f"{system}-{delay:g}"
-    print(f"  {system} at {delay:g} ms", flush=True)
-    with replica_set(backend, tmp, label) as replicas, proxy_to(backend.endpoint_url, delay) as px:
+    """Every workload's point at every delay (delay -> workload -> point), and what the
+    replicator processes did over all of them. One replica set and one replicator process per
+    region for all delays: the proxy's delay is changed between them (SIGHUP), so each
+    replicator starts once."""
+    label = system
+    delay_file = tmp / f"{label}.delay"
+    delay_file.write_text(f"{delays[0]:g}")
+    with (
+        replica_set(backend, tmp, label) as replicas,
+        proxy_to(backend.endpoint_url, delays[0], "--delay-file", str(delay_file)) as px,
+    ):
         processes = start_replicators(system, replicas, tmp / label, others_url=px.url)
         started = time.monotonic()
+        points: dict[str, Any] = {}
         try:
             bench = Bench(system, replicas, processes, settings)
             bench.warm_up()
             ready = time.monotonic() - started
-            points = {name: bench.run(WORKLOADS[name]) for name in workloads}
+            for delay in delays:
+                delay_file.write_text(f"{delay:g}")
+                px.process.send_signal(signal.SIGHUP)
+                time.sleep(0.2)
+                bench.delay = delay
+                print(f"  {system} at {delay:g} ms", flush=True)
+                with profiling(processes[0], profile, label=f"{label}-{delay:g}"):
+                    points[f"{delay:g}"] = {name: bench.run(WORKLOADS[name]) for name in workloads}
+                rss = max(p.peak_rss_kb for p in processes) / 1024
+                for point in points[f"{delay:g}"].values():
+                    point["peak_rss_mb"] = round(rss, 1)  # a high-water mark: so far
         finally:
             for p in processes:
                 p.stop()
-        rss = max(p.peak_rss_kb for p in processes) / 1024
-        for point in points.values():
-            point["peak_rss_mb"] = round(rss, 1)  # a high-water mark: over all workloads so far
         processes_seen = {
             "ready_s": round(ready, 1),
             "peak_rss_mb_per_region": {
@@ -604,9 +653,16 @@ def main() -> None:
     parser.add_argument("--ceiling-seconds", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=19)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="a folder: py-spy records the source region's replicator at each point (pip "
+        "install py-spy)",
+    )
     args = parser.parse_args()
     if args.quick:
-        args.records, args.live_seconds, args.ceiling_seconds, args.quiet = 100, 2.0, 2.0, 1.0
+        args.records, args.live_seconds, args.ceiling_seconds, args.quiet = 100, 2.0, 1.5, 0.75
         if args.workloads == ",".join(WORKLOADS):
             args.workloads = "uniform,conflict"
     delays = [float(d) for d in args.delays.split(",")]
@@ -651,13 +707,12 @@ def main() -> None:
             result["ceiling"][f"{delay:g}"] = {"writes_per_s": round(rate, 1)}
             print(f"  ceiling at {delay:g} ms: {rate:,.0f} conditional writes/s", flush=True)
         for system in systems:
-            for delay in delays:
-                points, seen = measure(
-                    backend, tmp, system=system, delay=delay, workloads=workloads,
-                    settings=settings,
-                )  # fmt: skip
-                result["points"].setdefault(system, {})[f"{delay:g}"] = points
-                result["processes"].setdefault(system, {})[f"{delay:g}"] = seen
+            points, seen = measure(
+                backend, tmp, system=system, delays=delays, workloads=workloads,
+                settings=settings, profile=args.profile,
+            )  # fmt: skip
+            result["points"][system] = points
+            result["processes"][system] = seen
     result["run"]["loadavg_at_end"] = os.getloadavg()
     result["run"]["seconds"] = round((datetime.now(UTC) - started).total_seconds())
     result["summary"] = summarise(result)
