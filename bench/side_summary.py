@@ -95,6 +95,15 @@ def summarise(result: Mapping[str, Any]) -> dict[str, Any]:
         rate("georep-stamped", "40"), rate("georep-stamped", "0")
     )
     summary["raw_40ms_vs_loopback"] = _ratio(rate("georep-raw", "40"), rate("georep-raw", "0"))
+    # What each system asked of the backend: the stream records its writes made, per record
+    # of the backlog (a write that changes an item makes one), on the uniform workload at 0 ms.
+    for system in SYSTEMS:
+        point = points.get(system, {}).get("0", {}).get("uniform", {})
+        if point.get("records") and point.get("replicator_records") is not None:
+            name = system.replace("-", "_")
+            summary[f"writes_per_record_{name}"] = round(
+                point["replicator_records"] / point["records"], 2
+            )
 
     for group, systems in (
         ("georep", GEOREP),

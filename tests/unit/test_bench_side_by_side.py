@@ -73,7 +73,10 @@ def test_summary_ratios_are_taken_within_the_run_on_the_uniform_workload() -> No
                 "0": {"uniform": point(80.0), "conflict": point(60.0)},
                 "40": {"uniform": point(88.0, p99=0.3), "bursts": point(None, p99=0.4)},
             },
-            "georep-raw": {"0": {"uniform": point(70.0)}, "40": {"uniform": point(66.0, rss=90)}},
+            "georep-raw": {
+                "0": {"uniform": {**point(70.0), "records": 100, "replicator_records": 300}},
+                "40": {"uniform": point(66.0, rss=90)},
+            },
         },
     }
     summary = summarise(result)
@@ -87,6 +90,7 @@ def test_summary_ratios_are_taken_within_the_run_on_the_uniform_workload() -> No
     assert 3 == summary["divergent_keys_naive_put_conflict_mix"]
     assert 90 == summary["rss_peak_mb_georep"]
     assert None is summary["georep_vs_naive_batch"]
+    assert 3.0 == summary["writes_per_record_georep_raw"]  # two destinations + its annotation
 
 
 def test_judge_passes_fails_and_leaves_unmeasured_targets_open() -> None:
