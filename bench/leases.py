@@ -27,9 +27,9 @@ from botocore.config import Config
 
 from service.adapters.backends import add_backend_options, start_backend
 from service.adapters.checkpoints import DynamoCheckpoints
-from service.adapters.leases import DynamoLeaseTable
+from service.adapters.leases import DynamoLeaseTable, lease_prefix
 from service.core.leases import absent, taken
-from service.engine.leases import LeaseKeeper, lease_prefix
+from service.engine.leases import LeaseKeeper
 from service.ports import ShardState
 
 REGION = "eu-west-1"
