@@ -15,7 +15,10 @@ work, not the backend's or the writes'. CPU time (``time.process_time``) of:
 2. a drain: ``--records`` records spread over the shards, read and settled, per record.
 
 A real table's cost adds one GetRecords round trip per shard per poll (the reader keeps one
-read in flight per shard on a pool of 64 threads); this measures what georep adds to it.
+read in flight per shard on a pool of 64 threads); this measures what georep adds to it, plus
+the in-memory stream's own work (about 45 % of the samples at 1,000 shards, py-spy): an upper
+bound. bench/results/shards-1000.json has a run before and after a turn stopped checking every
+flow's lease for every batch collected.
 """
 
 from __future__ import annotations
