@@ -662,7 +662,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.quick:
-        args.records, args.live_seconds, args.ceiling_seconds, args.quiet = 100, 2.0, 1.5, 0.75
+        args.records, args.live_seconds, args.ceiling_seconds, args.quiet = 100, 2.0, 1.0, 0.6
         if args.workloads == ",".join(WORKLOADS):
             args.workloads = "uniform,conflict"
     delays = [float(d) for d in args.delays.split(",")]
