@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-deep chaos chaos-teeth lint typecheck bench bench-memory bench-replication package clean
+.PHONY: install demo test test-deep chaos chaos-teeth lint typecheck bench bench-quick bench-soak bench-wan bench-memory bench-replication package clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,9 +60,31 @@ chaos: $(STAMP)
 chaos-teeth: $(STAMP)
 	$(PY) tools/chaos_teeth.py
 
+# bench/side_by_side.py (issue 19): in one run, the backend's ceiling, the naive Lambda-style
+# replicator (bench/naive.py: per-record PutItem, and BatchWriteItem) and georep (stamped and
+# raw writes) on the same workloads at 0 and 40 ms one way; records/s and the ratios, lag,
+# peak RSS, divergent keys after quiescence. bench-quick: uniform keys and the conflict mix,
+# small backlogs, under 3 minutes; bench: all four workloads (uniform, hot keys, bursts,
+# conflict), then bench/leases.py at 1,000 shards. Results: bench/results/side-by-side-*.json
+# (README, "Benchmarks").
+bench-quick: $(STAMP)
+	$(PY) bench/side_by_side.py --quick
+
+bench: $(STAMP)
+	$(PY) bench/side_by_side.py
+	$(PY) bench/leases.py --shards 1000 --runs 3
+
+# bench/soak.py: one consumer (georep's polling loop and window) replicating 1,000,000 records
+# of a generated stream into tables that keep nothing; RSS sampled, peak and slope reported.
+# SOAK_RECORDS=200000 for a shorter run. bench/results/soak-*.json.
+SOAK_RECORDS ?= 1000000
+bench-soak: $(STAMP)
+	$(PY) bench/soak.py --records $(SOAK_RECORDS) \
+		--json bench/results/soak-$(SOAK_RECORDS)-$$(git rev-parse --short HEAD).json
+
 # bench/wan.py: replication across 0/40/100 ms of inter-region latency, about 6 minutes;
 # results in bench/results/ (see docs/decisions.md).
-bench: $(STAMP)
+bench-wan: $(STAMP)
 	$(PY) bench/core.py
 	$(PY) bench/wan.py
 

@@ -223,6 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-handshake", action="store_true", help="new connections cost no extra round trip"
     )
+    parser.add_argument(
+        "--delay-file",
+        default=None,
+        help="on SIGHUP, the one-way delay in ms is read again from this file (a bench moves "
+        "one set of consumers from 0 to 40 ms without restarting them)",
+    )
     args = parser.parse_args(argv)
     host, _, port = args.target.rpartition(":")
     proxy = LatencyProxy(
@@ -240,6 +246,16 @@ def main(argv: list[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+
+        def reload() -> None:
+            # Chunks already queued keep their due times; a connection's chunks stay in order
+            # (one queue each way), a lower delay only lets the next ones out sooner.
+            if args.delay_file:
+                with open(args.delay_file) as file:
+                    proxy.delay_s = float(file.read()) / 1000
+                print(f"latency proxy: {proxy.delay_s * 1000:g} ms each way", flush=True)
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
         # The line a parent process waits for (bench/wan.py reads the port from it).
         print(
             f"latency proxy on {proxy.listen_host}:{proxy.port} -> {args.target}, "

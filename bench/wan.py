@@ -104,12 +104,12 @@ class Proxy:
 
 
 @contextmanager
-def proxy_to(endpoint_url: str, delay_ms: float) -> Iterator[Proxy]:
+def proxy_to(endpoint_url: str, delay_ms: float, *options: str) -> Iterator[Proxy]:
     target = endpoint_url.removeprefix("http://")
     process = subprocess.Popen(
         [
             *(sys.executable, str(ROOT / "bench" / "latency_proxy.py")),
-            *("--target", target, "--delay-ms", str(delay_ms)),
+            *("--target", target, "--delay-ms", str(delay_ms), *options),
         ],
         stdout=subprocess.PIPE,
         text=True,

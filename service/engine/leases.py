@@ -54,7 +54,8 @@ needed for correctness.
 Cost (bench/leases.py at 1,000 shards, docs/decisions.md): a listing is one consistent Scan of
 the whole checkpoint table filtered by the prefix (885 ms on moto, 361 KB read = 91 read units
 with 1,000 checkpoints beside the leases); renewals are one conditional PutItem per held lease
-per ``renew_every``, sent one after another (1,000 took 6.85 s on moto: keep
+per ``renew_every``, ``renew_concurrency`` in flight at once (the consumer sends 8, its
+client's control connections; one after another, 1,000 took 6.85 s on moto: keep
 ``last_tick_seconds`` well under ``renew_every``, or raise ``lease_seconds``).
 """
 
@@ -64,6 +65,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import ulid
@@ -137,20 +139,24 @@ class LeaseKeeper:
         lease_seconds: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         gone: Callable[[str], bool] = lambda owner: False,
+        renew_concurrency: int = 1,
     ) -> None:
         """``gone(owner)``: whether a lease's owner is known to be dead (`process_gone`: a
         process of this host that no longer runs), so its leases are taken at once rather
-        than after ``lease_seconds`` (a consumer restarted after kill -9)."""
+        than after ``lease_seconds`` (a consumer restarted after kill -9).
+        ``renew_concurrency``: renewals in flight at once in a tick (1: one after another, the
+        schedule the property tests drive; the table must then take concurrent puts)."""
         self.table, self.stream_arn, self.owner = table, stream_arn, owner
         self.gone = gone
         self.lease_seconds, self.clock = lease_seconds, clock
+        self.renew_concurrency = max(1, renew_concurrency)
         # NOTE: three renewals per lease period, as KCL: one lost renewal is not a lost lease.
         self.renew_every = lease_seconds / 3
         self.seen: dict[str, Seen] = {}
         self.last_taken: frozenset[str] = frozenset()
         self.last_plan: Plan | None = None
-        # How long the last tick took: renewals are sequential, so log a warning when this
-        # nears ``renew_every`` (bench/leases.py: 1,000 renewals took 6.85 s on moto).
+        # How long the last tick took: log a warning when this nears ``renew_every``
+        # (bench/leases.py: 1,000 renewals one after another took 6.85 s on moto).
         self.last_tick_seconds = 0.0
 
     def tick(self, ready_shards: Sequence[str], *, taking: bool = True) -> frozenset[str]:
@@ -192,8 +198,7 @@ class LeaseKeeper:
             self._write(lease, released(lease))
         for lease in plan.hand_over:
             self._write(lease, handed_over(lease))
-        for lease in plan.renew:
-            self._write(lease, renewed(lease))
+        self._renew(plan.renew)
         got: set[str] = set()
         for lease in plan.take:
             if len(got) >= plan.want:
@@ -232,6 +237,34 @@ class LeaseKeeper:
         for shard in sorted(self.seen):
             self.release(shard)
 
+    def _renew(self, leases: Sequence[Lease]) -> None:
+        """Renew ``leases``, ``renew_concurrency`` conditional writes in flight. Each outcome is
+        remembered as `_write` remembers it, timed from before the first was sent (no later
+        than its own: our hold never outlasts the table's); the first error is raised once
+        every write has answered (the writes that succeeded stay done and remembered)."""
+        if self.renew_concurrency == 1 or len(leases) < 2:
+            for lease in leases:
+                self._write(lease, renewed(lease))
+            return
+        sent = self.clock()
+        with ThreadPoolExecutor(min(self.renew_concurrency, len(leases))) as pool:
+            futures = [
+                pool.submit(
+                    self.table.put, renewed(lease), stream_arn=self.stream_arn, expected=lease
+                )
+                for lease in leases
+            ]
+        error: Exception | None = None
+        for lease, future in zip(leases, futures, strict=True):
+            try:
+                ok = future.result()
+            except Exception as failure:  # as in `_write`: seen stays as it was
+                error = error or failure
+                continue
+            self._remember(renewed(lease), ok=ok, sent=sent)
+        if error is not None:
+            raise error
+
     def _write(self, expected: Lease, new: Lease, *, remember: bool = True) -> bool:
         """One conditional write; on success remember it, timed from before it was sent.
 
@@ -243,10 +276,12 @@ class LeaseKeeper:
             self.seen[new.shard] = Seen(expected.owner, expected.counter, NEVER)
         sent = self.clock()
         ok = self.table.put(new, stream_arn=self.stream_arn, expected=expected)
-        if not remember:
-            return ok
+        if remember:
+            self._remember(new, ok=ok, sent=sent)
+        return ok
+
+    def _remember(self, new: Lease, *, ok: bool, sent: float) -> None:
         if ok:
             self.seen[new.shard] = Seen(new.owner, new.counter, sent)
         else:
             self.seen.pop(new.shard, None)  # the next listing starts its timer afresh
-        return ok
