@@ -199,15 +199,7 @@ def decide(
                 return Skip("stale")
             if order is Order.AFTER:
                 return Write(incoming, pre)
-            if succeed and (
-                _stamped_here(mine.meta, incoming.meta)
-                # Under merge rules no replicated version ever overwrites a raw item (it is
-                # kept beside it), so whatever version the raw write's own region holds when
-                # its adoption arrives was written there after it, merges included (a deep
-                # run of the field-rules machine, seed 4282501956: a merge of the stamped
-                # writes made over the raw item lost its value to the adoption's clock).
-                or (keeps and compare(mine.meta, incoming.meta) is Order.CONCURRENT)
-            ):
+            if succeed and _stamped_here(mine.meta, incoming.meta):
                 return Write(succeeding(incoming, mine, settings=settings), pre)
             # Concurrent. A tombstone past its horizon relative to the other version counts as
             # absence, whichever side it is on: some regions may have collected it already.
