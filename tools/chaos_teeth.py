@@ -30,8 +30,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT))
 
 from mutation import scratch_copy  # noqa: E402
+
+from tests.property.example_rules import UNION_TAGS_CONFIG  # noqa: E402
 
 PIPELINE = "service/engine/pipeline.py"
 WIRING = "service/engine/wiring.py"
@@ -40,21 +43,7 @@ BOTO_RETRIES = 'BOTO_CONFIG = BotoConfig(retries={"mode": "adaptive", "max_attem
 NO_BOTO_RETRIES = 'BOTO_CONFIG = BotoConfig(retries={"mode": "standard", "total_max_attempts": 1}'
 
 # The example union rule (tests/property/example_rules.py), for the merge-rule accounting.
-MERGE_CONFIG = """[table]
-name = "chaos-merge"
-partition_key = "pk"
-resolver = "rules"
-resolver_options = { rule = "tests.property.example_rules:union_tags" }
-
-[[regions]]
-name = "eu-west-1"
-
-[[regions]]
-name = "us-east-1"
-
-[[regions]]
-name = "ap-southeast-2"
-"""
+MERGE_CONFIG = UNION_TAGS_CONFIG
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import pytest
 
 from service.engine.chaos.runner import FAULTS
 from service.surfaces.cli import main
+from tests.property.example_rules import UNION_TAGS_CONFIG
 
 pytestmark = pytest.mark.integration
 
@@ -49,22 +50,7 @@ def test_a_short_chaos_run_loses_nothing_and_converges(
 
 
 # The example user rule: a union of ``tags``, the rest from the last writer.
-MERGE_RULE = """
-[table]
-name = "chaos-merge"
-partition_key = "pk"
-resolver = "rules"
-resolver_options = { rule = "tests.property.example_rules:union_tags" }
-
-[[regions]]
-name = "eu-west-1"
-
-[[regions]]
-name = "us-east-1"
-
-[[regions]]
-name = "ap-southeast-2"
-"""
+MERGE_RULE = UNION_TAGS_CONFIG
 
 
 def test_a_short_chaos_run_under_a_merge_rule_loses_no_element_and_converges(

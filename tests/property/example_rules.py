@@ -37,3 +37,22 @@ def stamped_now(a: Side, b: Side) -> Mapping[str, Any] | Tombstone:
 not_a_rule = 42
 
 profile = field_rules(tags=union(), score=maximum(), likes=pn_counter())
+
+
+# A georep.toml with three regions and the union rule above, for the chaos runs under a merge
+# rule (tests/chaos/test_chaos_run.py, tools/chaos_teeth.py).
+UNION_TAGS_CONFIG = """[table]
+name = "chaos-merge"
+partition_key = "pk"
+resolver = "rules"
+resolver_options = { rule = "tests.property.example_rules:union_tags" }
+
+[[regions]]
+name = "eu-west-1"
+
+[[regions]]
+name = "us-east-1"
+
+[[regions]]
+name = "ap-southeast-2"
+"""
