@@ -190,32 +190,32 @@ def _adopt(change: Change, *, old: Stored, new: Stored, region: str, settings: S
     back joins in.
     """
     data: Mapping[str, AttributeValue]
+    keeps = settings.resolver.keeps_deleted_data
     if isinstance(new, Absent):  # a delete
         old_data = stored_data(old)
-        keeps = settings.resolver.keeps_deleted_data
         data, deleted = (dict(old_data) if keeps else settings.keys_of(old_data)), True
     else:
         data, deleted = stored_data(new), False
-    # NOTE: under merge rules every adoption starts a fresh actor and claims only its base.
-    # The adoption actor would make a raw write succeed earlier raw writes whose clock and
-    # field stamps can be ahead of its own (a raw write's old image may carry no metadata,
-    # and an adoption is timed by its record), and under merge rules a successor must be an
-    # inflation of what it succeeds, stamps included (the field-rules machine found it). There
-    # a later raw write succeeds an earlier one through the annotation its adoption gets
-    # (`decide`, `beside_raw`), whose record is adopted with the earlier one in its base.
-    visible = False
+    # NOTE: under last-writer-wins and version counters an adoption continues its region's
+    # adoption actor over what its raw write replaced in the table (a stamped old image: the
+    # region's history of the item is in it), so an item written raw again and again keeps
+    # one entry per region; over a raw item or nothing it starts a fresh adoption actor, as a
+    # stamped write would (docs/design.md, "Raw-write adoption"). Under merge rules every
+    # adoption starts a fresh actor and claims only its base: the adoption actor would make a
+    # raw write succeed earlier raw writes whose clock and field stamps can be ahead of its own
+    # (a raw write's old image may carry no metadata, and an adoption is timed by its record),
+    # and under merge rules a successor must be an inflation of what it succeeds, stamps
+    # included (the field-rules machine found it). Over a raw item a later raw write succeeds
+    # an earlier one through the annotation its adoption gets (`decide`, `beside_raw`), whose
+    # record is adopted with the earlier one in its base.
+    visible = isinstance(old, Stamped) and not keeps
     base = join_meta(stored_meta(old), stored_meta(new))
     # NOTE: stream times are whole seconds (on AWS and moto); the record's sequence
     # number in the logical bits keeps two adoptions of one second from sharing a counter
     # when they succeed the same base (test_two_adoptions_from_one_base_in_one_second_...).
     floor = hlc_.pack(change.approx_ms, sequence_bits(change.sequence))
     at_hlc = max(floor, (base.hlc + 1) if base else 0)
-    if (
-        not deleted
-        and settings.resolver.keeps_deleted_data
-        and isinstance(old, Stamped)
-        and old.version.meta.deleted
-    ):
+    if not deleted and keeps and isinstance(old, Stamped) and old.version.meta.deleted:
         data = over_tombstone(old.version, data, region=region, settings=settings)
     return new_version(
         base=base,
@@ -228,7 +228,7 @@ def _adopt(change: Change, *, old: Stored, new: Stored, region: str, settings: S
         write_id=adoption_id(region=region, sequence=change.sequence, at_hlc=at_hlc),
         adopted=True,
         settings=settings,
-        sequence=None if settings.resolver.keeps_deleted_data else change.sequence,
+        sequence=None if keeps else change.sequence,
     )
 
 

@@ -17,10 +17,10 @@ these converge.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
-from service.core.stamp import beside_raw, join_meta, succeeding
+from service.core.stamp import beside_raw, join_meta, succeeding, unmatched_digest
 from service.core.stored import (
     Absent,
     Raw,
@@ -50,6 +50,19 @@ def _stamped_here(mine: Meta, adoption: Meta) -> bool:
         and not mine.merged
         and not mine.adopted
         and compare(mine, adoption) is Order.CONCURRENT
+    )
+
+
+def _claims_without(adoption: Meta, context: Meta) -> bool:
+    """Whether ``adoption``'s own counter reaches one that ``context`` holds on the same actor,
+    without ``adoption`` holding all of ``context``: a counter claims every lower one of its
+    actor, and an adoption continues its actor over what its raw write replaced, which need
+    not hold an earlier adoption annotated on the raw item since (docs/design.md). Its other
+    entries come from its base, which holds their history; a fresh actor claims nothing."""
+    held = context.vv.get(adoption.actor)
+    return (
+        0 < held <= adoption.vv.get(adoption.actor)
+        and compare(adoption, context) is not Order.AFTER
     )
 
 
@@ -190,6 +203,15 @@ def decide(
                 return Write(beside, pre)
             if here is not None and not own:
                 return Annotate(join_meta(incoming.meta, copied) or incoming.meta, pre)
+            if succeed and copied is not None and _claims_without(incoming.meta, copied):
+                # The raw write's own adoption claims an earlier adoption annotated here
+                # without holding all it holds: keep that context, the item raw (a digest no
+                # data has), and the annotation's record is adopted as a successor of both, so
+                # the region never drops a version its vector claims (docs/design.md,
+                # "Raw-write adoption"; test_an_adoption_keeps_an_annotated_adoption_it_claims).
+                context = join_meta(incoming.meta, copied)
+                assert context is not None
+                return Annotate(replace(context, digest=unmatched_digest(data)), pre)
             return Write(incoming, pre)
         case Stamped(version=mine):
             order = compare(incoming.meta, mine.meta)

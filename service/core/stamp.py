@@ -21,7 +21,6 @@ from service.core.version import (
     Version,
     VersionVector,
     actor_region,
-    adoption_actor,
     fresh_actor,
     is_adoption_actor,
 )
@@ -69,18 +68,23 @@ def new_version(
 ) -> Version:
     """A new version by ``region`` on top of ``base``.
 
-    ``sequence`` set: a raw write adopted from the record at that sequence number; the
-    region's adoption actor takes the sequence number as its counter (`_adoption_counter`).
-
-    Otherwise a stamped write. ``visible``: ``base`` is what this region's table held, so the
-    region's history of the item is in it and the region's actor continues (counter
-    ``max(previous + 1, at_hlc)``: the HLC floor keeps counters unique even if a stale
-    version was restored over a forgotten one). Otherwise the write starts a fresh actor,
+    ``visible``: ``base`` is what this region's table held, so the region's history of the
+    item is in it and the region's actor continues. Otherwise the write starts a fresh actor,
     which claims no dot it never saw (docs/design.md, "History that was lost").
+
+    ``sequence`` set: a raw write adopted from the record at that sequence number. It
+    continues the region's adoption actor its base holds if the base is visible (the record's
+    old image: what the raw write replaced), else starts a fresh one, and the actor takes the
+    sequence number as its counter (`_adoption_counter`). Otherwise a stamped write, which
+    continues the region's stamped actor, counter ``max(previous + 1, at_hlc)``: the HLC floor
+    keeps counters unique even if a stale version was restored over a forgotten one.
     """
     vv = base.vv if base is not None else VersionVector()
     if sequence is not None:
-        actor = adoption_actor(region)
+        continued = _adoption_actor_for(base, region=region) if visible else None
+        actor = continued or fresh_actor(
+            region, write_id, taken=(a for a, _ in vv.entries), adoption=True
+        )
         counter = _adoption_counter(vv.get(actor), sequence=sequence, at_hlc=at_hlc)
     else:
         continued = _actor_for(base, region=region) if visible else None
@@ -110,22 +114,40 @@ def new_version(
 
 
 def _adoption_counter(previous: int, *, sequence: str, at_hlc: int) -> int:
-    """The adoption actor's counter for the record at ``sequence``: the sequence number itself.
+    """An adoption actor's counter for the record at ``sequence``: the sequence number itself.
 
     Sequence numbers increase within a shard, and an item's records stay in one shard lineage,
-    so a raw write's counter exceeds that of every raw write it physically replaced, and a
-    replay computes the same one. ``previous + 1`` keeps it above the base's should a stream
-    ever number below it (a re-enabled stream, a restored table); a non-numeric sequence (no
-    DynamoDB stream has one) falls back to the clock.
+    so no two adoptions of an item take one counter, and a replay computes the same one.
+    ``previous + 1`` keeps it above the base's should a stream ever number below it (a
+    re-enabled stream, a restored table); a non-numeric sequence (no DynamoDB stream has one)
+    falls back to the clock.
     """
     number = int(sequence) if sequence.isdigit() else at_hlc
     return max(previous + 1, number)
 
 
+def _adoption_actor_for(base: Meta | None, *, region: str) -> str | None:
+    """The adoption actor an adoption in ``region`` continues over a visible ``base``: ours
+    with the highest counter, else none (start a fresh one).
+
+    NOTE: a counter claims every lower one of its actor, so an adoption may continue an actor
+    only over a base that holds the actor's history: what its raw write replaced in the table.
+    Over a raw item or nothing the record shows none of it (a blind put over a raw write, a
+    put after a raw delete), and continuing there claimed earlier adoptions without their
+    bases: two regions then held one vector with two carriers (a deep run, seed 4282501956;
+    test_a_raw_write_claims_no_earlier_adoption_it_did_not_see)."""
+    if base is None:
+        return None
+    ours = [
+        (c, a) for a, c in base.vv.entries if actor_region(a) == region and is_adoption_actor(a)
+    ]
+    return max(ours)[1] if ours else None
+
+
 def _actor_for(base: Meta | None, *, region: str) -> str | None:
     """The actor this region's stamped writes continue: the base's writer if it is ours,
     else our actor with the highest counter in the base, else none (start a fresh one).
-    Never the adoption actor: only adoptions bump it."""
+    Never an adoption actor: only adoptions bump those."""
     if base is None:
         return None
     if actor_region(base.actor) == region and not is_adoption_actor(base.actor):
@@ -288,15 +310,20 @@ def beside_raw(incoming: Version, raw: Raw, *, settings: Settings) -> Version:
         actor=meta.actor,
         write_id=meta.write_id,
         hlc=base.hlc,
-        # NOTE: never the digest of any data (no data has an attribute named META_ATTR): the
-        # item stays raw whatever the merge gives, so its record is adopted.
-        digest=checked_digest({**data, META_ATTR: {"NULL": True}}),
+        # The item stays raw whatever the merge gives, so its record is adopted.
+        digest=unmatched_digest(data),
         count=base.count,
         # The merge's stamps, each at least ``incoming``'s: the adoption of this item, which
         # succeeds ``incoming``, then holds no attribute stamped older than it.
         fields=fields,
     )
     return Version(data=data, meta=context)
+
+
+def unmatched_digest(data: Mapping[str, AttributeValue]) -> str:
+    """A digest for metadata annotated on raw ``data`` that keeps the item raw: never the
+    digest of any data (no data has an attribute named META_ATTR), so its record is adopted."""
+    return checked_digest({**data, META_ATTR: {"NULL": True}})
 
 
 def adoption_id(*, region: str, sequence: str, at_hlc: int) -> str:

@@ -52,33 +52,41 @@ ADOPTION_TAG = "00000000"
 
 
 def adoption_actor(region: str) -> str:
-    """The actor of every raw write adopted in ``region``: ``eu-west-1~00000000``.
-
-    Only that region's consumer bumps it, in stream order per item, with the record's sequence
-    number as the counter; so a raw write succeeds every earlier raw write of its region to the
-    same item (it physically replaced them), and no stamped write ever takes one of its dots.
-    """
+    """The one actor every raw write adopted in ``region`` bumped before issue 16
+    (``eu-west-1~00000000``); items adopted then still carry it, and adoptions continue it
+    from a base that holds it, like any adoption actor (`is_adoption_actor`)."""
     return f"{region}~{ADOPTION_TAG}"
 
 
 def is_adoption_actor(actor: str) -> bool:
-    return actor.endswith("~" + ADOPTION_TAG)
+    """Whether ``actor`` numbers adopted raw writes: its tag starts with ``0``.
+
+    Adoption actors count by stream sequence numbers and stamped actors by clocks, so neither
+    kind ever continues the other's (docs/design.md, "Raw-write adoption").
+    """
+    _, tilde, tag = actor.partition("~")
+    return bool(tilde) and tag.startswith("0")
 
 
-def fresh_actor(region: str, write_id: str, *, taken: Iterable[str] = ()) -> str:
+def fresh_actor(
+    region: str, write_id: str, *, taken: Iterable[str] = (), adoption: bool = False
+) -> str:
     """A new actor for a write that cannot see the item's history (docs/design.md).
 
     The tag is 40 bits of a hash of the write id (not a slice of it: adopted writes' ids are
     derived from sequence numbers, whose low bits repeat across streams), and never one the
-    base already has.
+    base already has. ``adoption``: an adoption actor, whose tag starts with ``0``; no other
+    tag does.
     """
     used = set(taken)
     for salt in range(1_000):
         raw = hashlib.blake2b(f"{write_id}/{salt}".encode(), digest_size=5).digest()
         number = int.from_bytes(raw, "big")
         tag = "".join(_CROCKFORD[(number >> (5 * i)) & 31] for i in reversed(range(8)))
+        if adoption:
+            tag = "0" + tag[1:]
         actor = f"{region}~{tag}"
-        if actor not in used and tag != ADOPTION_TAG:
+        if actor not in used and tag != ADOPTION_TAG and is_adoption_actor(actor) == adoption:
             return actor
     raise AssertionError("no free actor tag")  # 1,000 collisions of a 40-bit hash
 

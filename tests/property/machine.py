@@ -504,12 +504,6 @@ class ReplicationMachine(RuleBasedStateMachine):
         """A version vector names one version: two stored versions with the same vector hold
         the same data, field stamps and deletion (else `decide` sees them equal and neither
         region replaces its copy: they never converge)."""
-        if not self.resolver.keeps_deleted_data:
-            # NOTE: open (docs/design.md, "Still not claimed"): under version counters two
-            # regions can hold one vector with two carriers for a while (a deep run of the
-            # collecting machine, seed 4282501956, also on the code before issue 16's merge
-            # fixes). Checked under merge rules, where it found the field-stamp divergence.
-            return
         meta = version.meta
         identity = (key, meta.vv)
         content = (meta.digest, meta.fields, meta.deleted)

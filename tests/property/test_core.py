@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from resolvers import LastWriterWins, field_rules, maximum, union
 from service.core import hlc
 from service.core.adopt import Adopt, Drop, Forward, translate
-from service.core.apply import Skip, Write, decide
+from service.core.apply import Annotate, Skip, Write, decide
 from service.core.records import parse_record
 from service.core.stamp import join_meta, stamp, succeeding
 from service.core.stored import Absent, Settings, Stamped, read_item
@@ -438,18 +438,102 @@ def test_an_adoption_succeeds_its_base_even_when_the_stream_numbers_below_it() -
     assert Order.AFTER == compare(adopted.version.meta, earlier.version.meta)
 
 
-def test_a_stamped_write_over_an_adopted_version_never_continues_the_adoption_actor() -> None:
-    """Only adoptions bump ``<region>~00000000``, in stream order; a stamped write continuing
-    it could take a counter a later adoption computes from its sequence number (found alive
-    by the mutation check: the model's sequence numbers stay far below HLC counters)."""
-    raw = parse_record(_record("INSERT", new={"pk": {"S": "k"}, "a": {"S": "1"}}, seq="000003"))
-    adopted = translate(raw, region="eu-west-1", settings=SETTINGS)
-    assert isinstance(adopted, Adopt)
-    assert adoption_actor("eu-west-1") == adopted.version.meta.actor
-    current = read_item(encode_item(adopted.version, horizon_ms=1), settings=SETTINGS)
+def test_a_stamped_write_never_continues_the_adoption_actor_of_items_adopted_before() -> None:
+    """Adoption actors (tags starting with ``0``, among them ``<region>~00000000``, which
+    every adoption of a region bumped before issue 16) count by sequence numbers: a stamped
+    write continuing one could take a counter an adoption takes (found alive by the mutation
+    check when the model's sequence numbers stayed far below HLC counters)."""
+    data = {"pk": {"S": "k"}, "a": {"S": "1"}}
+    actor = adoption_actor("eu-west-1")
+    legacy = Meta(
+        vv=VersionVector.of({actor: 3}),
+        actor=actor,
+        write_id=str(ulid.new()),
+        hlc=hlc.pack(T0),
+        digest=digest(data),
+        count=1,
+        adopted=True,
+    )
+    current = read_item(encode_item(Version(data, legacy), horizon_ms=1), settings=SETTINGS)
     stamped = _stamped({"pk": {"S": "k"}, "a": {"S": "2"}}, at=T0 + 5, current=current)
     assert not is_adoption_actor(stamped.meta.actor)
-    assert Order.AFTER == compare(stamped.meta, adopted.version.meta)
+    assert Order.AFTER == compare(stamped.meta, legacy)
+
+
+def test_a_raw_write_claims_no_earlier_adoption_it_did_not_see() -> None:
+    """A deep run (seed 4282501956): a raw delete of a stamped item, then a raw put, in one
+    region. Both adoptions bumped the region's adoption actor with their sequence numbers, so
+    the put's counter claimed the delete's dot; but the put's record carries no metadata (it
+    replaced nothing), so its vector lacked the delete's base: a join with any version holding
+    that base covered the delete without having merged it, and two regions held one vector
+    with two carriers. Fix: an adoption continues its region's adoption actor only over what
+    its raw write replaced in the table (a stamped old image, which holds that actor's
+    history); over a raw item or nothing it starts a fresh one, as a stamped write would."""
+    stamped = _stamped({"pk": {"S": "k"}, "a": {"S": "1"}}, at=T0 - 5)
+    item = encode_item(stamped, horizon_ms=1)
+    deletion = translate(
+        parse_record(_record("REMOVE", old=item, seq="000002")),
+        region="eu-west-1",
+        settings=SETTINGS,
+    )
+    put = translate(
+        parse_record(_record("INSERT", new={"pk": {"S": "k"}, "a": {"S": "2"}}, seq="000003")),
+        region="eu-west-1",
+        settings=SETTINGS,
+    )
+    assert isinstance(deletion, Adopt)
+    assert isinstance(put, Adopt)
+    dot = deletion.version.meta.actor
+    claimed = put.version.meta.vv.get(dot) >= deletion.version.meta.vv.get(dot)
+    assert not claimed or Order.AFTER == compare(put.version.meta, deletion.version.meta)
+
+
+def test_raw_writes_adopted_one_after_another_keep_one_adoption_actor() -> None:
+    """An item written raw again and again, each write over the previous one's adoption (the
+    table held it): every adoption continues the region's adoption actor, so the vector keeps
+    one entry, not one per raw write (a fresh actor per adoption grew `_georep` by about 30
+    bytes a write: 30 KB after 1,000, DynamoDB's 400 KB limit near 13,000)."""
+    old = None
+    for n in range(1, 51):
+        new = {"pk": {"S": "k"}, "a": {"S": str(n)}}
+        event = "MODIFY" if old is not None else "INSERT"
+        record = _record(event, old=old, new=new, seq=f"{n:06d}")
+        adopted = translate(parse_record(record), region="eu-west-1", settings=SETTINGS)
+        assert isinstance(adopted, Adopt)
+        old = encode_item(adopted.version, horizon_ms=1)
+    assert 1 == len(adopted.version.meta.vv.entries)
+    assert is_adoption_actor(adopted.version.meta.actor)
+
+
+def test_an_adoption_keeps_an_annotated_adoption_it_claims() -> None:
+    """An adoption continues its region's adoption actor over what its raw write replaced,
+    which need not hold an earlier adoption annotated on the raw item since (a version that
+    replaced that adoption's raw write before it was adopted, say): in its own region, the
+    adoption reaching the raw item keeps that context (the item stays raw, its annotation's
+    record adopted as a successor of both) instead of dropping a version its counter claims."""
+    actor = "eu-west-1~0AAAAAAA"
+    data = {"pk": {"S": "k"}, "a": {"S": "2"}}
+
+    def meta(vv: dict[str, int], *, at: int, of: dict[str, Any]) -> Meta:
+        return Meta(
+            vv=VersionVector.of(vv),
+            actor=actor,
+            write_id=str(ulid.new()),
+            hlc=hlc.pack(T0 + at),
+            digest=digest(of),
+            count=2,
+            adopted=True,
+        )
+
+    # An earlier adoption (of a delete) annotated on the raw item, and the item's own one.
+    earlier = meta({actor: 5, "us-east-1~KKKKKKKK": 7}, at=1, of={"pk": {"S": "k"}})
+    claims = Version(data, meta({actor: 9, "ap-southeast-2~PPPPPPPP": 3}, at=2, of=data))
+    raw = read_item({**data, META_ATTR: encode_meta(earlier)}, settings=SETTINGS)
+    decision = decide(raw, claims, settings=SETTINGS, here="adoption")
+    assert isinstance(decision, Annotate)
+    assert Order.AFTER == compare(decision.meta, earlier)
+    assert decision.meta.vv.get("ap-southeast-2~PPPPPPPP") == 3
+    assert digest(data) != decision.meta.digest  # the item stays raw: its record is adopted
 
 
 # -- successors under field rules ------------------------------------------------------------

@@ -694,6 +694,36 @@ def test_a_successor_claims_each_attributes_stamp_of_a_write_without_field_stamp
     m.teardown()
 
 
+@pytest.mark.parametrize("resolver", RESOLVERS, ids=lambda r: r.name)
+def test_after_a_raw_delete_and_a_raw_put_one_vector_names_one_version_everywhere(
+    resolver: Resolver,
+) -> None:
+    """Found by a deep run of the collecting version-counter machine (seed 4282501956) with
+    the one-version-per-vector check on: r0 raw-deletes a stamped item and raw-puts it again
+    while r1 writes over the stamped one. Both adoptions bumped r0's adoption actor, so the
+    put's counter claimed the delete's dot, but its record carries no metadata and its vector
+    lacked the delete's base. r0 kept the delete only as the raw item's copied context, which
+    the put's own adoption then replaced; r1 merged the delete with its write and the delete
+    won (two updates, the later clock). With r1's write at r0, both held one vector: r0 with
+    r1's write as carrier, r1 with the delete, until the annotation's adoption superseded
+    both. Fix: an adoption continues its region's adoption actor only over what its raw
+    write replaced in the table (here the put replaced nothing: a fresh actor)."""
+
+    def script(m: ReplicationMachine) -> None:
+        m.skew["r1"] = -250  # r1's write is timed below the delete's record
+        m.do_sdk_put("r0", "k0")
+        m.drain()
+        m.do_sdk_put("r1", "k0")
+        m.do_raw_delete("r0", "k0")
+        m.do_raw_put("r0", "k0")  # over nothing: its record carries no metadata
+        for source in ("r0", "r1"):  # the delete and the put everywhere, then r1's write
+            m._poll(source, limit=5)
+            m.deliver_batch(source, list(m.inflight[source]["k0"]))
+            m.metadata_is_valid_and_never_moves_backwards()
+
+    run(resolver, 2, script)
+
+
 def test_the_oracle_folds_version_counters_over_the_frontier_in_any_grouping() -> None:
     """Found by a deep run of both version-counter machines (seed 4282501956), which ended
     with regions converged on the frontier's version-counter winner and the oracle expecting
