@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 from service.core import hlc as hlc_
-from service.core.stamp import adoption_id, join_meta, new_version, over_tombstone, sequence_bits
+from service.core.stamp import (
+    adoption_id,
+    is_blind,
+    join_meta,
+    new_version,
+    over_tombstone,
+    sequence_bits,
+)
 from service.core.stored import (
     Absent,
     Raw,
@@ -213,8 +220,14 @@ def _adopt(change: Change, *, old: Stored, new: Stored, region: str, settings: S
     # NOTE: stream times are whole seconds (on AWS and moto); the record's sequence
     # number in the logical bits keeps two adoptions of one second from sharing a counter
     # when they succeed the same base (test_two_adoptions_from_one_base_in_one_second_...).
-    floor = hlc_.pack(change.approx_ms, sequence_bits(change.sequence))
-    at_hlc = max(floor, (base.hlc + 1) if base else 0)
+    # A blind adoption takes logical 0 and its base's clock, not one above: its rank among
+    # the region's blind ones is then its write id's, which follows the whole sequence number,
+    # not 16 wrapping bits of it (`is_blind`).
+    blind = is_blind(
+        base, visible=visible, region=region, sequence=change.sequence, settings=settings
+    )
+    floor = hlc_.pack(change.approx_ms, 0 if blind else sequence_bits(change.sequence))
+    at_hlc = max(floor, (base.hlc + (0 if blind else 1)) if base else 0)
     if not deleted and keeps and isinstance(old, Stamped) and old.version.meta.deleted:
         data = over_tombstone(old.version, data, region=region, settings=settings)
     return new_version(

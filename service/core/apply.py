@@ -35,6 +35,7 @@ from service.core.version import (
     Meta,
     Order,
     Version,
+    blind_actor,
     compare,
 )
 from service.errors import RuleError
@@ -58,7 +59,10 @@ def _claims_without(adoption: Meta, context: Meta) -> bool:
     without ``adoption`` holding all of ``context``: a counter claims every lower one of its
     actor, and an adoption continues its actor over what its raw write replaced, which need
     not hold an earlier adoption annotated on the raw item since (docs/design.md). Its other
-    entries come from its base, which holds their history; a fresh actor claims nothing."""
+    entries come from its base, which holds their history; a fresh actor claims nothing, and
+    the blind actor only versions that hold nothing else (`is_blind`)."""
+    if adoption.actor == blind_actor(adoption.origin):
+        return False
     held = context.vv.get(adoption.actor)
     return (
         0 < held <= adoption.vv.get(adoption.actor)

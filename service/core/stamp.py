@@ -21,6 +21,7 @@ from service.core.version import (
     Version,
     VersionVector,
     actor_region,
+    blind_actor,
     fresh_actor,
     is_adoption_actor,
 )
@@ -72,19 +73,28 @@ def new_version(
     item is in it and the region's actor continues. Otherwise the write starts a fresh actor,
     which claims no dot it never saw (docs/design.md, "History that was lost").
 
-    ``sequence`` set: a raw write adopted from the record at that sequence number. It
+    ``sequence`` set: a raw write adopted from the record at that sequence number, and the
+    actor takes the sequence number as its counter (`_adoption_counter`). A blind one (its
+    record shows no history but the region's blind raw writes: `is_blind`) continues the
+    region's blind actor, with update count 1 and a clock no lower than its base's; else it
     continues the region's adoption actor its base holds if the base is visible (the record's
-    old image: what the raw write replaced), else starts a fresh one, and the actor takes the
-    sequence number as its counter (`_adoption_counter`). Otherwise a stamped write, which
-    continues the region's stamped actor, counter ``max(previous + 1, at_hlc)``: the HLC floor
-    keeps counters unique even if a stale version was restored over a forgotten one.
+    old image: what the raw write replaced), else starts a fresh one. Otherwise a stamped
+    write, which continues the region's stamped actor, counter ``max(previous + 1, at_hlc)``:
+    the HLC floor keeps counters unique even if a stale version was restored over a forgotten
+    one.
     """
     vv = base.vv if base is not None else VersionVector()
+    blind = sequence is not None and is_blind(
+        base, visible=visible, region=region, sequence=sequence, settings=settings
+    )
     if sequence is not None:
-        continued = _adoption_actor_for(base, region=region) if visible else None
-        actor = continued or fresh_actor(
-            region, write_id, taken=(a for a, _ in vv.entries), adoption=True
-        )
+        if blind:
+            actor = blind_actor(region)
+        else:
+            continued = _adoption_actor_for(base, region=region) if visible else None
+            actor = continued or fresh_actor(
+                region, write_id, taken=(a for a, _ in vv.entries), adoption=True
+            )
         counter = _adoption_counter(vv.get(actor), sequence=sequence, at_hlc=at_hlc)
     else:
         continued = _actor_for(base, region=region) if visible else None
@@ -93,7 +103,7 @@ def new_version(
         # was restored over a forgotten one.
         counter = max(vv.get(actor) + 1, at_hlc)
     vv = vv.bump(actor, counter)
-    hlc = max(at_hlc, base.hlc + 1) if base is not None else at_hlc
+    hlc = max(at_hlc, base.hlc + (0 if blind else 1)) if base is not None else at_hlc
     fields = None
     if settings.resolver.field_stamps:
         fields = field_stamps(
@@ -105,7 +115,7 @@ def new_version(
         write_id=write_id,
         hlc=hlc,
         digest=checked_digest(data),
-        count=base.count + 1 if base is not None else 1,
+        count=base.count + 1 if base is not None and not blind else 1,
         deleted=deleted,
         adopted=adopted,
         fields=fields,
@@ -126,9 +136,35 @@ def _adoption_counter(previous: int, *, sequence: str, at_hlc: int) -> int:
     return max(previous + 1, number)
 
 
+def is_blind(
+    base: Meta | None, *, visible: bool, region: str, sequence: str, settings: Settings
+) -> bool:
+    """Whether an adoption in ``region`` over ``base`` is blind: its raw write replaced no
+    stamped item (not ``visible``) and its record shows no history but the region's blind raw
+    writes (no metadata at all, or only the blind actor's: an annotation of one, or a raw item
+    annotated with one), so it continues the region's blind actor.
+
+    NOTE: the blind actor's counter claims every lower one of it, and each version it numbers
+    has the vector ``{blind_actor: sequence}`` alone, so every version that claims one holds
+    its whole vector: no claim without history (docs/design.md, "Raw-write adoption"). Ranks
+    follow the counters too, so a later blind raw write is also the resolvers' later one: all
+    have update count 1, the clock of their record's second (logical 0, `_adopt`) or their
+    base's if that is higher, and write ids ordered by the sequence number within a
+    millisecond (`adoption_id`). Over a visible base the raw write replaced a version the
+    table held: it continues another adoption actor, counting updates (version counters). A
+    non-numeric sequence (no DynamoDB stream has one) orders nothing: a fresh actor then. Not
+    under merge rules or field stamps, where a successor's clock and stamps must rise above
+    its predecessors' (docs/design.md, "Raw writes under merge rules")."""
+    resolver = settings.resolver
+    if visible or not sequence.isdigit() or resolver.keeps_deleted_data or resolver.field_stamps:
+        return False
+    return base is None or {a for a, _ in base.vv.entries} == {blind_actor(region)}
+
+
 def _adoption_actor_for(base: Meta | None, *, region: str) -> str | None:
     """The adoption actor an adoption in ``region`` continues over a visible ``base``: ours
-    with the highest counter, else none (start a fresh one).
+    with the highest counter, never the blind actor (its versions hold nothing but it), else
+    none (start a fresh one).
 
     NOTE: a counter claims every lower one of its actor, so an adoption may continue an actor
     only over a base that holds the actor's history: what its raw write replaced in the table.
@@ -138,8 +174,11 @@ def _adoption_actor_for(base: Meta | None, *, region: str) -> str | None:
     test_a_raw_write_claims_no_earlier_adoption_it_did_not_see)."""
     if base is None:
         return None
+    blind = blind_actor(region)
     ours = [
-        (c, a) for a, c in base.vv.entries if actor_region(a) == region and is_adoption_actor(a)
+        (c, a)
+        for a, c in base.vv.entries
+        if actor_region(a) == region and is_adoption_actor(a) and a != blind
     ]
     return max(ours)[1] if ours else None
 

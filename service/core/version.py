@@ -58,6 +58,23 @@ def adoption_actor(region: str) -> str:
     return f"{region}~{ADOPTION_TAG}"
 
 
+BLIND_TAG = "00000001"
+
+
+def blind_actor(region: str) -> str:
+    """The adoption actor of ``region``'s *blind* raw writes (``eu-west-1~00000001``): those
+    whose record shows no metadata at all (nothing replaced, or a raw item without metadata
+    replaced, and none copied back), counted by sequence number.
+
+    Every version it numbers has the vector ``{blind_actor: sequence}`` and nothing else, so a
+    counter of it claims only such versions, and holds the whole vector of each: a blind raw
+    write succeeds every earlier blind raw write of its region to the item (it physically
+    replaced them) and claims nothing else (docs/design.md, "Raw-write adoption"). Not
+    ``<region>~00000000``: items adopted before issue 16 carry that one over longer vectors.
+    """
+    return f"{region}~{BLIND_TAG}"
+
+
 def is_adoption_actor(actor: str) -> bool:
     """Whether ``actor`` numbers adopted raw writes: its tag starts with ``0``.
 
@@ -86,7 +103,8 @@ def fresh_actor(
         if adoption:
             tag = "0" + tag[1:]
         actor = f"{region}~{tag}"
-        if actor not in used and tag != ADOPTION_TAG and is_adoption_actor(actor) == adoption:
+        reserved = tag in (ADOPTION_TAG, BLIND_TAG)
+        if actor not in used and not reserved and is_adoption_actor(actor) == adoption:
             return actor
     raise AssertionError("no free actor tag")  # 1,000 collisions of a 40-bit hash
 

@@ -10,7 +10,7 @@ import ulid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resolvers import LastWriterWins, field_rules, maximum, union
+from resolvers import LastWriterWins, VersionCounter, field_rules, maximum, union
 from service.core import hlc
 from service.core.adopt import Adopt, Drop, Forward, translate
 from service.core.apply import Annotate, Skip, Write, decide
@@ -26,6 +26,7 @@ from service.core.version import (
     Version,
     VersionVector,
     adoption_actor,
+    blind_actor,
     compare,
     decode_meta,
     encode_item,
@@ -41,6 +42,7 @@ SETTINGS = Settings(
 T0 = 1_764_000_000_000
 
 timestamps = st.integers(0, 2**60)
+CLAIM_ACTORS = ("eu-west-1~00000001", "eu-west-1~0AAAAAAA", "eu-west-1~KKKKKKKK", "us-east-1")
 wall = st.integers(0, 2**44)
 
 
@@ -491,8 +493,11 @@ def test_a_raw_write_claims_no_earlier_adoption_it_did_not_see() -> None:
 def test_raw_writes_adopted_one_after_another_keep_one_adoption_actor() -> None:
     """An item written raw again and again, each write over the previous one's adoption (the
     table held it): every adoption continues the region's adoption actor, so the vector keeps
-    one entry, not one per raw write (a fresh actor per adoption grew `_georep` by about 30
-    bytes a write: 30 KB after 1,000, DynamoDB's 400 KB limit near 13,000)."""
+    one entry besides the blind actor of the first write (which replaced nothing), not one per
+    raw write (a fresh actor per adoption grew `_georep` by about 30 bytes a write: 30 KB after
+    1,000, DynamoDB's 400 KB limit near 13,000). The blind actor is not continued over a
+    stamped old image: those adoptions count their updates, which blind ones cannot
+    (docs/decisions.md, "Blind raw writes")."""
     old = None
     for n in range(1, 51):
         new = {"pk": {"S": "k"}, "a": {"S": str(n)}}
@@ -501,8 +506,167 @@ def test_raw_writes_adopted_one_after_another_keep_one_adoption_actor() -> None:
         adopted = translate(parse_record(record), region="eu-west-1", settings=SETTINGS)
         assert isinstance(adopted, Adopt)
         old = encode_item(adopted.version, horizon_ms=1)
-    assert 1 == len(adopted.version.meta.vv.entries)
-    assert is_adoption_actor(adopted.version.meta.actor)
+    meta = adopted.version.meta
+    assert {blind_actor("eu-west-1"), meta.actor} == {actor for actor, _ in meta.vv.entries}
+    assert is_adoption_actor(meta.actor)
+    assert 50 == meta.count
+
+
+@st.composite
+def blind_writes(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Records of raw writes of one item in one region while its consumer is behind: each
+    replaced a raw item or nothing, so no image carries metadata. Sequence numbers increase
+    across 16-bit boundaries, several records share a stream second."""
+    sequence = draw(st.integers(1, 2**70))
+    second = T0 // 1000
+    records: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for n in range(draw(st.integers(2, 8))):
+        sequence += draw(st.integers(1, 2**20))
+        second += draw(st.sampled_from([0, 0, 0, 1]))
+        delete = current is not None and draw(st.booleans())
+        new = None if delete else {"pk": {"S": "k"}, "a": {"S": str(n)}}
+        event = "REMOVE" if delete else ("MODIFY" if current is not None else "INSERT")
+        record = _record(event, old=current, new=new, seq=str(sequence))
+        record["dynamodb"]["ApproximateCreationDateTime"] = float(second)
+        records.append(record)
+        current = new
+    return records
+
+
+@given(records=blind_writes())
+def test_blind_raw_writes_of_a_region_are_one_history_in_stream_order(
+    records: list[dict[str, Any]],
+) -> None:
+    """Raw writes whose records show no metadata (an INSERT, MODIFY, REMOVE of one item before
+    the consumer read the first, as in the AWS sample event) are adopted on the region's
+    blind actor, each version's vector that actor alone at its sequence number: so each
+    succeeds every earlier one and claims nothing without its history, and both resolvers
+    rank it above them too, whatever the low bits of the sequence numbers and however many
+    share a second (a lower-ranked successor of a version merged elsewhere would leave two
+    regions with one vector and two carriers). A fresh actor per adoption (issue 16's first
+    fix) made them concurrent: a conflict logged and successors written for every raw write."""
+    versions = []
+    for record in records:
+        adopted = translate(parse_record(record), region="eu-west-1", settings=SETTINGS)
+        assert isinstance(adopted, Adopt)
+        versions.append(adopted.version)
+    blind = blind_actor("eu-west-1")
+    for record, version in zip(records, versions, strict=True):
+        sequence = int(record["dynamodb"]["SequenceNumber"])
+        assert VersionVector.of({blind: sequence}) == version.meta.vv
+    for i, earlier in enumerate(versions):
+        for later in versions[i + 1 :]:
+            assert Order.AFTER == compare(later.meta, earlier.meta)
+            for resolver in (LastWriterWins(), VersionCounter()):
+                assert later.meta == resolver.resolve(earlier, later).carrier
+                assert later.meta == resolver.resolve(later, earlier).carrier
+
+
+def test_the_annotation_of_a_blind_adoption_continues_the_blind_actor() -> None:
+    """Two raw writes before the consumer read the first: its adoption, applied in its own
+    region, finds the second raw item and annotates it; the annotation's record shows the
+    first adoption alone (blind), so its adoption continues the blind actor and succeeds the
+    second write's adoption too: one history, no merge of the two (a fresh actor there, as a
+    stamped context gets, made them concurrent)."""
+    first = {"pk": {"S": "k"}, "a": {"S": "1"}}
+    second = {"pk": {"S": "k"}, "a": {"S": "2"}}
+    adoptions = []
+    for record in (
+        _record("INSERT", new=first, seq="000010"),
+        _record("MODIFY", old=first, new=second, seq="000011"),
+    ):
+        adopted = translate(parse_record(record), region="eu-west-1", settings=SETTINGS)
+        assert isinstance(adopted, Adopt)
+        adoptions.append(adopted.version)
+    decision = decide(
+        read_item(second, settings=SETTINGS), adoptions[0], settings=SETTINGS, here="adoption"
+    )
+    assert isinstance(decision, Annotate)
+    annotated = {**second, META_ATTR: encode_meta(decision.meta)}
+    record = _record("MODIFY", old=second, new=annotated, seq="000012")
+    annotation = translate(parse_record(record), region="eu-west-1", settings=SETTINGS)
+    assert isinstance(annotation, Adopt)
+    assert VersionVector.of({blind_actor("eu-west-1"): 12}) == annotation.version.meta.vv
+    assert second == annotation.version.data
+    for adoption in adoptions:
+        assert Order.AFTER == compare(annotation.version.meta, adoption.meta)
+
+
+def test_a_blind_adoption_writes_over_its_raw_item_annotated_with_a_version_it_does_not_claim() -> (
+    None
+):
+    """The blind actor's counter claims only versions it holds whole, so a blind adoption
+    meeting its raw item annotated with an earlier adoption that holds a lower blind counter
+    among other actors claims none of that one's history: it is written (the annotation's own
+    record brings the other back as its successor), not kept beside as `_claims_without` keeps
+    an adoption actor's claim without its history."""
+    blind = blind_actor("eu-west-1")
+    data = {"pk": {"S": "k"}, "a": {"S": "2"}}
+    earlier = Meta(
+        vv=VersionVector.of({blind: 5, "eu-west-1~0AAAAAAA": 7, "us-east-1~KKKKKKKK": 3}),
+        actor="eu-west-1~0AAAAAAA",
+        write_id=str(ulid.new()),
+        hlc=hlc.pack(T0),
+        digest=digest({"pk": {"S": "k"}, "a": {"S": "1"}}),
+        count=3,
+        adopted=True,
+    )
+    record = _record("MODIFY", old={"pk": {"S": "k"}, "a": {"S": "1"}}, new=data, seq="000009")
+    adopted = translate(parse_record(record), region="eu-west-1", settings=SETTINGS)
+    assert isinstance(adopted, Adopt)
+    assert blind == adopted.version.meta.actor
+    raw = read_item({**data, META_ATTR: encode_meta(earlier)}, settings=SETTINGS)
+    decision = decide(raw, adopted.version, settings=SETTINGS, here="adoption")
+    assert isinstance(decision, Write)
+    assert adopted.version == decision.version
+
+
+@given(
+    old_vv=st.none()
+    | st.dictionaries(st.sampled_from(CLAIM_ACTORS), st.integers(1, 99), min_size=1),
+    new_vv=st.none()
+    | st.dictionaries(st.sampled_from(CLAIM_ACTORS), st.integers(1, 99), min_size=1),
+    old_stamped=st.booleans(),
+    delete=st.booleans(),
+)
+def test_every_version_the_blind_actor_numbers_holds_nothing_else(
+    old_vv: dict[str, int] | None, new_vv: dict[str, int] | None, old_stamped: bool, delete: bool
+) -> None:
+    """Whatever a raw write's record shows (nothing, raw data, metadata copied back or
+    annotated, a stamped version it replaced, with or without the blind actor in it), its
+    adoption is numbered by the blind actor only if its vector then names that actor alone, so
+    a counter of the blind actor claims only versions whose whole vector it holds. A blind
+    actor continued over a base holding other actors would claim versions without their
+    bases, the deep run's divergence (seed 4282501956)."""
+    old_data = {"pk": {"S": "k"}, "a": {"S": "old"}}
+    new_data = {"pk": {"S": "k"}, "a": {"S": "new"}}
+
+    def image(data: dict[str, Any], vv: dict[str, int] | None, *, stamped: bool) -> Any:
+        if vv is None:
+            return data
+        actor = sorted(vv)[0]
+        meta = Meta(
+            vv=VersionVector.of(vv),
+            actor=actor,
+            write_id=str(ulid.new()),
+            hlc=hlc.pack(T0 - 5),
+            digest=digest(data if stamped else {"pk": {"S": "k"}, "a": {"S": "other"}}),
+            count=1,
+        )
+        return {**data, META_ATTR: encode_meta(meta)}
+
+    old = image(old_data, old_vv, stamped=old_stamped)
+    if delete:
+        record = _record("REMOVE", old=old, seq="000050")
+    else:
+        record = _record("MODIFY", old=old, new=image(new_data, new_vv, stamped=False), seq="50")
+    adopted = translate(parse_record(record), region="eu-west-1", settings=SETTINGS)
+    if not isinstance(adopted, Adopt):
+        return  # a restored tombstone, say: nothing adopted
+    meta = adopted.version.meta
+    if meta.actor == blind_actor("eu-west-1"):
+        assert [meta.actor] == [actor for actor, _ in meta.vv.entries]
 
 
 def test_an_adoption_keeps_an_annotated_adoption_it_claims() -> None:
