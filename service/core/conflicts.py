@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from service.core.values import AttributeValue, canonical, same_item
-from service.core.version import Version
+from service.core.version import Version, actor_region
 
 EXPIRES_ATTR = "expires_at"  # the conflict table's TTL attribute (epoch seconds)
 DAY_SECONDS = 24 * 3600
@@ -89,9 +89,16 @@ def is_conflict(existing: Version, incoming: Version) -> bool:
     write made over a raw item before its adoption). That region's consumer writes a version
     succeeding both (`succeeding`, annotations); under merge rules the merge keeps both.
     So 600 raw items backfilled and then their INSERT records adopted log no conflict, not
-    one per destination and item (issue 16, finding 6). Symmetric in its arguments.
+    one per destination and item (issue 16, finding 6). Nor two versions, merges among them,
+    whose vectors name actors of one region only: every write either has seen was made in
+    that region's table, one after another (raw writes of an item consumed one record per
+    batch after all were made: successors of their adoptions meet the next adoptions).
+    Symmetric in its arguments.
     """
     a, b = existing.meta, incoming.meta
+    regions = {actor_region(actor) for meta in (a, b) for actor, _ in meta.vv.entries}
+    if len(regions) == 1:
+        return False
     return a.merged or b.merged or a.origin != b.origin
 
 

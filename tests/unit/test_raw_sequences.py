@@ -137,3 +137,27 @@ def test_raw_writes_of_one_item_one_after_another_replicate_as_one_history_with_
     assert landings == cluster.tables[SOURCE].writes
     assert landings == cluster.tables[PEER].writes
     _converged_on(cluster, operations)
+
+
+@pytest.mark.parametrize("resolver", [LastWriterWins(), VersionCounter()], ids=lambda r: r.name)
+@pytest.mark.parametrize("operations", [SAMPLE, LONGER], ids=["sample", "longer"])
+def test_raw_writes_consumed_one_record_per_batch_after_all_were_made_log_no_conflict(
+    resolver: Resolver, operations: tuple[str, ...]
+) -> None:
+    """The same writes, all made before the consumer reads the first, then one record per
+    batch: each adoption then finds its item replaced in its own region and writes a successor
+    there (it cannot know that the next records succeed it), so the source region writes more
+    than its adoptions; but every version involved is the source region's, written one after
+    another in its table, so no conflict is logged, and both regions end with the last write's
+    data. (Main, with one adoption actor for all, logged one for the sample.)"""
+    cluster = Cluster(resolver, first_sequence=1)
+    try:
+        for n, operation in enumerate(operations):
+            cluster.write_raw(operation, n)
+        cluster.drain(batch=1)
+    finally:
+        cluster.close()
+
+    assert [] == cluster.conflicts.entries()
+    assert 0 == cluster.metrics.total("conflicts")
+    _converged_on(cluster, operations)
