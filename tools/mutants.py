@@ -310,6 +310,35 @@ MUTANTS: list[Mutant] = [
         "            safe = flow.tracker.read_position",
         CONSUMER,
     ),
+    # -- raw-write adoption: the blind actor (docs/design.md, "Raw-write adoption") -----------
+    Mutant(
+        "adoption-never-blind",
+        "service/core/stamp.py",
+        "    return base is None or {a for a, _ in base.vv.entries} == {blind_actor(region)}",
+        "    return False",
+        ("tests/unit/test_raw_sequences.py", "tests/property/test_core.py"),
+    ),
+    Mutant(
+        "adoption-blind-over-a-base-with-other-actors",
+        "service/core/stamp.py",
+        "    return base is None or {a for a, _ in base.vv.entries} == {blind_actor(region)}",
+        "    return base is None or blind_actor(region) in {a for a, _ in base.vv.entries}",
+        ("tests/property/test_core.py",),
+    ),
+    Mutant(
+        "adoption-blind-clock-takes-sequence-bits",
+        "service/core/adopt.py",
+        "0 if blind else sequence_bits(change.sequence)",
+        "sequence_bits(change.sequence)",
+        ("tests/property/test_core.py",),
+    ),
+    Mutant(
+        "conflict-merges-of-one-region-logged",
+        "service/core/conflicts.py",
+        "    if len(regions) == 1:\n        return False\n",
+        "",
+        ("tests/unit/test_raw_sequences.py",),
+    ),
     # -- the lease keeper -----------------------------------------------------------------------
     Mutant(
         "keeper-draining-still-takes",
