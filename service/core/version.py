@@ -63,8 +63,8 @@ BLIND_TAG = "00000001"
 
 def blind_actor(region: str) -> str:
     """The adoption actor of ``region``'s *blind* raw writes (``eu-west-1~00000001``): those
-    whose record shows no metadata at all (nothing replaced, or a raw item without metadata
-    replaced, and none copied back), counted by sequence number.
+    that replaced nothing or a raw item and whose record shows no metadata but this actor's
+    (none at all, or the annotation of a blind adoption), counted by sequence number.
 
     Every version it numbers has the vector ``{blind_actor: sequence}`` and nothing else, so a
     counter of it claims only such versions, and holds the whole vector of each: a blind raw
