@@ -26,8 +26,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
+# One worker per core, a test file per worker at a time (a file's module-scoped moto server is
+# started once). CI has 2 cores: two workers.
 test: lint typecheck
-	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q
+	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q -n auto --dist loadfile
 
 # A fresh random seed each run, printed first; replay a failing run with `make test-deep SEED=n`
 # (MACHINES=path narrows it, e.g. MACHINES=tests/property/test_rules_convergence.py;

@@ -31,8 +31,11 @@ from tests.property.test_regressions import (
     tied_concurrent_writes,
 )
 
+# Each break below fails within 22 examples of this derandomized run (counted 2026-12-06: tie
+# break 22, hard deletes 8, echo check 4, precondition 4); 60 leaves room for a break that
+# needs more, and keeps the control (the same run, unbroken) at a seventh of the 400 it was.
 BROKEN = settings(
-    max_examples=400,
+    max_examples=60,
     stateful_step_count=50,
     derandomize=True,
     deadline=None,

@@ -108,6 +108,19 @@ def config_of(args: argparse.Namespace) -> Config:
     return config
 
 
+def add_backend_options(parser: argparse.ArgumentParser) -> None:
+    """``--backend`` and ``--endpoint-url``, as the demo and the benchmarks take them; pass
+    the parsed values to `service.adapters.backends.start_backend`. Defined here, not beside
+    it, so that `georep demo --help` imports nothing heavy."""
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "moto", "endpoint"],
+        help="auto/moto: the embedded moto server; endpoint: your own server at --endpoint-url",
+    )
+    parser.add_argument("--endpoint-url", default=None, help="with --backend endpoint")
+
+
 def add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print one machine-readable JSON document"
