@@ -209,11 +209,10 @@ def succeeding(
     """What replaced an adopted raw write in its own region before the adoption reached its
     table, as a version succeeding both: ``replaced`` (a stamped write made over the raw
     item, which could not see the adoption, or under merge rules a merge holding one), or,
-    if ``None``, the deletion that left the
-    item absent (a tombstone). Computed from its inputs alone (replays agree), with a fresh
-    actor (its dot is no other write's) and origin the adoption's region, so that region's
-    consumer forwards it when it reads its record. A deletion's own record is adopted later
-    and merges with it (both are tombstones)."""
+    if ``None``, the deletion that left the item absent (a tombstone). Computed from its
+    inputs alone (replays agree), with a fresh actor (its dot is no other write's) and origin
+    the adoption's region, so that region's consumer forwards it when it reads its record. A
+    deletion's own record is adopted later and merges with it (both are tombstones)."""
     meta = adopted.meta
     base = join_meta(replaced.meta, meta) if replaced is not None else meta
     assert base is not None
