@@ -35,7 +35,9 @@ from service.core.version import (
     Meta,
     Order,
     Version,
+    actor_region,
     compare,
+    is_over_raw_actor,
 )
 from service.errors import RuleError
 
@@ -50,6 +52,21 @@ def _stamped_here(mine: Meta, adoption: Meta) -> bool:
         and not mine.merged
         and not mine.adopted
         and compare(mine, adoption) is Order.CONCURRENT
+    )
+
+
+def _written_over_raw_since(mine: Meta, adoption: Meta) -> bool:
+    """Under merge rules, whether ``mine``, which the adoption's own region holds, holds a
+    dot of an over-raw actor of that region that the adoption does not know: a write made
+    there over a raw item not adopted yet, which the raw write's record did not show, so made
+    after it (docs/design.md, "Raw writes under merge rules"), merged since with other
+    versions or not."""
+    region = adoption.origin
+    return any(
+        actor_region(actor) == region
+        and is_over_raw_actor(actor)
+        and counter > adoption.vv.get(actor)
+        for actor, counter in mine.vv.entries
     )
 
 
@@ -165,7 +182,8 @@ def decide(
     form): a raw item is annotated with the adoption as its copied context (`Annotate`); a
     stamped write made here over the raw item, or an item deleted since, gets a successor
     (`succeeding`). Not under merge rules, where an adoption claims only what its write
-    read (docs/design.md).
+    read (docs/design.md). Under merge rules a merge holding a write made here over a raw
+    item, which the adoption does not know, gets a successor too (`_written_over_raw_since`).
     """
     pre = precondition_for(current)
     keeps = settings.resolver.keeps_deleted_data
@@ -199,7 +217,10 @@ def decide(
                 return Skip("stale")
             if order is Order.AFTER:
                 return Write(incoming, pre)
-            if succeed and _stamped_here(mine.meta, incoming.meta):
+            if succeed and (
+                _stamped_here(mine.meta, incoming.meta)
+                or (keeps and _written_over_raw_since(mine.meta, incoming.meta))
+            ):
                 return Write(succeeding(incoming, mine, settings=settings), pre)
             # Concurrent. A tombstone past its horizon relative to the other version counts as
             # absence, whichever side it is on: some regions may have collected it already.

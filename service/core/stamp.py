@@ -16,6 +16,7 @@ from service.core.stored import Raw, Settings, Stamped, Stored, checked_digest
 from service.core.values import AttributeValue, same_value
 from service.core.version import (
     META_ATTR,
+    Family,
     FieldStamp,
     Meta,
     Version,
@@ -66,6 +67,7 @@ def new_version(
     adopted: bool,
     settings: Settings,
     sequence: str | None = None,
+    over_raw: bool = False,
 ) -> Version:
     """A new version by ``region`` on top of ``base``.
 
@@ -77,6 +79,10 @@ def new_version(
     ``max(previous + 1, at_hlc)``: the HLC floor keeps counters unique even if a stale
     version was restored over a forgotten one). Otherwise the write starts a fresh actor,
     which claims no dot it never saw (docs/design.md, "History that was lost").
+
+    ``over_raw``: the write replaces a raw item not adopted yet; under merge rules its fresh
+    actor is then an over-raw actor, which tells that raw write's adoption, should it meet a
+    dot of it in its own region, that the dot was written there after it (`decide`).
     """
     vv = base.vv if base is not None else VersionVector()
     if sequence is not None:
@@ -84,7 +90,12 @@ def new_version(
         counter = _adoption_counter(vv.get(actor), sequence=sequence, at_hlc=at_hlc)
     else:
         continued = _actor_for(base, region=region) if visible else None
-        actor = continued or fresh_actor(region, write_id, taken=(a for a, _ in vv.entries))
+        family: Family = "unmarked"
+        if settings.resolver.keeps_deleted_data:
+            family = "over-raw" if over_raw else "plain"
+        actor = continued or fresh_actor(
+            region, write_id, taken=(a for a, _ in vv.entries), family=family
+        )
         # Above the previous counter and at least the clock: unique even if a stale version
         # was restored over a forgotten one.
         counter = max(vv.get(actor) + 1, at_hlc)
@@ -185,6 +196,7 @@ def stamp(
         write_id=write_id,
         adopted=False,
         settings=settings,
+        over_raw=isinstance(current, Raw),
     )
 
 
@@ -196,17 +208,21 @@ def succeeding(
 ) -> Version:
     """What replaced an adopted raw write in its own region before the adoption reached its
     table, as a version succeeding both: ``replaced`` (a stamped write made over the raw
-    item, which could not see the adoption), or, if ``None``, the deletion that left the
-    item absent (a tombstone). Computed from its inputs alone (replays agree), with a fresh
-    actor (its dot is no other write's) and origin the adoption's region, so that region's
-    consumer forwards it when it reads its record. A deletion's own record is adopted later
-    and merges with it (both are tombstones)."""
+    item, which could not see the adoption, or under merge rules a merge holding one), or,
+    if ``None``, the deletion that left the item absent (a tombstone). Computed from its
+    inputs alone (replays agree), with a fresh actor (its dot is no other write's) and origin
+    the adoption's region, so that region's consumer forwards it when it reads its record. A
+    deletion's own record is adopted later and merges with it (both are tombstones)."""
     meta = adopted.meta
     base = join_meta(replaced.meta, meta) if replaced is not None else meta
     assert base is not None
     # NOTE: the adoption's actor names its region: adoption write ids follow sequence numbers
     # alone, so two regions' adoptions can share one (test_two_regions_successors_...).
     after = replaced.meta.write_id if replaced is not None else "deleted"
+    if replaced is not None and replaced.meta.merged:
+        # A merge carries its carrier's write id, which other merges share: name it by its
+        # vector too, so two successors of one adoption never take one write id (and actor).
+        after += "/" + ",".join(f"{actor}={counter}" for actor, counter in replaced.meta.vv.entries)
     seed = f"{meta.actor}/{meta.write_id}/{after}"
     randomness = hashlib.blake2b(seed.encode(), digest_size=10).digest()
     ms = hlc_.wall_ms(base.hlc) % (1 << 48)

@@ -13,7 +13,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from service.core.values import AttributeValue, Item
 from service.errors import MetadataError
@@ -65,22 +65,45 @@ def is_adoption_actor(actor: str) -> bool:
     return actor.endswith("~" + ADOPTION_TAG)
 
 
-def fresh_actor(region: str, write_id: str, *, taken: Iterable[str] = ()) -> str:
+OVER_RAW_MARK = "R"
+"""Under merge rules, the first character of the tag of an actor started by a write over a
+raw item not adopted yet (an *over-raw actor*), and of no other actor's tag."""
+
+Family = Literal["unmarked", "plain", "over-raw"]
+"""Which tags a fresh actor may take: any (``unmarked``: last-writer-wins, version counters),
+or, under merge rules, one marked as over-raw or one that is not (`is_over_raw_actor`)."""
+
+
+def fresh_actor(
+    region: str, write_id: str, *, taken: Iterable[str] = (), family: Family = "unmarked"
+) -> str:
     """A new actor for a write that cannot see the item's history (docs/design.md).
 
     The tag is 40 bits of a hash of the write id (not a slice of it: adopted writes' ids are
     derived from sequence numbers, whose low bits repeat across streams), and never one the
-    base already has.
+    base already has. ``family="over-raw"``: its first character is `OVER_RAW_MARK` (35 bits
+    of hash remain); ``"plain"``: it is not (docs/design.md, "Raw writes under merge rules").
     """
     used = set(taken)
     for salt in range(1_000):
         raw = hashlib.blake2b(f"{write_id}/{salt}".encode(), digest_size=5).digest()
         number = int.from_bytes(raw, "big")
         tag = "".join(_CROCKFORD[(number >> (5 * i)) & 31] for i in reversed(range(8)))
+        if family == "over-raw":
+            tag = OVER_RAW_MARK + tag[1:]
+        elif family == "plain" and tag.startswith(OVER_RAW_MARK):
+            continue
         actor = f"{region}~{tag}"
         if actor not in used and tag != ADOPTION_TAG:
             return actor
     raise AssertionError("no free actor tag")  # 1,000 collisions of a 40-bit hash
+
+
+def is_over_raw_actor(actor: str) -> bool:
+    """Whether ``actor`` was started by a write over a raw item not adopted yet (meaningful
+    under merge rules only, where every other fresh actor is ``plain``)."""
+    _, tilde, tag = actor.partition("~")
+    return bool(tilde) and tag.startswith(OVER_RAW_MARK)
 
 
 @dataclass(frozen=True, slots=True)
