@@ -166,6 +166,20 @@ def plan(
     )
 
 
+def key_of(write: Write, *, settings: Settings) -> Data:
+    """The key ``write`` writes under (ExpressionError, as DynamoDB's ValidationException, if
+    the item lacks a key attribute or the key is not exactly the table's)."""
+    if isinstance(write, Put):
+        missing = [name for name in settings.key_attributes if name not in write.data]
+        if missing:
+            raise ExpressionError(
+                f"One of the required keys was not given a value: the item has no {missing}"
+            )
+        return settings.keys_of(write.data)
+    _check_key(write.key, settings=settings)
+    return dict(write.key)
+
+
 def _check_key(key: Mapping[str, AttributeValue], *, settings: Settings) -> None:
     if set(key) != set(settings.key_attributes):
         raise ExpressionError(
