@@ -6,6 +6,7 @@ The common case: an application reads an item with plain boto3 (so it gets ``_ge
 
 from __future__ import annotations
 
+import re
 import threading
 from decimal import Decimal
 from pathlib import Path
@@ -484,3 +485,23 @@ def test_updates_of_one_item_in_two_regions_replicate_and_converge_on_both(
     for consumer in consumers:
         consumer.close()
     assert cluster.identical()
+
+
+def test_the_readmes_sdk_example_runs_as_written(backend: EmbeddedBackend, tmp_path: Path) -> None:
+    """README, "Writing: through the SDK, or with plain boto3": its Python block, with only
+    the configuration file and the client pointed at the test's backend."""
+    made, _, client = setup(backend, tmp_path)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Writing: through the SDK") :]
+    (code,) = re.findall(r"```python\n(.*?)```", section[: section.index("\n## ")], flags=re.S)
+    for written, here in (
+        ('load_config("georep.toml")', f"load_config({str(made.config_path)!r})"),
+        ('boto3.client("dynamodb", region_name="eu-west-1")', "test_client"),
+    ):
+        assert written in code
+        code = code.replace(written, here)
+    namespace: dict[str, Any] = {"test_client": client}
+    exec(compile(code, "README.md", "exec"), namespace)
+    item = namespace["users"].get_item(Key={"pk": "user#1"})["Item"]
+    assert {"pk": "user#1", "city": "Paris", "visits": 1, "tags": {"new", "vip"}} == item
+    assert {} == namespace["users"].get_item(Key={"pk": "user#3"})
