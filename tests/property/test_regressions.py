@@ -20,7 +20,10 @@ from resolvers import (
     maximum,
     union,
 )
+from service.core import hlc
 from service.core.stored import Stamped, read_item
+from service.core.values import digest
+from service.core.version import Meta, Version, VersionVector
 from tests.property import example_rules
 from tests.property.machine import ReplicationMachine
 
@@ -731,3 +734,41 @@ def test_a_raw_writes_adoption_meeting_a_merge_of_later_writes_of_its_region_nev
     m.drain()
     assert final_value(m, "k0") == last["val"]["S"]
     m.teardown()
+
+
+def test_the_oracle_folds_version_counters_over_the_frontier_in_any_grouping() -> None:
+    """Found by a deep run of both version-counter machines (seed 4282501956), which ended
+    with regions converged on the frontier's version-counter winner and the oracle expecting
+    another. The fold merged versions with the core's `merge`, whose joined vector covered a
+    third version of the frontier when one input's counter claimed its dot (an adoption's,
+    see test_a_raw_write_claims_no_earlier_adoption_it_did_not_see) and the other held the
+    rest of its vector; the next step found that version "before" the join and dropped it.
+    Regions receive a region's versions in its stream order, so none had dropped it. Fix: the
+    oracle picks the version-counter winner itself, one whole version, as it does for
+    last-writer-wins. Here ``claims`` reaches ``winner``'s dot and ``other`` holds the rest."""
+
+    class Machine(ReplicationMachine):
+        resolver = VersionCounter()
+
+    m = Machine()
+    m.setup(n=3, nkeys=2, skews=[0] * 5)
+
+    def version(value: str, actor: str, vv: dict[str, int], *, count: int, at: int) -> Version:
+        data = {"pk": {"S": "k0"}, "val": {"S": value}}
+        meta = Meta(
+            vv=VersionVector.of(vv),
+            actor=actor,
+            write_id=f"01HF7YAT00000000000000000{at}",
+            hlc=hlc.pack(m.now, at),
+            digest=digest(data),
+            count=count,
+        )
+        return Version(data, meta)
+
+    winner = version("a", "r0~AAAAAAAA", {"r0~AAAAAAAA": 5, "r1": 10}, count=2, at=5)
+    claims = version("b", "r0~AAAAAAAA", {"r0~AAAAAAAA": 7}, count=1, at=1)
+    other = version("c", "r2", {"r1": 10, "r2": 3}, count=2, at=2)
+    m.versions["k0"] = [winner, claims, other]
+    expected = m.expected("k0")
+    assert expected is not None
+    assert winner.meta == expected.meta
