@@ -23,7 +23,7 @@ from service.core.stored import Stamped, read_item
 from service.core.values import same_item
 from service.core.version import META_ATTR, TTL_ATTR, Order, compare
 from service.engine.wiring import Consumer
-from service.errors import MetadataError
+from service.errors import BatchWriteError, MetadataError
 from service.surfaces.local import REGIONS, LocalReplicaSet, drain, local_replica_set
 from service.surfaces.sdk import GeorepTable
 from service.surfaces.sdk_resource import ResourceTable
@@ -505,3 +505,18 @@ def test_the_readmes_sdk_example_runs_as_written(backend: EmbeddedBackend, tmp_p
     item = namespace["users"].get_item(Key={"pk": "user#1"})["Item"]
     assert {"pk": "user#1", "city": "Paris", "visits": 1, "tags": {"new", "vip"}} == item
     assert {} == namespace["users"].get_item(Key={"pk": "user#3"})
+
+
+def test_a_batch_request_that_fails_is_reported_and_the_others_are_written(
+    backend: EmbeddedBackend, tmp_path: Path
+) -> None:
+    """Each request of a batch is its own write: one refused (an application ``_georep_ttl``)
+    raises BatchWriteError naming it once the others are written."""
+    _, table, _ = setup(backend, tmp_path)
+    bad = {"PutRequest": {"Item": {"pk": {"S": "bad"}, TTL_ATTR: {"N": "1"}}}}
+    good = [{"PutRequest": {"Item": {"pk": {"S": f"good{n}"}}}} for n in range(3)]
+    with pytest.raises(BatchWriteError) as failed:
+        table.batch_write_item(RequestItems={table.table_name: [*good[:2], bad, good[2]]})
+    ((request, error),) = failed.value.failures
+    assert bad == request and isinstance(error, MetadataError)
+    assert ["good0", "good1", "good2"] == sorted(i["pk"]["S"] for i in table.scan()["Items"])
