@@ -74,7 +74,8 @@ bench-quick: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/side_by_side.py
-	$(PY) bench/leases.py --shards 1000 --runs 3
+	$(PY) bench/leases.py --shards 1000 --runs 3 \
+		--json bench/results/leases-1000-$$(git rev-parse --short HEAD).json
 
 # bench/soak.py: one consumer (georep's polling loop and window) replicating 1,000,000 records
 # of a generated stream into tables that keep nothing; RSS sampled, peak and slope reported.
