@@ -401,7 +401,8 @@ def _message(error: Any) -> str:
         return str(error["ctx"]["error"])
     if kind == "extra_forbidden":
         *parent, name = error["loc"]
-        known = _SECTIONS.get(next((p for p in parent if isinstance(p, str)), ""), Config)
+        section = next((p for p in reversed(parent) if isinstance(p, str) and p in _SECTIONS), "")
+        known = _SECTIONS.get(section, Config)
         hint = _did_you_mean(str(name), tuple(known.model_fields))
         return f"not a setting georep knows{hint or ' (docs: README, Configure and run)'}"
     if kind == "missing":

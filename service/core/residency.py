@@ -32,7 +32,7 @@ from service.core.residency_rules import (
     residency_of,
 )
 from service.core.stored import Raw, Settings, Stamped, Stored, checked_digest
-from service.core.version import Version, actor_region
+from service.core.version import Meta, Version, actor_region
 
 # -- projections ---------------------------------------------------------------------------
 
@@ -106,6 +106,28 @@ def project(version: Version, *, destination: str, settings: Settings) -> Versio
     return _with_register(version, register, residency=residency)
 
 
+def identity(meta: Meta) -> tuple[object, ...]:
+    """A version's identity, whatever a region holds of it (its data, its register, or a
+    withheld marker in its place)."""
+    return (meta.vv, meta.actor, meta.write_id, meta.hlc, meta.count)
+
+
+def main_view(version: Version, *, settings: Settings) -> Version:
+    """``version`` without its redacted attributes and register (what every region orders)."""
+    residency = residency_of(settings)
+    if residency is None or not residency.redacted:
+        return version
+    return _with_register(version, None, residency=residency)
+
+
+def with_register(version: Version, register: Register | None, *, settings: Settings) -> Version:
+    """``version`` holding ``register``'s redacted values and stamp (none: neither)."""
+    residency = residency_of(settings)
+    if residency is None:
+        return version
+    return _with_register(version, register, residency=residency)
+
+
 def _main(stored: Stored, residency: Residency) -> Stored:
     """The item without its redacted attributes and register: what the apply decision of
     the version's own order sees (registers are joined apart, `decide_for`)."""
@@ -140,12 +162,18 @@ def decide_for(
     if residency is None:
         return decide(current, incoming, settings=settings, here=here)
     arriving = project(incoming, destination=destination, settings=settings)
-    decision = decide(
-        _main(current, residency),
-        _with_register(arriving, None, residency=residency) if residency.redacted else arriving,
-        settings=settings,
-        here=here,
-    )
+    decision: Decision
+    if isinstance(current, Stamped) and identity(current.version.meta) == identity(arriving.meta):
+        # NOTE: the same version, whatever this region holds of it (a marker, or the data
+        # before a rule changed): never a merge of a version with itself.
+        decision = Skip("duplicate")
+    else:
+        decision = decide(
+            _main(current, residency),
+            _with_register(arriving, None, residency=residency) if residency.redacted else arriving,
+            settings=settings,
+            here=here,
+        )
     holds = residency.holds(destination)
     mine = current.version if isinstance(current, Stamped) else None
     before = register_of(mine, settings=settings) if holds and mine is not None else None
@@ -172,26 +200,18 @@ def decide_for(
     raise AssertionError(decision)
 
 
-def view(stored: Stored, *, region: str, settings: Settings) -> Stored:
-    """What verify compares across regions: the item without what residency rules make
-    differ by design (the redacted attributes and their register; they are compared among
-    the regions that hold them, `register_of`)."""
-    residency = residency_of(settings)
-    if residency is None:
-        return stored
-    return _main(stored, residency)
-
-
 __all__ = [
     "Filter",
     "Register",
     "Residency",
     "decide_for",
+    "identity",
     "join_registers",
+    "main_view",
     "project",
     "register_of",
     "register_stamp",
     "residency_of",
-    "view",
+    "with_register",
     "withheld",
 ]
