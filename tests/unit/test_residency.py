@@ -16,6 +16,8 @@ from service.core.stamp import stamp
 from service.core.stored import Absent, Settings, Stamped, read_item
 from service.core.verify import classify, plan_repair
 from service.core.version import META_ATTR, Version, encode_item, encode_meta
+from service.core.writes import Planned, Put, plan
+from service.errors import ExpressionError
 
 REGIONS = ("eu-west-1", "eu-central-1", "us-east-1")
 
@@ -344,3 +346,31 @@ def test_verify_waits_for_holders_whose_redacted_attributes_differ() -> None:
         classify(items, settings=SETTINGS, now_ms=0).kind,
         classify(items, settings=SETTINGS, now_ms=0).reason,
     )
+
+
+def test_the_sdk_refuses_a_redacted_attribute_where_it_is_not_held() -> None:
+    """A write through georep in us-east-1 that names ssn is refused, not stripped; the same
+    write is planned in eu-west-1."""
+    put = Put(_item(residency="US", ssn="1"))
+    with pytest.raises(ExpressionError, match="ssn may not be written in us-east-1"):
+        plan(
+            Absent(),
+            put,
+            condition=None,
+            region="us-east-1",
+            now_hlc=1 << 40,
+            write_id="01HF7YAT00G000000000000000",
+            settings=SETTINGS,
+            horizon_ms=1,
+        )
+    planned = plan(
+        Absent(),
+        put,
+        condition=None,
+        region="eu-west-1",
+        now_hlc=1 << 40,
+        write_id="01HF7YAT00G000000000000000",
+        settings=SETTINGS,
+        horizon_ms=1,
+    )
+    assert isinstance(planned, Planned) and {"S": "1"} == planned.version.data["ssn"]
