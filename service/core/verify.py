@@ -435,7 +435,7 @@ def _plan_repair_residency(
 class Described:
     """One region's item as the report shows it."""
 
-    holds: Literal["absent", "stamped", "raw", "unreadable"]
+    holds: Literal["absent", "stamped", "withheld", "raw", "unreadable"]
     digest: str  # the data's digest (first 8 characters), or "-"
     version: str  # the version vector (a raw item's: the one it copied), or "-"
     origin: str
@@ -451,7 +451,8 @@ def describe(item: Item | None, *, settings: Settings) -> Described:
             return Described("unreadable", "-", error, "-", False)
         case Stamped(version=v):
             meta = v.meta
-            return Described("stamped", meta.digest[:8], _vector(meta), meta.origin, meta.deleted)
+            holds: Literal["stamped", "withheld"] = "withheld" if meta.withheld else "stamped"
+            return Described(holds, meta.digest[:8], _vector(meta), meta.origin, meta.deleted)
         case Raw(data=data, copied=copied):
             vector = f"{_vector(copied)} (copied)" if copied is not None else "-"
             return Described("raw", digest(data)[:8], vector, "-", False)
