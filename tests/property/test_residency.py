@@ -3,8 +3,8 @@
 The machine is the replication machine (tests/property/machine.py: the product's Replicator,
 a hostile network, crashes, local writes racing replication) with a residency filter and a
 redaction configured, and writers that write ``res`` (``EU`` or ``US``: the filter's
-attribute) and, where it is held, a unique ``ssn`` (the redacted attribute). Raw writes are
-left out: their adoption under residency rules is argued (docs/design.md), not modelled.
+attribute) and, where it is held, a unique ``ssn`` (the redacted attribute), through the SDK
+or raw (adopted by the consumers), also racing the consumers' writes.
 
 Its own account (`Residency` below, like truth.py: plain item fields only, never the
 product's rules) knows each write's region, whether it matched the filter, and the ``ssn`` it
@@ -35,9 +35,10 @@ from resolvers import LastWriterWins, VersionCounter
 from service.core.residency_rules import Filter, Residency
 from service.core.stored import Settings
 from tests.property.machine import MAX_RACES, RACES, Race, ReplicationMachine, key_of
+from tests.property.truth import Truth
 
 FILTERED = "EU"
-STAMPED_RACES = tuple(r for r in RACES if r in ("none", "sdk_put", "sdk_delete", "unreachable"))
+RESIDENCY_RACES = RACES
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ class ResidencyMachine(ReplicationMachine):
     def outside(self, region: str) -> bool:
         return bool(self.layout.inside) and region not in self.layout.inside
 
-    # -- writers: stamped only (raw writes are not modelled here) -----------------------------
+    # -- writers -------------------------------------------------------------------------------
 
     @rule(
         data=st.data(),
@@ -150,11 +151,54 @@ class ResidencyMachine(ReplicationMachine):
         self.next_res, self.next_ssn = res, ssn
         self.do_sdk_put(*self._pick(data))
 
-    def raw_put(self) -> None:  # type: ignore[override]
-        """Not a rule here."""
+    @rule(data=st.data(), res=st.sampled_from([FILTERED, "US"]), copy_meta=st.booleans())
+    def raw_put(self, data: st.DataObject, res: str, copy_meta: bool) -> None:  # type: ignore[override]
+        """A plain boto3 PutItem (blind, or copying ``_georep`` back), ssn only where held."""
+        self.next_res, self.next_ssn = res, True
+        self.do_raw_put(*self._pick(data), copy_meta=copy_meta)
 
-    def raw_delete(self) -> None:  # type: ignore[override]
-        """Not a rule here."""
+    def do_raw_put(
+        self, region: str, key: str, *, copy_meta: bool = False, wide: bool = False
+    ) -> None:
+        replaced = self.tables[region].get({"pk": {"S": key}})
+        self.writing = region
+        super().do_raw_put(region, key, copy_meta=copy_meta, wide=wide)
+        written = self.truth.writes[key][-1]
+        assert written.value is not None
+        self.account.region_of[written.value] = region
+        self.account.matched[written.value] = self.next_res == FILTERED
+        ssn = f"s{written.value}" if self.holds(region) else None
+        self._account(key, region, "put", replaced, ssn, raced=self.racing)
+
+    def do_raw_delete(self, region: str, key: str) -> None:
+        replaced = self.tables[region].get({"pk": {"S": key}})
+        super().do_raw_delete(region, key)
+        if replaced is not None:
+            self._account(key, region, "delete", replaced, None, raced=self.racing)
+
+    def _account(
+        self,
+        key: str,
+        region: str,
+        kind: str,
+        replaced: dict[str, Any] | None,
+        ssn: str | None,
+        *,
+        raced: bool = False,
+    ) -> None:
+        """An acknowledged write in the machine's own account: what it read (nothing over a
+        raw item not adopted yet, as truth.py: the product starts a fresh history there; nor
+        for a raw write racing a consumer, whose data replication may overwrite) and wrote."""
+        blind = raced or (replaced is not None and Truth._unadopted(replaced))
+        self.account.writes.setdefault(key, []).append(
+            (
+                region,
+                kind,
+                None if blind else _s(_visible(replaced), "val"),
+                None if blind or _deleted(replaced) else _s(replaced, "ssn"),
+                ssn,
+            )
+        )
 
     def new_data(self, key: str, value: str, current: dict[str, Any] | None) -> dict[str, Any]:
         region = self.writing
@@ -175,22 +219,15 @@ class ResidencyMachine(ReplicationMachine):
         if val is not None:
             self.account.region_of[val] = region
             self.account.matched[val] = _s(written, "res") == FILTERED
-        self.account.writes.setdefault(key, []).append(
-            (
-                region,
-                "delete" if delete else "put",
-                _s(_visible(replaced), "val"),
-                _s(replaced, "ssn") if not _deleted(replaced) else None,
-                _s(written, "ssn") if not delete else None,
-            )
-        )
+        ssn = _s(written, "ssn") if not delete else None
+        self._account(key, region, "delete" if delete else "put", replaced, ssn)
 
     def _drawn(self, data: st.DataObject) -> Callable[[str, str], Race | None]:
-        """Local writes racing replication: stamped puts and deletes only."""
+        """Local writes racing replication, each with its filter attribute drawn."""
         budget = [MAX_RACES]
 
         def race(region: str, key: str) -> Race | None:
-            kind = data.draw(st.sampled_from(STAMPED_RACES))
+            kind = data.draw(st.sampled_from(RESIDENCY_RACES))
             if kind == "unreachable":
                 return lambda: self._unreachable(region)
             if kind == "none" or not budget[0]:
@@ -198,11 +235,16 @@ class ResidencyMachine(ReplicationMachine):
             budget[0] -= 1
             if kind == "sdk_delete":
                 return lambda: self.do_sdk_delete(region, key)
+            if kind == "raw_delete":
+                return lambda: self.do_raw_delete(region, key)
             res = data.draw(st.sampled_from([FILTERED, "US"]))
 
             def put() -> None:
                 self.next_res, self.next_ssn = res, True
-                self.do_sdk_put(region, key)
+                if kind == "sdk_put":
+                    self.do_sdk_put(region, key)
+                else:
+                    self.do_raw_put(region, key, copy_meta=kind == "raw_rmw")
 
             return put
 
