@@ -408,3 +408,19 @@ def test_an_item_moves_out_of_and_back_into_a_filter(machine: type[ResidencyMach
     m.drain()
     assert _visible(m.tables["r2"].get({"pk": {"S": "k0"}})) is None
     _check(m)
+
+
+def test_a_raw_write_of_ssn_where_it_is_not_held_is_adopted_without_it() -> None:
+    """An application writes ssn with plain boto3 in r2, which must not hold it: the adoption,
+    applied in r2 itself, removes it, and no region receives it."""
+    m = _machine(ResidencyMachine, LAYOUTS[3], [0] * 5)
+    _put(m, "r0", "k0")
+    m.drain()
+    table = m.tables["r2"]
+    item = {"pk": {"S": "k0"}, "val": {"S": "raw"}, "res": {"S": "US"}, "ssn": {"S": "leak"}}
+    m._raw_write("r2", lambda: table.put_raw(item))
+    m.drain()
+    held = {r: m.tables[r].get({"pk": {"S": "k0"}}) for r in m.regions}
+    assert "ssn" not in held["r2"]
+    assert {"S": "raw"} == held["r2"]["val"] == held["r0"]["val"] == held["r1"]["val"]
+    assert {"S": "sw1"} == held["r0"]["ssn"] == held["r1"]["ssn"], "a raw put there erases none"
