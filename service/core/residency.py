@@ -11,9 +11,10 @@ Two rules, configured per table (service/config.py, ``[[filters]]`` and ``[[reda
   beside the version's causal metadata and joined on every delivery, so a write made where
   they are not held never touches them (docs/design.md, "Residency filters and redaction").
 
-:func:`project` is what a destination receives of a version, :func:`decide_for` is the apply
-decision under these rules (the pipeline's, the model's and verify's), and :func:`view` is what
-verify compares. The argument for convergence is in docs/design.md.
+:func:`project` is what a destination receives of a version, :func:`decide_for` the apply
+decision under these rules (the pipeline's, so the consumer's, the Lambda handler's and the
+model's, and verify --repair's), :func:`main_view` the version without its redacted
+attributes, which every region orders the same way. The argument is in docs/design.md.
 """
 
 from __future__ import annotations
@@ -153,10 +154,11 @@ def decide_for(
     """`decide` under residency rules, at ``destination``.
 
     The version's order is decided by `decide` on both sides without the redacted attributes
-    (what ``destination`` receives of ``incoming``: `project`); then, where the attributes are
-    held, the register is the join of the current item's, the incoming one's and that of a
-    version `decide` built (a successor), and is written with the result even when `decide`
-    skips; last, the result is projected for ``destination``. Without rules: `decide`.
+    (on what ``destination`` receives of ``incoming``: `project`); a region holding the same
+    version in another form (a marker) skips it as a duplicate. Where the attributes are held,
+    the register is the join of the current item's and the incoming one's, written with the
+    result, or alone when `decide` skips (a stale version may carry the later register). Last,
+    the result is projected for ``destination``. Without rules: exactly `decide`.
     """
     residency = residency_of(settings)
     if residency is None:
