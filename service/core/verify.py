@@ -196,6 +196,8 @@ def _classify_residency(items: Holdings, *, settings: Settings, now_ms: int) -> 
 def _collectable(holding: Holding, *, settings: Settings, now_ms: int) -> bool:
     if not isinstance(holding, Stamped) or not holding.version.meta.deleted:
         return False
+    if holding.version.meta.withheld:
+        return False  # a residency filter's marker is never collected
     return expiry_ms(holding.version.meta, horizon_ms=settings.horizon_ms) <= now_ms
 
 

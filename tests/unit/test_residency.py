@@ -297,6 +297,14 @@ def test_verify_counts_a_filtered_out_item_and_a_redacted_attribute_as_no_differ
     assert "identical" == classify(_everywhere(w), settings=SETTINGS, now_ms=0).kind
 
 
+def test_verify_counts_a_marker_older_than_the_horizon_as_held_not_collected() -> None:
+    """A withheld marker is never collected, so verify, long after, still finds the item
+    identical (not pending behind a region that seems to hold nothing)."""
+    v = _write("eu-west-1", _item(residency="EU"))
+    later = (v.meta.hlc >> 16) + 30 * 24 * 3600 * 1000
+    assert "identical" == classify(_everywhere(v), settings=SETTINGS, now_ms=later).kind
+
+
 def test_verify_finds_a_filtered_item_where_it_must_not_be_and_repair_withholds_it() -> None:
     v = _write("eu-west-1", _item(residency="EU", ssn="1"))
     items = _everywhere(v)
