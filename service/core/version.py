@@ -349,7 +349,9 @@ def _decode_fast(value: Any, regions: frozenset[str]) -> Meta:
         len(value) != 1
         or type(doc) is not dict
         or not doc.keys() <= _KEYS
-        or not doc.keys().isdisjoint(_OPTIONAL)
+        or "f" in doc
+        or "r" in doc
+        or "x" in doc
     ):
         raise ValueError("shape, or optional fields: the checked path decodes those")
     if doc["s"] != _SCHEMA_AV:
