@@ -382,3 +382,38 @@ def test_the_sdk_refuses_a_redacted_attribute_where_it_is_not_held() -> None:
         horizon_ms=1,
     )
     assert isinstance(planned, Planned) and {"S": "1"} == planned.version.data["ssn"]
+
+
+# -- the wire format -------------------------------------------------------------------------
+
+
+def test_the_register_and_the_marker_flag_round_trip_through_the_wire_format() -> None:
+    from service.core.version import decode_meta
+
+    v = _write("eu-west-1", _item(residency="EU", ssn="1"))
+    marker = project(v, destination="us-east-1", settings=SETTINGS)
+    for meta in (v.meta, marker.meta):
+        assert meta == decode_meta(encode_meta(meta), regions=frozenset(REGIONS))
+    assert "r" in encode_meta(v.meta)["M"] and "x" in encode_meta(marker.meta)["M"]
+    assert "r" not in encode_meta(marker.meta)["M"] and "x" not in encode_meta(v.meta)["M"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("r", {"L": [{"N": "1"}, {"S": "01HF7YAT00G000000000000000"}]}, "must be \\[N, S, S\\]"),
+        ("r", {"L": [{"N": "1"}, {"S": "not a ulid"}, {"S": "A" * 22}]}, "write id of 'r'"),
+        ("r", {"L": [{"N": "1"}, {"S": "01HF7YAT00G000000000000000"}, {"S": "x"}]}, "digest"),
+        ("x", {"BOOL": False}, "written only as true"),
+    ],
+)
+def test_a_malformed_register_or_marker_flag_is_refused(
+    field: str, value: dict[str, Any], message: str
+) -> None:
+    from service.core.version import decode_meta
+    from service.errors import MetadataError
+
+    attr = encode_meta(_write("eu-west-1", _item(ssn="1")).meta)
+    attr["M"][field] = value
+    with pytest.raises(MetadataError, match=message):
+        decode_meta(attr, regions=frozenset(REGIONS))
