@@ -315,9 +315,17 @@ class ResidencyMachine(ReplicationMachine):
     def _ssn_not_lost(self, key: str, ssn: str | None, *, deleted: bool) -> None:
         """The final ``ssn`` is one a write in a holding region wrote, and no acknowledged
         write replaced it: a put that read it, or a delete that read the item its write
-        made (whose ``val`` it shows)."""
+        made (whose ``val`` it shows). No ``ssn`` at all: a delete or a put where it is held
+        removed it."""
         writes = self.account.writes.get(key, [])
         if ssn is None:
+            # Only a delete, or a put in a holding region without ssn, removes it: a write
+            # made where it is not held never does.
+            if any(w[4] is not None for w in writes):
+                assert any(
+                    kind == "delete" or (kind == "put" and written is None and self.holds(region))
+                    for region, kind, _val, _ssn, written in writes
+                ), f"{key}: ssn is gone, yet only writes where it is not held removed it: {writes}"
             return
         sources = [w for w in writes if w[4] == ssn]
         assert len(sources) == 1 and self.holds(sources[0][0]), f"{key}: ssn {ssn} is no write's"
