@@ -232,3 +232,27 @@ def test_breaking_the_register_floor_fails_the_suite(patch: pytest.MonkeyPatch) 
     patch.setattr(service.core.stamp, "register_floor", lambda redacted: 0)
     with pytest.raises(AssertionError, match=r"holders differ on ssn|came back"):
         floor()
+
+
+def test_breaking_the_non_holders_silence_on_redacted_attributes_fails_the_suite(
+    patch: pytest.MonkeyPatch,
+) -> None:
+    """Let a put made where ssn is not held carry an empty register (the naive reading: it
+    wrote no ssn): holders lose ssn to a write that never saw it."""
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from service.core import residency
+    from service.core.residency_rules import Register
+    from tests.property.test_residency import ResidencyMachine
+
+    original = residency.register_of
+
+    def register_of(version: Version, *, settings: stored.Settings) -> Register | None:
+        found = original(version, settings=settings)
+        if found is None and not version.meta.merged and not version.meta.withheld:
+            return Register(version.meta.hlc, version.meta.write_id, {})
+        return found
+
+    patch.setattr(residency, "register_of", register_of)
+    with pytest.raises(AssertionError, match="ssn is gone"):
+        run_state_machine_as_test(ResidencyMachine, settings=BROKEN)
