@@ -27,6 +27,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -34,8 +38,10 @@ from pydantic import (
 )
 
 from resolvers.registry import check_name, check_options
+from service.core.residency_rules import Filter, Residency
 from service.core.schema import Keys
 from service.core.stored import Settings
+from service.core.version import RESERVED
 from service.errors import GeorepError, RuleError, UnknownRegionError
 
 
@@ -45,6 +51,38 @@ class ConfigError(GeorepError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WhenConfig(_Strict):
+    """``when = { attribute = "residency", equals = "EU" }``: an item matches if its
+    attribute holds that string, number or boolean."""
+
+    attribute: str = Field(min_length=1)
+    equals: StrictStr | StrictBool | StrictInt | StrictFloat
+
+    def value(self) -> dict[str, Any]:
+        """``equals`` as a DynamoDB attribute value."""
+        if isinstance(self.equals, bool):
+            return {"BOOL": self.equals}
+        if isinstance(self.equals, str):
+            return {"S": self.equals}
+        return {"N": str(self.equals)}
+
+
+class FilterConfig(_Strict):
+    """``[[filters]]``: items matching ``when`` replicate only among ``regions`` (and stay in
+    the region that wrote them)."""
+
+    name: str = Field(min_length=1)
+    when: WhenConfig
+    regions: list[str] = Field(min_length=1)
+
+
+class RedactionConfig(_Strict):
+    """``[[redactions]]``: ``regions`` never receive ``attributes``."""
+
+    attributes: list[str] = Field(min_length=1)
+    regions: list[str] = Field(min_length=1)
 
 
 class TableConfig(_Strict):
@@ -59,6 +97,10 @@ class TableConfig(_Strict):
     # Must exceed the longest replication delay plus the 24 h stream retention.
     tombstone_horizon_hours: float = Field(default=168.0, gt=24.0)
     ttl_live_policy: Literal["delete", "ignore"] = "delete"
+    # Residency (docs/design.md, "Residency filters and redaction"); the regions they name are
+    # checked against [[regions]] by the Config (`check_residency`).
+    filters: list[FilterConfig] = Field(default_factory=list)
+    redactions: list[RedactionConfig] = Field(default_factory=list)
 
     @field_validator("sort_key")
     @classmethod
@@ -87,6 +129,105 @@ class TableConfig(_Strict):
         except RuleError as error:
             raise ValueError(str(error)) from None
         return value
+
+    @model_validator(mode="after")
+    def _residency_rules(self) -> TableConfig:
+        if not (self.filters or self.redactions):
+            return self
+        keys = {self.partition_key, self.sort_key} - {None}
+        redacted = {a for r in self.redactions for a in r.attributes}
+        for name in sorted(redacted):
+            if name in keys:
+                raise ValueError(
+                    f"[[redactions]] attribute {name!r} is a key attribute: every region needs "
+                    "the keys, redact another attribute"
+                )
+            if name in RESERVED:
+                raise ValueError(
+                    f"[[redactions]] attribute {name!r} is georep's own metadata: every region "
+                    "needs it, redact an attribute of your items"
+                )
+        if len({frozenset(r.regions) for r in self.redactions}) > 1:
+            raise ValueError(
+                "every [[redactions]] entry must name the same regions (georep keeps one "
+                "register for all redacted attributes): list them all in each entry"
+            )
+        names = [f.name for f in self.filters]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"[[filters]] name(s) {twice} used twice: give each its own name")
+        for rule in self.filters:
+            if rule.when.attribute in redacted:
+                raise ValueError(
+                    f"[[filters]] {rule.name}: attribute {rule.when.attribute!r} is redacted, "
+                    "so some regions could not tell whether an item matches: filter on an "
+                    "attribute every region holds"
+                )
+        # NOTE: a region outside a filter cannot merge data it never holds; the resolvers
+        # that pick one whole version by its metadata can be settled there (docs/design.md).
+        if self.resolver == "rules":
+            raise ValueError(
+                "[[filters]] and [[redactions]] need resolver 'lww' or 'version-counter': a "
+                "merge rule combines data that some regions never hold (docs/design.md, "
+                "Residency filters and redaction)"
+            )
+        counter = self.resolver_options.get("attribute")
+        if counter is not None and self.filters:
+            raise ValueError(
+                "[[filters]] need version-counter without option attribute (the update count "
+                "decides): a region outside a filter does not hold the counter attribute"
+            )
+        if counter is not None and counter in redacted:
+            raise ValueError(
+                f"version-counter attribute {counter!r} is redacted: the counter must be held "
+                "by every region"
+            )
+        return self
+
+    def residency(self) -> Residency | None:
+        """The core's view of ``[[filters]]`` and ``[[redactions]]`` (None: neither)."""
+        if not (self.filters or self.redactions):
+            return None
+        return Residency(
+            filters=tuple(
+                Filter(f.name, f.when.attribute, f.when.value(), frozenset(f.regions))
+                for f in self.filters
+            ),
+            redacted=frozenset(a for r in self.redactions for a in r.attributes),
+            non_holders=frozenset(x for r in self.redactions for x in r.regions),
+        )
+
+
+def check_residency(table: TableConfig, regions: tuple[str, ...]) -> None:
+    """The regions a table's filters and redactions name are configured ones, and a region a
+    filter keeps items out of holds no redacted attribute (raises ValueError)."""
+    where = f"[table] {table.name}"
+    named: list[tuple[str, list[str]]] = [
+        (f"[[filters]] {f.name}", f.regions) for f in table.filters
+    ] + [(f"[[redactions]] #{i + 1}", r.regions) for i, r in enumerate(table.redactions)]
+    for label, listed in named:
+        for region in listed:
+            if region not in regions:
+                hint = _did_you_mean(region, regions)
+                raise ValueError(
+                    f"{where}: {label} names region {region}, which is not in "
+                    f"[[regions]]{hint} (configured: {', '.join(regions)})"
+                )
+    non_holders = {x for r in table.redactions for x in r.regions}
+    if table.redactions and non_holders >= set(regions):
+        raise ValueError(
+            f"{where}: [[redactions]] name every region, so no region would hold "
+            f"{sorted({a for r in table.redactions for a in r.attributes})}: leave one out"
+        )
+    for rule in table.filters:
+        outside = sorted(set(regions) - set(rule.regions) - non_holders)
+        if table.redactions and outside:
+            raise ValueError(
+                f"{where}: [[filters]] {rule.name} keeps its items out of {', '.join(outside)}, "
+                "which hold the redacted attributes: add them to [[redactions]] regions (a "
+                "region outside a filter cannot learn redacted values written while an item "
+                "matched it, docs/design.md)"
+            )
 
 
 class RegionConfig(_Strict):
@@ -145,12 +286,34 @@ class Config(_Strict):
     regions: list[RegionConfig] = Field(min_length=2)
     replication: ReplicationConfig = Field(default_factory=ReplicationConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _top_level_residency(cls, doc: Any) -> Any:
+        """``[[filters]]`` and ``[[redactions]]`` at the top level belong to ``[table]``."""
+        if not isinstance(doc, dict) or not ({"filters", "redactions"} & doc.keys()):
+            return doc
+        doc = dict(doc)
+        table = doc.get("table")
+        if not isinstance(table, dict):
+            return doc  # [table] is missing or malformed: pydantic says so
+        table = dict(table)
+        for name in ("filters", "redactions"):
+            if name in doc:
+                if name in table:
+                    raise ValueError(
+                        f"[[{name}]] is given both at the top level and in [table]: keep one"
+                    )
+                table[name] = doc.pop(name)
+        doc["table"] = table
+        return doc
+
     @model_validator(mode="after")
     def _unique_regions(self) -> Config:
         names = [r.name for r in self.regions]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"region(s) {duplicates} listed twice in [[regions]]")
+        check_residency(self.table, self.region_names)
         return self
 
     # -- derived ------------------------------------------------------------------------------
@@ -214,6 +377,7 @@ class Config(_Strict):
             resolver=resolver,
             horizon_ms=self.horizon_ms,
             ttl_live_policy=self.table.ttl_live_policy,
+            residency=self.table.residency(),
         )
 
 
@@ -237,7 +401,8 @@ def _message(error: Any) -> str:
         return str(error["ctx"]["error"])
     if kind == "extra_forbidden":
         *parent, name = error["loc"]
-        known = _SECTIONS.get(next((p for p in parent if isinstance(p, str)), ""), Config)
+        section = next((p for p in reversed(parent) if isinstance(p, str) and p in _SECTIONS), "")
+        known = _SECTIONS.get(section, Config)
         hint = _did_you_mean(str(name), tuple(known.model_fields))
         return f"not a setting georep knows{hint or ' (docs: README, Configure and run)'}"
     if kind == "missing":
@@ -247,6 +412,9 @@ def _message(error: Any) -> str:
 
 _SECTIONS: dict[str, type[BaseModel]] = {
     "table": TableConfig,
+    "filters": FilterConfig,
+    "redactions": RedactionConfig,
+    "when": WhenConfig,
     "regions": RegionConfig,
     "replication": ReplicationConfig,
 }

@@ -91,6 +91,9 @@ def merge(a: Version, b: Version, *, settings: Settings) -> Version:
         deleted=resolution.deleted,
         merged=True,
         fields=resolution.fields,
+        # A merge whose carrier is a withheld marker is one: under the resolvers residency
+        # filters allow, the carrier's data is the merge's (docs/design.md).
+        withheld=carrier.withheld,
     )
     return Version(data=data, meta=meta)
 

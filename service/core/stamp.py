@@ -12,6 +12,7 @@ from dataclasses import replace
 import ulid
 
 from service.core import hlc as hlc_
+from service.core.residency_rules import register_floor, register_stamp
 from service.core.stored import Raw, Settings, Stamped, Stored, checked_digest
 from service.core.values import AttributeValue, same_value
 from service.core.version import (
@@ -101,6 +102,8 @@ def new_version(
         counter = max(vv.get(actor) + 1, at_hlc)
     vv = vv.bump(actor, counter)
     hlc = max(at_hlc, base.hlc + 1) if base is not None else at_hlc
+    if base is not None:
+        hlc = max(hlc, register_floor(base.redacted))
     fields = None
     if settings.resolver.field_stamps:
         fields = field_stamps(
@@ -116,6 +119,9 @@ def new_version(
         deleted=deleted,
         adopted=adopted,
         fields=fields,
+        redacted=register_stamp(
+            region=region, data=data, at=hlc, write_id=write_id, settings=settings
+        ),
     )
     return Version(data=dict(data), meta=meta)
 

@@ -147,6 +147,15 @@ def plan(
         case Delete(key=key):
             _check_key(key, settings=settings)
             data = None
+    residency = settings.residency
+    if data is not None and residency is not None and not residency.holds(region):
+        hidden = sorted(residency.redacted & data.keys())
+        if hidden:
+            # NOTE: refused, not stripped: the application would read back less than it wrote.
+            raise ExpressionError(
+                f"{', '.join(hidden)} may not be written in {region}: [[redactions]] keep them "
+                "out of it; write them in a region that holds them"
+            )
     version = stamp(
         current, data, region=region, now_hlc=now_hlc, write_id=write_id, settings=settings
     )

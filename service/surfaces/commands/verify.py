@@ -284,20 +284,36 @@ def _rows(result: Report, config: Config, *, show: bool) -> list[tuple[Any, ...]
 def _values(items: Mapping[str, Any], settings: Settings) -> list[tuple[str, list[str], Any]]:
     """Per region: the attributes whose values are not the same in every region, and its data
     without georep's metadata (None: no item, or a tombstone)."""
+    from service.core.residency import residency_of
     from service.core.stored import Stamped
     from service.core.verify import holding_of
     from service.core.version import data_of
 
+    residency = residency_of(settings)
     data: dict[str, dict[str, Any] | None] = {}
+    withheld: set[str] = set()
     for region, item in items.items():
         holding = holding_of(item, settings=settings)
         deleted = isinstance(holding, Stamped) and holding.version.meta.deleted
+        if isinstance(holding, Stamped) and holding.version.meta.withheld:
+            withheld.add(region)
         data[region] = None if item is None or deleted else plain(data_of(item))
+
+    def compared(name: str) -> list[dict[str, Any] | None]:
+        """The regions whose value of ``name`` must agree: not one a residency filter keeps
+        the item out of, and for a redacted attribute only the regions that hold it."""
+        return [
+            values
+            for region, values in data.items()
+            if region not in withheld
+            and (residency is None or name not in residency.redacted or residency.holds(region))
+        ]
+
     names = sorted({name for values in data.values() if values for name in values})
     differs = [
         name
         for name in names
-        if len({repr((values or {}).get(name, "<none>")) for values in data.values()}) > 1
+        if len({repr((values or {}).get(name, "<none>")) for values in compared(name)}) > 1
     ]
     return [(region, differs, values) for region, values in data.items()]
 
