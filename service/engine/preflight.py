@@ -216,13 +216,16 @@ def probe(
 
     def one(region: str) -> RegionError | None:
         client = clients[region]
-        table = config.table_name(region)
-        try:
-            client.describe_table(TableName=table)
-        except Exception as error:
-            if not tables and _code(error) == "ResourceNotFoundException":
-                return None
-            return RegionError(error, region=region, table=table, endpoint=client.meta.endpoint_url)
+        # Every configured table of the region ([[tables]]), the first failing one said.
+        for scoped in config.scoped():
+            table = scoped.table_name(region)
+            try:
+                client.describe_table(TableName=table)
+            except Exception as error:
+                if not tables and _code(error) == "ResourceNotFoundException":
+                    continue
+                endpoint = client.meta.endpoint_url
+                return RegionError(error, region=region, table=table, endpoint=endpoint)
         return None
 
     with ThreadPoolExecutor(max_workers=len(names) or 1, thread_name_prefix="probe") as pool:
