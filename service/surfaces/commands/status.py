@@ -61,6 +61,7 @@ def execute(args: argparse.Namespace) -> int:
 
     config = config_of(args)
     names = [config.region(name).name for name in args.region or config.region_names]
+    shown = tables_of(args, config)  # an unknown --table: exit 2 before any request
     # NOTE: a status must answer quickly, also when a region is unreachable: the preflight's
     # short timeouts, and a region that does not answer is a row (exit 1), not the end of it.
     unreachable = probe(config, regions=names, tolerate_unreachable=True)
@@ -77,7 +78,7 @@ def execute(args: argparse.Namespace) -> int:
             streams=streams[name],
             letters_of=scoped.table.name if many else None,
         )
-        for scoped in tables_of(args, config)
+        for scoped in shown
         for name in names
     ]
     now = time.time()
