@@ -10,7 +10,9 @@ writes back to that table), metrics labels, verify's rows.
 
 from __future__ import annotations
 
+import base64
 import copy
+import datetime as dt
 import json
 import random
 import threading
@@ -28,6 +30,8 @@ from service.adapters.metrics import MemoryMetrics
 from service.config import Config, load_config
 from service.core.version import META_ATTR
 from service.engine.wiring import RegionConsumers
+from service.errors import EventError
+from service.surfaces import lambda_handler
 from service.surfaces.cli import main
 from service.surfaces.local import REGIONS, drain
 from service.surfaces.sdk import GeorepTable
@@ -313,3 +317,88 @@ def test_a_dead_letter_is_replayed_into_the_table_whose_stream_it_came_from(
     held = [setup.scan(carts, region) for region in REGIONS]
     assert 1 == len(held[0]) and held[0] == held[1] == held[2]
     assert [[], [], []] == [setup.scan(setup.counters, region) for region in REGIONS]
+
+
+def _lambda_json(value: object) -> object:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dt.datetime):
+        return float(int(value.timestamp()))  # Lambda: epoch seconds
+    raise TypeError(f"unexpected {type(value).__name__} in a stream record")
+
+
+def lambda_event(setup: TwoTables, table: str, region: str) -> dict[str, Any]:
+    """Every record of ``table``'s stream in ``region``, shaped as Lambda's event source
+    mapping delivers them (eventSourceARN: that table's stream)."""
+    name = setup.physical(table, region)
+    arn = setup.client(region).describe_table(TableName=name)["Table"]["LatestStreamArn"]
+    streams = setup.session.client(
+        "dynamodbstreams", region_name=region, endpoint_url=setup.backend.endpoint_url
+    )
+    records: list[dict[str, Any]] = []
+    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            page = streams.get_records(ShardIterator=iterator, Limit=1000)
+            if not page["Records"]:
+                break
+            records.extend(page["Records"])
+            iterator = page.get("NextShardIterator")
+    shaped = []
+    for record in records:
+        one = json.loads(json.dumps(record, default=_lambda_json))
+        one |= {"eventSource": "aws:dynamodb", "awsRegion": region, "eventSourceARN": arn}
+        shaped.append(one)
+    return {"Records": shaped}
+
+
+def test_the_lambda_handler_serves_the_table_whose_stream_invoked_it(
+    two_tables: TwoTables, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One function for the region (GEOREP_REGION) and two event source mappings: each
+    table's events, exactly as Lambda delivers them, go to that table's replicator (orders is
+    named otherwise in this region: the ARN's name is mapped back through name_in), and every
+    region ends identical per table. An event from a table georep.toml does not configure, or
+    mixing two tables' streams, is an EventError naming what it got: never a silent drop."""
+    setup = two_tables
+    region = SECOND
+    setup.sdk(setup.orders, region).put({"pk": {"S": "o1"}, "sk": {"N": "2"}, "v": {"S": "a"}})
+    setup.sdk(setup.counters, region).put({"id": {"N": "7"}, "version": {"N": "3"}})
+    setup.client(region).put_item(  # raw: adopted where it was written
+        TableName=setup.physical(setup.counters, region),
+        Item={"id": {"N": "8"}, "version": {"N": "1"}},
+    )
+    events = {t: lambda_event(setup, t, region) for t in (setup.orders, setup.counters)}
+    assert (
+        f"table/{setup.orders}-us/stream/" in events[setup.orders]["Records"][0]["eventSourceARN"]
+    )
+    monkeypatch.setenv("GEOREP_CONFIG", str(setup.path))
+    monkeypatch.setenv("GEOREP_REGION", region)
+    lambda_handler.reset()
+    try:
+        for event in events.values():
+            assert {"batchItemFailures": []} == lambda_handler.handler(event, None)
+        foreign = copy.deepcopy(events[setup.counters])
+        for record in foreign["Records"]:
+            record["eventSourceARN"] = record["eventSourceARN"].replace(
+                f"table/{setup.counters}/", "table/invoices/"
+            )
+        with pytest.raises(EventError, match="records from the stream of table invoices, which"):
+            lambda_handler.handler(foreign, None)
+        mixed = {"Records": events[setup.orders]["Records"] + events[setup.counters]["Records"]}
+        with pytest.raises(EventError, match="cannot tell which table's stream"):
+            lambda_handler.handler(mixed, None)
+    finally:
+        lambda_handler.reset()
+
+    for table, count in ((setup.orders, 1), (setup.counters, 2)):
+        held = [setup.scan(table, r) for r in REGIONS]
+        assert count == len(held[0]) and held[0] == held[1] == held[2], table
+    assert (
+        []
+        == DynamoDeadLetters(
+            setup.client(region), table_name=setup.config.replication.dead_letter_table
+        ).letters()
+    )
