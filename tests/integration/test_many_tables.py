@@ -256,6 +256,18 @@ def test_two_tables_with_different_keys_and_resolvers_replicate_through_one_cons
         assert (0, expected) == (code, len(rows))
         assert all(table == row["table"] for row in rows)
 
+    # Conflicts name their table: --table splits the log between the two.
+    listed: dict[str | None, list[str]] = {}
+    for table in (None, setup.orders, setup.counters):
+        capsys.readouterr()
+        chosen = ["--table", table] if table else []
+        assert 0 == main(["conflicts", "list", *chosen, "-c", str(setup.path), "--json"])
+        rows = json.loads(capsys.readouterr().out)["rows"]
+        assert all(table in (None, row["table"]) for row in rows)
+        listed[table] = sorted(row["id"] for row in rows)
+    assert listed[None], "concurrent writers on a few keys: some merges were logged"
+    assert listed[None] == sorted(listed[setup.orders] + listed[setup.counters])
+
     code = main(["verify", "--timeout", "1", "-c", str(setup.path), "--json"])
     report = json.loads(capsys.readouterr().out)
     # Both tables compared, one after the other; the tampered item, only in the first region,
