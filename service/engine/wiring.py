@@ -276,6 +276,7 @@ class RegionConsumers:
         self.dynamodb = clients_for(config, "dynamodb", session=session)
         for name, client in self.dynamodb.items():
             count_retries(client, metrics=metrics or MemoryMetrics(), region=name)
+        self.tables = config.table_names
         self.consumers = [
             Consumer(
                 scoped, region=region, session=session, metrics=metrics, dynamodb=self.dynamodb
@@ -283,12 +284,21 @@ class RegionConsumers:
             for scoped in config.scoped()
         ]
 
+    def _named(self, table: str, error: ConsumerHaltedError) -> ConsumerHaltedError:
+        """``error`` naming its table, when there are several (one table: as it was)."""
+        if len(self.tables) == 1:
+            return error
+        return ConsumerHaltedError(f"table {table}: {error}")
+
     def setup(self) -> None:
-        for consumer in self.consumers:
+        for table, consumer in zip(self.tables, self.consumers, strict=True):
             try:
                 consumer.setup()
             except ConsumerHaltedError as error:
-                raise ConsumerHaltedError(f"table {consumer.config.table.name}: {error}") from error
+                named = self._named(table, error)
+                if named is error:
+                    raise
+                raise named from error
 
     def run(self, *, stop: threading.Event, idle_exit_after: float | None = None) -> None:
         """Run every table's consumer until ``stop`` is set (or each has been idle for
@@ -296,18 +306,16 @@ class RegionConsumers:
         inner = threading.Event()
         halted: list[tuple[str, ConsumerHaltedError]] = []
 
-        def one(consumer: Consumer) -> None:
+        def one(table: str, consumer: Consumer) -> None:
             try:
                 consumer.run(stop=inner, idle_exit_after=idle_exit_after)
             except ConsumerHaltedError as error:
-                halted.append((consumer.config.table.name, error))
+                halted.append((table, error))
                 inner.set()  # the others stop too, after checkpointing
 
         threads = [
-            threading.Thread(
-                target=one, args=(c,), name=f"georep-{c.config.table.name}", daemon=True
-            )
-            for c in self.consumers
+            threading.Thread(target=one, args=pair, name=f"georep-{pair[0]}", daemon=True)
+            for pair in zip(self.tables, self.consumers, strict=True)
         ]
         for thread in threads:
             thread.start()
@@ -318,7 +326,10 @@ class RegionConsumers:
                 thread.join(0.0)
         if halted:
             table, error = halted[0]
-            raise ConsumerHaltedError(f"table {table}: {error}") from error
+            named = self._named(table, error)
+            if named is error:
+                raise error
+            raise named from error
 
     def close(self) -> None:
         for consumer in self.consumers:
