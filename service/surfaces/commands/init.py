@@ -72,7 +72,8 @@ def execute(args: argparse.Namespace) -> int:
         rows=rows,
         summary={
             "ready": sum(not r[2].startswith("REFUSED") for r in rows),
-            "regions": len(rows),
+            "regions": len(config.region_names),
+            "tables": list(config.table_names),
             "checkpoint_table": config.replication.checkpoint_table,
             "dead_letter_table": config.replication.dead_letter_table,
             "conflict_table": config.replication.conflict_table,
