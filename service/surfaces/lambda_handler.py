@@ -224,10 +224,9 @@ class LambdaReplication:
         several tables are configured and it is none of them, or the ARN is missing)."""
         if self.only is not None:
             return self.only
-        arns = {
-            record.get("eventSourceARN") if isinstance(record, Mapping) else None
-            for record in records
-        }
+        # NOTE: a record that is not an object says nothing of its stream: the Replicator
+        # dead-letters it with the rest of the batch's table.
+        arns = {record.get("eventSourceARN") for record in records if isinstance(record, Mapping)}
         names = {table_of_stream(arn) for arn in arns}
         region = next(iter(self.replicators.values())).region
         configured = ", ".join(sorted(self.replicators))
