@@ -256,6 +256,20 @@ def test_two_tables_with_different_keys_and_resolvers_replicate_through_one_cons
         assert (0, expected) == (code, len(rows))
         assert all(table == row["table"] for row in rows)
 
+    # Status: a row per region and table, each table's own dead letters counted.
+    capsys.readouterr()
+    main(["status", "-c", str(setup.path), "--json"])
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    letters_of = {(row["region"], row["table"]): row["dead_letters"] for row in rows}
+    assert 6 == len(rows)
+    assert (0, 1) == (
+        letters_of[(FIRST, setup.physical(setup.orders, FIRST))],
+        letters_of[(FIRST, setup.physical(setup.counters, FIRST))],
+    )
+    assert {setup.physical(setup.orders, SECOND)} == {
+        row["table"] for row in rows if row["region"] == SECOND and "orders" in row["table"]
+    }
+
     # Conflicts name their table: --table splits the log between the two.
     listed: dict[str | None, list[str]] = {}
     for table in (None, setup.orders, setup.counters):

@@ -129,3 +129,25 @@ def test_a_table_has_its_own_name_in_a_region_where_it_differs() -> None:
                 "regions": [REGIONS[0], {"name": "us-east-1", "table": "orders-us"}],
             }
         )
+
+
+def test_the_sdk_picks_its_table_by_name_and_asks_which_when_several() -> None:
+    """``table=`` names a configured table; its name in the region, keys and resolver follow."""
+    import boto3
+
+    from service.sdk import GeorepTable
+
+    config = parse_config(many({**ORDERS, "name_in": {"us-east-1": "orders-us"}}, COUNTERS))
+    client = boto3.client(  # never called: building a table reads nothing
+        "dynamodb", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+
+    orders = GeorepTable(client, config=config, region="us-east-1", table="orders")
+    counters = GeorepTable.resource(client, config=config, region="us-east-1", table="counters")
+    assert ("orders-us", ("pk", "sk")) == (orders.table_name, orders.settings.key_attributes)
+    assert ("counters", "version-counter") == (
+        counters.table_name,
+        counters.low_level.settings.resolver.name,
+    )
+    with pytest.raises(ConfigError, match="--table"):
+        GeorepTable(client, config=config, region="us-east-1")
