@@ -10,9 +10,7 @@ writes back to that table), metrics labels, verify's rows.
 
 from __future__ import annotations
 
-import base64
 import copy
-import datetime as dt
 import json
 import random
 import threading
@@ -35,6 +33,7 @@ from service.surfaces import lambda_handler
 from service.surfaces.cli import main
 from service.surfaces.local import REGIONS, drain
 from service.surfaces.sdk import GeorepTable
+from tests.integration.test_lambda_handler import stream_event
 
 pytestmark = pytest.mark.integration
 
@@ -345,39 +344,14 @@ def test_a_dead_letter_is_replayed_into_the_table_whose_stream_it_came_from(
     assert [[], [], []] == [setup.scan(setup.counters, region) for region in REGIONS]
 
 
-def _lambda_json(value: object) -> object:
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    if isinstance(value, dt.datetime):
-        return float(int(value.timestamp()))  # Lambda: epoch seconds
-    raise TypeError(f"unexpected {type(value).__name__} in a stream record")
-
-
 def lambda_event(setup: TwoTables, table: str, region: str) -> dict[str, Any]:
-    """Every record of ``table``'s stream in ``region``, shaped as Lambda's event source
-    mapping delivers them (eventSourceARN: that table's stream)."""
-    name = setup.physical(table, region)
-    arn = setup.client(region).describe_table(TableName=name)["Table"]["LatestStreamArn"]
+    """Every record of ``table``'s stream in ``region``, as Lambda delivers them."""
     streams = setup.session.client(
         "dynamodbstreams", region_name=region, endpoint_url=setup.backend.endpoint_url
     )
-    records: list[dict[str, Any]] = []
-    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
-        iterator = streams.get_shard_iterator(
-            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while iterator:
-            page = streams.get_records(ShardIterator=iterator, Limit=1000)
-            if not page["Records"]:
-                break
-            records.extend(page["Records"])
-            iterator = page.get("NextShardIterator")
-    shaped = []
-    for record in records:
-        one = json.loads(json.dumps(record, default=_lambda_json))
-        one |= {"eventSource": "aws:dynamodb", "awsRegion": region, "eventSourceARN": arn}
-        shaped.append(one)
-    return {"Records": shaped}
+    return stream_event(
+        setup.client(region), streams, table=setup.physical(table, region), region=region
+    )
 
 
 def test_the_lambda_handler_serves_the_table_whose_stream_invoked_it(

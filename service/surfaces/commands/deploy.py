@@ -129,7 +129,7 @@ def parameters(
 
 
 def execute(args: argparse.Namespace) -> int:
-    from service.surfaces.stack import StackError, suffixes
+    from service.surfaces.stack import PER_TABLE_PARAMETERS, StackError, suffixes
 
     config = config_of(args)
     problem = _problem(config, args)
@@ -159,7 +159,7 @@ def execute(args: argparse.Namespace) -> int:
                 stream_arn=existing.get((region, scoped.table.name), ""),
             )
             values |= {
-                name + suffix if name in PER_TABLE or not many else name: value
+                name + suffix if name in PER_TABLE_PARAMETERS and many else name: value
                 for name, value in one.items()
             }
             created = "existing" if one["ExistingStreamArn"] else "created by the stack"
@@ -220,20 +220,6 @@ def _existing(config: Config, args: argparse.Namespace) -> dict[tuple[str, str],
         assert table is not None
         found[(region, table.name)] = arn
     return found
-
-
-# The parameters deploy/template.yaml has once per table (service/surfaces/stack.py).
-PER_TABLE = frozenset(
-    {
-        "TableName",
-        "PartitionKey",
-        "PartitionKeyType",
-        "SortKey",
-        "SortKeyType",
-        "ExistingStreamArn",
-        "PeerTableArns",
-    }
-)
 
 
 def _problem(config: Config, args: argparse.Namespace) -> str | None:
