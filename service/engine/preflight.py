@@ -111,7 +111,7 @@ def _client_problem(code: str, error: ClientError, table_name: str) -> str:
         return (
             f"the table does not exist: run georep init (it creates it: key schema as "
             f"configured, stream {STREAM_VIEW_TYPE}, TTL on {TTL_ATTR}), or set this region's "
-            "[[regions]] table if it has another name"
+            "[[regions]] table (with [[tables]]: the table's name_in) if it has another name"
         )
     if code in ("AccessDeniedException", "AccessDenied"):
         return (
