@@ -268,13 +268,16 @@ class Replicator:
         now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         executor: Executor | None = None,
         conflicts: ConflictSink | None = None,
+        table: str | None = None,
     ) -> None:
         """``write_concurrency``: requests in flight per destination (a pool of threads each;
         boto3's connection pool must be at least as large). ``executor``, if given, runs every
         lane instead (an `InlineExecutor` makes the schedule deterministic for the model); it
         belongs to the caller. ``conflicts``: where each merge written is logged (none: only
-        the ``conflicts`` metric counts them)."""
+        the ``conflicts`` metric counts them). ``table``: the configured table this replicator
+        serves, recorded with each dead letter and conflict (several tables share those)."""
         self.region = region
+        self.table = table
         self.settings = settings
         self.tables = tables
         self.dead_letters = dead_letters
@@ -451,6 +454,7 @@ class Replicator:
                 reason=result.reason,
                 error=error,
                 destinations=destinations,
+                table=self.table,
             )
         except Exception as failure:
             log.warning("dead-lettering record %s failed: %s", result.sequence, failure)
@@ -631,6 +635,7 @@ class Replicator:
                     incoming=incoming,
                     merged=decision.version,
                     at=self.now_ms() // 1000,
+                    table=self.table,
                 )
             )
         except Exception as failure:

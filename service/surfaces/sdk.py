@@ -202,7 +202,10 @@ def _choice(value: str | None, allowed: tuple[str, ...], *, name: str) -> str:
 
 
 class GeorepTable:
-    """One region's replica table, written through georep (the module docstring says how)."""
+    """One region's replica table, written through georep (the module docstring says how).
+
+    ``table``: which configured table, by its ``[[tables]]`` name (needed with several; with
+    one, it may be left out)."""
 
     def __init__(
         self,
@@ -210,10 +213,12 @@ class GeorepTable:
         *,
         config: Config,
         region: str,
+        table: str | None = None,
         clock: Clock | None = None,
         settings: Settings | None = None,
         batch_concurrency: int = 16,
     ) -> None:
+        config = config.for_table(table)  # ConfigError: unknown, or several and none named
         self.client = client
         self.region = region
         self.settings = settings or config.settings()
@@ -229,6 +234,7 @@ class GeorepTable:
         *,
         config: Config,
         region: str,
+        table: str | None = None,
         clock: Clock | None = None,
         settings: Settings | None = None,
         batch_concurrency: int = 16,
@@ -241,6 +247,7 @@ class GeorepTable:
                 client,
                 config=config,
                 region=region,
+                table=table,
                 clock=clock,
                 settings=settings,
                 batch_concurrency=batch_concurrency,

@@ -51,11 +51,16 @@ def _lambda_json(value: object) -> object:
 
 def lambda_event(cluster: Cluster, region: str) -> dict[str, Any]:
     """Every record of ``region``'s stream, shaped as Lambda's event source mapping sends it."""
-    table = cluster.client(region).describe_table(TableName=cluster.table_name)["Table"]
-    arn = table["LatestStreamArn"]
     streams = cluster.session().client(
         "dynamodbstreams", region_name=region, endpoint_url=cluster.backend.endpoint_url
     )
+    return stream_event(cluster.client(region), streams, table=cluster.table_name, region=region)
+
+
+def stream_event(dynamodb: Any, streams: Any, *, table: str, region: str) -> dict[str, Any]:
+    """Every record of ``table``'s stream (``dynamodb``/``streams``: clients of ``region``),
+    shaped as Lambda's event source mapping sends it (eventSourceARN: that stream's)."""
+    arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
     records: list[dict[str, Any]] = []
     for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
         iterator = streams.get_shard_iterator(
