@@ -417,3 +417,37 @@ def test_a_malformed_register_or_marker_flag_is_refused(
     attr["M"][field] = value
     with pytest.raises(MetadataError, match=message):
         decode_meta(attr, regions=frozenset(REGIONS))
+
+
+# -- with many tables ([[tables]], each with its own rules) ----------------------------------
+
+
+def _two_tables(users: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "tables": [
+            {"name": "users", "partition_key": "pk", **users},
+            {"name": "orders", "partition_key": "id", "partition_key_type": "N"},
+        ],
+        "regions": [{"name": r} for r in REGIONS],
+    }
+
+
+def test_each_of_many_tables_has_its_own_filters_and_redactions() -> None:
+    config = parse_config(_two_tables({"filters": [EU], "redactions": [SSN]}))
+    users = config.for_table("users").settings().residency
+    assert users is not None and "eu-residency" == users.filters[0].name
+    assert frozenset({"ssn", "dob"}) == users.redacted
+    assert config.for_table("orders").settings().residency is None
+
+
+def test_a_table_of_many_whose_filter_names_an_unknown_region_is_refused() -> None:
+    wrong = dict(EU, regions=["eu-west-1", "eu-south-9"])
+    with pytest.raises(ConfigError, match="eu-south-9"):
+        parse_config(_two_tables({"filters": [wrong]}))
+
+
+def test_top_level_filters_with_many_tables_say_where_they_belong() -> None:
+    doc = _two_tables({})
+    doc["filters"] = [EU]
+    with pytest.raises(ConfigError, match=r"with \[\[tables\]\], give each table its own"):
+        parse_config(doc)
