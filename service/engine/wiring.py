@@ -258,8 +258,9 @@ class RegionConsumers:
     a table that fails (throttled, its stream disabled) backs off alone; the cost is a polling
     thread per table (docs/decisions.md, "Many tables: a consumer per table").
 
-    A consumer that halts (what waiting cannot fix: credentials, a deleted table) stops the
-    others, which checkpoint what they applied, and its error is raised, naming its table.
+    A consumer that halts (what waiting cannot fix: credentials, a deleted table), or fails on
+    an unexpected error, stops the others, which checkpoint what they applied, and its error is
+    raised in the caller's thread (a halt naming its table when there are several).
     """
 
     def __init__(
@@ -304,12 +305,12 @@ class RegionConsumers:
         """Run every table's consumer until ``stop`` is set (or each has been idle for
         ``idle_exit_after``); raise the first ConsumerHaltedError once all have stopped."""
         inner = threading.Event()
-        halted: list[tuple[str, ConsumerHaltedError]] = []
+        halted: list[tuple[str, BaseException]] = []
 
         def one(table: str, consumer: Consumer) -> None:
             try:
                 consumer.run(stop=inner, idle_exit_after=idle_exit_after)
-            except ConsumerHaltedError as error:
+            except BaseException as error:  # a bug too: raised in the caller's thread below
                 halted.append((table, error))
                 inner.set()  # the others stop too, after checkpointing
 
@@ -326,6 +327,8 @@ class RegionConsumers:
                 thread.join(0.0)
         if halted:
             table, error = halted[0]
+            if not isinstance(error, ConsumerHaltedError):
+                raise error  # as a single consumer's run would have: georep run exits 1
             named = self._named(table, error)
             if named is error:
                 raise error

