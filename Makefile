@@ -26,8 +26,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
+# One worker per core, a test file per worker at a time (a file's module-scoped moto server is
+# started once). CI has 2 cores: two workers.
 test: lint typecheck
-	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q
+	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q -n auto --dist loadfile
 
 # A fresh random seed each run, printed first; replay a failing run with `make test-deep SEED=n`
 # (MACHINES=path narrows it, e.g. MACHINES=tests/property/test_rules_convergence.py;
@@ -72,7 +74,8 @@ bench-quick: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/side_by_side.py
-	$(PY) bench/leases.py --shards 1000 --runs 3
+	$(PY) bench/leases.py --shards 1000 --runs 3 \
+		--json bench/results/leases-1000-$$(git rev-parse --short HEAD).json
 
 # bench/soak.py: one consumer (georep's polling loop and window) replicating 1,000,000 records
 # of a generated stream into tables that keep nothing; RSS sampled, peak and slope reported.

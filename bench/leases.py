@@ -25,12 +25,13 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from service.adapters.backends import add_backend_options, start_backend
+from service.adapters.backends import start_backend
 from service.adapters.checkpoints import DynamoCheckpoints
 from service.adapters.leases import DynamoLeaseTable, lease_prefix
 from service.core.leases import absent, taken
 from service.engine.leases import LeaseKeeper
 from service.ports import ShardState
+from service.surfaces.commands._common import add_backend_options
 
 REGION = "eu-west-1"
 TABLE = "georep-checkpoints"

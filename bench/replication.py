@@ -23,9 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from service.adapters.backends import add_backend_options, start_backend
+from service.adapters.backends import start_backend
 from service.adapters.metrics import MemoryMetrics
 from service.engine.wiring import Consumer
+from service.surfaces.commands._common import add_backend_options
 from service.surfaces.local import REGIONS, local_replica_set
 from service.surfaces.sdk import GeorepTable
 

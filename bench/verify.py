@@ -24,11 +24,12 @@ from typing import Any
 
 import ulid
 
-from service.adapters.backends import add_backend_options, start_backend
+from service.adapters.backends import start_backend
 from service.core import hlc
 from service.core.stamp import stamp
 from service.core.stored import Absent
 from service.core.version import encode_item
+from service.surfaces.commands._common import add_backend_options
 from service.surfaces.local import REGIONS, local_replica_set
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,6 +14,25 @@ Minimal form::
     name = "us-east-1"
     endpoint_url = "http://127.0.0.1:8000"   # optional: an emulator instead of AWS
 
+Several tables, each with its own keys and resolver, in place of ``[table]``::
+
+    [[tables]]
+    name = "orders"
+    partition_key = "pk"
+    sort_key = "sk"
+    name_in = { "us-east-1" = "orders-us" }   # its name in a region, where it differs
+
+    [[tables]]
+    name = "counters"
+    partition_key = "id"
+    partition_key_type = "N"
+    resolver = "version-counter"
+    resolver_options = { attribute = "version" }
+
+The engines work on one table: ``config.for_table(name)`` is the configuration scoped to one of
+them (a ``[table]`` form), ``config.tables`` lists them all, and ``config.table`` is the one
+table of a configuration that has one (a ConfigError naming the tables otherwise).
+
 Invalid configuration is refused with one clear message naming the field and the fix.
 """
 
@@ -21,12 +40,16 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -34,8 +57,10 @@ from pydantic import (
 )
 
 from resolvers.registry import check_name, check_options
+from service.core.residency_rules import Filter, Residency
 from service.core.schema import Keys
 from service.core.stored import Settings
+from service.core.version import RESERVED
 from service.errors import GeorepError, RuleError, UnknownRegionError
 
 
@@ -47,8 +72,43 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class WhenConfig(_Strict):
+    """``when = { attribute = "residency", equals = "EU" }``: an item matches if its
+    attribute holds that string, number or boolean."""
+
+    attribute: str = Field(min_length=1)
+    equals: StrictStr | StrictBool | StrictInt | StrictFloat
+
+    def value(self) -> dict[str, Any]:
+        """``equals`` as a DynamoDB attribute value."""
+        if isinstance(self.equals, bool):
+            return {"BOOL": self.equals}
+        if isinstance(self.equals, str):
+            return {"S": self.equals}
+        return {"N": str(self.equals)}
+
+
+class FilterConfig(_Strict):
+    """``[[filters]]``: items matching ``when`` replicate only among ``regions`` (and stay in
+    the region that wrote them)."""
+
+    name: str = Field(min_length=1)
+    when: WhenConfig
+    regions: list[str] = Field(min_length=1)
+
+
+class RedactionConfig(_Strict):
+    """``[[redactions]]``: ``regions`` never receive ``attributes``."""
+
+    attributes: list[str] = Field(min_length=1)
+    regions: list[str] = Field(min_length=1)
+
+
+TableName = Annotated[str, Field(min_length=3, max_length=255, pattern=r"^[a-zA-Z0-9_.-]+$")]
+
+
 class TableConfig(_Strict):
-    name: str = Field(min_length=3, max_length=255, pattern=r"^[a-zA-Z0-9_.-]+$")
+    name: TableName
     partition_key: str = Field(min_length=1)
     sort_key: str | None = None
     partition_key_type: Literal["S", "N", "B"] = "S"
@@ -59,6 +119,13 @@ class TableConfig(_Strict):
     # Must exceed the longest replication delay plus the 24 h stream retention.
     tombstone_horizon_hours: float = Field(default=168.0, gt=24.0)
     ttl_live_policy: Literal["delete", "ignore"] = "delete"
+    # Residency (docs/design.md, "Residency filters and redaction"); the regions they name are
+    # checked against [[regions]] by the Config (`check_residency`).
+    filters: list[FilterConfig] = Field(default_factory=list)
+    redactions: list[RedactionConfig] = Field(default_factory=list)
+    # The table's name in some regions, where it differs from ``name`` (region -> name). The
+    # single form may say the same with ``[[regions]] table``.
+    name_in: dict[str, TableName] = Field(default_factory=dict)
 
     @field_validator("sort_key")
     @classmethod
@@ -88,12 +155,112 @@ class TableConfig(_Strict):
             raise ValueError(str(error)) from None
         return value
 
+    @model_validator(mode="after")
+    def _residency_rules(self) -> TableConfig:
+        if not (self.filters or self.redactions):
+            return self
+        keys = {self.partition_key, self.sort_key} - {None}
+        redacted = {a for r in self.redactions for a in r.attributes}
+        for name in sorted(redacted):
+            if name in keys:
+                raise ValueError(
+                    f"[[redactions]] attribute {name!r} is a key attribute: every region needs "
+                    "the keys, redact another attribute"
+                )
+            if name in RESERVED:
+                raise ValueError(
+                    f"[[redactions]] attribute {name!r} is georep's own metadata: every region "
+                    "needs it, redact an attribute of your items"
+                )
+        if len({frozenset(r.regions) for r in self.redactions}) > 1:
+            raise ValueError(
+                "every [[redactions]] entry must name the same regions (georep keeps one "
+                "register for all redacted attributes): list them all in each entry"
+            )
+        names = [f.name for f in self.filters]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"[[filters]] name(s) {twice} used twice: give each its own name")
+        for rule in self.filters:
+            if rule.when.attribute in redacted:
+                raise ValueError(
+                    f"[[filters]] {rule.name}: attribute {rule.when.attribute!r} is redacted, "
+                    "so some regions could not tell whether an item matches: filter on an "
+                    "attribute every region holds"
+                )
+        # NOTE: a region outside a filter cannot merge data it never holds; the resolvers
+        # that pick one whole version by its metadata can be settled there (docs/design.md).
+        if self.resolver == "rules":
+            raise ValueError(
+                "[[filters]] and [[redactions]] need resolver 'lww' or 'version-counter': a "
+                "merge rule combines data that some regions never hold (docs/design.md, "
+                "Residency filters and redaction)"
+            )
+        counter = self.resolver_options.get("attribute")
+        if counter is not None and self.filters:
+            raise ValueError(
+                "[[filters]] need version-counter without option attribute (the update count "
+                "decides): a region outside a filter does not hold the counter attribute"
+            )
+        if counter is not None and counter in redacted:
+            raise ValueError(
+                f"version-counter attribute {counter!r} is redacted: the counter must be held "
+                "by every region"
+            )
+        return self
+
+    def residency(self) -> Residency | None:
+        """The core's view of ``[[filters]]`` and ``[[redactions]]`` (None: neither)."""
+        if not (self.filters or self.redactions):
+            return None
+        return Residency(
+            filters=tuple(
+                Filter(f.name, f.when.attribute, f.when.value(), frozenset(f.regions))
+                for f in self.filters
+            ),
+            redacted=frozenset(a for r in self.redactions for a in r.attributes),
+            non_holders=frozenset(x for r in self.redactions for x in r.regions),
+        )
+
+
+def check_residency(table: TableConfig, regions: tuple[str, ...]) -> None:
+    """The regions a table's filters and redactions name are configured ones, and a region a
+    filter keeps items out of holds no redacted attribute (raises ValueError)."""
+    where = f"[table] {table.name}"
+    named: list[tuple[str, list[str]]] = [
+        (f"[[filters]] {f.name}", f.regions) for f in table.filters
+    ] + [(f"[[redactions]] #{i + 1}", r.regions) for i, r in enumerate(table.redactions)]
+    for label, listed in named:
+        for region in listed:
+            if region not in regions:
+                hint = _did_you_mean(region, regions)
+                raise ValueError(
+                    f"{where}: {label} names region {region}, which is not in "
+                    f"[[regions]]{hint} (configured: {', '.join(regions)})"
+                )
+    non_holders = {x for r in table.redactions for x in r.regions}
+    if table.redactions and non_holders >= set(regions):
+        raise ValueError(
+            f"{where}: [[redactions]] name every region, so no region would hold "
+            f"{sorted({a for r in table.redactions for a in r.attributes})}: leave one out"
+        )
+    for rule in table.filters:
+        outside = sorted(set(regions) - set(rule.regions) - non_holders)
+        if table.redactions and outside:
+            raise ValueError(
+                f"{where}: [[filters]] {rule.name} keeps its items out of {', '.join(outside)}, "
+                "which hold the redacted attributes: add them to [[redactions]] regions (a "
+                "region outside a filter cannot learn redacted values written while an item "
+                "matched it, docs/design.md)"
+            )
+
 
 class RegionConfig(_Strict):
     name: str = Field(min_length=1, pattern=r"^[a-z0-9-]+$")
     endpoint_url: str | None = None
-    # The table's name in this region, if it differs from [table].name.
-    table: str | None = None
+    # The table's name in this region, if it differs from [table].name (the single form only:
+    # with [[tables]], each table's ``name_in``).
+    table: TableName | None = None
 
 
 class ReplicationConfig(_Strict):
@@ -141,9 +308,38 @@ class ReplicationConfig(_Strict):
 
 
 class Config(_Strict):
-    table: TableConfig
+    # Exactly one of the two: ``[table]`` (one table) or ``[[tables]]`` (several). Read them
+    # through ``tables``, ``table`` and ``for_table``.
+    single_table: TableConfig | None = Field(default=None, alias="table")
+    many_tables: list[TableConfig] | None = Field(default=None, alias="tables", min_length=1)
     regions: list[RegionConfig] = Field(min_length=2)
     replication: ReplicationConfig = Field(default_factory=ReplicationConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _top_level_residency(cls, doc: Any) -> Any:
+        """``[[filters]]`` and ``[[redactions]]`` at the top level belong to ``[table]``."""
+        if not isinstance(doc, dict) or not ({"filters", "redactions"} & doc.keys()):
+            return doc
+        doc = dict(doc)
+        table = doc.get("table")
+        if "tables" in doc and table is None:
+            raise ValueError(
+                "with [[tables]], give each table its own filters and redactions "
+                "([[tables.filters]], [[tables.redactions]]), not top-level ones"
+            )
+        if not isinstance(table, dict):
+            return doc  # [table] is missing or malformed: pydantic says so
+        table = dict(table)
+        for name in ("filters", "redactions"):
+            if name in doc:
+                if name in table:
+                    raise ValueError(
+                        f"[[{name}]] is given both at the top level and in [table]: keep one"
+                    )
+                table[name] = doc.pop(name)
+        doc["table"] = table
+        return doc
 
     @model_validator(mode="after")
     def _unique_regions(self) -> Config:
@@ -151,7 +347,116 @@ class Config(_Strict):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"region(s) {duplicates} listed twice in [[regions]]")
+        tables = self.many_tables or ([self.single_table] if self.single_table else [])
+        for table in tables:
+            check_residency(table, self.region_names)
         return self
+
+    @model_validator(mode="after")
+    def _one_form_of_tables(self) -> Config:
+        if (self.single_table is None) == (self.many_tables is None):
+            raise ValueError(
+                "give either [table] (one table) or [[tables]] (several), not both"
+                if self.single_table is not None
+                else "no table: add a [table] section (or [[tables]], one per table)"
+            )
+        if self.many_tables is not None:
+            overridden = [r.name for r in self.regions if r.table is not None]
+            if overridden:
+                raise ValueError(
+                    f"[[regions]] table is for the single [table] form (set in {overridden}); "
+                    'with [[tables]], give each table its own name_in = { "REGION" = "NAME" }'
+                )
+            names = [t.name for t in self.many_tables]
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"table(s) {duplicates} listed twice in [[tables]]")
+        configured = set(self.region_names)
+        for table in self.tables:
+            unknown = sorted(set(table.name_in) - configured)
+            if unknown:
+                raise ValueError(
+                    f"table {table.name}: name_in names region(s) {unknown} that are not in "
+                    f"[[regions]] ({', '.join(self.region_names)})"
+                )
+            for region in self.regions:
+                given = table.name_in.get(region.name)
+                if given is not None and region.table is not None and given != region.table:
+                    raise ValueError(
+                        f"table {table.name} in {region.name}: name_in says {given!r}, "
+                        f"[[regions]] table says {region.table!r}; keep one of the two"
+                    )
+        for name in self.region_names:
+            physical = [self._physical(t, name) for t in self.tables]
+            shared = sorted({n for n in physical if physical.count(n) > 1})
+            if shared:
+                raise ValueError(
+                    f"in {name}, several tables are named {shared}: each configured table "
+                    "needs its own table in every region (name_in)"
+                )
+        return self
+
+    # -- tables --------------------------------------------------------------------------------
+
+    @property
+    def tables(self) -> tuple[TableConfig, ...]:
+        """Every configured table, in the order of the file (one for the ``[table]`` form)."""
+        if self.many_tables is not None:
+            return tuple(self.many_tables)
+        assert self.single_table is not None  # the validator makes sure of one form
+        return (self.single_table,)
+
+    @property
+    def table_names(self) -> tuple[str, ...]:
+        """The configured tables' names (``[table] name`` / ``[[tables]] name``)."""
+        return tuple(t.name for t in self.tables)
+
+    @property
+    def table(self) -> TableConfig:
+        """The one table of this configuration. With several (``[[tables]]``, not scoped by
+        :meth:`for_table`), a ConfigError that says to pick one: code that forgot to scope
+        must fail loudly, never serve the first table by accident."""
+        tables = self.tables
+        if len(tables) != 1:
+            raise ConfigError(
+                f"georep.toml configures {len(tables)} tables ({', '.join(self.table_names)}): "
+                "say which one with --table NAME"
+            )
+        return tables[0]
+
+    def for_table(self, name: str | None = None) -> Config:
+        """This configuration scoped to the table ``name`` (a ``[table]`` form that the engines
+        take as they always did); ``None`` is the one table there is. ConfigError for a name
+        not configured, or ``None`` with several tables.
+
+        >>> config.for_table("orders").table.name  # doctest: +SKIP
+        'orders'
+        """
+        if name is None:
+            table = self.table  # ConfigError with several
+        else:
+            found = [t for t in self.tables if t.name == name]
+            if not found:
+                hint = _did_you_mean(name, self.table_names)
+                raise ConfigError(
+                    f"table {name!r} is not configured in georep.toml{hint} "
+                    f"(configured: {', '.join(self.table_names)})"
+                )
+            table = found[0]
+        if self.single_table is not None:
+            return self
+        # NOTE: model_construct: validated already, and a scoped view must stay cheap (the
+        # Lambda handler and `georep run` build one per table).
+        return Config.model_construct(
+            single_table=table, many_tables=None, regions=self.regions, replication=self.replication
+        )
+
+    def scoped(self) -> tuple[Config, ...]:
+        """One configuration per table (:meth:`for_table` of each)."""
+        return tuple(self.for_table(name) for name in self.table_names)
+
+    def _physical(self, table: TableConfig, region: str) -> str:
+        return table.name_in.get(region) or self.region(region).table or table.name
 
     # -- derived ------------------------------------------------------------------------------
 
@@ -184,7 +489,15 @@ class Config(_Strict):
         )
 
     def table_name(self, region: str) -> str:
-        return self.region(region).table or self.table.name
+        """The table's name in ``region`` (``name_in``, ``[[regions]] table``, else its name)."""
+        return self._physical(self.table, region)
+
+    def table_for(self, region: str, physical: str) -> TableConfig | None:
+        """The configured table whose name in ``region`` is ``physical``, if any."""
+        for table in self.tables:
+            if self._physical(table, region) == physical:
+                return table
+        return None
 
     @property
     def horizon_ms(self) -> int:
@@ -207,13 +520,16 @@ class Config(_Strict):
         except GeorepError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"[table] resolver {self.table.resolver!r}: {exc}") from exc
+            raise ConfigError(
+                f"table {self.table.name}: resolver {self.table.resolver!r}: {exc}"
+            ) from exc
         return Settings(
             regions=self.region_names,
             key_attributes=self.key_attributes,
             resolver=resolver,
             horizon_ms=self.horizon_ms,
             ttl_live_policy=self.table.ttl_live_policy,
+            residency=self.table.residency(),
         )
 
 
@@ -237,16 +553,26 @@ def _message(error: Any) -> str:
         return str(error["ctx"]["error"])
     if kind == "extra_forbidden":
         *parent, name = error["loc"]
-        known = _SECTIONS.get(next((p for p in parent if isinstance(p, str)), ""), Config)
-        hint = _did_you_mean(str(name), tuple(known.model_fields))
+        section = next((p for p in reversed(parent) if isinstance(p, str) and p in _SECTIONS), "")
+        known = _SECTIONS.get(section, Config)
+        hint = _did_you_mean(str(name), _setting_names(known))
         return f"not a setting georep knows{hint or ' (docs: README, Configure and run)'}"
     if kind == "missing":
         return "is required"
     return str(error["msg"])
 
 
+def _setting_names(model: type[BaseModel]) -> tuple[str, ...]:
+    """The names a section's settings are written with in georep.toml (aliases included)."""
+    return tuple(field.alias or name for name, field in model.model_fields.items())
+
+
 _SECTIONS: dict[str, type[BaseModel]] = {
     "table": TableConfig,
+    "filters": FilterConfig,
+    "redactions": RedactionConfig,
+    "when": WhenConfig,
+    "tables": TableConfig,
     "regions": RegionConfig,
     "replication": ReplicationConfig,
 }

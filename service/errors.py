@@ -10,6 +10,9 @@
     ├── UnknownRegionError     a region not in the configuration was named
     ├── UsageError             a command's options contradict each other or its saved state
     ├── RuleError              a user merge rule raised or returned something invalid
+    ├── ExpressionError        an application's expression DynamoDB would refuse (the SDK
+    │                          raises it as botocore's ValidationException ClientError)
+    ├── BatchWriteError        some writes of an SDK batch failed (each is its own write)
     ├── LawViolation           a merge rule breaks a law (see resolvers.check)
     ├── EventError             a Lambda invocation event that is not a DynamoDB Streams event
     ├── ConfigError            georep.toml is invalid (service/config.py): exit 2
@@ -23,7 +26,8 @@ dead-lettered with the message as its reason (raised at one destination, the rec
 written to the others); the consumer keeps going. The pipeline treats any other exception
 (throttling past botocore's retries, a network error, a destination table that is not there)
 as transient: the record is reported failed and retried (``service.engine.pipeline.is_permanent``).
-ConfigError, PreflightError and ConsumerHaltedError are about the process, never one record.
+ConfigError, PreflightError and ConsumerHaltedError are about the process, never one record;
+ExpressionError and BatchWriteError are the application SDK's (service/surfaces/sdk.py).
 """
 
 from __future__ import annotations
@@ -62,6 +66,23 @@ class UsageError(GeorepError):
 
 class RuleError(GeorepError):
     """A user merge rule raised, or returned a value that is not a valid item."""
+
+
+class ExpressionError(GeorepError):
+    """An UpdateExpression, ConditionExpression or ProjectionExpression that DynamoDB would
+    refuse (a syntax error, an undefined or unused placeholder, an operand of the wrong type,
+    a document path that does not exist). The message follows DynamoDB's own. The SDK raises
+    it to the application as botocore's ``ClientError`` with code ``ValidationException``,
+    this error as its cause, as plain boto3 would."""
+
+
+class BatchWriteError(GeorepError):
+    """Some writes of an SDK batch failed; the others were written (each request of a batch is
+    its own conditional write). ``failures`` holds each failed request with its exception."""
+
+    def __init__(self, message: str, *, failures: list[tuple[object, BaseException]]) -> None:
+        super().__init__(message)
+        self.failures = failures
 
 
 class LawViolation(GeorepError):

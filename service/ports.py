@@ -55,10 +55,12 @@ class DeadLetterSink(Protocol):
         reason: str,
         error: str,
         destinations: Mapping[str, str],
+        table: str | None = None,
     ) -> None:
         """Keep ``record`` with why it could not be applied. ``destinations``: what happened
         at each destination it was sent to (``"applied (written)"``, ``"rejected (...)"``),
-        empty when it was refused before any (malformed, too large)."""
+        empty when it was refused before any (malformed, too large). ``table``: the
+        configured table whose stream the record came from (None: not known)."""
         ...
 
 

@@ -84,6 +84,9 @@ class DeadLetter:
     destinations: Mapping[str, str]
     replays: int = 0  # how many times georep dlq replay tried it again
     replayed_at: int | None = None
+    # The configured table whose stream the record came from (None: a letter written before
+    # georep recorded it, or a record refused before its table was known).
+    table: str | None = None
 
 
 class DynamoDeadLetters:
@@ -101,6 +104,7 @@ class DynamoDeadLetters:
         reason: str,
         error: str,
         destinations: Mapping[str, str],
+        table: str | None = None,
     ) -> None:
         """Store the record compressed, split into parts that each fit an item.
 
@@ -126,6 +130,8 @@ class DynamoDeadLetters:
                         "M": {name: {"S": what[:2_000]} for name, what in destinations.items()}
                     },
                 }
+                if table is not None:
+                    item["table"] = {"S": table}
             self.client.put_item(TableName=self.table_name, Item=item)
 
     def entries(self) -> list[dict[str, Any]]:
@@ -155,15 +161,21 @@ class DynamoDeadLetters:
             items[f"{entry_id}#{number}"] = part
         return _letter(_entry(entry_id, head, items))
 
-    def count(self) -> int:
-        """How many letters there are (reads only their ids)."""
+    def count(self, *, table: str | None = None) -> int:
+        """How many letters there are (reads only their ids), or only ``table``'s."""
         total = 0
         for page in self.client.get_paginator("scan").paginate(
             TableName=self.table_name,
             ConsistentRead=True,
-            ProjectionExpression="id, parts",
+            ProjectionExpression="id, parts, #t",
+            ExpressionAttributeNames={"#t": "table"},
         ):
-            total += sum("#" not in i["id"]["S"] and "parts" in i for i in page.get("Items", []))
+            total += sum(
+                "#" not in i["id"]["S"]
+                and "parts" in i
+                and (table is None or i.get("table", {}).get("S") == table)
+                for i in page.get("Items", [])
+            )
         return total
 
     def update(
@@ -250,6 +262,8 @@ def _entry(
         entry["replays"] = int(head["replays"]["N"])
     if "replayed_at" in head:
         entry["replayed_at"] = int(head["replayed_at"]["N"])
+    if "table" in head:
+        entry["table"] = head["table"]["S"]
     return entry
 
 
@@ -264,6 +278,7 @@ def _letter(entry: Mapping[str, Any]) -> DeadLetter:
         destinations=dict(entry["destinations"]),
         replays=entry.get("replays", 0),
         replayed_at=entry.get("replayed_at"),
+        table=entry.get("table"),
     )
 
 
@@ -283,6 +298,7 @@ class MemoryDeadLetters:
         reason: str,
         error: str,
         destinations: Mapping[str, str],
+        table: str | None = None,
     ) -> None:
         self._made += 1
         self.entries.append(
@@ -294,6 +310,7 @@ class MemoryDeadLetters:
                 "error": error,
                 "destinations": dict(destinations),
                 "at": int(time.time()),
+                "table": table,
             }
         )
 
@@ -309,6 +326,7 @@ class MemoryDeadLetters:
                 destinations=dict(e["destinations"]),
                 replays=e.get("replays", 0),
                 replayed_at=e.get("replayed_at"),
+                table=e.get("table"),
             )
             for e in self.entries
         ]
@@ -316,8 +334,8 @@ class MemoryDeadLetters:
     def letter(self, entry_id: str) -> DeadLetter | None:
         return next((x for x in self.letters() if x.id == entry_id), None)
 
-    def count(self) -> int:
-        return len(self.entries)
+    def count(self, *, table: str | None = None) -> int:
+        return sum(table is None or e.get("table") == table for e in self.entries)
 
     def update(
         self, entry_id: str, *, reason: str, error: str, destinations: Mapping[str, str]

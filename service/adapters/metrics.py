@@ -151,6 +151,21 @@ class MemoryMetrics:
         return self.histograms.get(name) or LogHistogram()
 
 
+class LabelledMetrics:
+    """Every count and observation to ``inner`` with ``labels`` added: a table's consumer
+    labels what it counts with its table (``{"table": "orders"}``), so one process serving
+    several tables keeps their series apart."""
+
+    def __init__(self, inner: Metrics, labels: Labels) -> None:
+        self.inner, self.labels = inner, dict(labels)
+
+    def incr(self, name: str, labels: Labels, value: float = 1) -> None:
+        self.inner.incr(name, {**labels, **self.labels}, value)
+
+    def observe(self, name: str, labels: Labels, value: float) -> None:
+        self.inner.observe(name, {**labels, **self.labels}, value)
+
+
 class TeeMetrics:
     """Every count and observation to each of ``sinks``, in order."""
 

@@ -35,8 +35,10 @@ from service.core.version import (
     Meta,
     Order,
     Version,
+    actor_region,
     blind_actor,
     compare,
+    is_over_raw_actor,
 )
 from service.errors import RuleError
 
@@ -70,6 +72,21 @@ def _claims_without(adoption: Meta, context: Meta) -> bool:
     )
 
 
+def _written_over_raw_since(mine: Meta, adoption: Meta) -> bool:
+    """Under merge rules, whether ``mine``, which the adoption's own region holds, holds a
+    dot of an over-raw actor of that region that the adoption does not know: a write made
+    there over a raw item not adopted yet, which the raw write's record did not show, so made
+    after it (docs/design.md, "Raw writes under merge rules"), merged since with other
+    versions or not."""
+    region = adoption.origin
+    return any(
+        actor_region(actor) == region
+        and is_over_raw_actor(actor)
+        and counter > adoption.vv.get(actor)
+        for actor, counter in mine.vv.entries
+    )
+
+
 def merge(a: Version, b: Version, *, settings: Settings) -> Version:
     """The resolved version of two concurrent versions: the resolver decides data and winner,
     the core joins the vectors. Deterministic, so every region writes the same bytes."""
@@ -91,6 +108,9 @@ def merge(a: Version, b: Version, *, settings: Settings) -> Version:
         deleted=resolution.deleted,
         merged=True,
         fields=resolution.fields,
+        # A merge whose carrier is a withheld marker is one: under the resolvers residency
+        # filters allow, the carrier's data is the merge's (docs/design.md).
+        withheld=carrier.withheld,
     )
     return Version(data=data, meta=meta)
 
@@ -182,7 +202,8 @@ def decide(
     form): a raw item is annotated with the adoption as its copied context (`Annotate`); a
     stamped write made here over the raw item, or an item deleted since, gets a successor
     (`succeeding`). Not under merge rules, where an adoption claims only what its write
-    read (docs/design.md).
+    read (docs/design.md). Under merge rules a merge holding a write made here over a raw
+    item, which the adoption does not know, gets a successor too (`_written_over_raw_since`).
     """
     pre = precondition_for(current)
     keeps = settings.resolver.keeps_deleted_data
@@ -225,7 +246,10 @@ def decide(
                 return Skip("stale")
             if order is Order.AFTER:
                 return Write(incoming, pre)
-            if succeed and _stamped_here(mine.meta, incoming.meta):
+            if succeed and (
+                _stamped_here(mine.meta, incoming.meta)
+                or (keeps and _written_over_raw_since(mine.meta, incoming.meta))
+            ):
                 return Write(succeeding(incoming, mine, settings=settings), pre)
             # Concurrent. A tombstone past its horizon relative to the other version counts as
             # absence, whichever side it is on: some regions may have collected it already.

@@ -62,6 +62,7 @@ class ConflictEntry:
     of the input the resolver picked as its carrier). ``winner``: the input whose data and
     deleted flag the merge kept whole, or ``None`` when the resolver blended them.
     ``at``: epoch seconds the merge was written (as the consumer's clock saw it).
+    ``table``: the configured table it happened in (None: logged before georep recorded it).
     """
 
     id: str
@@ -75,6 +76,7 @@ class ConflictEntry:
     result_deleted: bool
     winner: Winner | None
     at: int
+    table: str | None = None
 
 
 def is_conflict(existing: Version, incoming: Version) -> bool:
@@ -128,6 +130,7 @@ def conflict_entry(
     incoming: Version,
     merged: Version,
     at: int,
+    table: str | None = None,
 ) -> ConflictEntry:
     """The log entry for ``merged``, written at ``destination`` over ``existing`` when
     ``incoming`` arrived from ``source`` (``Write.conflict`` is ``(existing, incoming)``)."""
@@ -143,6 +146,7 @@ def conflict_entry(
         result_deleted=merged.meta.deleted,
         winner=_winner(existing=existing, incoming=incoming, merged=merged),
         at=at,
+        table=table,
     )
 
 
@@ -171,7 +175,9 @@ def encode_entry(entry: ConflictEntry, *, retention_days: int) -> dict[str, Any]
     }
     if entry.winner is not None:
         result["winner"] = {"S": entry.winner}
+    table = {"table": {"S": entry.table}} if entry.table is not None else {}
     return {
+        **table,
         "id": {"S": entry.id},
         "key": {"M": dict(entry.key)},
         "destination": {"S": entry.destination},
@@ -201,6 +207,7 @@ def decode_entry(item: Mapping[str, Any]) -> ConflictEntry:
         result_deleted=result["deleted"]["BOOL"],
         winner=winner if winner in ("existing", "incoming") else None,
         at=int(item["at"]["N"]),
+        table=item.get("table", {}).get("S"),
     )
 
 

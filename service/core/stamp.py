@@ -12,10 +12,12 @@ from dataclasses import replace
 import ulid
 
 from service.core import hlc as hlc_
+from service.core.residency_rules import register_floor, register_stamp
 from service.core.stored import Raw, Settings, Stamped, Stored, checked_digest
 from service.core.values import AttributeValue, same_value
 from service.core.version import (
     META_ATTR,
+    Family,
     FieldStamp,
     Meta,
     Version,
@@ -66,6 +68,7 @@ def new_version(
     adopted: bool,
     settings: Settings,
     sequence: str | None = None,
+    over_raw: bool = False,
 ) -> Version:
     """A new version by ``region`` on top of ``base``.
 
@@ -82,6 +85,12 @@ def new_version(
     write, which continues the region's stamped actor, counter ``max(previous + 1, at_hlc)``:
     the HLC floor keeps counters unique even if a stale version was restored over a forgotten
     one.
+
+    ``over_raw``: the write replaces a raw item not adopted yet; under merge rules its fresh
+    actor is then an over-raw actor, which tells that raw write's adoption, should it meet a
+    dot of it in its own region, that the dot was written there after it (`decide`). Never an
+    adoption: adoption actors are never over-raw, and merge rules have no blind actor
+    (`is_blind`).
     """
     vv = base.vv if base is not None else VersionVector()
     blind = sequence is not None and is_blind(
@@ -98,12 +107,22 @@ def new_version(
         counter = _adoption_counter(vv.get(actor), sequence=sequence, at_hlc=at_hlc)
     else:
         continued = _actor_for(base, region=region) if visible else None
-        actor = continued or fresh_actor(region, write_id, taken=(a for a, _ in vv.entries))
+        family: Family = "unmarked"
+        if settings.resolver.keeps_deleted_data:
+            family = "over-raw" if over_raw else "plain"
+        actor = continued or fresh_actor(
+            region, write_id, taken=(a for a, _ in vv.entries), family=family
+        )
         # Above the previous counter and at least the clock: unique even if a stale version
         # was restored over a forgotten one.
         counter = max(vv.get(actor) + 1, at_hlc)
     vv = vv.bump(actor, counter)
     hlc = max(at_hlc, base.hlc + (0 if blind else 1)) if base is not None else at_hlc
+    if base is not None:
+        # Above the base's register (residency) too, blind or not: the floor only raises a
+        # clock, and each blind write of a chain meets the same register, so the chain keeps
+        # its order by write id.
+        hlc = max(hlc, register_floor(base.redacted))
     fields = None
     if settings.resolver.field_stamps:
         fields = field_stamps(
@@ -119,6 +138,9 @@ def new_version(
         deleted=deleted,
         adopted=adopted,
         fields=fields,
+        redacted=register_stamp(
+            region=region, data=data, at=hlc, write_id=write_id, settings=settings
+        ),
     )
     return Version(data=dict(data), meta=meta)
 
@@ -246,6 +268,7 @@ def stamp(
         write_id=write_id,
         adopted=False,
         settings=settings,
+        over_raw=isinstance(current, Raw),
     )
 
 
@@ -257,17 +280,21 @@ def succeeding(
 ) -> Version:
     """What replaced an adopted raw write in its own region before the adoption reached its
     table, as a version succeeding both: ``replaced`` (a stamped write made over the raw
-    item, which could not see the adoption), or, if ``None``, the deletion that left the
-    item absent (a tombstone). Computed from its inputs alone (replays agree), with a fresh
-    actor (its dot is no other write's) and origin the adoption's region, so that region's
-    consumer forwards it when it reads its record. A deletion's own record is adopted later
-    and merges with it (both are tombstones)."""
+    item, which could not see the adoption, or under merge rules a merge holding one), or,
+    if ``None``, the deletion that left the item absent (a tombstone). Computed from its
+    inputs alone (replays agree), with a fresh actor (its dot is no other write's) and origin
+    the adoption's region, so that region's consumer forwards it when it reads its record. A
+    deletion's own record is adopted later and merges with it (both are tombstones)."""
     meta = adopted.meta
     base = join_meta(replaced.meta, meta) if replaced is not None else meta
     assert base is not None
     # NOTE: the adoption's actor names its region: adoption write ids follow sequence numbers
     # alone, so two regions' adoptions can share one (test_two_regions_successors_...).
     after = replaced.meta.write_id if replaced is not None else "deleted"
+    if replaced is not None and replaced.meta.merged:
+        # A merge carries its carrier's write id, which other merges share: name it by its
+        # vector too, so two successors of one adoption never take one write id (and actor).
+        after += "/" + ",".join(f"{actor}={counter}" for actor, counter in replaced.meta.vv.entries)
     seed = f"{meta.actor}/{meta.write_id}/{after}"
     randomness = hashlib.blake2b(seed.encode(), digest_size=10).digest()
     ms = hlc_.wall_ms(base.hlc) % (1 << 48)

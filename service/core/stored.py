@@ -26,6 +26,7 @@ from service.errors import RecordError
 
 if TYPE_CHECKING:  # resolvers import the core's types; the core only needs the Protocol
     from resolvers._protocol import Resolver
+    from service.core.residency_rules import Residency
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class Settings:
     # What a TTL deletion of a live (non-tombstone) item means: replicate it as a delete, or
     # keep it local to this region.
     ttl_live_policy: Literal["delete", "ignore"] = "delete"
+    # Residency filters and redactions (service/core/residency.py); None: every region holds
+    # every attribute of every item.
+    residency: Residency | None = None
 
     @functools.cached_property
     def region_set(self) -> frozenset[str]:
@@ -102,7 +106,11 @@ def checked_digest(data: Mapping[str, AttributeValue]) -> str:
 def tombstone_expired(meta: Meta, *, at_hlc: int, settings: Settings) -> bool:
     """A tombstone past its collection horizon counts as absence for a version written at
     ``at_hlc``: some regions may already have collected it (see docs/design.md)."""
-    return meta.deleted and expiry_ms(meta, horizon_ms=settings.horizon_ms) <= hlc_.wall_ms(at_hlc)
+    return (
+        meta.deleted
+        and not meta.withheld  # never collected: it stands for a live item (residency.py)
+        and expiry_ms(meta, horizon_ms=settings.horizon_ms) <= hlc_.wall_ms(at_hlc)
+    )
 
 
 def stored_meta(stored: Stored) -> Meta | None:

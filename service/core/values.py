@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import decimal
+import functools
 import hashlib
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +24,7 @@ _NUMBERS = decimal.Context(prec=60)
 _TYPES = frozenset({"S", "N", "B", "SS", "NS", "BS", "M", "L", "BOOL", "NULL"})
 
 
+@functools.lru_cache(maxsize=4096)
 def _number(text: str) -> str:
     value = _NUMBERS.normalize(decimal.Decimal(text))
     return "0" if value.is_zero() else format(value, "f")

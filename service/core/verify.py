@@ -22,7 +22,17 @@ from dataclasses import dataclass
 from typing import Literal
 
 from service.core.adopt import adopt_found
-from service.core.apply import Decision, Write, decide, precondition_for
+from service.core.apply import Decision, Skip, Write, decide, precondition_for
+from service.core.residency import (
+    decide_for,
+    identity,
+    join_registers,
+    main_view,
+    project,
+    register_of,
+    residency_of,
+    with_register,
+)
 from service.core.stored import Absent, Raw, Settings, Stamped, Stored, read_item
 from service.core.values import Item, digest
 from service.core.version import (
@@ -66,7 +76,9 @@ def fingerprint(item: Item | None) -> str | None:
 
 
 Kind = Literal["identical", "pending", "divergent"]
-Reason = Literal["same", "collected", "behind", "concurrent", "raw", "bytes", "unreadable"]
+Reason = Literal[
+    "same", "collected", "behind", "concurrent", "raw", "bytes", "unreadable", "redacted"
+]
 
 REASONS: Mapping[Reason, str] = {
     "same": "every region holds the same item",
@@ -76,6 +88,7 @@ REASONS: Mapping[Reason, str] = {
     "raw": "a raw write is not adopted yet",
     "bytes": "regions hold one version in different bytes (replication never rewrites it)",
     "unreadable": "an item's _georep cannot be read (its records are dead-lettered)",
+    "redacted": "the regions that hold the redacted attributes hold different values of them",
 }
 
 
@@ -92,8 +105,11 @@ def classify(items: Holdings, *, settings: Settings, now_ms: int) -> Verdict:
     """Whether the regions agree on one key, and if not whether replication can still settle it.
 
     A tombstone whose expiry (`expiry_ms`) is at or before ``now_ms`` counts as no item: TTL
-    collects it in each region at its own pace.
+    collects it in each region at its own pace. Under residency rules each region is compared
+    with what it may hold (`_classify_residency`).
     """
+    if residency_of(settings) is not None:
+        return _classify_residency(items, settings=settings, now_ms=now_ms)
     if len({fingerprint(item) for item in items.values()}) == 1:
         return Verdict("identical", "same")
     holdings = {region: holding_of(item, settings=settings) for region, item in items.items()}
@@ -122,9 +138,66 @@ def classify(items: Holdings, *, settings: Settings, now_ms: int) -> Verdict:
     return Verdict("pending", "behind")
 
 
+def _classify_residency(items: Holdings, *, settings: Settings, now_ms: int) -> Verdict:
+    """`classify` under residency filters and redactions: a region holding one version is
+    compared with what that region receives of it (`project`: a withheld marker outside a
+    filter, no redacted attribute where it is not held), so neither a filtered-out item nor a
+    redacted attribute is a difference; the redacted attributes are compared among the
+    regions that hold them (a difference there is pending: their register is still being
+    joined)."""
+    holdings = {region: holding_of(item, settings=settings) for region, item in items.items()}
+    if any(isinstance(h, Unreadable) for h in holdings.values()):
+        return Verdict("divergent", "unreadable")
+    live = {
+        region: h
+        for region, h in holdings.items()
+        if not _collectable(h, settings=settings, now_ms=now_ms) and not isinstance(h, Absent)
+    }
+    if not live:
+        same = len({fingerprint(item) for item in items.values()}) == 1
+        return Verdict("identical", "same" if same else "collected")
+    if any(isinstance(h, Raw) for h in live.values()):
+        return Verdict("pending", "raw")
+    versions = {r: h.version for r, h in live.items() if isinstance(h, Stamped)}
+    if len(versions) < len(items) or len({identity(v.meta) for v in versions.values()}) > 1:
+        vectors = [v.meta.vv for v in versions.values()]
+        newest = any(
+            all(v.compare(w) in (Order.AFTER, Order.EQUAL) for w in vectors) for v in vectors
+        )
+        return Verdict(
+            "pending", "behind" if newest or len(versions) < len(items) else "concurrent"
+        )
+    full = [v for v in versions.values() if not v.meta.withheld]
+    if not full:
+        return Verdict("identical", "same")
+    reference = main_view(full[0], settings=settings)
+    registers = set()
+    for region, version in versions.items():
+        expected = main_view(
+            project(reference, destination=region, settings=settings), settings=settings
+        )
+        held = main_view(version, settings=settings)
+        if fingerprint(encode_item(expected, horizon_ms=settings.horizon_ms)) != fingerprint(
+            encode_item(held, horizon_ms=settings.horizon_ms)
+        ):
+            return Verdict("divergent", "bytes")
+        residency = residency_of(settings)
+        if residency is not None and not residency.holds(region):
+            if residency.redacted & version.data.keys():
+                return Verdict("divergent", "bytes")  # a redacted attribute where it must not be
+        elif residency is not None and not version.meta.withheld:
+            register = register_of(version, settings=settings)
+            registers.add(None if register is None else register.order)
+    if len(registers) > 1:
+        return Verdict("pending", "redacted")
+    return Verdict("identical", "same")
+
+
 def _collectable(holding: Holding, *, settings: Settings, now_ms: int) -> bool:
     if not isinstance(holding, Stamped) or not holding.version.meta.deleted:
         return False
+    if holding.version.meta.withheld:
+        return False  # a residency filter's marker is never collected
     return expiry_ms(holding.version.meta, horizon_ms=settings.horizon_ms) <= now_ms
 
 
@@ -224,8 +297,13 @@ def plan_repair(
     target over what it holds: the target is never older than a region's version, so nothing
     newer is overwritten, and a write whose precondition fails was raced by a newer write.
     A region holding the target's version in other bytes (a hand-edited ``_georep_ttl``) is
-    rewritten with the target's own bytes, under the same precondition.
+    rewritten with the target's own bytes, under the same precondition. Under residency rules
+    the same, on what each region may hold (`_plan_repair_residency`).
     """
+    if residency_of(settings) is not None:
+        return _plan_repair_residency(
+            items, settings=settings, now_hlc=now_hlc, write_ids=write_ids
+        )
     holdings = {region: holding_of(item, settings=settings) for region, item in items.items()}
     for region, holding in holdings.items():
         if isinstance(holding, Unreadable):
@@ -271,6 +349,87 @@ def plan_repair(
     return Repair(target=target, writes=writes)
 
 
+def _plan_repair_residency(
+    items: Holdings,
+    *,
+    settings: Settings,
+    now_hlc: int,
+    write_ids: Mapping[str, str],
+) -> Repair | Unrepairable:
+    """`plan_repair` under residency rules: the target is the join of the versions held in
+    full (a withheld marker holds no data to join; the region whose marker it is gets the
+    target's marker), without redacted attributes; their register is the join of the holding
+    regions' registers; each region gets `decide_for` of that over what it holds, so repair
+    never writes a filtered item or a redacted attribute where it must not go."""
+    residency = residency_of(settings)
+    assert residency is not None
+    holdings = {region: holding_of(item, settings=settings) for region, item in items.items()}
+    for region, holding in holdings.items():
+        if isinstance(holding, Unreadable):
+            return Unrepairable(
+                f"{region}: {holding.error}; fix or delete the item there by hand, then verify"
+            )
+    readable = {r: h for r, h in holdings.items() if not isinstance(h, Unreadable)}
+    full: dict[str, Version] = {}
+    for region, holding in readable.items():
+        if isinstance(holding, Stamped) and not holding.version.meta.withheld:
+            full[region] = holding.version
+        elif isinstance(holding, Raw):
+            base = next(
+                (
+                    h.version
+                    for h in readable.values()
+                    if isinstance(h, Stamped) and h.version.meta == holding.copied
+                ),
+                None,
+            )
+            full[region] = adopt_found(
+                holding,
+                base=base,
+                region=region,
+                now_hlc=now_hlc,
+                write_id=write_ids[region],
+                settings=settings,
+            )
+    if not full:
+        return Repair(target=None, writes={})
+    register = join_registers(
+        *(register_of(v, settings=settings) for r, v in full.items() if residency.holds(r))
+    )
+    mains = [main_view(v, settings=settings) for v in full.values()]
+    main_holdings = {
+        r: Stamped(main_view(h.version, settings=settings), encode_meta(h.version.meta))
+        for r, h in readable.items()
+        if isinstance(h, Stamped) and not h.version.meta.withheld
+    }
+    try:
+        target = _agreed(mains, main_holdings, settings=settings)
+    except GeorepError as error:
+        return Unrepairable(str(error))
+    if target is None:
+        return Unrepairable("the regions' versions do not settle on one version")
+    if residency.redacted:
+        target = with_register(target, register, settings=settings)
+    writes: dict[str, Write] = {}
+    for region, holding in readable.items():
+        own = project(target, destination=region, settings=settings)
+        if isinstance(holding, Raw):
+            writes[region] = Write(own, precondition_for(holding))
+            continue
+        decision = decide_for(holding, target, destination=region, settings=settings)
+        if isinstance(decision, Write):
+            writes[region] = decision
+        elif (
+            isinstance(decision, Skip)
+            and isinstance(holding, Stamped)
+            and identity(holding.version.meta) == identity(target.meta)
+            and fingerprint(items[region])
+            != fingerprint(encode_item(own, horizon_ms=settings.horizon_ms))
+        ):
+            writes[region] = Write(own, precondition_for(holding))
+    return Repair(target=target, writes=writes)
+
+
 # -- what people read ------------------------------------------------------------------------
 
 
@@ -278,7 +437,7 @@ def plan_repair(
 class Described:
     """One region's item as the report shows it."""
 
-    holds: Literal["absent", "stamped", "raw", "unreadable"]
+    holds: Literal["absent", "stamped", "withheld", "raw", "unreadable"]
     digest: str  # the data's digest (first 8 characters), or "-"
     version: str  # the version vector (a raw item's: the one it copied), or "-"
     origin: str
@@ -294,7 +453,8 @@ def describe(item: Item | None, *, settings: Settings) -> Described:
             return Described("unreadable", "-", error, "-", False)
         case Stamped(version=v):
             meta = v.meta
-            return Described("stamped", meta.digest[:8], _vector(meta), meta.origin, meta.deleted)
+            holds: Literal["stamped", "withheld"] = "withheld" if meta.withheld else "stamped"
+            return Described(holds, meta.digest[:8], _vector(meta), meta.origin, meta.deleted)
         case Raw(data=data, copied=copied):
             vector = f"{_vector(copied)} (copied)" if copied is not None else "-"
             return Described("raw", digest(data)[:8], vector, "-", False)

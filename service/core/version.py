@@ -13,7 +13,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from service.core.values import AttributeValue, Item
 from service.errors import MetadataError
@@ -26,8 +26,8 @@ _SCHEMA_AV = {"N": str(SCHEMA)}
 
 _ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 _DIGEST = re.compile(r"^[A-Za-z0-9_-]{22}$")
-_KEYS = frozenset("svowthndmaf")
-_OPTIONAL = frozenset({"f"})
+_KEYS = frozenset("svowthndmafrx")
+_OPTIONAL = frozenset({"f", "r", "x"})
 
 
 class Order(enum.Enum):
@@ -85,15 +85,32 @@ def is_adoption_actor(actor: str) -> bool:
     return bool(tilde) and tag.startswith("0")
 
 
+OVER_RAW_MARK = "R"
+"""Under merge rules, the first character of the tag of an actor started by a write over a
+raw item not adopted yet (an *over-raw actor*), and of no other actor's tag."""
+
+Family = Literal["unmarked", "plain", "over-raw"]
+"""Which tags a fresh stamped actor may take: any (``unmarked``: last-writer-wins, version
+counters), or, under merge rules, one marked as over-raw or one that is not
+(`is_over_raw_actor`). Adoption actors (tags starting with ``0``) are never over-raw."""
+
+
 def fresh_actor(
-    region: str, write_id: str, *, taken: Iterable[str] = (), adoption: bool = False
+    region: str,
+    write_id: str,
+    *,
+    taken: Iterable[str] = (),
+    adoption: bool = False,
+    family: Family = "unmarked",
 ) -> str:
     """A new actor for a write that cannot see the item's history (docs/design.md).
 
     The tag is 40 bits of a hash of the write id (not a slice of it: adopted writes' ids are
     derived from sequence numbers, whose low bits repeat across streams), and never one the
     base already has. ``adoption``: an adoption actor, whose tag starts with ``0``; no other
-    tag does.
+    tag does. ``family="over-raw"`` (stamped writes only): its first character is
+    `OVER_RAW_MARK` (35 bits of hash remain); ``"plain"``: it is not (docs/design.md, "Raw
+    writes under merge rules").
     """
     used = set(taken)
     for salt in range(1_000):
@@ -102,11 +119,22 @@ def fresh_actor(
         tag = "".join(_CROCKFORD[(number >> (5 * i)) & 31] for i in reversed(range(8)))
         if adoption:
             tag = "0" + tag[1:]
+        elif family == "over-raw":
+            tag = OVER_RAW_MARK + tag[1:]
+        elif family == "plain" and tag.startswith(OVER_RAW_MARK):
+            continue
         actor = f"{region}~{tag}"
         reserved = tag in (ADOPTION_TAG, BLIND_TAG)
         if actor not in used and not reserved and is_adoption_actor(actor) == adoption:
             return actor
     raise AssertionError("no free actor tag")  # 1,000 collisions of a 40-bit hash
+
+
+def is_over_raw_actor(actor: str) -> bool:
+    """Whether ``actor`` was started by a write over a raw item not adopted yet (meaningful
+    under merge rules only, where every other fresh actor is ``plain``)."""
+    _, tilde, tag = actor.partition("~")
+    return bool(tilde) and tag.startswith(OVER_RAW_MARK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +195,11 @@ class VersionVector:
 FieldStamp = tuple[int, str]
 """Provenance of one attribute: (HLC timestamp, origin region) of the write that last set it."""
 
+RedactedStamp = tuple[int, str, str]
+"""The redacted attributes' own register (docs/design.md, "Residency filters and redaction"):
+(HLC, write id) of the write in a holding region that set them, and the digest of their values
+as it set them."""
+
 
 @dataclass(frozen=True, slots=True)
 class Meta:
@@ -182,6 +215,11 @@ class Meta:
     merged: bool = False
     adopted: bool = False
     fields: tuple[tuple[str, FieldStamp], ...] | None = None
+    # Residency (service/core/residency.py): the redacted attributes' register, in regions
+    # that hold them; and a marker that the item's data is withheld from this region by a
+    # residency filter (the keys and this metadata only, read as deleted, never collected).
+    redacted: RedactedStamp | None = None
+    withheld: bool = False
 
     @property
     def origin(self) -> str:
@@ -240,6 +278,11 @@ def encode_meta(meta: Meta) -> dict[str, Any]:
     }
     if meta.fields is not None:
         doc["f"] = {"M": {name: {"L": [_n(ts), {"S": o}]} for name, (ts, o) in meta.fields}}
+    if meta.redacted is not None:
+        at, write_id, values = meta.redacted
+        doc["r"] = {"L": [_n(at), {"S": write_id}, {"S": values}]}
+    if meta.withheld:
+        doc["x"] = {"BOOL": True}
     return {"M": doc}
 
 
@@ -333,8 +376,15 @@ def _known_actor(actor: str, regions: frozenset[str]) -> str:
 
 def _decode_fast(value: Any, regions: frozenset[str]) -> Meta:
     doc = value["M"]
-    if len(value) != 1 or type(doc) is not dict or not doc.keys() <= _KEYS or "f" in doc:
-        raise ValueError("shape, or field stamps: the checked path decodes those")
+    if (
+        len(value) != 1
+        or type(doc) is not dict
+        or not doc.keys() <= _KEYS
+        or "f" in doc
+        or "r" in doc
+        or "x" in doc
+    ):
+        raise ValueError("shape, or optional fields: the checked path decodes those")
     if doc["s"] != _SCHEMA_AV:
         raise ValueError("schema")
     vv_av = doc["v"]
@@ -402,6 +452,24 @@ def _decode_checked(value: AttributeValue, regions: frozenset[str]) -> Meta:
             o = _region(_get({"o": pair[1]}, "o", "S"), regions, f"field stamp of {name!r}")
             stamps.append((name, (ts, o)))
         fields = tuple(stamps)
+    redacted: RedactedStamp | None = None
+    if "r" in doc:
+        triple = _get(doc, "r", "L")
+        if not isinstance(triple, list) or len(triple) != 3:
+            raise MetadataError(f"metadata field 'r' must be [N, S, S], got {triple!r}")
+        values = _get({"h": triple[2]}, "h", "S")
+        if not isinstance(values, str) or not _DIGEST.match(values):
+            raise MetadataError(f"metadata field 'r' holds a malformed digest {values!r}")
+        redacted = (
+            _int({"t": triple[0]}, "t", minimum=0),
+            _ulid(_get({"w": triple[1]}, "w", "S"), "write id of 'r'"),
+            values,
+        )
+    withheld = False
+    if "x" in doc:
+        withheld = _get(doc, "x", "BOOL")
+        if withheld is not True:
+            raise MetadataError(f"metadata field 'x' is written only as true, got {withheld!r}")
     return Meta(
         vv=VersionVector.of(counters),
         actor=actor,
@@ -413,6 +481,8 @@ def _decode_checked(value: AttributeValue, regions: frozenset[str]) -> Meta:
         merged=flags["m"],
         adopted=flags["a"],
         fields=fields,
+        redacted=redacted,
+        withheld=withheld,
     )
 
 
@@ -429,7 +499,9 @@ def encode_item(version: Version, *, horizon_ms: int) -> dict[str, AttributeValu
     """
     item: dict[str, AttributeValue] = dict(version.data)
     item[META_ATTR] = encode_meta(version.meta)
-    if version.meta.deleted:
+    # NOTE: a withheld marker is never collected: it holds the item's place in the order in a
+    # region a residency filter keeps the data out of (docs/design.md).
+    if version.meta.deleted and not version.meta.withheld:
         item[TTL_ATTR] = _n(expiry_ms(version.meta, horizon_ms=horizon_ms) // 1000)
     return item
 

@@ -32,9 +32,10 @@ from typing import Any, Literal, TypeVar
 from service.adapters.conflicts import ConflictSink
 from service.core import hlc
 from service.core.adopt import Adopt, Change, Drop, Forward, Outcome, Restore, translate
-from service.core.apply import Annotate, ExpectAbsent, ExpectMeta, Precondition, Skip, Write, decide
+from service.core.apply import Annotate, ExpectAbsent, ExpectMeta, Precondition, Skip, Write
 from service.core.conflicts import conflict_entry, is_conflict
 from service.core.records import parse_record
+from service.core.residency import decide_for, residency_of
 from service.core.stored import Settings, read_item
 from service.core.values import size_of
 from service.core.version import META_ATTR, Order, Version, compare, encode_item, encode_meta
@@ -267,13 +268,16 @@ class Replicator:
         now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         executor: Executor | None = None,
         conflicts: ConflictSink | None = None,
+        table: str | None = None,
     ) -> None:
         """``write_concurrency``: requests in flight per destination (a pool of threads each;
         boto3's connection pool must be at least as large). ``executor``, if given, runs every
         lane instead (an `InlineExecutor` makes the schedule deterministic for the model); it
         belongs to the caller. ``conflicts``: where each merge written is logged (none: only
-        the ``conflicts`` metric counts them)."""
+        the ``conflicts`` metric counts them). ``table``: the configured table this replicator
+        serves, recorded with each dead letter and conflict (several tables share those)."""
         self.region = region
+        self.table = table
         self.settings = settings
         self.tables = tables
         self.dead_letters = dead_letters
@@ -450,6 +454,7 @@ class Replicator:
                 reason=result.reason,
                 error=error,
                 destinations=destinations,
+                table=self.table,
             )
         except Exception as failure:
             log.warning("dead-lettering record %s failed: %s", result.sequence, failure)
@@ -567,6 +572,11 @@ class Replicator:
         table = self.tables[destination]
         key = self.settings.keys_of(version.data)
         labels = {"source": self.region, "destination": destination}
+        if residency_of(self.settings) is not None:
+            # NOTE: no one-request path under residency rules: what a destination receives
+            # depends on what it holds (the register is joined with its own), so every write
+            # is read, decided (`decide_for`) and conditional (docs/decisions.md).
+            fast = None
         if fast is not None:
             if fast.annotate:
                 result = table.annotate(key, encode_meta(version.meta), fast.precondition)
@@ -581,7 +591,9 @@ class Replicator:
             current_item = table.get(key)
         for _ in range(MAX_ATTEMPTS):
             current = read_item(current_item, settings=self.settings)
-            decision = decide(current, version, settings=self.settings, here=here)
+            decision = decide_for(
+                current, version, destination=destination, settings=self.settings, here=here
+            )
             if isinstance(decision, Skip):
                 self.metrics.incr(f"skipped_{decision.reason}", labels)
                 return Delivery("skipped", decision.reason)
@@ -623,6 +635,7 @@ class Replicator:
                     incoming=incoming,
                     merged=decision.version,
                     at=self.now_ms() // 1000,
+                    table=self.table,
                 )
             )
         except Exception as failure:

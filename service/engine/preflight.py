@@ -111,7 +111,7 @@ def _client_problem(code: str, error: ClientError, table_name: str) -> str:
         return (
             f"the table does not exist: run georep init (it creates it: key schema as "
             f"configured, stream {STREAM_VIEW_TYPE}, TTL on {TTL_ATTR}), or set this region's "
-            "[[regions]] table if it has another name"
+            "[[regions]] table (with [[tables]]: the table's name_in) if it has another name"
         )
     if code in ("AccessDeniedException", "AccessDenied"):
         return (
@@ -216,13 +216,16 @@ def probe(
 
     def one(region: str) -> RegionError | None:
         client = clients[region]
-        table = config.table_name(region)
-        try:
-            client.describe_table(TableName=table)
-        except Exception as error:
-            if not tables and _code(error) == "ResourceNotFoundException":
-                return None
-            return RegionError(error, region=region, table=table, endpoint=client.meta.endpoint_url)
+        # Every configured table of the region ([[tables]]), the first failing one said.
+        for scoped in config.scoped():
+            table = scoped.table_name(region)
+            try:
+                client.describe_table(TableName=table)
+            except Exception as error:
+                if not tables and _code(error) == "ResourceNotFoundException":
+                    continue
+                endpoint = client.meta.endpoint_url
+                return RegionError(error, region=region, table=table, endpoint=endpoint)
         return None
 
     with ThreadPoolExecutor(max_workers=len(names) or 1, thread_name_prefix="probe") as pool:

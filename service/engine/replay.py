@@ -62,6 +62,7 @@ class CapturingSink:
         reason: str,
         error: str,
         destinations: Mapping[str, str],
+        table: str | None = None,
     ) -> None:
         self.caught.append({"reason": reason, "error": error, "destinations": dict(destinations)})
 

@@ -70,9 +70,13 @@ class RegionView:
 # -- reading (I/O) ---------------------------------------------------------------------------
 
 
-def observe_region(config: Config, region: str, *, dynamodb: Any, streams: Any) -> RegionView:
-    """Read everything status shows about ``region``. AWS errors end up in ``error`` (the
-    region is then a problem), never raised: one unreachable region does not hide the others."""
+def observe_region(
+    config: Config, region: str, *, dynamodb: Any, streams: Any, letters_of: str | None = None
+) -> RegionView:
+    """Read everything status shows about ``region``'s table (``config`` names one). AWS
+    errors end up in ``error`` (the region is then a problem), never raised: one unreachable
+    region does not hide the others. ``letters_of``: count only that table's dead letters
+    (several tables share the dead-letter table)."""
     table = config.table_name(region)
     checkpoints = DynamoCheckpointTable(
         dynamodb, table_name=config.replication.checkpoint_table, replica_table=table
@@ -83,7 +87,7 @@ def observe_region(config: Config, region: str, *, dynamodb: Any, streams: Any) 
         followed = unless_missing(checkpoints.followed_stream, None)
         consumer = unless_missing(checkpoints.consumer_status, None)
         markers = tuple(unless_missing(checkpoints.repair_markers, []))
-        count = unless_missing(letters.count, 0)
+        count = unless_missing(lambda: letters.count(table=letters_of), 0)
         arn = followed or latest
         shards: tuple[ShardView, ...] = ()
         if arn:
@@ -240,6 +244,7 @@ def stream_label(arn: str | None) -> str:
 
 REGION_COLUMNS = (
     "region",
+    "table",
     "stream",
     "shards",
     "iterator_age",
@@ -248,7 +253,7 @@ REGION_COLUMNS = (
     "consumer",
     "needs_repair",
 )
-SHARD_COLUMNS = ("region", "shard", "parent", "state", "checkpoint", "oldest_unread")
+SHARD_COLUMNS = ("region", "table", "shard", "parent", "state", "checkpoint", "oldest_unread")
 
 
 def region_record(view: RegionView, *, now: float) -> dict[str, Any]:
@@ -259,6 +264,7 @@ def region_record(view: RegionView, *, now: float) -> dict[str, Any]:
     status = view.consumer
     return {
         "region": view.region,
+        "table": view.table,
         "stream": view.stream_arn,
         "shards": phases,
         "iterator_age": iterator_age(view, now=now),
@@ -285,7 +291,7 @@ def region_record(view: RegionView, *, now: float) -> dict[str, Any]:
 def region_row(view: RegionView, *, now: float) -> tuple[str, ...]:
     """One region for people."""
     if view.error is not None:
-        return (view.region, f"unreadable: {view.error}", *(("-",) * 5), "unknown")
+        return (view.region, view.table, f"unreadable: {view.error}", *(("-",) * 5), "unknown")
     record = region_record(view, now=now)
     stream = stream_label(view.stream_arn)
     if not view.followed:
@@ -304,7 +310,7 @@ def region_row(view: RegionView, *, now: float) -> tuple[str, ...]:
     repair = f"YES ({len(view.markers)})" if view.markers else "no"
     dead = "-" if view.dead_letters is None else str(view.dead_letters)
     age = ago(record["iterator_age"])
-    return (view.region, stream, shards, age, lag, dead, consumer, repair)
+    return (view.region, view.table, stream, shards, age, lag, dead, consumer, repair)
 
 
 def shard_rows(view: RegionView, *, now: float, finished: bool = False) -> list[tuple[Any, ...]]:
@@ -320,7 +326,15 @@ def shard_rows(view: RegionView, *, now: float, finished: bool = False) -> list[
         else:
             unread = f"{ago(now - shard.oldest_unread)} old"
         rows.append(
-            (view.region, shard.shard_id, shard.parent, shard.phase, shard.checkpoint, unread)
+            (
+                view.region,
+                view.table,
+                shard.shard_id,
+                shard.parent,
+                shard.phase,
+                shard.checkpoint,
+                unread,
+            )
         )
     return rows
 
@@ -328,6 +342,7 @@ def shard_rows(view: RegionView, *, now: float, finished: bool = False) -> list[
 def shard_record(view: RegionView, shard: ShardView) -> dict[str, Any]:
     return {
         "region": view.region,
+        "table": view.table,
         "shard": shard.shard_id,
         "parent": shard.parent,
         "state": shard.phase,
@@ -337,18 +352,18 @@ def shard_record(view: RegionView, shard: ShardView) -> dict[str, Any]:
     }
 
 
-def notes(view: RegionView, *, now: float) -> dict[str, str]:
-    """The long lines a table cell cannot hold: each repair marker's reason, the last error."""
+def notes(view: RegionView, *, now: float, tables: bool = False) -> dict[str, str]:
+    """The long lines a table cell cannot hold: each repair marker's reason, the last error
+    (``tables``: several tables are shown, so each line names its table too)."""
     out = {}
+    where = f"{view.region} {view.table}" if tables else view.region
     for number, marker in enumerate(view.markers, start=1):
         suffix = f" #{number}" if len(view.markers) > 1 else ""
-        out[f"{view.region} needs repair{suffix}"] = (
+        out[f"{where} needs repair{suffix}"] = (
             f"{marker.reason} (marked {at(marker.marked_at or None, now=now)}; "
             "georep verify --repair mends and clears it)"
         )
     status = view.consumer
     if status is not None and status.last_error is not None:
-        out[f"{view.region} last error"] = (
-            f"{status.last_error} ({at(status.last_error_at, now=now)})"
-        )
+        out[f"{where} last error"] = f"{status.last_error} ({at(status.last_error_at, now=now)})"
     return out

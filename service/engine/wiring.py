@@ -3,6 +3,7 @@ its tables and conflict log. The consumer, the Lambda handler and the commands b
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,7 @@ from service.adapters.conflicts import DynamoConflicts
 from service.adapters.deadletter import DynamoDeadLetters
 from service.adapters.dynamo import DynamoTable
 from service.adapters.leases import DynamoLeaseTable
-from service.adapters.metrics import MemoryMetrics, TeeMetrics
+from service.adapters.metrics import LabelledMetrics, MemoryMetrics, TeeMetrics
 from service.config import Config
 from service.engine.consumer import StreamConsumer, halting_reason
 from service.engine.heartbeat import StatusTracker
@@ -66,7 +67,10 @@ def pool_size(config: Config) -> int:
     also log a conflict in the consumer's own region, so the consumer's own client sees up to
     one write thread per region at once, plus its control calls. A smaller pool makes urllib3
     discard connections ("Connection pool is full", 42 warnings in 8 s of catching up)."""
-    return config.replication.write_concurrency * len(config.regions) + CONTROL_CONNECTIONS
+    writers = config.replication.write_concurrency * len(config.regions)
+    # NOTE: one replicator per table shares the region's client (`georep run` with
+    # [[tables]]): each table's writers, and its control calls, may be in flight at once.
+    return (writers + CONTROL_CONNECTIONS) * len(config.tables)
 
 
 THROTTLES = frozenset(
@@ -116,7 +120,9 @@ def replicator_for(
 ) -> Replicator:
     """``region``'s Replicator over every region's table (``clients``: one DynamoDB client
     per region), as configured: the consumer, the Lambda handler and ``georep dlq replay``
-    build it here. Merges are logged in ``region``'s conflict table."""
+    build it here. Merges are logged in ``region``'s conflict table. ``config`` names one
+    table (a [table] form, or ``for_table``); its name is recorded with each dead letter and
+    conflict."""
     tables = {
         name: DynamoTable(
             client, table_name=config.table_name(name), key_attributes=config.key_attributes
@@ -131,11 +137,15 @@ def replicator_for(
         metrics=metrics,
         write_concurrency=config.replication.write_concurrency,
         conflicts=conflict_log_for(config, clients[region]),
+        table=config.table.name,
     )
 
 
 class Consumer(StreamConsumer):
-    """The consumer of ``region``'s stream, wired to AWS (or an emulator) from the configuration."""
+    """The consumer of ``region``'s stream of one table, wired to AWS (or an emulator) from the
+    configuration (``config`` names one table: a [table] form, or ``for_table``). Everything it
+    counts is labelled with the table. ``dynamodb``: the region's clients to share (the
+    consumers of several tables in one process: :class:`RegionConsumers`); built otherwise."""
 
     def __init__(
         self,
@@ -144,15 +154,19 @@ class Consumer(StreamConsumer):
         region: str,
         session: boto3.Session | None = None,
         metrics: Metrics | None = None,
+        dynamodb: Mapping[str, Any] | None = None,
     ) -> None:
         config.region(region)  # UnknownRegionError for a region not configured
         self.config = config
-        metrics = metrics or MemoryMetrics()
+        metrics = LabelledMetrics(metrics or MemoryMetrics(), {"table": config.table.name})
         tracker = StatusTracker(started_at=time.time())
         metrics = TeeMetrics(metrics, tracker)  # the tracker sees the Replicator's lag
-        self.dynamodb = clients_for(config, "dynamodb", session=session)
-        for name, client in self.dynamodb.items():
-            count_retries(client, metrics=metrics, region=name)
+        if dynamodb is None:
+            self.dynamodb = clients_for(config, "dynamodb", session=session)
+            for name, client in self.dynamodb.items():
+                count_retries(client, metrics=metrics, region=name)
+        else:
+            self.dynamodb = dict(dynamodb)
         own = config.region(region)
         streams = (session or boto3.Session()).client(
             "dynamodbstreams", region_name=region, endpoint_url=own.endpoint_url, config=BOTO_CONFIG
@@ -231,3 +245,95 @@ class Consumer(StreamConsumer):
     def close(self) -> None:
         self.read_pool.shutdown(wait=True)
         self.pipeline.close()
+
+
+class RegionConsumers:
+    """Every configured table's consumer of one region, in one process (``georep run
+    --region R`` with ``[[tables]]``): a :class:`Consumer` per table, each with its own stream,
+    leases, checkpoints and replicator, each polling in a thread of its own, all sharing the
+    region's clients (one connection pool per region, sized for every table's writers).
+
+    Why a consumer per table rather than one loop over every stream: the loop of one stream is
+    the one the property tests prove (window, leases, checkpoints), and it stays exactly that;
+    a table that fails (throttled, its stream disabled) backs off alone; the cost is a polling
+    thread per table (docs/decisions.md, "Many tables: a consumer per table").
+
+    A consumer that halts (what waiting cannot fix: credentials, a deleted table), or fails on
+    an unexpected error, stops the others, which checkpoint what they applied, and its error is
+    raised in the caller's thread (a halt naming its table when there are several).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        region: str,
+        session: boto3.Session | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        config.region(region)
+        self.region = region
+        self.config = config
+        self.dynamodb = clients_for(config, "dynamodb", session=session)
+        for name, client in self.dynamodb.items():
+            count_retries(client, metrics=metrics or MemoryMetrics(), region=name)
+        self.tables = config.table_names
+        self.consumers = [
+            Consumer(
+                scoped, region=region, session=session, metrics=metrics, dynamodb=self.dynamodb
+            )
+            for scoped in config.scoped()
+        ]
+
+    def _named(self, table: str, error: ConsumerHaltedError) -> ConsumerHaltedError:
+        """``error`` naming its table, when there are several (one table: as it was)."""
+        if len(self.tables) == 1:
+            return error
+        return ConsumerHaltedError(f"table {table}: {error}")
+
+    def setup(self) -> None:
+        for table, consumer in zip(self.tables, self.consumers, strict=True):
+            try:
+                consumer.setup()
+            except ConsumerHaltedError as error:
+                named = self._named(table, error)
+                if named is error:
+                    raise
+                raise named from error
+
+    def run(self, *, stop: threading.Event, idle_exit_after: float | None = None) -> None:
+        """Run every table's consumer until ``stop`` is set (or each has been idle for
+        ``idle_exit_after``); raise the first ConsumerHaltedError once all have stopped."""
+        inner = threading.Event()
+        halted: list[tuple[str, BaseException]] = []
+
+        def one(table: str, consumer: Consumer) -> None:
+            try:
+                consumer.run(stop=inner, idle_exit_after=idle_exit_after)
+            except BaseException as error:  # a bug too: raised in the caller's thread below
+                halted.append((table, error))
+                inner.set()  # the others stop too, after checkpointing
+
+        threads = [
+            threading.Thread(target=one, args=pair, name=f"georep-{pair[0]}", daemon=True)
+            for pair in zip(self.tables, self.consumers, strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        while any(t.is_alive() for t in threads):
+            if stop.wait(0.1):
+                inner.set()
+            for thread in threads:
+                thread.join(0.0)
+        if halted:
+            table, error = halted[0]
+            if not isinstance(error, ConsumerHaltedError):
+                raise error  # as a single consumer's run would have: georep run exits 1
+            named = self._named(table, error)
+            if named is error:
+                raise error
+            raise named from error
+
+    def close(self) -> None:
+        for consumer in self.consumers:
+            consumer.close()

@@ -18,15 +18,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from service.adapters.backends import add_backend_options, start_backend
+from service.adapters.backends import start_backend
 from service.adapters.metrics import MemoryMetrics
 from service.core.stored import Stamped, read_item
 from service.core.version import META_ATTR
 from service.engine.wiring import Consumer
-from service.surfaces.local import REGIONS, drain, local_replica_set
+from service.surfaces.commands.demo import DEMO_REGIONS, configure
+from service.surfaces.local import drain, local_replica_set
 from service.surfaces.sdk import GeorepTable
-
-ALL_REGIONS = (*REGIONS, "sa-east-1", "af-south-1", "ca-central-1", "me-south-1")
 
 
 def _writer(
@@ -56,36 +55,16 @@ def _writer(
             counts["stamped"] += 1
 
 
-def add_options(parser: argparse.ArgumentParser) -> None:
-    add_backend_options(parser)
-    parser.add_argument(
-        "--regions",
-        type=int,
-        default=3,
-        choices=range(2, len(ALL_REGIONS) + 1),
-        metavar="N",
-        help=f"how many regions (2 to {len(ALL_REGIONS)}; default 3)",
-    )
-    parser.add_argument(
-        "--duration",
-        type=float,
-        default=20.0,
-        metavar="S",
-        help="stop the writers after this many seconds at most (default 20)",
-    )
-    parser.add_argument("--writes", type=int, default=150, help="writes per region at most")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="georep demo")
-    add_options(parser)
+    configure(parser)
     return run(parser.parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:
     """The session; 0 only if every region converged."""
     started = time.perf_counter()
-    regions = ALL_REGIONS[: args.regions]
+    regions = DEMO_REGIONS[: args.regions]
     with (
         start_backend(args.backend, endpoint_url=args.endpoint_url) as backend,
         tempfile.TemporaryDirectory() as tmp,

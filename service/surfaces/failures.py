@@ -121,8 +121,8 @@ def _cause(error: BaseException, *, endpoint: str | None, table: str | None) -> 
             return Failure(
                 "table",
                 2,
-                f"{where}does not exist: run georep init (or set [[regions]] table in "
-                "georep.toml if it has another name)",
+                f"{where}does not exist: run georep init (or set [[regions]] table, with "
+                "[[tables]] the table's name_in, in georep.toml if it has another name)",
             )
         if code in _DENIED:
             return Failure(

@@ -18,6 +18,13 @@ Per invocation:
    records of a failing key failed as well, and applying a version twice changes nothing.
 4. Metrics are flushed once, as CloudWatch embedded metric format (namespace ``georep``).
 
+With ``[[tables]]``, one function serves every configured table of its region (an event
+source mapping per table stream): each event goes to the Replicator of the table its
+``eventSourceARN`` names (``...:table/NAME/stream/...``, NAME the table's name in this region,
+``name_in`` included); an event from a table georep.toml does not configure there raises
+EventError. With one table, every event goes to it, whatever its ARN says (as before: the
+test events of SAM and the console name ``ExampleTableWithStream``).
+
 Delivery stays at-least-once: the partial response lowers the number of replays, it does not
 prevent them.
 """
@@ -28,6 +35,7 @@ import base64
 import binascii
 import logging
 import os
+import re
 import threading
 from collections import defaultdict
 from collections.abc import Mapping
@@ -191,11 +199,53 @@ class ReplicationFailedError(Exception):
 
 
 class LambdaReplication:
-    """One container's replicator; :meth:`handle` serves one invocation."""
+    """One container's replicators; :meth:`handle` serves one invocation.
 
-    def __init__(self, *, replicator: Replicator, metrics: EmfMetrics) -> None:
-        self.replicator = replicator
+    ``replicator``: the one table's; or ``replicators``: each configured table's, by its name
+    in this region (the table named by a stream ARN). With one, every event goes to it."""
+
+    def __init__(
+        self,
+        *,
+        metrics: EmfMetrics,
+        replicator: Replicator | None = None,
+        replicators: Mapping[str, Replicator] | None = None,
+    ) -> None:
+        if (replicator is None) == (replicators is None) or replicators == {}:
+            raise TypeError("give replicator (one table) or replicators (by table name)")
+        self.replicators = dict(replicators or {})
+        if replicator is None and len(self.replicators) == 1:
+            replicator = next(iter(self.replicators.values()))
+        self.only = replicator
         self.metrics = metrics
+
+    def replicator_for(self, records: list[Any]) -> Replicator:
+        """The Replicator of the table whose stream the records come from (EventError when
+        several tables are configured and it is none of them, or the ARN is missing)."""
+        if self.only is not None:
+            return self.only
+        # NOTE: a record that is not an object says nothing of its stream: the Replicator
+        # dead-letters it with the rest of the batch's table.
+        arns = {record.get("eventSourceARN") for record in records if isinstance(record, Mapping)}
+        names = {table_of_stream(arn) for arn in arns}
+        region = next(iter(self.replicators.values())).region
+        configured = ", ".join(sorted(self.replicators))
+        if len(names) != 1 or None in names:
+            raise EventError(
+                "cannot tell which table's stream these records come from (eventSourceARN: "
+                f"{', '.join(sorted(map(str, arns)))}); georep.toml configures several tables "
+                f"in {region} ({configured}), and a batch comes from one table's stream"
+            )
+        (name,) = names
+        assert name is not None
+        found = self.replicators.get(name)
+        if found is None:
+            raise EventError(
+                f"records from the stream of table {name}, which georep.toml does not configure "
+                f"in {region} (its tables there: {configured}): add it to [[tables]] (name_in "
+                "for another name in this region), or remove this event source mapping"
+            )
+        return found
 
     def handle(self, event: dict[str, Any], context: LambdaContext | None) -> dict[str, Any]:
         """Replicate the event's records; the ReportBatchItemFailures response."""
@@ -203,7 +253,7 @@ class LambdaReplication:
             records = stream_records(event)
             if not records:  # the console's and `sam local`'s test events
                 return {"batchItemFailures": []}
-            failed = self._replicate(records)
+            failed = self._replicate(self.replicator_for(records), records)
 
             def report(record: DynamoDBRecord) -> None:
                 sequence = _sequence_of(record.raw_event)
@@ -224,7 +274,7 @@ class LambdaReplication:
         finally:
             self.metrics.flush()
 
-    def _replicate(self, records: list[Any]) -> dict[str, str]:
+    def _replicate(self, replicator: Replicator, records: list[Any]) -> dict[str, str]:
         """Run the whole batch through the Replicator; failed records' sequence -> reason."""
         decoded: list[Any] = []
         results: list[RecordResult] = []
@@ -232,10 +282,10 @@ class LambdaReplication:
             try:
                 decoded.append(decode_record(record))
             except GeorepError as error:
-                self.metrics.incr("records_read", {"region": self.replicator.region})
-                results.append(self.replicator.refuse(record, error))
+                self.metrics.incr("records_read", {"region": replicator.region})
+                results.append(replicator.refuse(record, error))
         failed: dict[str, str] = {}
-        for result in results + self.replicator.process(decoded):
+        for result in results + replicator.process(decoded):
             if result.status != "failed":
                 continue
             if not result.sequence:
@@ -246,10 +296,23 @@ class LambdaReplication:
         return failed
 
     def close(self) -> None:
-        self.replicator.close()
+        for replicator in {id(r): r for r in (self.only, *self.replicators.values()) if r}.values():
+            replicator.close()
 
 
 STREAM_SOURCE = "aws:dynamodb"
+
+_STREAM_ARN = re.compile(r"^arn:[^:]+:dynamodb:[^:]*:[^:]*:table/([^/]+)/stream/.+$")
+
+
+def table_of_stream(arn: object) -> str | None:
+    """The table a stream ARN belongs to, or None if ``arn`` is not a stream ARN.
+
+    >>> table_of_stream("arn:aws:dynamodb:eu-west-1:123456789012:table/orders/stream/2026-01")
+    'orders'
+    """
+    match = _STREAM_ARN.match(arn) if isinstance(arn, str) else None
+    return match.group(1) if match else None
 
 
 def stream_records(event: object) -> list[Any]:
@@ -319,18 +382,17 @@ def build(
     config.region(region)  # UnknownRegionError names the configured regions
     session = session or boto3.Session()
     clients = clients_for(config, "dynamodb", session=session, boto_config=BOTO_CONFIG)
-    check_tables(config, clients=clients)
     metrics = EmfMetrics(region=region)
-    replicator = replicator_for(
-        config,
-        region=region,
-        clients=clients,
-        dead_letters=DynamoDeadLetters(
-            clients[region], table_name=config.replication.dead_letter_table
-        ),
-        metrics=metrics,
+    dead_letters = DynamoDeadLetters(
+        clients[region], table_name=config.replication.dead_letter_table
     )
-    return LambdaReplication(replicator=replicator, metrics=metrics)
+    replicators: dict[str, Replicator] = {}
+    for scoped in config.scoped():  # every configured table, by its name in this region
+        check_tables(scoped, clients=clients)
+        replicators[scoped.table_name(region)] = replicator_for(
+            scoped, region=region, clients=clients, dead_letters=dead_letters, metrics=metrics
+        )
+    return LambdaReplication(replicators=replicators, metrics=metrics)
 
 
 def from_environment() -> LambdaReplication:

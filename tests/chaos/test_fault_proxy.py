@@ -3,6 +3,7 @@ over HTTP against the moto server; and what a truncated answer does to georep's 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -10,7 +11,7 @@ from urllib.parse import urlsplit
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError, ConnectionClosedError
+from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 
 from service.adapters.backends import MotoServer, create_replica_table
 from service.adapters.checkpoints import MemoryCheckpoints
@@ -115,3 +116,30 @@ def test_a_truncated_get_records_answer_does_not_close_the_shard(
     with pytest.raises(IncompleteResponseError):
         reader.read(shard)  # an error, retried from the checkpoint; never a closed shard
     assert not reader.state[shard].finished
+
+
+def test_a_client_that_hangs_up_during_latency_leaves_no_traceback(
+    proxy: FaultProxy, table: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A `make chaos` run printed 72 BrokenPipeError tracebacks: clients killed by the run or
+    timing out during injected latency, answered after they had gone. The proxy stays quiet
+    about a client that hung up and keeps serving."""
+    proxy.storm(Fault.LATENCY, probability=1.0, seconds=60)
+    impatient = boto3.client(
+        "dynamodb",
+        region_name="eu-west-1",
+        endpoint_url=proxy.url,
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(read_timeout=0.05, retries={"mode": "standard", "total_max_attempts": 1}),
+    )
+    for _ in range(3):
+        with pytest.raises(ReadTimeoutError):
+            impatient.get_item(TableName=table, Key={"pk": {"S": "a"}})
+    time.sleep(1.8)  # the held requests are forwarded and answered to closed sockets
+    proxy.calm()
+    assert (
+        "x" * 200
+        == _client(proxy.url).get_item(TableName=table, Key={"pk": {"S": "a"}})["Item"]["v"]["S"]
+    )
+    assert "Traceback" not in capfd.readouterr().err

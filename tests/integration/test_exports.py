@@ -19,7 +19,6 @@ def test_service_backends_exports_exactly_the_documented_names() -> None:
         "MotoServer",
         "ServiceName",
         "TableSetupError",
-        "add_backend_options",
         "create_replica_table",
         "onboard_table",
         "port_is_open",

@@ -51,11 +51,16 @@ def _lambda_json(value: object) -> object:
 
 def lambda_event(cluster: Cluster, region: str) -> dict[str, Any]:
     """Every record of ``region``'s stream, shaped as Lambda's event source mapping sends it."""
-    table = cluster.client(region).describe_table(TableName=cluster.table_name)["Table"]
-    arn = table["LatestStreamArn"]
     streams = cluster.session().client(
         "dynamodbstreams", region_name=region, endpoint_url=cluster.backend.endpoint_url
     )
+    return stream_event(cluster.client(region), streams, table=cluster.table_name, region=region)
+
+
+def stream_event(dynamodb: Any, streams: Any, *, table: str, region: str) -> dict[str, Any]:
+    """Every record of ``table``'s stream (``dynamodb``/``streams``: clients of ``region``),
+    shaped as Lambda's event source mapping sends it (eventSourceARN: that stream's)."""
+    arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
     records: list[dict[str, Any]] = []
     for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
         iterator = streams.get_shard_iterator(
@@ -502,3 +507,52 @@ def test_a_missing_destination_table_is_retried_while_the_others_are_written(
     )
     assert {"batchItemFailures": []} == lambda_handler.handler(event, None)
     assert cluster.identical()
+
+
+def test_the_lambda_handler_keeps_a_filtered_item_and_a_redacted_attribute_where_they_belong() -> (
+    None
+):
+    """Issue 20: the function serves residency rules as `georep run` does (the same pipeline).
+    Two raw INSERTs in eu-west-1 in the shape AWS delivers: an EU item reaches eu-central-1
+    whole and us-east-1 only as a withheld marker (keys and metadata, nothing an application
+    reads); a US item reaches us-east-1 without its redacted ssn."""
+    regions = ("eu-west-1", "eu-central-1", "us-east-1")
+    doc = {
+        "table": {"name": "users", "partition_key": "Id", "partition_key_type": "N"},
+        "regions": [{"name": r} for r in regions],
+        "filters": [
+            {
+                "name": "eu-residency",
+                "when": {"attribute": "residency", "equals": "EU"},
+                "regions": ["eu-west-1", "eu-central-1"],
+            }
+        ],
+        "redactions": [{"attributes": ["ssn"], "regions": ["us-east-1"]}],
+    }
+    tables = {r: MemoryTable(region=r, key_attributes=("Id",)) for r in regions}
+    app, dead = _memory_app(doc, tables, "eu-west-1")
+    sample = json.loads((EVENTS / "dynamodb_stream_sample.json").read_text())["Records"][0]
+    arn = "arn:aws:dynamodb:eu-west-1:123456789012:table/users/stream/2026-12-07T00:00:00.000"
+    records = []
+    for n, (key, residency) in enumerate([("1", "EU"), ("2", "US")], start=1):
+        record = copy.deepcopy(sample)
+        image = {"Id": {"N": key}, "residency": {"S": residency}, "ssn": {"S": f"ssn-{key}"}}
+        record["dynamodb"].update(Keys={"Id": {"N": key}}, NewImage=image, SequenceNumber=str(n))
+        record.update(eventID=str(n), awsRegion="eu-west-1", eventSourceARN=arn)
+        records.append(record)
+
+    assert {"batchItemFailures": []} == app.handle({"Records": records}, None)
+    assert [] == dead.entries
+
+    def read(region: str, key: str) -> dict[str, Any]:
+        item = tables[region].items[json.dumps({"Id": ["N", key]})]
+        return {k: v for k, v in item.items() if not k.startswith("_georep")}
+
+    assert {"Id": {"N": "1"}, "residency": {"S": "EU"}, "ssn": {"S": "ssn-1"}} == read(
+        "eu-central-1", "1"
+    )
+    assert {"Id": {"N": "1"}} == read("us-east-1", "1")  # the marker: no data
+    assert {"Id": {"N": "2"}, "residency": {"S": "US"}, "ssn": {"S": "ssn-2"}} == read(
+        "eu-central-1", "2"
+    )
+    assert {"Id": {"N": "2"}, "residency": {"S": "US"}} == read("us-east-1", "2")

@@ -165,7 +165,7 @@ def test_verify_during_a_live_workload_reports_pending_never_divergent(
             "verify",
             "--json",
             "--timeout",
-            "25",
+            "60",
         ]
         process = subprocess.Popen(
             [*command, "-c", str(cluster.config_path)],

@@ -112,6 +112,18 @@ class ReplicationMachine(RuleBasedStateMachine):
         skews=st.lists(st.sampled_from([0, 0, 0, 1, -1, 2, -250, 900]), min_size=5, max_size=5),
     )
     def setup(self, n: int, nkeys: int, skews: list[int]) -> None:
+        self.start(n, nkeys, skews)
+
+    def make_settings(self) -> Settings:
+        """The core's settings for this run (the residency machine adds its rules)."""
+        return Settings(
+            regions=tuple(self.regions),
+            key_attributes=("pk",),
+            resolver=self.resolver,
+            horizon_ms=self.horizon_ms,
+        )
+
+    def start(self, n: int, nkeys: int, skews: list[int]) -> None:
         self.regions = [f"r{i}" for i in range(n)]
         self.keys = KEYS[:nkeys]
         self.now = 1_700_000_000_000
@@ -121,12 +133,7 @@ class ReplicationMachine(RuleBasedStateMachine):
             for r in self.regions
         }
         self.clock = dict.fromkeys(self.regions, 0)
-        self.settings = Settings(
-            regions=tuple(self.regions),
-            key_attributes=("pk",),
-            resolver=self.resolver,
-            horizon_ms=self.horizon_ms,
-        )
+        self.settings = self.make_settings()
         # Each region's consumer: the product's Replicator (over the in-memory tables, its lanes
         # run inline) and checkpoint tracker, and the records it has read but not yet had
         # acknowledged, per key in stream order (the hostile network delays them).

@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 
 from resolvers import LastWriterWins, VersionCounter, field_rules, maximum, union
 from service.core import hlc
-from service.core.adopt import Adopt, Drop, Forward, translate
-from service.core.apply import Annotate, Skip, Write, decide
+from service.core.adopt import Adopt, Drop, Forward, adopt_found, translate
+from service.core.apply import Annotate, Skip, Write, decide, merge
 from service.core.records import parse_record
 from service.core.stamp import join_meta, stamp, succeeding
-from service.core.stored import Absent, Settings, Stamped, read_item
+from service.core.stored import Absent, Raw, Settings, Stamped, read_item
 from service.core.values import digest, same_value
 from service.core.version import (
     META_ATTR,
@@ -32,6 +32,7 @@ from service.core.version import (
     encode_item,
     encode_meta,
     is_adoption_actor,
+    is_over_raw_actor,
 )
 from service.errors import MetadataError, RecordError
 
@@ -793,3 +794,122 @@ def test_a_successor_under_field_rules_inflates_both_versions_it_succeeds(
         assert successor.data["val"] == replaced.data["val"]
     else:
         assert "val" not in successor.data
+
+
+# -- over-raw actors (merge rules) ------------------------------------------------------------
+
+
+@given(
+    write_id=st.integers(0, 2**128 - 1).map(lambda n: str(ulid.from_int(n))),
+    over=st.sampled_from(["absent", "raw", "raw-copied", "stamped"]),
+    delete=st.booleans(),
+)
+def test_under_merge_rules_only_a_write_over_a_raw_item_starts_an_over_raw_actor(
+    write_id: str, over: str, delete: bool
+) -> None:
+    """The mark an adoption reads in its own region (`decide`): a stamped write over a raw
+    item not adopted yet starts an over-raw actor, and no other fresh actor is one."""
+    data = {"pk": {"S": "k"}, "val": {"S": "x"}}
+    earlier = stamp(
+        Absent(),
+        data,
+        region="eu-west-1",
+        now_hlc=hlc.pack(T0),
+        write_id=write_id,
+        settings=FIELD_SETTINGS,
+    )
+    assert earlier is not None and not is_over_raw_actor(earlier.meta.actor)
+    current = {
+        "absent": Absent(),
+        "raw": Raw(data=data, copied=None, meta_attr=None),
+        "raw-copied": Raw(
+            data={**data, "val": {"S": "y"}},
+            copied=earlier.meta,
+            meta_attr=encode_meta(earlier.meta),
+        ),
+        "stamped": Stamped(version=earlier, meta_attr=encode_meta(earlier.meta)),
+    }[over]
+    written = stamp(
+        current,
+        None if delete else {**data, "val": {"S": "z"}},
+        region="eu-west-1",
+        now_hlc=hlc.pack(T0 + 1),
+        write_id=str(ulid.from_int(int(ulid.parse(write_id).int) ^ 1)),
+        settings=FIELD_SETTINGS,
+    )
+    if written is None:  # a delete of nothing
+        return
+    assert over.startswith("raw") == is_over_raw_actor(written.meta.actor)
+    found = adopt_found(
+        Raw(data=data, copied=None, meta_attr=None),
+        base=None,
+        region="eu-west-1",
+        now_hlc=hlc.pack(T0 + 2),
+        write_id=write_id,
+        settings=FIELD_SETTINGS,
+    )
+    assert not is_over_raw_actor(found.meta.actor)
+
+
+def test_an_adoption_meeting_a_merge_of_a_later_write_of_its_region_is_succeeded_by_it() -> None:
+    """Under merge rules, a raw write's adoption that finds in its own region a merge holding
+    a write made there over the raw item (an over-raw dot it does not know) writes a successor
+    that keeps the merge's last-writer values, though the adoption is the later by the clock
+    (its base was 900 ms ahead); elsewhere it merges, and the successor is forwarded. A version
+    that is the raw write itself adopted again (`adopt_found`, by a repair) is merged with it
+    in its own region too: it was not written after it."""
+    ahead = stamp(
+        Absent(),
+        {"pk": {"S": "k"}, "val": {"S": "ahead"}},
+        region="us-east-1",
+        now_hlc=hlc.pack(T0 + 900),
+        write_id=str(ulid.from_int(1)),
+        settings=FIELD_SETTINGS,
+    )
+    assert ahead is not None
+    raw = {"pk": {"S": "k"}, "val": {"S": "raw"}, "tags": {"SS": ["raw"]}}
+    record = _record("MODIFY", old=encode_item(ahead, horizon_ms=1), new=raw, seq="9" * 20)
+    adoption = translate(parse_record(record), region="eu-west-1", settings=FIELD_SETTINGS)
+    assert isinstance(adoption, Adopt)
+    later = stamp(
+        Raw(data=raw, copied=None, meta_attr=None),
+        {"pk": {"S": "k"}, "val": {"S": "later"}, "tags": {"SS": ["raw", "later"]}},
+        region="eu-west-1",
+        now_hlc=hlc.pack(T0),
+        write_id=str(ulid.from_int(2)),
+        settings=FIELD_SETTINGS,
+    )
+    other = stamp(
+        Absent(),
+        {"pk": {"S": "k"}, "val": {"S": "other"}, "tags": {"SS": ["other"]}},
+        region="ap-southeast-2",
+        now_hlc=hlc.pack(T0 - 1),
+        write_id=str(ulid.from_int(3)),
+        settings=FIELD_SETTINGS,
+    )
+    assert later is not None and other is not None
+    held = merge(later, other, settings=FIELD_SETTINGS)
+    assert {"S": "later"} == held.data["val"]
+    current = Stamped(version=held, meta_attr=encode_meta(held.meta))
+    here = decide(current, adoption.version, settings=FIELD_SETTINGS, here="adoption")
+    assert isinstance(here, Write)
+    assert {"S": "later"} == here.version.data["val"]
+    assert {"raw", "later", "other"} == set(here.version.data["tags"]["SS"])
+    assert not (here.version.meta.merged or here.version.meta.adopted)  # forwarded
+    for predecessor in (held, adoption.version):
+        assert Order.AFTER == compare(here.version.meta, predecessor.meta)
+    elsewhere = decide(current, adoption.version, settings=FIELD_SETTINGS)
+    assert isinstance(elsewhere, Write)
+    assert {"S": "raw"} == elsewhere.version.data["val"]  # what the successor then replaces
+    twin = adopt_found(
+        Raw(data=raw, copied=None, meta_attr=None),
+        base=None,
+        region="eu-west-1",
+        now_hlc=hlc.pack(T0 + 5_000),
+        write_id=str(ulid.from_int(4)),
+        settings=FIELD_SETTINGS,
+    )
+    repaired = Stamped(version=twin, meta_attr=encode_meta(twin.meta))
+    assert decide(repaired, adoption.version, settings=FIELD_SETTINGS) == decide(
+        repaired, adoption.version, settings=FIELD_SETTINGS, here="adoption"
+    )

@@ -724,6 +724,48 @@ def test_after_a_raw_delete_and_a_raw_put_one_vector_names_one_version_everywher
     run(resolver, 2, script)
 
 
+@pytest.mark.parametrize("resolver", MERGE_RULES, ids=lambda r: r.name)
+@pytest.mark.parametrize("skew_ms", [0, 900])
+def test_a_raw_writes_adoption_meeting_a_merge_of_later_writes_of_its_region_never_wins(
+    resolver: Resolver, skew_ms: int
+) -> None:
+    """Found by a deep run of both merge-rule machines (seed 4282501956, issue 16): a blind
+    raw write in r0, a stamped write over it before its adoption, a second one after that,
+    and a concurrent version from r2 merged with them in r0. The raw write's adoption is
+    timed above the version it physically replaced (r1's, its clock ``skew_ms`` ahead) or,
+    in one second, by its sequence number in the logical bits; in r0 it met the merge, not a
+    stamped write alone, so no successor was built and it won the last-writer attributes:
+    the raw write's value came back everywhere although a later write of its region that
+    followed it had replaced it. Fix: a write over a raw item not adopted yet starts an
+    over-raw actor (`fresh_actor(over_raw=True)`), and an adoption in its own region that
+    finds a dot of such an actor it does not know builds the successor (`decide`)."""
+
+    class Machine(ReplicationMachine):
+        pass
+
+    Machine.resolver = resolver
+    m = Machine()
+    m.setup(n=3, nkeys=2, skews=[0, skew_ms, 0, 0, 0])
+    m.do_sdk_put("r2", "k0")  # concurrent with everything below; r0 merges it last
+    for _ in range(20):  # r0's records get sequence numbers above its clock's logical bits
+        m.do_raw_put("r0", "k1")
+    m.do_sdk_put("r1", "k0")
+    m._poll("r1")
+    m.do_deliver("r1", "r0", "k0")  # r0 holds r1's version
+    m.do_raw_put("r0", "k0")  # blind, over r1's version: its adoption is timed above that
+    m.do_sdk_put("r0", "k0")  # over the raw item, not adopted yet
+    m.do_sdk_put("r0", "k0")  # follows the raw write (the tags the previous write kept)
+    last = m.tables["r0"].get({"pk": {"S": "k0"}})
+    assert last is not None
+    m._poll("r2")
+    m.do_deliver("r2", "r0", "k0")  # r0 now holds a merge when the adoption arrives
+    stored = read_item(m.tables["r0"].get({"pk": {"S": "k0"}}), settings=m.settings)
+    assert isinstance(stored, Stamped) and stored.version.meta.merged
+    m.drain()
+    assert final_value(m, "k0") == last["val"]["S"]
+    m.teardown()
+
+
 def test_the_oracle_folds_version_counters_over_the_frontier_in_any_grouping() -> None:
     """Found by a deep run of both version-counter machines (seed 4282501956), which ended
     with regions converged on the frontier's version-counter winner and the oracle expecting

@@ -31,8 +31,11 @@ from tests.property.test_regressions import (
     tied_concurrent_writes,
 )
 
+# Each break below fails within 22 examples of this derandomized run (counted 2026-12-06: tie
+# break 22, hard deletes 8, echo check 4, precondition 4); 60 leaves room for a break that
+# needs more, and keeps the control (the same run, unbroken) at a seventh of the 400 it was.
 BROKEN = settings(
-    max_examples=400,
+    max_examples=60,
     stateful_step_count=50,
     derandomize=True,
     deadline=None,
@@ -156,3 +159,100 @@ def test_breaking_the_union_rule_fails_the_ground_truth_oracle(patch: pytest.Mon
     patch.setattr(UnionRuleMachine, "resolver", UserRule(winner_only, "winner_only"))
     with pytest.raises(AssertionError, match="elements written and never removed are gone"):
         run_state_machine_as_test(UnionRuleMachine, settings=settings(BROKEN, max_examples=100))
+
+
+# -- residency filters and redaction (tests/property/test_residency.py) -------------------------
+
+
+def test_the_unbroken_residency_machine_passes_the_same_run() -> None:
+    """The control for the residency breaks below."""
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from tests.property.test_residency import ResidencyMachine
+
+    run_state_machine_as_test(ResidencyMachine, settings=BROKEN)
+
+
+def test_breaking_the_residency_filter_fails_the_suite(patch: pytest.MonkeyPatch) -> None:
+    """Send a matching version whole to a region outside its filter: the residency machine's
+    invariant sees the item where it must not be."""
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from service.core import residency
+    from tests.property.test_residency import (
+        ResidencyMachine,
+        test_an_item_moves_out_of_and_back_into_a_filter,
+    )
+
+    original = residency.project
+
+    def project(version: Version, *, destination: str, settings: stored.Settings) -> Version:
+        out = original(version, destination=destination, settings=settings)
+        return version if out.meta.withheld and not version.meta.withheld else out
+
+    patch.setattr(residency, "project", project)
+    with pytest.raises(AssertionError, match=r"outside the filter|expected None"):
+        run_state_machine_as_test(ResidencyMachine, settings=BROKEN)
+    with pytest.raises(AssertionError):
+        test_an_item_moves_out_of_and_back_into_a_filter(ResidencyMachine)
+
+
+def test_breaking_the_redacted_register_join_fails_the_suite(patch: pytest.MonkeyPatch) -> None:
+    """Skip a stale version whole, its redacted attributes' register too (the pitfall of
+    issue 20): two regions that hold ssn end with different values."""
+    from service.core import residency
+    from service.core.apply import Skip
+    from tests.property.test_residency import (
+        test_a_write_where_ssn_is_not_held_over_one_holders_version_keeps_holders_equal as pitfall,
+    )
+
+    original = residency.decide_for
+
+    def decide_for(current: stored.Stored, incoming: Version, **kwargs: Any) -> Any:
+        decision = original(current, incoming, **kwargs)
+        stale = isinstance(current, stored.Stamped) and current.version.meta.vv.compare(
+            incoming.meta.vv
+        ).value in ("after", "equal")
+        return Skip("stale") if stale and isinstance(decision, residency.Write) else decision
+
+    patch.setattr(service.engine.pipeline, "decide_for", decide_for)
+    with pytest.raises(AssertionError):
+        pitfall()
+
+
+def test_breaking_the_register_floor_fails_the_suite(patch: pytest.MonkeyPatch) -> None:
+    """Clock a write where ssn is held only above its base's clock, not its register's: under
+    version counters a later write's ssn loses to the one it replaced where the older one
+    arrives, and stays where it was made."""
+    import service.core.stamp
+    from tests.property.test_residency import (
+        test_under_version_counters_a_holders_write_sets_ssn_above_the_register_it_read as floor,
+    )
+
+    patch.setattr(service.core.stamp, "register_floor", lambda redacted: 0)
+    with pytest.raises(AssertionError, match=r"holders differ on ssn|came back"):
+        floor()
+
+
+def test_breaking_the_non_holders_silence_on_redacted_attributes_fails_the_suite(
+    patch: pytest.MonkeyPatch,
+) -> None:
+    """Let a put made where ssn is not held carry an empty register (the naive reading: it
+    wrote no ssn): holders lose ssn to a write that never saw it."""
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from service.core import residency
+    from service.core.residency_rules import Register
+    from tests.property.test_residency import ResidencyMachine
+
+    original = residency.register_of
+
+    def register_of(version: Version, *, settings: stored.Settings) -> Register | None:
+        found = original(version, settings=settings)
+        if found is None and not version.meta.merged and not version.meta.withheld:
+            return Register(version.meta.hlc, version.meta.write_id, {})
+        return found
+
+    patch.setattr(residency, "register_of", register_of)
+    with pytest.raises(AssertionError, match="ssn is gone"):
+        run_state_machine_as_test(ResidencyMachine, settings=BROKEN)

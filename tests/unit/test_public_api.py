@@ -63,3 +63,19 @@ def test_resolvers_exports_the_protocol_the_registry_and_every_resolver() -> Non
     ):
         assert name in resolvers.__all__, name
     assert all(hasattr(resolvers, name) for name in resolvers.__all__)
+
+
+def test_the_sdk_exports_both_forms_and_nothing_else() -> None:
+    """What applications import from ``service.sdk`` (README, "Writing through georep")."""
+    import service.sdk
+
+    expected = {
+        "BatchWriteError",
+        "Clock",
+        "GeorepTable",
+        "Paginator",
+        "ResourceTable",
+        "application_data",
+    }
+    assert expected == set(service.sdk.__all__)
+    assert all(hasattr(service.sdk, name) for name in service.sdk.__all__)

@@ -107,7 +107,7 @@ def test_a_region_needing_repair_or_unreadable_is_a_problem_and_says_why() -> No
     ]
     unreadable = region_row(view(error="UnrecognizedClientException: bad key"), now=NOW)
     assert ("unreadable: UnrecognizedClientException: bad key", "unknown") == (
-        unreadable[1],
+        unreadable[2],
         unreadable[-1],
     )
 
@@ -124,7 +124,7 @@ def test_the_last_error_and_lag_come_from_the_consumers_heartbeat() -> None:
     )
     region = view(consumer=status)
     row = region_row(region, now=NOW)
-    assert ("idle", "polling, polled 1.0 s ago") == (row[4], row[6])
+    assert ("idle", "polling, polled 1.0 s ago") == (row[5], row[7])
     assert {
         "eu-west-1 last error": "shard s-1: ThrottlingException: slow down "
         "(2027-01-15 06:00:00 UTC (2.0 h ago))"
@@ -138,7 +138,7 @@ def test_finished_shards_are_listed_only_when_asked() -> None:
     )
     rows = shard_rows(view(shards=shards), now=NOW)
     assert [
-        ("eu-west-1", "b", "a", "reading", "12", "unknown (TrimmedDataAccessException)")
+        ("eu-west-1", "orders", "b", "a", "reading", "12", "unknown (TrimmedDataAccessException)")
     ] == rows
     assert 2 == len(shard_rows(view(shards=shards), now=NOW, finished=True))
 

@@ -18,8 +18,6 @@ nothing is patched in-process.
 
 from __future__ import annotations
 
-import argparse
-
 from service.adapters.backends._endpoint import Endpoint
 from service.adapters.backends._errors import (
     BackendError,
@@ -54,7 +52,6 @@ __all__ = [
     "MotoServer",
     "ServiceName",
     "TableSetupError",
-    "add_backend_options",
     "create_replica_table",
     "onboard_table",
     "port_is_open",
@@ -80,15 +77,3 @@ def start_backend(
             raise ValueError("--backend endpoint needs --endpoint-url URL")
         return Endpoint(endpoint_url).start()
     raise ValueError(f"unknown backend kind {kind!r}; use 'auto', 'moto' or 'endpoint'")
-
-
-def add_backend_options(parser: argparse.ArgumentParser) -> None:
-    """``--backend`` and ``--endpoint-url``, as the demo and the benchmarks take them; pass
-    the parsed values to `start_backend`."""
-    parser.add_argument(
-        "--backend",
-        default="auto",
-        choices=["auto", "moto", "endpoint"],
-        help="auto/moto: the embedded moto server; endpoint: your own server at --endpoint-url",
-    )
-    parser.add_argument("--endpoint-url", default=None, help="with --backend endpoint")

@@ -108,6 +108,19 @@ def config_of(args: argparse.Namespace) -> Config:
     return config
 
 
+def add_backend_options(parser: argparse.ArgumentParser) -> None:
+    """``--backend`` and ``--endpoint-url``, as the demo and the benchmarks take them; pass
+    the parsed values to `service.adapters.backends.start_backend`. Defined here, not beside
+    it, so that `georep demo --help` imports nothing heavy."""
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "moto", "endpoint"],
+        help="auto/moto: the embedded moto server; endpoint: your own server at --endpoint-url",
+    )
+    parser.add_argument("--endpoint-url", default=None, help="with --backend endpoint")
+
+
 def add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print one machine-readable JSON document"
@@ -277,3 +290,26 @@ def progress(args: argparse.Namespace, *, shown: bool = True) -> Iterator[Progre
     quiet = getattr(args, "json", False) or not shown
     with Progress(*columns, console=Console(stderr=True), disable=quiet) as bar:
         yield bar
+
+
+def add_table(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--table NAME``: one of the configured tables (``[table]``/``[[tables]]`` name).
+    ``what`` says what the command does without it."""
+    parser.add_argument(
+        "--table",
+        default=None,
+        metavar="NAME",
+        help=f"only this configured table ([[tables]] name); without it: {what}",
+    )
+
+
+def tables_of(args: argparse.Namespace, config: Config) -> tuple[Config, ...]:
+    """The configuration scoped to ``--table``, or to each configured table without it."""
+    name = getattr(args, "table", None)
+    return (config.for_table(name),) if name is not None else config.scoped()
+
+
+def table_of(args: argparse.Namespace, config: Config) -> Config:
+    """The configuration scoped to ``--table``; without it, to the one table configured (a
+    configuration error, exit 2, naming the tables when there are several)."""
+    return config.for_table(getattr(args, "table", None))

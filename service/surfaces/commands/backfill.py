@@ -7,7 +7,8 @@ checkpoint table: SIGINT or SIGTERM finishes the items in flight, saves the page
 exits 1, and running the same command again resumes (``--restart`` starts over). Exit 0 when
 every item is applied (a rerun then says it is already complete), 1 if some failed or it was
 interrupted, 2 for usage or configuration errors. Onboarding: ``init``, start the consumers,
-``backfill --from R``."""
+``backfill --from R``. With several tables (``[[tables]]``), ``--table NAME`` says which one
+(a backfill is one table's: its progress, its rate limit)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,16 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from service.surfaces.commands._common import OK, PROBLEM, add_json, config_of, progress, report
+from service.surfaces.commands._common import (
+    OK,
+    PROBLEM,
+    add_json,
+    add_table,
+    config_of,
+    progress,
+    report,
+    table_of,
+)
 
 if TYPE_CHECKING:
     from service.config import Config
@@ -102,6 +112,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--restart", action="store_true", help="forget saved progress or completion, start over"
     )
+    add_table(parser, "the one table configured (required with several)")
     add_json(parser)
 
 
@@ -136,7 +147,7 @@ def execute(args: argparse.Namespace) -> int:
     from service.engine.wiring import clients_for
     from service.errors import UsageError
 
-    config = config_of(args)
+    config = table_of(args, config_of(args))  # several tables and no --table: exit 2
     source = args.source
     destinations = destinations_of(config, source=source, to=args.to)
     probe(config, regions=[source, *destinations])

@@ -20,6 +20,9 @@ every put also adds an element of its own to a string set (``--set-attribute``, 
 acknowledged write added and that is missing from a region's final item although no write that
 read it dropped it.
 
+With several tables (``[[tables]]``), ``--table NAME`` says whose resolver (embedded) or
+which table (``--deployment``) the run exercises.
+
 Exit status: 0 no lost write, no divergent key, no unexpected value; 1 otherwise; 2 usage or
 configuration. ``--seed`` replays a run's schedule of writes and faults.
 """
@@ -34,7 +37,16 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from service.surfaces.commands._common import OK, PROBLEM, USAGE, Section, add_json, report
+from service.surfaces.commands._common import (
+    OK,
+    PROBLEM,
+    USAGE,
+    Section,
+    add_json,
+    add_table,
+    report,
+    table_of,
+)
 
 if TYPE_CHECKING:
     from service.engine.chaos.runner import Report
@@ -98,6 +110,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="regions that still differ after S seconds without any change are divergent "
         "(default 120)",
     )
+    add_table(parser, "the one table configured (required with several)")
     add_json(parser)
 
 
@@ -111,6 +124,11 @@ def execute(args: argparse.Namespace) -> int:
         return USAGE
     config_path = Path(args.config)
     config = load_config(config_path) if config_path.exists() else None
+    if config is not None:
+        config = table_of(args, config)  # several tables and no --table: exit 2
+    elif args.table is not None:
+        print(f"georep: --table needs a configuration ({config_path})", file=sys.stderr)
+        return USAGE
     if args.deployment and config is None:
         print(f"georep: --deployment needs a configuration ({config_path})", file=sys.stderr)
         return USAGE

@@ -7,7 +7,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from service.surfaces.commands._common import OK, PROBLEM, add_json, config_of, report
+from service.surfaces.commands._common import (
+    OK,
+    PROBLEM,
+    add_json,
+    add_table,
+    config_of,
+    report,
+    table_of,
+)
 
 NAME = "check-rule"
 HELP = "check a merge rule's laws (once, at deploy time; about 1 s)"
@@ -24,6 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="package.module:function (default: the rule in the configuration)",
     )
+    add_table(parser, "the one table configured (required with several)")
     add_json(parser)
 
 
@@ -34,7 +43,7 @@ def execute(args: argparse.Namespace) -> int:
     if args.rule is not None:
         name, options = "rules", {"rule": args.rule}
     else:
-        config = config_of(args)
+        config = table_of(args, config_of(args))  # several tables: --table says whose
         name, options = config.table.resolver, dict(config.table.resolver_options)
         if name != "rules":
             return _said(

@@ -1,5 +1,6 @@
-"""``georep conflicts list [--region R] [--key K] [--since WHEN] [--limit N]``: the conflict
-log, every region's or one region's, all of it or one key's, the recent part.
+"""``georep conflicts list [--region R] [--table T] [--key K] [--since WHEN] [--limit N]``: the
+conflict log, every region's or one region's, every table's or one table's, all of it or one
+key's, the recent part (``--key`` needs ``--table`` when several tables are configured).
 
 Each region's consumer (or function) logs the merges it wrote, at any destination, in its own
 region's conflict table (service/adapters/conflicts.py); without ``--region`` every configured
@@ -21,6 +22,7 @@ from service.surfaces.commands._common import (
     HelpFormatter,
     Key,
     add_json,
+    add_table,
     config_of,
     examples,
     key_of,
@@ -53,6 +55,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     action.add_argument(
         "--region", metavar="REGION", help="only the conflicts this region's consumer logged"
     )
+    add_table(action, "every configured table's")
     action.add_argument(
         "--key", metavar="VALUE", help="only this item's conflicts: its partition key value"
     )
@@ -107,11 +110,22 @@ def _limit(text: str) -> int:
     return value
 
 
-COLUMNS = ("id", "at", "logged_in", "destination", "source", "key", "resolver", "winner")
+COLUMNS = (
+    "id",
+    "at",
+    "logged_in",
+    "table",
+    "destination",
+    "source",
+    "key",
+    "resolver",
+    "winner",
+)
 
 
 def execute(args: argparse.Namespace) -> int:
     import time
+    from dataclasses import replace
 
     from service.adapters.dynamo import unless_missing
     from service.core.conflicts import ConflictEntry
@@ -127,7 +141,11 @@ def execute(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return USAGE
-    wanted = _wanted_key(args, config)
+    if args.table is not None:
+        config.for_table(args.table)  # an unknown table: exit 2
+    wanted = None
+    if args.key is not None or args.sort_key is not None:
+        wanted = _wanted_key(args, config.for_table(args.table))
     probe(config, regions=regions, tables=False)
     clients = clients_for(config, "dynamodb")
     found: list[tuple[str, ConflictEntry]] = []
@@ -136,6 +154,11 @@ def execute(args: argparse.Namespace) -> int:
         assert log is not None
         found += [(region, entry) for entry in unless_missing(log.entries, [])]
     logged = len(found)
+    # NOTE: an entry logged before georep recorded tables belongs to the one table there was.
+    only = config.tables[0].name if len(config.tables) == 1 else None
+    found = [(r, e if e.table else replace(e, table=only)) for r, e in found]
+    if args.table is not None:
+        found = [(r, e) for r, e in found if e.table == args.table]
     if wanted is not None:
         found = [(r, e) for r, e in found if key_of(e.key) == wanted]
     if args.since is not None:
@@ -153,6 +176,7 @@ def execute(args: argparse.Namespace) -> int:
                 entry.id,
                 entry.at if args.json else at(entry.at, now=now),
                 region,
+                entry.table,
                 entry.destination,
                 entry.source,
                 key_of(entry.key),
@@ -163,7 +187,12 @@ def execute(args: argparse.Namespace) -> int:
             )
             for region, entry in found
         ],
-        summary={"regions": regions, "conflicts": len(found), "logged": logged},
+        summary={
+            "regions": regions,
+            "tables": [args.table] if args.table else list(config.table_names),
+            "conflicts": len(found),
+            "logged": logged,
+        },
     )
     return OK
 

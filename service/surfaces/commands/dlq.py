@@ -3,8 +3,10 @@
 ``list`` shows each letter (id, time, error, reason, item key); ``show ID`` the full record and
 what each destination did; ``replay ID ...`` (or ``--all``) sends letters through the region's
 Replicator again once their cause is fixed (a rule, an item's size): a letter that applies is
-removed, one that fails stays with its new reason. Exit codes: list and show 0; replay 0 if
-every letter applied, 1 if any still fails; an unknown region or letter id 2."""
+removed, one that fails stays with its new reason. Each letter records the configured table
+whose stream it came from, and a replay writes it back to that table (``--table`` lists or
+replays one table's letters only). Exit codes: list and show 0; replay 0 if every letter
+applied, 1 if any still fails; an unknown region, table or letter id 2."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from service.surfaces.commands._common import (
     HelpFormatter,
     Key,
     add_json,
+    add_table,
     config_of,
     examples,
     key_of,
@@ -75,6 +78,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
             metavar="REGION",
             help="the region whose consumer kept them",
         )
+        if name != "show":
+            add_table(action, "every table's letters")
         add_json(action)
         if name == "show":
             action.add_argument("id", help="the letter's id (from dlq list)")
@@ -90,6 +95,8 @@ def execute(args: argparse.Namespace) -> int:
 
     config = config_of(args)
     region = config.region(args.region).name  # UnknownRegionError: exit 2
+    if getattr(args, "table", None) is not None:
+        config.for_table(args.table)  # an unknown table: exit 2
     if args.action == "replay" and bool(args.ids) == bool(args.all):
         print("georep: dlq replay takes letter ids or --all (one of the two)", file=sys.stderr)
         return USAGE
@@ -110,16 +117,17 @@ def _list(args: argparse.Namespace, region: str, store: DynamoDeadLetters) -> in
     from service.adapters.dynamo import unless_missing
     from service.engine.status import at
 
-    letters = unless_missing(store.letters, [])
+    letters = _of_table(args, config_of(args), unless_missing(store.letters, []))
     now = _now()
     report(
         args,
         title=f"dead letters of {region}",
-        columns=("id", "at", "error", "reason", "key", "replays"),
+        columns=("id", "at", "table", "error", "reason", "key", "replays"),
         rows=[
             (
                 x.id,
                 x.at if args.json else at(x.at, now=now),
+                x.table,
                 x.error,
                 x.reason,
                 _key(x),
@@ -152,6 +160,7 @@ def _show(args: argparse.Namespace, region: str, store: DynamoDeadLetters) -> in
         summary={
             "id": letter.id,
             "region": letter.region,
+            "table": letter.table,
             "at": letter.at if args.json else at(letter.at, now=now),
             "error": letter.error,
             "reason": letter.reason,
@@ -178,7 +187,7 @@ def _replay(
     from service.engine.wiring import replicator_for
 
     if args.all:
-        letters = unless_missing(store.letters, [])
+        letters = _of_table(args, config, unless_missing(store.letters, []))
     else:
         found: dict[str, DeadLetter | None] = {}
         for entry_id in dict.fromkeys(args.ids):
@@ -186,11 +195,12 @@ def _replay(
         missing = [i for i, x in found.items() if x is None]
         if missing:
             return _no_such(region, missing)
-        letters = [x for x in found.values() if x is not None]
+        letters = _of_table(args, config, [x for x in found.values() if x is not None])
     # NOTE: a fixed rule's laws are checked first, as `georep run` does when it starts: a
     # replay must not spread a rule's divergent merges either.
-    config.settings(check_laws=True)
-    replicators: dict[str, tuple[Replicator, CapturingSink]] = {}
+    for scoped in config.scoped():
+        scoped.settings(check_laws=True)
+    replicators: dict[tuple[str, str], tuple[Replicator, CapturingSink]] = {}
     results: list[tuple[DeadLetter, Replayed]] = []
     try:
         with progress(args) as bar:
@@ -200,11 +210,22 @@ def _replay(
                     reason = f"region {letter.region!r} is not configured"
                     results.append((letter, Replayed(letter.id, "failed", reason, {})))
                     continue
-                if letter.region not in replicators:
+                if letter.table not in config.table_names:
+                    reason = (
+                        f"table {letter.table!r} is not configured"
+                        if letter.table
+                        else "the letter does not say its table (written before georep "
+                        f"recorded tables), and several are configured: {config.table_names}"
+                    )
+                    results.append((letter, Replayed(letter.id, "failed", reason, {})))
+                    bar.advance(task)
+                    continue
+                lane = (letter.region, letter.table)
+                if lane not in replicators:
                     sink = CapturingSink()
-                    replicators[letter.region] = (
+                    replicators[lane] = (
                         replicator_for(
-                            config,
+                            config.for_table(letter.table),
                             region=letter.region,
                             clients=clients,
                             dead_letters=sink,
@@ -212,7 +233,7 @@ def _replay(
                         ),
                         sink,
                     )
-                replicator, sink = replicators[letter.region]
+                replicator, sink = replicators[lane]
                 results.append(
                     (letter, replay(letter, replicator=replicator, sink=sink, store=store))
                 )
@@ -224,10 +245,11 @@ def _replay(
     report(
         args,
         title=f"replayed dead letters of {region}",
-        columns=("id", "key", "outcome", "reason", "destinations"),
+        columns=("id", "table", "key", "outcome", "reason", "destinations"),
         rows=[
             (
                 r.id,
+                letter.table,
                 _key(letter),
                 r.outcome,
                 r.reason or None,
@@ -243,6 +265,19 @@ def _replay(
         },
     )
     return PROBLEM if failing else OK
+
+
+def _of_table(
+    args: argparse.Namespace, config: Config, letters: list[DeadLetter]
+) -> list[DeadLetter]:
+    """The letters of ``--table`` (all without it); a letter written before georep recorded
+    tables is taken to be the one table's, when one is configured."""
+    from dataclasses import replace
+
+    only = config.tables[0].name if len(config.tables) == 1 else None
+    letters = [x if x.table else replace(x, table=only) for x in letters]
+    wanted = getattr(args, "table", None)
+    return [x for x in letters if wanted is None or x.table == wanted]
 
 
 def _key(letter: DeadLetter) -> Key | None:

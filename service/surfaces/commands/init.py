@@ -1,6 +1,7 @@
-"""``georep init``: make every configured region's table a replica. A missing table is
-created; an existing one keeps its data, has its keys checked against the configuration and
-gets what is off turned on (a NEW_AND_OLD_IMAGES stream, TTL on ``_georep_ttl``). georep's own
+"""``georep init``: make every configured region's table (each of ``[[tables]]``) a replica. A
+missing table is created; an existing one keeps its data, has its keys checked against the
+configuration and gets what is off turned on (a NEW_AND_OLD_IMAGES stream, TTL on
+``_georep_ttl``). georep's own
 checkpoint, dead-letter and conflict tables are created in every region. Idempotent.
 (Production deploys with ``deploy/``; init is for development, emulators and onboarding.)"""
 
@@ -34,13 +35,18 @@ def execute(args: argparse.Namespace) -> int:
 
     config = config_of(args)
     probe(config, tables=False)  # every region answers, with credentials, before any change
-    keys = config.key_schema()
     rows: list[tuple[str, str, str]] = []
     worst = OK
-    for region, client in clients_for(config, "dynamodb").items():
-        table = config.table_name(region)
+    clients = clients_for(config, "dynamodb")
+    # Every configured table ([[tables]]) in every region; georep's own tables are shared.
+    for scoped, (region, client) in (
+        (s, pair) for s in config.scoped() for pair in clients.items()
+    ):
+        table = scoped.table_name(region)
         try:
-            done = onboard_table(client, table_name=table, keys=keys, ttl_attribute=TTL_ATTR)
+            done = onboard_table(
+                client, table_name=table, keys=scoped.key_schema(), ttl_attribute=TTL_ATTR
+            )
             DynamoCheckpointTable(
                 client, table_name=config.replication.checkpoint_table, replica_table=table
             ).ensure_table()
@@ -66,7 +72,8 @@ def execute(args: argparse.Namespace) -> int:
         rows=rows,
         summary={
             "ready": sum(not r[2].startswith("REFUSED") for r in rows),
-            "regions": len(rows),
+            "regions": len(config.region_names),
+            "tables": list(config.table_names),
             "checkpoint_table": config.replication.checkpoint_table,
             "dead_letter_table": config.replication.dead_letter_table,
             "conflict_table": config.replication.conflict_table,

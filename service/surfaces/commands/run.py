@@ -1,5 +1,6 @@
 """``georep run --region R``: one region's stream consumer, until SIGTERM or SIGINT, which
-finish the batch in hand, checkpoint it and exit 0."""
+finish the batch in hand, checkpoint it and exit 0. With ``[[tables]]`` it consumes every
+configured table's stream of the region (a consumer per table, in threads of one process)."""
 
 from __future__ import annotations
 
@@ -42,14 +43,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def execute(args: argparse.Namespace) -> int:
     from service.adapters.metrics import PrometheusMetrics, serve
     from service.engine.preflight import PREFLIGHT_CONFIG, check_tables, probe
-    from service.engine.wiring import Consumer, clients_for
+    from service.engine.wiring import RegionConsumers, clients_for
     from service.surfaces.failures import classify
 
     config = config_of(args)
     config.region(args.region)  # an unknown region: exit 2 before anything else
     # A user rule's laws are checked once per process start (~1 s), here and not in every
     # settings build: the Lambda and the SDK rely on `georep check-rule` at deploy time.
-    config.settings(check_laws=True)
+    for scoped in config.scoped():
+        scoped.settings(check_laws=True)
     metrics = PrometheusMetrics()
     port = args.metrics_port if args.metrics_port is not None else config.replication.metrics_port
     if port is not None:
@@ -60,14 +62,17 @@ def execute(args: argparse.Namespace) -> int:
     # the consumer's patient retries, as is a destination that does not answer.
     for waiting in probe(config, regions=[args.region], tolerate_transient=True).values():
         print(f"georep: {classify(waiting).line}; waiting for it", file=sys.stderr, flush=True)
-    check_tables(config, clients=clients_for(config, "dynamodb", boto_config=PREFLIGHT_CONFIG))
-    consumer = Consumer(config, region=args.region, metrics=metrics)
+    preflight = clients_for(config, "dynamodb", boto_config=PREFLIGHT_CONFIG)
+    for scoped in config.scoped():
+        check_tables(scoped, clients=preflight)
+    consumer = RegionConsumers(config, region=args.region, metrics=metrics)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     consumer.setup()
     others = [r for r in config.region_names if r != args.region]
-    print(f"georep: replicating {args.region} -> {', '.join(others)}", flush=True)
+    tables = f" (tables {', '.join(config.table_names)})" if len(config.tables) > 1 else ""
+    print(f"georep: replicating {args.region} -> {', '.join(others)}{tables}", flush=True)
     try:
         consumer.run(stop=stop, idle_exit_after=args.exit_when_idle)
     finally:

@@ -1,14 +1,24 @@
 """``georep status``: per region, the stream the consumer follows and each shard's checkpoint,
 the iterator age (how old the oldest record not yet applied is, read from the stream), the
 replication lag the consumer last measured (write to applied), the dead letters, whether the
-consumer is polling, its last error, and any needs-repair marker with its reason. Exit 0 if
-every region is healthy, 1 if any region needs repair (or could not be read)."""
+consumer is polling, its last error, and any needs-repair marker with its reason; a row per
+region and configured table (``--table NAME``: that table's only). Exit 0 if every region is
+healthy, 1 if any region needs repair (or could not be read)."""
 
 from __future__ import annotations
 
 import argparse
 
-from service.surfaces.commands._common import OK, PROBLEM, Section, add_json, config_of, report
+from service.surfaces.commands._common import (
+    OK,
+    PROBLEM,
+    Section,
+    add_json,
+    add_table,
+    config_of,
+    report,
+    tables_of,
+)
 
 NAME = "status"
 HELP = "show each region's checkpoints, lag, dead letters, last error and repair markers"
@@ -25,6 +35,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--all-shards", action="store_true", help="list finished shards too (--json always does)"
     )
+    add_table(parser, "every configured table, a row per region and table")
     add_json(parser)
 
 
@@ -50,20 +61,29 @@ def execute(args: argparse.Namespace) -> int:
 
     config = config_of(args)
     names = [config.region(name).name for name in args.region or config.region_names]
+    shown = tables_of(args, config)  # an unknown --table: exit 2 before any request
     # NOTE: a status must answer quickly, also when a region is unreachable: the preflight's
     # short timeouts, and a region that does not answer is a row (exit 1), not the end of it.
     unreachable = probe(config, regions=names, tolerate_unreachable=True)
     dynamodb = clients_for(config, "dynamodb", boto_config=PREFLIGHT_CONFIG)
     streams = clients_for(config, "dynamodbstreams", boto_config=PREFLIGHT_CONFIG)
+    many = len(config.tables) > 1
     views = [
-        RegionView(name, config.table_name(name), error=classify(unreachable[name]).line)
+        RegionView(name, scoped.table_name(name), error=classify(unreachable[name]).line)
         if name in unreachable
-        else observe_region(config, name, dynamodb=dynamodb[name], streams=streams[name])
+        else observe_region(
+            scoped,
+            name,
+            dynamodb=dynamodb[name],
+            streams=streams[name],
+            letters_of=scoped.table.name if many else None,
+        )
+        for scoped in shown
         for name in names
     ]
     now = time.time()
-    repair = [v.region for v in views if needs_repair(v)]
-    unreadable = [v.region for v in views if v.error is not None]
+    repair = list(dict.fromkeys(v.region for v in views if needs_repair(v)))
+    unreadable = list(dict.fromkeys(v.region for v in views if v.error is not None))
     summary: dict[str, object] = {}
     if args.json:
         columns: tuple[str, ...] = (*REGION_COLUMNS, "error")
@@ -79,7 +99,7 @@ def execute(args: argparse.Namespace) -> int:
         shards = [r for v in views for r in shard_rows(v, now=now, finished=args.all_shards)]
         shard_columns = SHARD_COLUMNS
         for view in views:
-            summary |= notes(view, now=now)
+            summary |= notes(view, now=now, tables=many)
     summary |= {
         "regions": len(views),
         "needing_repair": repair,

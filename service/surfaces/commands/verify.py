@@ -16,7 +16,9 @@ needs-repair markers set before it began (not a ``--key`` pass, not one that lef
 Exit status: 0 every region holds the same (pending differences that settled included; with
 ``--repair``, once every divergence was mended); 1 a divergence remains, or a difference was
 still changing at the timeout (run again, or raise ``--timeout``); 2 usage or configuration.
-Works while replication is live.
+Works while replication is live. With several tables (``[[tables]]``) every table is verified,
+one after the other, unless ``--table NAME`` picks one (``--key`` needs it then); rows name
+their table.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import decimal
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from service.surfaces.commands._common import (
@@ -36,11 +39,14 @@ from service.surfaces.commands._common import (
     USAGE,
     Section,
     add_json,
+    add_table,
     config_of,
     key_of,
     plain,
     progress,
     report,
+    table_of,
+    tables_of,
 )
 
 if TYPE_CHECKING:
@@ -58,7 +64,18 @@ EXAMPLES = (
 
 READ_TIMEOUT_SECONDS = 600
 
-COLUMNS = ("key", "status", "region", "holds", "digest", "version", "origin", "deleted", "why")
+COLUMNS = (
+    "table",
+    "key",
+    "status",
+    "region",
+    "holds",
+    "digest",
+    "version",
+    "origin",
+    "deleted",
+    "why",
+)
 SHOWN = ("differs_in", "value")  # with --show: what differs, and each region's data
 
 
@@ -108,26 +125,85 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how long a difference may take to settle (default 30)",
     )
+    add_table(parser, "every configured table, one after the other (--key needs it then)")
     add_json(parser)
 
 
 def execute(args: argparse.Namespace) -> int:
+    config = config_of(args)
+    if args.key is not None or args.sort_key is not None:
+        scoped: tuple[Config, ...] = (table_of(args, config),)  # a key is one table's
+    else:
+        scoped = tables_of(args, config)
+    try:
+        key = key_from_options(args, scoped[0])
+    except ValueError as error:
+        print(f"georep: {error}", file=sys.stderr)
+        return USAGE
+    from service.engine.preflight import probe
+
+    probe(scoped[0] if len(scoped) == 1 else config)
+    passes = [_verify(args, one, key) for one in scoped]
+    result = _merged([p.result for p in passes])
+    held = passes[0].held
+    absent = held is not None and not result.outcomes and all(v is None for v in held.values())
+    sections = []
+    if held is not None and args.show and not absent:
+        sections.append(
+            Section(
+                "values",
+                "what each region holds now",
+                ("region", *SHOWN),
+                _values(held, scoped[0].settings()),
+            )
+        )
+    summary = _summary(
+        result,
+        repair=args.repair,
+        markers=sum(p.markers for p in passes),
+        cleared=sum(p.cleared for p in passes),
+        absent=absent,
+    )
+    report(
+        args,
+        title="georep verify: keys that differ",
+        columns=(*COLUMNS, *SHOWN) if args.show else COLUMNS,
+        rows=[row for p in passes for row in _rows(p.result, p.config, show=args.show)],
+        summary={"tables": [p.config.table.name for p in passes], **summary},
+        sections=sections,
+    )
+    if absent:
+        assert key is not None
+        print(
+            f"georep: key {_show_key(key, scoped[0])} not found in any region "
+            f"({', '.join(result.regions)})",
+            file=sys.stderr,
+        )
+        return PROBLEM
+    return OK if result.clean else PROBLEM
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """One table's verification."""
+
+    config: Config
+    result: Report
+    markers: int
+    cleared: int
+    held: Mapping[str, Any] | None  # with --key: what each region holds now
+
+
+def _verify(args: argparse.Namespace, config: Config, key: dict[str, Any] | None) -> _Pass:
+    """Verify (and with --repair mend) the one table ``config`` names."""
     from botocore.config import Config as BotoConfig
 
     from service.adapters.checkpoints import DynamoCheckpointTable
     from service.adapters.dynamo import DynamoTable
     from service.adapters.memory import key_string
-    from service.engine.preflight import probe
     from service.engine.verify import RegionReader, Verifier, clear_markers, count_markers
     from service.engine.wiring import BOTO_CONFIG, clients_for
 
-    config = config_of(args)
-    try:
-        key = key_from_options(args, config)
-    except ValueError as error:
-        print(f"georep: {error}", file=sys.stderr)
-        return USAGE
-    probe(config)
     settings = config.settings()
     # NOTE: a long read timeout: every segment of every region is scanned at once, and an
     # emulator that serves one request at a time (the embedded moto server) answers a 1 MB
@@ -154,7 +230,7 @@ def execute(args: argparse.Namespace) -> int:
         total = None if key is not None else _total(readers.values())
         # NOTE: the bar counts items read, every region's (2 regions of 1 item: 2 of 2); the
         # summary counts keys. Its label says so.
-        what = f"verifying: items read in {len(readers)} regions"
+        what = f"verifying {config.table.name}: items read in {len(readers)} regions"
         task = bar.add_task(what if key is None else "verifying one key", total=total)
         with Verifier(
             settings=settings,
@@ -171,35 +247,26 @@ def execute(args: argparse.Namespace) -> int:
     cleared = 0
     if args.repair and key is None and result.clean:
         cleared = clear_markers(checkpoints, marked_before=began)
-    absent = held is not None and not result.outcomes and all(v is None for v in held.values())
-    sections = []
-    if held is not None and args.show and not absent:
-        sections.append(
-            Section(
-                "values",
-                "what each region holds now",
-                ("region", *SHOWN),
-                _values(held, settings),
-            )
-        )
-    report(
-        args,
-        title="georep verify: keys that differ",
-        columns=(*COLUMNS, *SHOWN) if args.show else COLUMNS,
-        rows=_rows(result, config, show=args.show),
-        summary=_summary(
-            result, repair=args.repair, markers=markers, cleared=cleared, absent=absent
-        ),
-        sections=sections,
-    )
-    if absent:
-        print(
-            f"georep: key {_show_key(key, config)} not found in any region "
-            f"({', '.join(result.regions)})",
-            file=sys.stderr,
-        )
-        return PROBLEM
-    return OK if result.clean else PROBLEM
+    return _Pass(config, result, markers, cleared, held)
+
+
+def _merged(results: list[Report]) -> Report:
+    """Several tables' reports as one (counts summed, outcomes kept)."""
+    if len(results) == 1:
+        return results[0]
+    from service.engine.verify import Report
+
+    merged = Report(regions=results[0].regions)
+    for one in results:
+        merged.compared += one.compared
+        merged.differed += one.differed
+        merged.pending += one.pending
+        merged.settled += one.settled
+        merged.divergent += one.divergent
+        merged.repaired += one.repaired
+        merged.outcomes.extend(one.outcomes)
+        merged.elapsed += one.elapsed
+    return merged
 
 
 def _total(readers: Any) -> int | None:
@@ -267,6 +334,7 @@ def _rows(result: Report, config: Config, *, show: bool) -> list[tuple[Any, ...]
         for number, region in enumerate(result.regions):
             seen = describe(outcome.items.get(region), settings=settings)
             row: tuple[Any, ...] = (
+                config.table.name,
                 key_of(outcome.key),
                 outcome.status,
                 region,
@@ -284,20 +352,36 @@ def _rows(result: Report, config: Config, *, show: bool) -> list[tuple[Any, ...]
 def _values(items: Mapping[str, Any], settings: Settings) -> list[tuple[str, list[str], Any]]:
     """Per region: the attributes whose values are not the same in every region, and its data
     without georep's metadata (None: no item, or a tombstone)."""
+    from service.core.residency import residency_of
     from service.core.stored import Stamped
     from service.core.verify import holding_of
     from service.core.version import data_of
 
+    residency = residency_of(settings)
     data: dict[str, dict[str, Any] | None] = {}
+    withheld: set[str] = set()
     for region, item in items.items():
         holding = holding_of(item, settings=settings)
         deleted = isinstance(holding, Stamped) and holding.version.meta.deleted
+        if isinstance(holding, Stamped) and holding.version.meta.withheld:
+            withheld.add(region)
         data[region] = None if item is None or deleted else plain(data_of(item))
+
+    def compared(name: str) -> list[dict[str, Any] | None]:
+        """The regions whose value of ``name`` must agree: not one a residency filter keeps
+        the item out of, and for a redacted attribute only the regions that hold it."""
+        return [
+            values
+            for region, values in data.items()
+            if region not in withheld
+            and (residency is None or name not in residency.redacted or residency.holds(region))
+        ]
+
     names = sorted({name for values in data.values() if values for name in values})
     differs = [
         name
         for name in names
-        if len({repr((values or {}).get(name, "<none>")) for values in data.values()}) > 1
+        if len({repr((values or {}).get(name, "<none>")) for values in compared(name)}) > 1
     ]
     return [(region, differs, values) for region, values in data.items()]
 
