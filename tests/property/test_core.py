@@ -31,6 +31,7 @@ from service.core.version import (
     decode_meta,
     encode_item,
     encode_meta,
+    fresh_actor,
     is_adoption_actor,
     is_over_raw_actor,
 )
@@ -849,6 +850,25 @@ def test_under_merge_rules_only_a_write_over_a_raw_item_starts_an_over_raw_actor
         settings=FIELD_SETTINGS,
     )
     assert not is_over_raw_actor(found.meta.actor)
+
+
+@given(
+    write_id=st.integers(0, 2**128 - 1).map(lambda n: str(ulid.from_int(n))),
+    adoption=st.booleans(),
+    family=st.sampled_from(["unmarked", "plain", "over-raw"]),
+)
+def test_a_fresh_actor_is_never_both_an_adoption_actor_and_an_over_raw_actor(
+    write_id: str, adoption: bool, family: Any
+) -> None:
+    """The blind actor's rules read adoption actors (tags starting with ``0``) and `decide`'s
+    over-raw rule reads over-raw actors (``R``, marked under merge rules only): a fresh actor is
+    of the kind asked for and never of the other, and never takes the reserved tags
+    (docs/design.md, "The blind actor and the over-raw actor together")."""
+    actor = fresh_actor("eu-west-1", write_id, adoption=adoption, family=family)
+    assert adoption == is_adoption_actor(actor)
+    if adoption or family != "unmarked":  # an unmarked tag may start with R: no mark then
+        assert (family == "over-raw" and not adoption) == is_over_raw_actor(actor)
+    assert actor not in (adoption_actor("eu-west-1"), blind_actor("eu-west-1"))
 
 
 def test_an_adoption_meeting_a_merge_of_a_later_write_of_its_region_is_succeeded_by_it() -> None:
