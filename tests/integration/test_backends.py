@@ -430,17 +430,19 @@ def test_a_boto3_client_makes_one_connection_for_many_requests(
     backend: EmbeddedBackend, caplog: pytest.LogCaptureFixture
 ) -> None:
     """What botocore sees: one connection opened, none found dropped and opened again; and no
-    request waits for a delayed ACK (Nagle's algorithm on the server's kept-alive sockets cost
-    ~40 ms a request: 20 requests took over 0.8 s; they take ~0.1 s)."""
+    request waits for a delayed ACK: the server's handler turns Nagle's algorithm off on its
+    kept-alive sockets (on, it cost ~40 ms a request: 20 requests took over 0.8 s, ~0.1 s
+    off). Checked on the handler, not timed: a timed bound here failed once under load (0.77 s
+    of 0.6 on a loaded 2-core CI run); bench/wan.py measures the rate."""
     client = backend.client("dynamodb", "eu-west-1")
     new_replica(backend, "eu-west-1")
     caplog.set_level(logging.DEBUG, logger="urllib3.connectionpool")
     caplog.clear()
-    started = time.perf_counter()
     for i in range(20):
         client.put_item(TableName=TABLE, Item={"pk": {"S": f"k{i}"}})
-    elapsed = time.perf_counter() - started
     messages = [record.getMessage() for record in caplog.records]
     assert [] == [m for m in messages if "Resetting dropped connection" in m]
     assert 0 == sum("Starting new HTTP connection" in m for m in messages)
-    assert elapsed < 0.6
+    from service.adapters.backends._moto_serial import KeepAliveHandler
+
+    assert KeepAliveHandler.disable_nagle_algorithm
