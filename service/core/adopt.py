@@ -12,6 +12,7 @@ from typing import Literal
 
 from service.core import hlc as hlc_
 from service.core.stamp import (
+    WRITE_STEP,
     adoption_id,
     is_blind,
     join_meta,
@@ -227,7 +228,7 @@ def _adopt(change: Change, *, old: Stored, new: Stored, region: str, settings: S
         base, visible=visible, region=region, sequence=change.sequence, settings=settings
     )
     floor = hlc_.pack(change.approx_ms, 0 if blind else sequence_bits(change.sequence))
-    at_hlc = max(floor, (base.hlc + (0 if blind else 1)) if base else 0)
+    at_hlc = max(floor, (base.hlc + (0 if blind else WRITE_STEP)) if base else 0)
     if not deleted and keeps and isinstance(old, Stamped) and old.version.meta.deleted:
         data = over_tombstone(old.version, data, region=region, settings=settings)
     return new_version(

@@ -28,6 +28,16 @@ from service.core.version import (
     is_adoption_actor,
 )
 
+# How far above every version it saw a new version is timed. A successor (`succeeding`) is one
+# above its base; every other write, stamped or adopted, two: so a write that saw what a
+# successor succeeds is later than the successor. A successor copies a write its region
+# already made; it is not a later write, and must never win over one that followed what it
+# copies (test_a_successor_of_a_write_over_a_raw_item_loses_to_a_delete_that_saw_the_write).
+# One above still keeps every version later than all it succeeds, so the last-writer order
+# extends the causal one and merges stay associative.
+SUCCESSOR_STEP = 1
+WRITE_STEP = 2
+
 
 def field_stamps(
     *,
@@ -69,6 +79,7 @@ def new_version(
     settings: Settings,
     sequence: str | None = None,
     over_raw: bool = False,
+    successor: bool = False,
 ) -> Version:
     """A new version by ``region`` on top of ``base``.
 
@@ -91,6 +102,9 @@ def new_version(
     dot of it in its own region, that the dot was written there after it (`decide`). Never an
     adoption: adoption actors are never over-raw, and merge rules have no blind actor
     (`is_blind`).
+
+    The clock is at least ``at_hlc`` and `WRITE_STEP` above the base's, `SUCCESSOR_STEP` for
+    a ``successor``.
     """
     vv = base.vv if base is not None else VersionVector()
     blind = sequence is not None and is_blind(
@@ -117,7 +131,8 @@ def new_version(
         # was restored over a forgotten one.
         counter = max(vv.get(actor) + 1, at_hlc)
     vv = vv.bump(actor, counter)
-    hlc = max(at_hlc, base.hlc + (0 if blind else 1)) if base is not None else at_hlc
+    step = 0 if blind else SUCCESSOR_STEP if successor else WRITE_STEP
+    hlc = max(at_hlc, base.hlc + step) if base is not None else at_hlc
     if base is not None:
         # Above the base's register (residency) too, blind or not: the floor only raises a
         # clock, and each blind write of a chain meets the same register, so the chain keeps
@@ -323,10 +338,11 @@ def succeeding(
         data=data,
         deleted=replaced.meta.deleted if replaced is not None else True,
         region=actor_region(meta.actor),
-        at_hlc=base.hlc + 1,
+        at_hlc=base.hlc + SUCCESSOR_STEP,
         write_id=str(ulid.from_bytes(ms.to_bytes(6, "big") + randomness)),
         adopted=False,
         settings=settings,
+        successor=True,
     )
 
 

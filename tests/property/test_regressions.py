@@ -802,3 +802,37 @@ def test_the_oracle_folds_version_counters_over_the_frontier_in_any_grouping() -
     expected = m.expected("k0")
     assert expected is not None
     assert winner.meta == expected.meta
+
+
+@pytest.mark.parametrize("resolver", RESOLVERS, ids=lambda r: r.name)
+@pytest.mark.parametrize("writer", ["r0", "r1"])
+def test_a_successor_of_a_write_over_a_raw_item_loses_to_a_delete_that_saw_the_write(
+    resolver: Resolver, writer: str
+) -> None:
+    """Found by the deep run of seed 4282501956 on the last-writer-wins machine (issue 16).
+    A raw write, then an SDK write over it (w) before its adoption, in a region whose clock
+    runs 900 ms ahead; the other region receives both and deletes the item. Its HLC observed
+    w, so the delete is timed one above it, and so was the successor the adoption gave w in
+    its own region (`succeeding`, one above its base): the clocks tied, the actor's name
+    decided, and a copy of w came back over the delete that followed it. Fix: every write is
+    timed two above what it saw, a successor one (`SUCCESSOR_STEP`), so every write that saw
+    what a successor succeeds is later than the successor. (Timing the successor at its base's
+    clock instead broke merges: the last-writer order must extend the causal one.)"""
+    other = "r1" if writer == "r0" else "r0"
+
+    class Machine(ReplicationMachine):
+        pass
+
+    Machine.resolver = resolver
+    m = Machine()
+    skews = {writer: 900, other: 0}
+    m.setup(n=2, nkeys=2, skews=[skews["r0"], skews["r1"]])
+    m.do_raw_put(writer, "k0")
+    m.do_sdk_put(writer, "k0")  # over the raw item, not adopted yet
+    m._poll(writer, limit=5)
+    m.deliver_batch(writer, m.inflight[writer]["k0"][:2])  # the raw write and w, everywhere
+    m.do_sdk_delete(other, "k0")
+    m.drain()
+    assert final_value(m, "k0") is None, "a copy of the write the delete deleted came back"
+    m.metadata_is_valid_and_never_moves_backwards()
+    m.teardown()
