@@ -169,6 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from werkzeug.serving import make_server
 
+    from service.adapters.backends import _moto_transactions
+
+    _moto_transactions.install()  # all or nothing, no copy of a table (deviation 6)
     if not args.verbose:
         # werkzeug keeps a level that is already set; request lines would only fill the log.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
