@@ -173,13 +173,30 @@ def _fast_here(change: Change, version: Version, settings: Settings) -> _Fast | 
 
 @dataclass
 class _Task:
-    """One record's version, to one destination."""
+    """One record's version, to one destination. ``gate``: an adoption under merge rules
+    reaches another region only once its own region's table has it (`_Gate`)."""
 
     send: _Send
     destination: str
     fast: _Fast | None
     here: Literal["adoption", "restore"] | None
     batch: Submitted
+    gate: _Gate | None = None
+
+
+@dataclass
+class _Gate:
+    """Opens when an adoption has been applied in its own region (``ok``), or closes for good
+    if that failed (the record is retried whole). Under merge rules a version that meets a
+    raw item not adopted yet keeps the raw data beside it as written later (`beside_raw`): if
+    another region received the adoption first and wrote over it, that write, reaching the
+    raw write's own region while its adoption had not, would bring the raw value back over
+    the write that replaced it (test_a_raw_writes_adoption_reaches_its_own_region_first_...).
+    Lanes waiting on the gate, by key, restart when it settles."""
+
+    settled: bool = False
+    ok: bool = False
+    waiting: list[tuple[object, str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -338,10 +355,15 @@ class Replicator:
                 continue
             submitted.results[index] = result
             submitted._expect(index, len(send.destinations))
+            gated = send.role == "adoption" and self.settings.resolver.keeps_deleted_data
+            gate = _Gate() if gated and self.region in send.destinations else None
             for destination in send.destinations:
                 here = send.role if destination == self.region and send.role != "forward" else None
                 fast = send.here if here else (_Fast(send.fast) if send.fast else None)
-                tasks.append(_Task(send, destination, fast, here, submitted))
+                task = _Task(send, destination, fast, here, submitted)
+                if gate is not None:
+                    task.gate = gate  # the own region's task opens it, the others wait on it
+                tasks.append(task)
         for index, result in settled:
             submitted._settled(index, result)
         self._enqueue(tasks)
@@ -523,16 +545,40 @@ class Replicator:
                     if lane.failed_at is None:
                         del self._lanes[lane_key]
                     return
-                task = lane.tasks.popleft()
+                task = lane.tasks[0]
+                gate = task.gate if task.here is None else None
+                if gate is not None and not gate.settled and lane.failed_at is None:
+                    gate.waiting.append(lane_key)  # `_open` restarts the lane
+                    lane.running = False
+                    return
+                lane.tasks.popleft()
                 failed_at = lane.failed_at
             if failed_at is not None:
                 delivery = Delivery("waiting", f"behind record {failed_at}")
+            elif gate is not None and not gate.ok:
+                delivery = Delivery("waiting", "behind its adoption in its own region")
             else:
                 delivery = self._attempt(task.destination, task.send, task.fast, task.here)
-                if delivery.handled == "failed":
-                    with self._lock:
-                        lane.failed_at = _sequence_of(task.send.record) or f"#{task.send.index}"
+            if delivery.handled in ("failed", "waiting") and failed_at is None:
+                with self._lock:
+                    lane.failed_at = _sequence_of(task.send.record) or f"#{task.send.index}"
+            if task.gate is not None and task.here is not None:
+                self._open(task.gate, ok=delivery.handled not in ("failed", "waiting"))
             self._report(task, delivery)
+
+    def _open(self, gate: _Gate, *, ok: bool) -> None:
+        """Settle ``gate`` and restart the lanes waiting on it."""
+        with self._lock:
+            gate.settled, gate.ok = True, ok
+            waiting, gate.waiting = gate.waiting, []
+            for lane_key in waiting:
+                self._lanes[lane_key].running = True
+        for lane_key in waiting:
+            future = self._executor_for(lane_key[2]).submit(self._run_lane, lane_key)
+            if future.done():
+                future.result()
+            else:
+                future.add_done_callback(_report_crash)
 
     def _report(self, task: _Task, delivery: Delivery) -> None:
         batch, index = task.batch, task.send.index
@@ -668,6 +714,7 @@ def _coalescible(queued: _Task, task: _Task) -> bool:
     its own region is not coalesced with a forwarded version)."""
     return (
         queued.here == task.here
+        and queued.gate is None
         and compare(task.send.version.meta, queued.send.version.meta) is Order.AFTER
     )
 

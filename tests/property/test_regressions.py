@@ -836,3 +836,35 @@ def test_a_successor_of_a_write_over_a_raw_item_loses_to_a_delete_that_saw_the_w
     assert final_value(m, "k0") is None, "a copy of the write the delete deleted came back"
     m.metadata_is_valid_and_never_moves_backwards()
     m.teardown()
+
+
+@pytest.mark.parametrize("resolver", MERGE_RULES, ids=lambda r: r.name)
+@pytest.mark.parametrize("writer", ["sdk", "raw"])
+def test_a_raw_writes_adoption_reaches_another_region_only_after_its_own(
+    resolver: Resolver, writer: str
+) -> None:
+    """Found while triaging the deep run of seed 3048069373 on the rule machines (issue 16).
+    Under merge rules a version that meets a raw item not adopted yet keeps the raw data
+    beside it as written later (`beside_raw`). r2's raw write was adopted in r0 first (r2's own
+    table unreachable), r0 wrote over it, and that write, reaching r2 where the raw item was
+    still raw, took the raw value as later: the raw value came back everywhere over the write
+    that replaced it. Fix: under merge rules an adoption reaches the other regions only once
+    its own region's table has it (`_Gate` in service/engine/pipeline.py)."""
+
+    class Machine(ReplicationMachine):
+        pass
+
+    Machine.resolver = resolver
+    m = Machine()
+    m.setup(n=3, nkeys=2, skews=[0] * 5)
+    m.do_raw_put("r2", "k0")
+    m._poll("r2", limit=5)
+    m.do_deliver("r2", "r0", "k0")  # r0 only: r2's own table (and r1) unreachable
+    assert m.tables["r0"].get({"pk": {"S": "k0"}}) is None, "the adoption overtook its region"
+    if writer == "sdk":
+        m.do_sdk_put("r0", "k0")
+    else:
+        m.do_raw_put("r0", "k0")
+    m.drain()
+    m.metadata_is_valid_and_never_moves_backwards()
+    m.teardown()
