@@ -23,6 +23,28 @@ class WriteResult:
     current: Mapping[str, Any] | None
 
 
+@dataclass(frozen=True)
+class Step:
+    """One place's part of a `Table.commit`: write ``item`` there (``None``: delete the item)
+    if ``precondition`` holds, or, with ``check``, only require that it holds."""
+
+    precondition: Precondition
+    item: Mapping[str, Any] | None = None
+    check: bool = False
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """``ok``: every step happened. Otherwise none did, and ``failed`` names the places whose
+    condition failed (``"table"``, ``"store"``), each with its item as it is now (``table``,
+    ``store``: DynamoDB's ALL_OLD; ``None`` where absent or where the condition held)."""
+
+    ok: bool
+    failed: frozenset[str] = frozenset()
+    table: Mapping[str, Any] | None = None
+    store: Mapping[str, Any] | None = None
+
+
 class Table(Protocol):
     """One region's replica table."""
 
@@ -43,6 +65,17 @@ class Table(Protocol):
     ) -> WriteResult:
         """Set only the item's ``_georep`` attribute to ``meta`` (UpdateItem), leaving its
         data as it is, if ``precondition`` holds."""
+        ...
+
+    def get_stored(self, key: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The tombstone store's item for ``key`` of this table (issue 22), read consistently."""
+        ...
+
+    def commit(
+        self, key: Mapping[str, Any], *, table: Step | None, store: Step | None
+    ) -> CommitResult:
+        """The user table's step and the store's step for ``key``, all or nothing (one
+        TransactWriteItems when both are given)."""
         ...
 
 

@@ -19,9 +19,10 @@ from botocore.exceptions import ClientError
 
 from service.core.apply import Precondition
 from service.core.conditions import condition_for
+from service.core.tombstones import STORE_KEY, store_key
 from service.core.version import META_ATTR, TTL_ATTR
 from service.errors import ItemTooLargeError, RequestRejectedError
-from service.ports import WriteResult
+from service.ports import CommitResult, Step, WriteResult
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -46,12 +47,25 @@ REJECTIONS = frozenset(
 class DynamoTable:
     """One region's replica table. ``client`` is reused (its adaptive retry limiter lives in it)."""
 
-    def __init__(self, client: DynamoDBClient, *, table_name: str, key_attributes: tuple[str, ...]):
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        *,
+        table_name: str,
+        key_attributes: tuple[str, ...],
+        store_table: str | None = None,
+        name: str | None = None,
+    ):
+        """``store_table``: the region's tombstone store (issue 22); ``name``: this table's
+        name in georep's configuration, which keys its items in the store (the physical
+        ``table_name`` may differ between regions)."""
         # NOTE: typed as Any inside: the stubs' TypedDicts add nothing over the wire format the
         # core already validates, and would need a cast at every call.
         self.client: Any = client
         self.table_name = table_name
         self.key_attributes = key_attributes
+        self.store_table = store_table
+        self.name = name or table_name
 
     def get(self, key: Mapping[str, Any]) -> dict[str, Any] | None:
         try:
@@ -104,6 +118,76 @@ class DynamoTable:
             ExpressionAttributeValues=values,
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
+
+    def get_stored(self, key: Mapping[str, Any]) -> dict[str, Any] | None:
+        try:
+            response = self.client.get_item(
+                TableName=self._store(), Key=store_key(self.name, key), ConsistentRead=True
+            )
+        except ClientError as error:
+            self._reraise(error)
+        item = response.get("Item")
+        return dict(item) if item is not None else None
+
+    def commit(
+        self, key: Mapping[str, Any], *, table: Step | None, store: Step | None
+    ) -> CommitResult:
+        """One conditional request for a single write, else one TransactWriteItems (a check
+        is a ConditionCheck). A cancelled transaction's reasons name the failed places."""
+        actions: list[tuple[str, dict[str, Any]]] = []
+        if table is not None:
+            actions.append(
+                ("table", self._action(table, self.table_name, dict(key), self.key_attributes[0]))
+            )
+        if store is not None:
+            place = store_key(self.name, key)
+            actions.append(("store", self._action(store, self._store(), place, STORE_KEY)))
+        if len(actions) == 1 and "ConditionCheck" not in actions[0][1]:
+            ((where, action),) = actions
+            kind, request = next(iter(action.items()))
+            call = self.client.put_item if kind == "Put" else self.client.delete_item
+            result = self._conditional(call, **request)
+            if result.ok:
+                return CommitResult(ok=True)
+            return CommitResult(ok=False, failed=frozenset({where}), **{where: result.current})
+        try:
+            self.client.transact_write_items(TransactItems=[action for _, action in actions])
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            reasons = error.response.get("CancellationReasons") or []
+            failed = {
+                where: reason
+                for (where, _), reason in zip(actions, reasons, strict=False)
+                if reason.get("Code") == "ConditionalCheckFailed"
+            }
+            if code != "TransactionCanceledException" or not failed:
+                self._reraise(error)  # a conflict with another transaction: retried later
+            currents = {where: reason.get("Item") for where, reason in failed.items()}
+            return CommitResult(
+                ok=False,
+                failed=frozenset(failed),
+                **{where: dict(item) if item else None for where, item in currents.items()},
+            )
+        return CommitResult(ok=True)
+
+    def _action(
+        self, step: Step, table_name: str, key: dict[str, Any], partition_key: str
+    ) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "TableName": table_name,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            **condition_for(step.precondition, partition_key=partition_key),
+        }
+        if step.check:
+            return {"ConditionCheck": {"Key": key, **request}}
+        if step.item is None:
+            return {"Delete": {"Key": key, **request}}
+        return {"Put": {"Item": dict(step.item), **request}}
+
+    def _store(self) -> str:
+        if self.store_table is None:
+            raise RuntimeError(f"{self.table_name}: no tombstone store is configured")
+        return self.store_table
 
     def _conditional(self, call: Any, **request: Any) -> WriteResult:
         """One conditional request: ok, or the item as it is now if the condition failed."""

@@ -19,9 +19,10 @@ from typing import Any
 
 from service.core.apply import Precondition
 from service.core.conditions import condition_for
+from service.core.tombstones import STORE_KEY, store_key
 from service.core.values import canonical, same_item, same_value
 from service.core.version import META_ATTR, TTL_ATTR
-from service.ports import WriteResult
+from service.ports import CommitResult, Step, WriteResult
 
 
 def key_string(key: Mapping[str, Any]) -> str:
@@ -49,6 +50,10 @@ class MemoryTable:
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
     stream: list[dict[str, Any]] = field(default_factory=list)
     before_write: Callable[[Mapping[str, Any]], None] | None = None
+    # The region's tombstone store (issue 22): its items for this table's keys, by key string
+    # (the store streams nothing georep reads). ``table_name`` keys them (`store_key`).
+    table_name: str = "table"
+    stored: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Requests are atomic as in DynamoDB, whichever threads send them (the replicator writes
     # different keys, and one key to different tables, in parallel).
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
@@ -96,6 +101,46 @@ class MemoryTable:
             kept = {k: v for k, v in (current or key).items() if k != TTL_ATTR}
             self._set(key, {**kept, META_ATTR: dict(meta)})
             return WriteResult(ok=True, current=None)
+
+    def get_stored(self, key: Mapping[str, Any]) -> dict[str, Any] | None:
+        with self._lock:
+            item = self.stored.get(key_string(store_key(self.table_name, key)))
+            return _fresh(item) if item is not None else None
+
+    def commit(
+        self, key: Mapping[str, Any], *, table: Step | None, store: Step | None
+    ) -> CommitResult:
+        """Both steps or neither, like TransactWriteItems: every condition first."""
+        with self._lock:
+            if self.before_write is not None:
+                self.before_write(key)
+            place = key_string(store_key(self.table_name, key))
+            item = self.items.get(key_string(key))
+            stored = self.stored.get(place)
+            failed = set()
+            if table is not None and not _holds(
+                table.precondition, item, partition_key=self.key_attributes[0]
+            ):
+                failed.add("table")
+            if store is not None and not _holds(
+                store.precondition, stored, partition_key=STORE_KEY
+            ):
+                failed.add("store")
+            if failed:
+                return CommitResult(
+                    ok=False,
+                    failed=frozenset(failed),
+                    table=_fresh(item) if "table" in failed else None,
+                    store=_fresh(stored) if "store" in failed else None,
+                )
+            if table is not None and not table.check:
+                self._set_locked(key, table.item, ttl=False)
+            if store is not None and not store.check:
+                if store.item is None:
+                    self.stored.pop(place, None)
+                else:
+                    self.stored[place] = _fresh(dict(store.item))
+            return CommitResult(ok=True)
 
     # -- what applications and TTL do -------------------------------------------------------
 

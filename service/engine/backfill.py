@@ -44,7 +44,7 @@ from service.core.version import META_ATTR, Version, data_of, encode_item
 from service.engine.pipeline import Delivery, InlineExecutor, Replicator
 from service.engine.ratelimit import TokenBucket, write_units
 from service.engine.streams import AWS_ERRORS, require
-from service.ports import Table, WriteResult
+from service.ports import CommitResult, Step, Table, WriteResult
 
 log = logging.getLogger("georep.backfill")
 
@@ -216,6 +216,19 @@ class Metered:
         charges the larger of the item before and after); by default the key and metadata."""
         self._charge(units if units is not None else write_units({**key, META_ATTR: meta}))
         return self.table.annotate(key, meta, precondition)
+
+    def get_stored(self, key: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        return self.table.get_stored(key)
+
+    def commit(
+        self, key: Mapping[str, Any], *, table: Step | None, store: Step | None
+    ) -> CommitResult:
+        """A transaction costs two write units per 1 KB of each item it writes or checks."""
+        steps = [step for step in (table, store) if step is not None]
+        both = len(steps) > 1 or any(step.check for step in steps)
+        units = sum(write_units(step.item) if step.item is not None else 1 for step in steps)
+        self._charge(2 * units if both else units)
+        return self.table.commit(key, table=table, store=store)
 
 
 # -- the run ----------------------------------------------------------------------------------

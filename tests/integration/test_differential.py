@@ -43,12 +43,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from service.adapters.backends import EmbeddedBackend, create_replica_table
-from service.adapters.dynamo import DynamoTable
+from service.adapters.dynamo import DynamoTable, ensure_table
 from service.adapters.memory import MemoryTable, key_string
 from service.core.apply import ExpectAbsent, ExpectMeta, Precondition
 from service.core.records import parse_record
+from service.core.tombstones import STORE_KEY, store_key
 from service.core.values import canonical
 from service.core.version import META_ATTR
+from service.ports import Step
 from tests.integration.streams import read_stream
 
 if TYPE_CHECKING:
@@ -377,3 +379,144 @@ def test_moto_never_expires_an_item_so_ttl_deletions_are_tested_with_records_of_
 
     assert changes_per_key(model.stream) == changes_per_key(records)
     assert [item] == dynamodb.scan(TableName=TABLE)["Items"]
+
+
+# -- commits: the user table and the tombstone store together (issue 22) -------------------------
+
+STORE_NAME = "t"  # the georep table name that keys store items
+
+
+def store_item_for(key: str, meta: dict[str, Any] | None, data: dict[str, Any]) -> dict[str, Any]:
+    item: dict[str, Any] = {**store_key(STORE_NAME, key_of(key)), "d": {"M": data}}
+    if meta is not None:
+        item[META_ATTR] = meta
+    return item
+
+
+@dataclass(frozen=True)
+class StorePut:
+    """An unconditional put of a store item (the state a commit then meets)."""
+
+    key: str
+    item: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Commit:
+    """`Table.commit`: per place, None (untouched) or (kind, item, meta), kind one of "put",
+    "delete", "check", and ``meta`` as for Conditional (for the store, "current" reads the
+    store item)."""
+
+    key: str
+    table: tuple[str, dict[str, Any] | None, str | dict[str, Any] | None] | None
+    store: tuple[str, dict[str, Any] | None, str | dict[str, Any] | None] | None
+
+
+@st.composite
+def steps(draw: st.DrawFn, key: str, *, store: bool) -> Any:
+    kind = draw(st.sampled_from(["put", "delete", "check"]))
+    meta = draw(st.sampled_from(["absent", "current"]) | metas)
+    if kind != "put":
+        return (kind, None, meta)
+    if store:
+        return (kind, store_item_for(key, draw(metas), {"x": draw(scalars)}), meta)
+    return (kind, draw(items(key)), meta)
+
+
+@st.composite
+def commit_operations(draw: st.DrawFn) -> Operation | StorePut | Commit:
+    key = draw(st.sampled_from(KEYS))
+    kind = draw(st.sampled_from(["put", "delete", "store", "commit", "commit", "commit"]))
+    if kind == "put":
+        return Put(draw(items(key)))
+    if kind == "delete":
+        return Delete(key)
+    if kind == "store":
+        return StorePut(key, store_item_for(key, draw(metas), {"x": draw(scalars)}))
+    table = draw(st.none() | steps(key, store=False))
+    store = draw(steps(key, store=True) if table is None else st.none() | steps(key, store=True))
+    return Commit(key, table, store)
+
+
+def step_for(spec: Any, current: Mapping[str, Any] | None) -> Step | None:
+    if spec is None:
+        return None
+    kind, item, meta = spec
+    if meta == "absent":
+        pre: Precondition = ExpectAbsent()
+    elif meta == "current":
+        pre = ExpectMeta(current.get(META_ATTR) if current is not None else None)
+    else:
+        pre = ExpectMeta(meta)
+    return Step(pre, item=item, check=kind == "check")
+
+
+def commit_on(table: Any, model_before: MemoryTable, op: Commit) -> tuple[Any, ...]:
+    key = key_of(op.key)
+    result = table.commit(
+        key,
+        table=step_for(op.table, model_before.get(key)),
+        store=step_for(op.store, model_before.get_stored(key)),
+    )
+    return (
+        result.ok,
+        sorted(result.failed),
+        canonical_item(result.table),
+        canonical_item(result.store),
+    )
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    ops=st.integers(6, 14).flatmap(lambda n: st.lists(commit_operations(), min_size=n, max_size=n))
+)
+def test_a_commit_on_the_table_and_the_store_is_all_or_nothing_in_the_model_as_on_the_backend(
+    backend: EmbeddedBackend, ops: list[Operation | StorePut | Commit]
+) -> None:
+    """`Table.commit` through the DynamoDB adapter (one conditional request, or one
+    TransactWriteItems) and through the model: the same outcomes (which places' conditions
+    failed, with ALL_OLD), the same items in both tables, the same user-table stream."""
+    model = MemoryTable(
+        region=REGION,
+        key_attributes=("pk",),
+        record_no_ops=MOTO_RECORDS_NO_OPS,
+        table_name=STORE_NAME,
+    )
+    number = next(_table_numbers)
+    table, store = f"replica-{number}", f"store-{number}"
+    dynamodb = backend.client("dynamodb", REGION)
+    arn = create_replica_table(dynamodb, table_name=table, partition_key="pk", ttl_attribute=TTL)
+    ensure_table(dynamodb, table_name=store, key=STORE_KEY)
+    adapter = DynamoTable(
+        dynamodb, table_name=table, key_attributes=("pk",), store_table=store, name=STORE_NAME
+    )
+    expected_outcomes, outcomes = [], []
+    for op in ops:
+        if isinstance(op, StorePut):
+            dynamodb.put_item(TableName=store, Item=op.item)
+            model.stored[key_string(store_key(STORE_NAME, key_of(op.key)))] = op.item
+            continue
+        if isinstance(op, Commit):
+            outcomes.append(commit_on(adapter, model, op))
+            expected_outcomes.append(commit_on(model, model, op))
+            continue
+        outcomes.append(apply_to_backend(dynamodb, table, model, op))
+        expected_outcomes.append(apply_to_model(model, op))
+
+    assert expected_outcomes == outcomes
+    assert {k: canonical_item(i) for k, i in model.items.items()} == scan_all(dynamodb, table)
+    stored = dynamodb.scan(TableName=store, ConsistentRead=True)["Items"]
+    expected_store = {k: canonical_item(i) for k, i in model.stored.items()}
+    assert expected_store == {
+        key_string({STORE_KEY: i[STORE_KEY]}): canonical_item(i) for i in stored
+    }
+    records = read_stream(
+        backend.client("dynamodbstreams", REGION), arn, expected=len(model.stream)
+    )
+    assert changes_per_key(model.stream) == changes_per_key(records)
