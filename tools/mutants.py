@@ -339,6 +339,28 @@ MUTANTS: list[Mutant] = [
         "",
         ("tests/unit/test_raw_sequences.py",),
     ),
+    # -- session 30: the successor's clock and the adoption's gate ------------------------------
+    Mutant(
+        "successor-timed-like-a-write",
+        "service/core/stamp.py",
+        "SUCCESSOR_STEP = 1\nWRITE_STEP = 2",
+        "SUCCESSOR_STEP = 1\nWRITE_STEP = 1",
+        ("tests/property/test_regressions.py",),
+    ),
+    Mutant(
+        "adoption-overtakes-its-region",
+        "service/engine/pipeline.py",
+        'gated = send.role == "adoption" and self.settings.resolver.keeps_deleted_data',
+        "gated = False",
+        ("tests/property/test_regressions.py",),
+    ),
+    Mutant(
+        "gate-opens-when-its-region-failed",
+        "service/engine/pipeline.py",
+        'self._open(task.gate, ok=delivery.handled not in ("failed", "waiting"))',
+        "self._open(task.gate, ok=True)",
+        ("tests/property/test_regressions.py",),
+    ),
     # -- the lease keeper -----------------------------------------------------------------------
     Mutant(
         "keeper-draining-still-takes",
