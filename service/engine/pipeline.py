@@ -548,7 +548,8 @@ class Replicator:
                 task = lane.tasks[0]
                 gate = task.gate if task.here is None else None
                 if gate is not None and not gate.settled and lane.failed_at is None:
-                    gate.waiting.append(lane_key)  # `_open` restarts the lane
+                    if lane_key not in gate.waiting:
+                        gate.waiting.append(lane_key)  # `_open` restarts the lane
                     lane.running = False
                     return
                 lane.tasks.popleft()
@@ -568,11 +569,17 @@ class Replicator:
 
     def _open(self, gate: _Gate, *, ok: bool) -> None:
         """Settle ``gate`` and restart the lanes waiting on it."""
+        waiting: list[tuple[object, str, str]] = []
         with self._lock:
             gate.settled, gate.ok = True, ok
-            waiting, gate.waiting = gate.waiting, []
-            for lane_key in waiting:
-                self._lanes[lane_key].running = True
+            for lane_key in gate.waiting:
+                # NOTE: a lane that `_enqueue` restarted meanwhile is running (and finds the
+                # gate settled): a second runner would break the lane's order.
+                lane = self._lanes.get(lane_key)
+                if lane is not None and not lane.running:
+                    lane.running = True
+                    waiting.append(lane_key)
+            gate.waiting = []
         for lane_key in waiting:
             future = self._executor_for(lane_key[2]).submit(self._run_lane, lane_key)
             if future.done():

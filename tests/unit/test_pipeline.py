@@ -232,3 +232,49 @@ def test_a_record_that_cannot_be_dead_lettered_is_reported_failed(
 
     assert "failed" == result.status
     assert result.reason.startswith("dead-lettering failed: ConnectionError")
+
+
+def test_under_merge_rules_an_adoption_reaches_other_regions_only_after_its_own_with_threads() -> (
+    None
+):
+    """The adoption gate with real writer threads: while r0's own table holds its write back,
+    no other region is written; a second raw write of the key, submitted meanwhile, keeps its
+    order behind the first everywhere; once r0's write lands, both reach every region."""
+    import threading
+
+    from tests.property import example_rules
+
+    settings = settings_for(UserRule(example_rules.union_tags, "union_tags"))
+    tables = {r: MemoryTable(r, ("pk",), now_ms=lambda: T0) for r in REGIONS}
+    release, holding = threading.Event(), threading.Event()
+
+    def hold(key: Mapping[str, Any]) -> None:
+        holding.set()
+        assert release.wait(10)
+
+    tables["r0"].before_write = hold
+    tables["r0"].put_raw({"pk": {"S": "k"}, "val": {"S": "a"}})
+    tables["r0"].put_raw({"pk": {"S": "k"}, "val": {"S": "b"}})
+    replicator = Replicator(
+        region="r0",
+        settings=settings,
+        tables=tables,
+        dead_letters=MemoryDeadLetters(),
+        metrics=MemoryMetrics(),
+        now_ms=lambda: T0,
+    )
+    try:
+        first = replicator.submit(tables["r0"].records_after(0, limit=1))
+        assert holding.wait(10)
+        second = replicator.submit(tables["r0"].records_after(1, limit=1))
+        assert tables["r1"].get({"pk": {"S": "k"}}) is None
+        assert tables["r2"].get({"pk": {"S": "k"}}) is None
+        tables["r0"].before_write = None
+        release.set()
+        first.wait()
+        second.wait()
+    finally:
+        replicator.close()
+    assert [r.status for r in first.results + second.results] == ["ok", "ok"]
+    values = {r: tables[r].get({"pk": {"S": "k"}})["val"]["S"] for r in ("r1", "r2")}  # type: ignore[index]
+    assert {"r1": "b", "r2": "b"} == values
