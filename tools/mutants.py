@@ -106,15 +106,15 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "window-coalesces-adoption-with-forward",
         "service/engine/pipeline.py",
-        "        queued.here == task.here\n        and compare",
-        "        True\n        and compare",
+        "        queued.here == task.here\n        and queued.gate is None",
+        "        True\n        and queued.gate is None",
         WINDOW,
     ),
     Mutant(
         "window-failed-lane-not-held",
         "service/engine/pipeline.py",
-        '                        lane.failed_at = _sequence_of(task.send.record) or f"#{task.send.index}"',
-        "                        lane.failed_at = None",
+        '                    lane.failed_at = _sequence_of(task.send.record) or f"#{task.send.index}"',
+        "                    lane.failed_at = None",
         WINDOW,
     ),
     Mutant(
