@@ -432,3 +432,26 @@ def test_a_raw_write_of_ssn_where_it_is_not_held_is_adopted_without_it() -> None
     assert "ssn" not in held["r2"]
     assert {"S": "raw"} == held["r2"]["val"] == held["r0"]["val"] == held["r1"]["val"]
     assert {"S": "sw1"} == held["r0"]["ssn"] == held["r1"]["ssn"], "a raw put there erases none"
+
+
+def test_a_delete_coalesced_away_still_clears_ssn_at_a_holder() -> None:
+    """Found by the deep run of seed 3048069373 (session 30): r3, which never holds ssn,
+    deletes an item whose ssn r0-r2 hold, then writes it again (raw, no ssn). r0 receives the
+    delete alone; r1 and r2 receive both in one batch, and their lanes coalesced the delete
+    into the write that succeeds it. A version a destination never receives never joins its
+    redaction register there: r1 and r2 kept the deleted ssn, r0 had cleared it, and the holders
+    differed for good. Fix: no coalescing under residency rules."""
+    m = _machine(ResidencyMachine, LAYOUTS[1], [0] * 5)
+    _put(m, "r1", "k0")
+    m.drain()
+    m.now += 5
+    m.do_sdk_delete("r3", "k0")
+    m.now += 5
+    m.next_res, m.next_ssn = "US", False
+    m.do_raw_put("r3", "k0")
+    m._poll("r3", limit=5)
+    m.do_deliver("r3", "r0", "k0")  # the delete, at r0 only
+    m.deliver_batch("r3", m.inflight["r3"]["k0"][:2])  # the delete and the write, everywhere
+    ssn = {r: _s(m.tables[r].get({"pk": {"S": "k0"}}), "ssn") for r in ("r0", "r1", "r2")}
+    assert 1 == len(set(ssn.values())), ssn
+    _check(m)
