@@ -237,6 +237,24 @@ def decide(
                 context = join_meta(incoming.meta, copied)
                 assert context is not None
                 return Annotate(replace(context, digest=unmatched_digest(data)), pre)
+            if (
+                succeed
+                and copied is not None
+                and compare(incoming.meta, copied) is Order.CONCURRENT
+            ):
+                # The raw write's own adoption meets its data annotated with an adoption it
+                # does not hold (an earlier raw write's, annotated here after this one replaced
+                # it). Writing the adoption alone would drop that context from the region, and
+                # a raw write landing before the annotation's own adoption arrives would then
+                # succeed this adoption only, ranking below the annotation's adoption, which
+                # holds the same older data: the later raw write lost everywhere (residency
+                # version-counter machine, deep run seed 3048069373). A successor of both
+                # keeps every version the item held; it is stamped and forwarded, so no
+                # further annotation record follows (an annotation here would: a loop).
+                return Write(
+                    succeeding(incoming, Version(data=dict(data), meta=copied), settings=settings),
+                    pre,
+                )
             return Write(incoming, pre)
         case Stamped(version=mine):
             order = compare(incoming.meta, mine.meta)

@@ -595,14 +595,16 @@ def test_the_annotation_of_a_blind_adoption_continues_the_blind_actor() -> None:
         assert Order.AFTER == compare(annotation.version.meta, adoption.meta)
 
 
-def test_a_blind_adoption_writes_over_its_raw_item_annotated_with_a_version_it_does_not_claim() -> (
+def test_a_blind_adoption_over_its_raw_item_annotated_with_a_version_it_lacks_succeeds_both() -> (
     None
 ):
     """The blind actor's counter claims only versions it holds whole, so a blind adoption
     meeting its raw item annotated with an earlier adoption that holds a lower blind counter
-    among other actors claims none of that one's history: it is written (the annotation's own
-    record brings the other back as its successor), not kept beside as `_claims_without` keeps
-    an adoption actor's claim without its history."""
+    among other actors claims none of that one's history, and is not kept beside as
+    `_claims_without` keeps an adoption actor's claim. Written alone it would drop the
+    annotation from its region until the annotation's own record came back, and a raw write
+    made meanwhile would succeed it alone (test_a_raw_write_after_its_predecessors_own_...):
+    it writes a successor of both, with its data, forwarded as its region's write."""
     blind = blind_actor("eu-west-1")
     data = {"pk": {"S": "k"}, "a": {"S": "2"}}
     earlier = Meta(
@@ -621,7 +623,13 @@ def test_a_blind_adoption_writes_over_its_raw_item_annotated_with_a_version_it_d
     raw = read_item({**data, META_ATTR: encode_meta(earlier)}, settings=SETTINGS)
     decision = decide(raw, adopted.version, settings=SETTINGS, here="adoption")
     assert isinstance(decision, Write)
-    assert adopted.version == decision.version
+    successor = decision.version
+    assert data == successor.data
+    assert Order.AFTER == compare(successor.meta, adopted.version.meta)
+    assert Order.AFTER == compare(successor.meta, earlier)
+    assert not successor.meta.adopted and not successor.meta.merged
+    assert "eu-west-1" == successor.meta.origin
+    assert successor.meta.count > earlier.count
 
 
 @given(

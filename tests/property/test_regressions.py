@@ -868,3 +868,37 @@ def test_a_raw_writes_adoption_reaches_another_region_only_after_its_own(
     m.drain()
     m.metadata_is_valid_and_never_moves_backwards()
     m.teardown()
+
+
+@pytest.mark.parametrize("resolver", RESOLVERS, ids=lambda r: r.name)
+def test_a_raw_write_after_its_predecessors_own_adoption_outranks_the_annotations_adoption(
+    resolver: Resolver,
+) -> None:
+    """Found by the deep run of seed 3048069373 on the residency version-counter machine
+    (issue 16). r1 raw-writes over a stamped item (a), then again over that raw item (b); a's
+    adoption reaches r1's table after b replaced it, so it annotates b's raw item. b's own
+    adoption (blind: its record shows no metadata) then wrote itself over the annotation,
+    dropping a's adoption from r1's item. A third raw write (c) over it succeeded b's
+    adoption only (two updates); a delete from r0 rolled c's raw item back before the
+    annotation's own adoption (three updates: it succeeds a's) reached r1, so that adoption
+    met a stamped item, not a raw one, and b's value won everywhere over the write that
+    replaced it. Fix: an adoption meeting its own data annotated with a version it does not
+    hold writes a successor of both (`decide`), so c succeeds everything r1 held."""
+
+    def script(m: ReplicationMachine) -> None:
+        m.do_sdk_put("r1", "k0")
+        m.drain()
+        m.do_raw_put("r1", "k0")  # a, over the stamped item
+        m.do_raw_put("r1", "k0")  # b, over a's raw item
+        replaced = m.tables["r1"].get({"pk": {"S": "k0"}})["val"]["S"]
+        m._poll("r1", limit=5)
+        m.deliver_batch("r1", m.inflight["r1"]["k0"][:1])  # a's adoption annotates b's item
+        m.deliver_batch("r1", m.inflight["r1"]["k0"][:1])  # b's own adoption
+        m.do_raw_put("r1", "k0")  # c
+        m.do_sdk_delete("r0", "k0")
+        m._poll("r0", limit=5)
+        m.deliver_batch("r0", m.inflight["r0"]["k0"][:1])  # rolls c's raw item back in r1
+        m.drain()
+        assert final_value(m, "k0") != replaced, "a raw write lost to the one it replaced"
+
+    run(resolver, 2, script)
