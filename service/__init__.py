@@ -4,7 +4,7 @@ The pure core lives in ``service.core``; ports and adapters around it in ``servi
 """
 
 from service.core.adopt import Adopt, Drop, Forward, Restore, translate
-from service.core.apply import Annotate, Decision, Skip, Write, decide, merge
+from service.core.apply import Annotate, Decision, Defer, Skip, Write, decide, merge
 from service.core.records import parse_record
 from service.core.stamp import stamp
 from service.core.stored import Settings, read_item
@@ -29,6 +29,7 @@ __all__ = [
     "Annotate",
     "ConsumerHaltedError",
     "Decision",
+    "Defer",
     "Drop",
     "EventError",
     "Forward",

@@ -87,6 +87,16 @@ def _written_over_raw_since(mine: Meta, adoption: Meta) -> bool:
     )
 
 
+def _same_resolution(merged: Version, successor: Version) -> bool:
+    """Whether a plain merge holds what a successor would: the same data, deletion and field
+    stamps (a successor raises stamps, so under field rules it rarely is)."""
+    return (
+        same_item(merged.data, successor.data)
+        and merged.meta.deleted == successor.meta.deleted
+        and merged.meta.fields == successor.meta.fields
+    )
+
+
 def merge(a: Version, b: Version, *, settings: Settings) -> Version:
     """The resolved version of two concurrent versions: the resolver decides data and winner,
     the core joins the vectors. Deterministic, so every region writes the same bytes."""
@@ -179,7 +189,18 @@ class Annotate:
     precondition: Precondition
 
 
-Decision = Skip | Write | Annotate
+@dataclass(frozen=True)
+class Defer:
+    """Not now: under merge rules a version from another region that meets a raw item not
+    adopted yet waits (its delivery fails and is retried) until the raw write's own adoption
+    has stamped the item in its region. The raw data has no time of its own: merged beside
+    the version as the later write, it outranked writes that had seen the raw write's
+    adoption elsewhere (docs/design.md, "Raw writes under merge rules")."""
+
+    reason: str
+
+
+Decision = Skip | Write | Annotate | Defer
 
 
 def decide(
@@ -219,9 +240,12 @@ def decide(
             if copied is not None and compare(incoming.meta, copied) in (Order.EQUAL, Order.BEFORE):
                 return Skip("stale")
             own = not incoming.meta.deleted and incoming.meta.digest == checked_digest(data)
-            if keeps and not (here is not None and own):
-                # Under merge rules nothing rolls a raw item back, whoever's version arrives:
-                # the raw data is kept, merged with it, and adopted from its own record.
+            if keeps and here is None:
+                return Defer("the raw item here is not adopted yet")
+            if keeps and not own:
+                # Under merge rules nothing rolls a raw item back: an adoption (or restore) of
+                # this region meeting a raw write made since keeps the raw data as the later
+                # write (it is), merged with it, and adopted from its own record.
                 beside = beside_raw(incoming, current, settings=settings)
                 if same_item(beside.data, data):
                     return Annotate(beside.meta, pre)
@@ -268,7 +292,18 @@ def decide(
                 _stamped_here(mine.meta, incoming.meta)
                 or (keeps and _written_over_raw_since(mine.meta, incoming.meta))
             ):
-                return Write(succeeding(incoming, mine, settings=settings), pre)
+                successor = succeeding(incoming, mine, settings=settings)
+                if keeps:
+                    merged = merge(mine, incoming, settings=settings)
+                    if _same_resolution(merged, successor):
+                        # The plain merge already keeps what was written here over the raw
+                        # item, and every region computes it: no successor, whose clock
+                        # would re-time values of other regions' writes that ``mine`` holds
+                        # above their own regions' later writes (union machine, deep run
+                        # seed 3048069373: a chain of successors here carried another
+                        # region's value above the write that had replaced it there).
+                        return Write(merged, pre, conflict=(mine, incoming))
+                return Write(successor, pre)
             # Concurrent. A tombstone past its horizon relative to the other version counts as
             # absence, whichever side it is on: some regions may have collected it already.
             if tombstone_expired(mine.meta, at_hlc=incoming.meta.hlc, settings=settings):

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Literal
 
-from service.core.apply import Annotate, Decision, Skip, Write, decide, precondition_for
+from service.core.apply import Annotate, Decision, Defer, Skip, Write, decide, precondition_for
 from service.core.residency_rules import (
     Filter,
     Register,
@@ -197,7 +197,7 @@ def decide_for(
                 updated = _with_register(main.version, joined, residency=residency)
                 return Write(updated, precondition_for(current))
             return decision
-        case Annotate():
+        case Annotate() | Defer():
             return decision
     raise AssertionError(decision)
 

@@ -32,7 +32,15 @@ from typing import Any, Literal, TypeVar
 from service.adapters.conflicts import ConflictSink
 from service.core import hlc
 from service.core.adopt import Adopt, Change, Drop, Forward, Outcome, Restore, translate
-from service.core.apply import Annotate, ExpectAbsent, ExpectMeta, Precondition, Skip, Write
+from service.core.apply import (
+    Annotate,
+    Defer,
+    ExpectAbsent,
+    ExpectMeta,
+    Precondition,
+    Skip,
+    Write,
+)
 from service.core.conflicts import conflict_entry, is_conflict
 from service.core.records import parse_record
 from service.core.residency import decide_for, residency_of
@@ -46,6 +54,8 @@ log = logging.getLogger("georep")
 
 MAX_ITEM_BYTES = 400 * 1024
 MAX_ATTEMPTS = 25
+# A delivery `decide` deferred (`Defer`): the destination holds a raw item not adopted yet.
+RAW_NOT_ADOPTED = "RawItemNotAdopted"
 
 T = TypeVar("T")
 
@@ -135,7 +145,7 @@ class _Fast:
     annotate: bool = False
 
 
-def fast_precondition(change: Change) -> Precondition | None:
+def fast_precondition(change: Change, settings: Settings | None = None) -> Precondition | None:
     """The no-read path at another region, for a fresh local write or an adopted raw write: if
     the destination still holds what the source held before this write (the record's old
     image: absent, that metadata, or no metadata at all), the new version succeeds it and one
@@ -148,6 +158,11 @@ def fast_precondition(change: Change) -> Precondition | None:
     """
     if change.old is None:
         return ExpectAbsent()
+    if settings is not None and settings.resolver.keeps_deleted_data:
+        # NOTE: under merge rules `decide` defers a version that meets a raw item (`Defer`),
+        # and a raw item can hold exactly the metadata expected (none, or what a raw
+        # read-modify-write copied back): only absence is certain without a read.
+        return None
     return ExpectMeta(change.old.get(META_ATTR))
 
 
@@ -388,7 +403,9 @@ class Replicator:
         match outcome:
             case Forward(version=v):
                 self._check_size(v)
-                return _Send(index, record, v, self.others, fast_precondition(change))
+                return _Send(
+                    index, record, v, self.others, fast_precondition(change, self.settings)
+                )
             case Adopt(version=v):
                 self._check_size(v)
                 self.metrics.incr("raw_writes_adopted", {"region": self.region})
@@ -397,7 +414,7 @@ class Replicator:
                     record,
                     v,
                     self.settings.regions,
-                    fast_precondition(change),
+                    fast_precondition(change, self.settings),
                     role="adoption",
                     here=_fast_here(change, v, self.settings),
                 )
@@ -654,6 +671,11 @@ class Replicator:
             if isinstance(decision, Skip):
                 self.metrics.incr(f"skipped_{decision.reason}", labels)
                 return Delivery("skipped", decision.reason)
+            if isinstance(decision, Defer):
+                # Retried like a transient error, until the destination's own consumer has
+                # adopted the raw item (docs/design.md, "Raw writes under merge rules").
+                self.metrics.incr("deferred_behind_raw", labels)
+                return Delivery("failed", decision.reason, RAW_NOT_ADOPTED)
             if isinstance(decision, Annotate):
                 result = table.annotate(key, encode_meta(decision.meta), decision.precondition)
                 if result.ok:

@@ -902,3 +902,66 @@ def test_a_raw_write_after_its_predecessors_own_adoption_outranks_the_annotation
         assert final_value(m, "k0") != replaced, "a raw write lost to the one it replaced"
 
     run(resolver, 2, script)
+
+
+@pytest.mark.parametrize("resolver", MERGE_RULES, ids=lambda r: r.name)
+def test_a_version_meeting_a_raw_item_not_adopted_yet_waits_for_its_adoption(
+    resolver: Resolver,
+) -> None:
+    """Found by the deep run of seed 3048069373 on the field-rules machine (issue 16). r0's
+    adopted raw write reached r1's raw item before that item's own adoption and was merged
+    beside it, the raw value stamped one above it as the later write (`beside_raw`); r1's
+    adoption, finding data no longer its own, only annotated the item, which stayed raw. A
+    write in r0 that had seen r1's raw value then reached r1's still-raw item, and the raw
+    value was stamped above that write too: the value it had replaced came back everywhere.
+    Fix: under merge rules a version from another region that meets a raw item not adopted
+    yet is deferred (`Defer`, retried) until the item's own adoption stamps it."""
+
+    def script(m: ReplicationMachine) -> None:
+        m.do_raw_put("r1", "k0")
+        replaced = m.tables["r1"].get({"pk": {"S": "k0"}})["val"]["S"]
+        m.do_raw_put("r0", "k0")
+        m._poll("r0", limit=5)
+        m.deliver_batch("r0", m.inflight["r0"]["k0"][:1])  # r0's adoption, r1 included
+        m._poll("r1", limit=5)
+        m.deliver_batch("r1", m.inflight["r1"]["k0"][:1])  # r1's adoption, its own first
+        m.do_sdk_put("r0", "k0")  # over the merge of both: it saw r1's raw value
+        m._poll("r0", limit=5)
+        m.deliver_batch("r0", m.inflight["r0"]["k0"][-1:])
+        m.drain()
+        assert final_value(m, "k0") != replaced, "a value came back over the write that replaced it"
+
+    run(resolver, 2, script)
+
+
+def test_successors_of_a_regions_adoptions_never_retime_another_regions_value() -> None:
+    """Found by the deep run of seed 3048069373 on the union-rule machine (issue 16). r1
+    wrote raw items and then an SDK write over the last one before their adoptions; r0's
+    write (its clock ahead) reached r1 and won the merge there. Each of r1's adoptions then
+    met that merge, which held the write made over a raw item, and wrote a successor raising
+    the merge above it (`succeeding`): one tick each, so after a few the successor carried
+    r0's value above r0's own later write, which lost at r1 and then everywhere. Fix: where
+    the plain merge already keeps what was written over the raw item, the adoption writes
+    the plain merge, which every region computes, instead of a successor."""
+
+    class Machine(ReplicationMachine):
+        pass
+
+    Machine.resolver = UserRule(example_rules.union_tags, "union_tags")
+    m = Machine()
+    m.setup(n=2, nkeys=2, skews=[900, 0])
+    m.do_sdk_put("r0", "k0")
+    for _ in range(4):
+        m.do_raw_put("r1", "k0")
+    m.do_sdk_put("r1", "k0")  # over the raw item, before any adoption
+    m._poll("r0", limit=5)
+    m.deliver_batch("r0", m.inflight["r0"]["k0"][:1])  # r0's write wins the merge at r1
+    m.do_sdk_put("r0", "k0")  # replaces it in r0
+    last = m.tables["r0"].get({"pk": {"S": "k0"}})["val"]["S"]
+    m._poll("r1", limit=10)
+    for _ in range(4):  # r1's adoptions, each meeting what r1 holds
+        m.deliver_batch("r1", m.inflight["r1"]["k0"][:1])
+    m.drain()
+    assert final_value(m, "k0") == last, "another region's value outlived its later write"
+    m.metadata_is_valid_and_never_moves_backwards()
+    m.teardown()

@@ -23,9 +23,10 @@ from service.core.stamp import stamp
 from service.core.stored import Settings, read_item
 from service.core.values import size_of
 from service.core.version import encode_item
-from service.engine.pipeline import MAX_ITEM_BYTES, RecordResult, Replicator
+from service.engine.pipeline import MAX_ITEM_BYTES, RAW_NOT_ADOPTED, RecordResult, Replicator
 from service.errors import ItemTooLargeError, RequestRejectedError
 from service.ports import WriteResult
+from tests.property.example_rules import union_tags
 
 REGIONS = ("r0", "r1", "r2")
 T0 = 1_700_000_000_000
@@ -278,3 +279,43 @@ def test_under_merge_rules_an_adoption_reaches_other_regions_only_after_its_own_
     assert [r.status for r in first.results + second.results] == ["ok", "ok"]
     values = {r: tables[r].get({"pk": {"S": "k"}})["val"]["S"] for r in ("r1", "r2")}  # type: ignore[index]
     assert {"r1": "b", "r2": "b"} == values
+
+
+def test_under_merge_rules_a_version_meeting_a_raw_item_waits_until_it_is_adopted() -> None:
+    """r0's write reaches r1 while r1 holds a raw write its own consumer has not adopted:
+    the delivery fails (retried, nothing dead-lettered), r2 is written, and r1 is left raw,
+    even though the item holds exactly the metadata the no-read path would expect (none).
+    Once r1's consumer has adopted its raw write, the retry merges the two."""
+    settings = settings_for(UserRule(union_tags, "union_tags"))
+    tables: dict[str, Any] = {r: MemoryTable(r, ("pk",)) for r in REGIONS}
+    for region in ("r0", "r1"):  # the same raw item in both: r0's write is over "no metadata"
+        tables[region].put_raw({"pk": {"S": "k"}, "tags": {"SS": ["raw"]}})
+    write_locally(
+        tables["r0"], {"pk": {"S": "k"}, "tags": {"SS": ["r0"]}}, at_ms=T0, settings=settings
+    )
+    dead = MemoryDeadLetters()
+    forward = tables["r0"].records_after(1)
+    metrics = MemoryMetrics()
+    replicator = Replicator(
+        region="r0", settings=settings, tables=tables, dead_letters=dead, metrics=metrics
+    )
+
+    (result,) = replicator.process(forward)
+
+    assert "failed" == result.status
+    assert RAW_NOT_ADOPTED == result.deliveries["r1"].error
+    assert {"SS": ["raw"]} == tables["r1"].get({"pk": {"S": "k"}})["tags"]
+    assert "applied" == result.deliveries["r2"].handled
+    assert [] == dead.entries
+    assert 1 == metrics.total("deferred_behind_raw")
+
+    adopting = Replicator(
+        region="r1", settings=settings, tables=tables, dead_letters=dead, metrics=metrics
+    )
+    assert ["ok"] == [r.status for r in adopting.process(tables["r1"].records_after(0))]
+    (retried,) = replicator.process(forward)
+    replicator.close()
+    adopting.close()
+
+    assert "ok" == retried.status
+    assert {"SS": ["r0", "raw"]} == tables["r1"].get({"pk": {"S": "k"}})["tags"]

@@ -14,6 +14,7 @@ def test_service_exports_exactly_its_public_names() -> None:
         "Annotate",
         "ConsumerHaltedError",
         "Decision",
+        "Defer",
         "Drop",
         "EventError",
         "Forward",
