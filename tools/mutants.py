@@ -369,6 +369,56 @@ MUTANTS: list[Mutant] = [
         "self._open(task.gate, ok=True)",
         ("tests/property/test_regressions.py",),
     ),
+    # -- session 31: raw items under merge rules, own data under an annotation -----------------
+    Mutant(
+        "merge-rules-merge-beside-a-foreign-version",
+        "service/core/apply.py",
+        "            if keeps and here is None:\n",
+        "            if keeps and here is None and incoming.meta.deleted:\n",
+        ("tests/property/test_regressions.py", "tests/unit/test_pipeline.py"),
+    ),
+    Mutant(
+        "merge-rules-no-read-path-over-raw-items",
+        "service/engine/pipeline.py",
+        "    if settings is not None and settings.resolver.keeps_deleted_data:\n",
+        "    if settings is None:\n",
+        ("tests/unit/test_pipeline.py",),
+    ),
+    Mutant(
+        "deferred-delivery-reported-skipped",
+        "service/engine/pipeline.py",
+        "return Delivery(\"failed\", decision.reason, RAW_NOT_ADOPTED)",
+        "return Delivery(\"skipped\", decision.reason)",
+        ("tests/unit/test_pipeline.py", "tests/property/test_regressions.py"),
+    ),
+    Mutant(
+        "successor-even-where-the-merge-keeps-the-later-write",
+        "service/core/apply.py",
+        "                    if _same_resolution(merged, successor):",
+        "                    if False:",
+        ("tests/property/test_regressions.py",),
+    ),
+    # Survives, argued: ignoring field stamps writes the plain merge under field rules where
+    # its data equals the successor's and only the stamps differ (the successor's raised above
+    # the adoption). Every region computes that same plain merge from the same two versions,
+    # so convergence and the one-version-per-vector check hold either way; what differs is
+    # only how a later concurrent write of another region ranks against those attributes, and
+    # the oracle accepts either winner of concurrent writes. Kept: it leaves field rules on
+    # the successor the field-rules machine's deep runs were proven with.
+    Mutant(
+        "same-resolution-ignores-field-stamps",
+        "service/core/apply.py",
+        "        and merged.meta.fields == successor.meta.fields\n",
+        "",
+        ("tests/property/test_regressions.py", "tests/property/test_core.py"),
+    ),
+    Mutant(
+        "own-adoption-drops-the-annotation-it-lacks",
+        "service/core/apply.py",
+        "                and compare(incoming.meta, copied) is Order.CONCURRENT\n",
+        "                and False\n",
+        ("tests/property/test_regressions.py", "tests/property/test_core.py"),
+    ),
     # -- the lease keeper -----------------------------------------------------------------------
     Mutant(
         "keeper-draining-still-takes",
