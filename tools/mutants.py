@@ -387,8 +387,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "deferred-delivery-reported-skipped",
         "service/engine/pipeline.py",
-        "return Delivery(\"failed\", decision.reason, RAW_NOT_ADOPTED)",
-        "return Delivery(\"skipped\", decision.reason)",
+        'return Delivery("failed", decision.reason, RAW_NOT_ADOPTED)',
+        'return Delivery("skipped", decision.reason)',
         ("tests/unit/test_pipeline.py", "tests/property/test_regressions.py"),
     ),
     Mutant(
