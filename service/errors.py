@@ -76,6 +76,14 @@ class ExpressionError(GeorepError):
     this error as its cause, as plain boto3 would."""
 
 
+class RawWritePendingError(GeorepError):
+    """Under merge rules, a write through the SDK found the item holding a raw write (plain
+    boto3) that georep has not adopted yet, and the adoption did not come within the wait: the
+    consumer of this region is behind, stopped, or cannot adopt the item (its record was
+    dead-lettered, or the item predates the stream: `georep backfill`). Nothing was written;
+    retry once the consumer has caught up (docs/design.md, "Raw writes under merge rules")."""
+
+
 class BatchWriteError(GeorepError):
     """Some writes of an SDK batch failed; the others were written (each request of a batch is
     its own conditional write). ``failures`` holds each failed request with its exception."""

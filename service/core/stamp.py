@@ -234,6 +234,16 @@ def _actor_for(base: Meta | None, *, region: str) -> str | None:
     return max(ours)[1] if ours else None
 
 
+def waits_for_adoption(current: Stored, *, settings: Settings) -> bool:
+    """Whether a write through georep over ``current`` must wait for its adoption: under
+    merge rules, over a raw item not adopted yet. Written at once, it would be timed by the
+    writer's clock while the raw write's adoption is timed by its record, and a merge with
+    another region's version before that adoption arrives leaves the region with no way to
+    rank the later write above it without re-timing that version too (docs/design.md, "Raw
+    writes under merge rules"). Waiting, the write succeeds the adoption by its vector."""
+    return settings.resolver.keeps_deleted_data and isinstance(current, Raw)
+
+
 def stamp(
     current: Stored,
     data: Mapping[str, AttributeValue] | None,

@@ -21,7 +21,7 @@ from typing import Any
 from service.core.apply import precondition_for
 from service.core.conditions import condition_for, with_application
 from service.core.expressions import Condition, Update, apply_update, holds
-from service.core.stamp import stamp
+from service.core.stamp import stamp, waits_for_adoption
 from service.core.stored import Absent, Raw, Settings, Stamped, Stored
 from service.core.values import AttributeValue
 from service.core.version import RESERVED, Version, encode_item
@@ -90,7 +90,16 @@ class Planned:
     new: Data | None
 
 
-Plan = Refused | Nothing | Planned
+@dataclass(frozen=True)
+class Pending:
+    """Nothing written: under merge rules the item holds a raw write georep has not adopted
+    yet, and a write over it waits for that adoption (`waits_for_adoption`). ``seen``: the
+    item as the application sees it now."""
+
+    seen: Data | None
+
+
+Plan = Refused | Nothing | Planned | Pending
 
 
 def visible(current: Stored) -> Data | None:
@@ -129,6 +138,8 @@ def plan(
     ({'pk': {'S': 'a'}, 'n': {'N': '1'}}, 'attribute_not_exists(#pk)')
     """
     seen = visible(current)
+    if waits_for_adoption(current, settings=settings):
+        return Pending(seen)
     if condition is not None and not holds(condition.parsed, seen):
         return Refused(seen)
     data: Data | None

@@ -115,6 +115,7 @@ from service.core.writes import (
     Change,
     Delete,
     Nothing,
+    Pending,
     Plan,
     Planned,
     Put,
@@ -124,12 +125,15 @@ from service.core.writes import (
     plan,
     visible,
 )
-from service.errors import BatchWriteError, ExpressionError, MetadataError
+from service.errors import BatchWriteError, ExpressionError, MetadataError, RawWritePendingError
 
 if TYPE_CHECKING:
     from service.surfaces.sdk_resource import ResourceTable
 
 ATTEMPTS = 50
+# Under merge rules, how long a write over a raw item waits for its adoption (seconds between
+# reads; about 10 s in all, a consumer's few polls), then RawWritePendingError.
+PENDING_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
 # Errors a batch request reports in UnprocessedItems (try again later), as BatchWriteItem does.
 _THROTTLED = frozenset(
     {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
@@ -217,9 +221,11 @@ class GeorepTable:
         clock: Clock | None = None,
         settings: Settings | None = None,
         batch_concurrency: int = 16,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         config = config.for_table(table)  # ConfigError: unknown, or several and none named
         self.client = client
+        self.sleep = sleep
         self.region = region
         self.settings = settings or config.settings()
         self.horizon_ms = config.horizon_ms
@@ -272,7 +278,8 @@ class GeorepTable:
     ) -> Version | None:
         """Write ``item`` as a new version succeeding exactly ``read`` (the item as the
         application read it with plain boto3; None: it was absent), or write nothing and return
-        None if the item changed since: read again and retry.
+        None if the item changed since: read again and retry. (Under merge rules also while
+        ``read`` is a raw write georep has not adopted yet: retry after its adoption.)
 
         "Changed" is judged as georep's own writes are, on ``_georep`` alone (docs/design.md):
         a raw write that copied ``_georep`` back is not noticed, and is adopted and merged."""
@@ -541,12 +548,28 @@ class GeorepTable:
     ) -> Nothing | Planned:
         key = key_of(write, settings=self.settings)
         current_item = self._read(key)
-        for _ in range(ATTEMPTS):
+        waits = iter(PENDING_WAITS)
+        attempts = 0
+        while attempts < ATTEMPTS:
             outcome, current_item = self._attempt(write, current_item, condition)
+            if isinstance(outcome, Pending):
+                # Under merge rules: wait for this region's consumer to adopt the raw write.
+                pause = next(waits, None)
+                if pause is None:
+                    raise RawWritePendingError(
+                        f"{self.table_name} in {self.region}: the item {key} holds a raw write "
+                        "georep has not adopted yet; under merge rules a write over it waits "
+                        f"for the adoption, which did not come in {sum(PENDING_WAITS):.0f} s "
+                        "(is this region's consumer running and caught up?)"
+                    )
+                self.sleep(pause)
+                current_item = self._read(key)
+                continue
             if isinstance(outcome, Refused):
                 raise self._condition_failed(operation, outcome.seen, on_failure)
             if outcome is not None:
                 return outcome
+            attempts += 1
         raise RuntimeError(f"could not write {key}: {ATTEMPTS} concurrent writes won first")
 
     def _attempt(

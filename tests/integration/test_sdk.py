@@ -23,7 +23,7 @@ from service.core.stored import Stamped, read_item
 from service.core.values import same_item
 from service.core.version import META_ATTR, TTL_ATTR, Order, compare
 from service.engine.wiring import Consumer
-from service.errors import BatchWriteError, MetadataError
+from service.errors import BatchWriteError, MetadataError, RawWritePendingError
 from service.surfaces.local import REGIONS, LocalReplicaSet, drain, local_replica_set
 from service.surfaces.sdk import GeorepTable
 from service.surfaces.sdk_resource import ResourceTable
@@ -520,3 +520,50 @@ def test_a_batch_request_that_fails_is_reported_and_the_others_are_written(
     ((request, error),) = failed.value.failures
     assert bad == request and isinstance(error, MetadataError)
     assert ["good0", "good1", "good2"] == sorted(i["pk"]["S"] for i in table.scan()["Items"])
+
+
+def test_under_merge_rules_a_write_over_a_raw_item_waits_for_its_adoption(
+    backend: EmbeddedBackend, tmp_path: Path
+) -> None:
+    """An item written with plain boto3 and not adopted yet: under merge rules the SDK's write
+    over it waits (reading again between pauses) and raises RawWritePendingError, having
+    written nothing, if no adoption comes; once this region's consumer has adopted the raw
+    write, the same write goes through and succeeds the adoption."""
+    cluster = make_cluster(
+        backend,
+        tmp_path,
+        resolver="rules",
+        resolver_options='{ rule = "tests.property.example_rules:profile" }',
+    )
+    client = cluster.client(REGION)
+    raw = {"pk": {"S": "user#1"}, "tags": {"SS": ["raw"]}}
+    client.put_item(TableName=cluster.config.table_name(REGION), Item=raw)
+    pauses: list[float] = []
+    table = GeorepTable(client, config=cluster.config, region=REGION, sleep=pauses.append)
+
+    with pytest.raises(RawWritePendingError, match="has not adopted yet"):
+        table.put({"pk": {"S": "user#1"}, "tags": {"SS": ["sdk"]}})
+
+    assert len(pauses) > 5 and 9 <= sum(pauses) <= 11
+    assert (
+        raw
+        == client.get_item(
+            TableName=cluster.config.table_name(REGION), Key=KEY, ConsistentRead=True
+        )["Item"]
+    )
+    consumer = Consumer(
+        cluster.config, region=REGION, session=cluster.session(), metrics=MemoryMetrics()
+    )
+    consumer.setup()
+    drain([consumer])
+    written = table.put({"pk": {"S": "user#1"}, "tags": {"SS": ["sdk"]}})
+    stored = read_item(raw_get_in(cluster, client), settings=table.settings)
+    assert isinstance(stored, Stamped) and written.meta == stored.version.meta
+    assert {"SS": ["sdk"]} == stored.version.data["tags"]
+
+
+def raw_get_in(cluster: Any, client: Any) -> dict[str, Any]:
+    item: dict[str, Any] = client.get_item(
+        TableName=cluster.config.table_name(REGION), Key=KEY, ConsistentRead=True
+    )["Item"]
+    return item

@@ -43,7 +43,7 @@ from service.core import hlc
 from service.core.adopt import Adopt, Forward
 from service.core.apply import merge, precondition_for
 from service.core.residency import identity, residency_of
-from service.core.stamp import stamp
+from service.core.stamp import stamp, waits_for_adoption
 from service.core.stored import Raw, Settings, Stamped, read_item, tombstone_expired
 from service.core.values import digest
 from service.core.version import META_ATTR, Meta, Order, Version, data_of, encode_item
@@ -227,6 +227,8 @@ class ReplicationMachine(RuleBasedStateMachine):
         table = self.tables[region]
         current_item = table.get({"pk": {"S": key}})
         current = read_item(current_item, settings=self.settings)
+        if waits_for_adoption(current, settings=self.settings):
+            return  # the SDK waits for the raw write's adoption: the application gave up here
         data, value = None, None
         if not delete:
             value = self._value()

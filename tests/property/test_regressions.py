@@ -24,10 +24,12 @@ from service.core import hlc
 from service.core.stored import Stamped, read_item
 from service.core.values import digest
 from service.core.version import Meta, Version, VersionVector
+from service.core.writes import Pending, Put, plan
 from tests.property import example_rules
 from tests.property.machine import ReplicationMachine
 
 RESOLVERS = [LastWriterWins(), VersionCounter()]
+HOUR = 3_600_000
 
 
 def run(resolver: Resolver, regions: int, script: Callable[[ReplicationMachine], None]) -> None:
@@ -736,9 +738,12 @@ def test_a_raw_writes_adoption_meeting_a_merge_of_later_writes_of_its_region_nev
     in one second, by its sequence number in the logical bits; in r0 it met the merge, not a
     stamped write alone, so no successor was built and it won the last-writer attributes:
     the raw write's value came back everywhere although a later write of its region that
-    followed it had replaced it. Fix: a write over a raw item not adopted yet starts an
-    over-raw actor (`fresh_actor(over_raw=True)`), and an adoption in its own region that
-    finds a dot of such an actor it does not know builds the successor (`decide`)."""
+    followed it had replaced it. First fix: a write over a raw item not adopted yet started
+    an over-raw actor, and an adoption meeting a dot of one it did not know built a successor;
+    but that successor re-timed whatever else the merge held (the union machine, seed
+    3048069373). Fix since: under merge rules a write through georep over a raw item waits for
+    its adoption (`waits_for_adoption`; the SDK retries, then RawWritePendingError), so every
+    later write of r0 succeeds the adoption by its vector."""
 
     class Machine(ReplicationMachine):
         pass
@@ -753,12 +758,32 @@ def test_a_raw_writes_adoption_meeting_a_merge_of_later_writes_of_its_region_nev
     m._poll("r1")
     m.do_deliver("r1", "r0", "k0")  # r0 holds r1's version
     m.do_raw_put("r0", "k0")  # blind, over r1's version: its adoption is timed above that
-    m.do_sdk_put("r0", "k0")  # over the raw item, not adopted yet
+    raw = m.tables["r0"].get({"pk": {"S": "k0"}})
+    m.do_sdk_put("r0", "k0")  # over the raw item, not adopted yet: waits, writes nothing
+    assert raw == m.tables["r0"].get({"pk": {"S": "k0"}})
+    current = read_item(raw, settings=m.settings)
+    change = Put({"pk": {"S": "k0"}, "val": {"S": "x"}})
+    assert isinstance(
+        plan(
+            current,
+            change,
+            condition=None,
+            region="r0",
+            now_hlc=hlc.pack(m.now),
+            write_id="01HF7YAT000000000000000001",
+            settings=m.settings,
+            horizon_ms=HOUR,
+        ),
+        Pending,
+    )
+    m._poll("r0", limit=100)
+    m.deliver_batch("r0", list(m.inflight["r0"]["k0"]))  # the adoption, r0 first
+    m.do_sdk_put("r0", "k0")
     m.do_sdk_put("r0", "k0")  # follows the raw write (the tags the previous write kept)
     last = m.tables["r0"].get({"pk": {"S": "k0"}})
     assert last is not None
     m._poll("r2")
-    m.do_deliver("r2", "r0", "k0")  # r0 now holds a merge when the adoption arrives
+    m.do_deliver("r2", "r0", "k0")  # r0 now holds a merge
     stored = read_item(m.tables["r0"].get({"pk": {"S": "k0"}}), settings=m.settings)
     assert isinstance(stored, Stamped) and stored.version.meta.merged
     m.drain()
