@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from service.core.apply import Precondition
 from service.core.checkpoints import ShardState as ShardState  # re-exported for the stores
 from service.core.leases import Lease
+from service.core.places import Step as Step  # re-exported for the adapters
 
 
 @dataclass(frozen=True)
@@ -21,16 +22,6 @@ class WriteResult:
 
     ok: bool
     current: Mapping[str, Any] | None
-
-
-@dataclass(frozen=True)
-class Step:
-    """One place's part of a `Table.commit`: write ``item`` there (``None``: delete the item)
-    if ``precondition`` holds, or, with ``check``, only require that it holds."""
-
-    precondition: Precondition
-    item: Mapping[str, Any] | None = None
-    check: bool = False
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ the georep table's name and the canonical form of the user item's key (`store_ke
 * the key's tombstone, if it is deleted: its metadata (``_georep``), its data (``d``: the keys,
   or under merge rules the data it deletes) and the TTL attribute under the horizon rule;
 * the deletions georep made in this region's table (``x``): for each deleted image (by its
-  digest, `image_digest`), the tombstone that deleted it and whether that delete was this
-  region's own (its REMOVE record is forwarded) or a replicated one (an echo). The consumer
+  digest, `image_digest`), the tombstone that deleted it (metadata and data: the version a
+  local delete's REMOVE record forwards) and whether that delete was this region's own (its
+  REMOVE record is forwarded) or a replicated one (an echo). The consumer
   explains a REMOVE record by them (`explain_remove`); one missing is an application's raw
   DeleteItem, adopted. Entries past the horizon are dropped on every write (`with_deletion`).
 
@@ -37,7 +38,6 @@ from service.core.values import AttributeValue, Item, canonical, digest
 from service.core.version import (
     META_ATTR,
     TTL_ATTR,
-    Meta,
     Version,
     decode_meta,
     encode_meta,
@@ -73,7 +73,7 @@ class Deletion:
     """A delete georep made in this region's table: the tombstone that removed an image, and
     whether it was this region's own write (``local``: forward it) or replicated (an echo)."""
 
-    tombstone: Meta
+    tombstone: Version
     local: bool
 
 
@@ -98,7 +98,7 @@ def with_deletion(
     is the key's, and the deletion is recorded; deletions past the horizon at the tombstone's
     clock are dropped."""
     deletions = pruned(current, at_hlc=tombstone.meta.hlc, horizon_ms=horizon_ms)
-    deletions[image_digest(image)] = Deletion(tombstone.meta, local)
+    deletions[image_digest(image)] = Deletion(tombstone, local)
     return StoreItem(tombstone=tombstone, deletions=deletions)
 
 
@@ -119,7 +119,7 @@ def pruned(current: StoreItem | None, *, at_hlc: int, horizon_ms: int) -> dict[s
     return {
         image: deletion
         for image, deletion in current.deletions.items()
-        if expiry_ms(deletion.tombstone, horizon_ms=horizon_ms) > now_ms
+        if expiry_ms(deletion.tombstone.meta, horizon_ms=horizon_ms) > now_ms
     }
 
 
@@ -134,7 +134,7 @@ def explain_remove(current: StoreItem | None, old_image: Item) -> Deletion | Non
 def expires_ms(item: StoreItem, *, horizon_ms: int) -> int | None:
     """When TTL may collect the store item: after its tombstone's expiry and every deletion's;
     ``None`` if it holds nothing (the caller deletes it instead)."""
-    metas = [d.tombstone for d in item.deletions.values()]
+    metas = [d.tombstone.meta for d in item.deletions.values()]
     if item.tombstone is not None:
         metas.append(item.tombstone.meta)
     if not metas:
@@ -153,7 +153,13 @@ def encode_store_item(
     if item.deletions:
         out[DELETIONS_ATTR] = {
             "M": {
-                image: {"M": {"g": encode_meta(d.tombstone), "l": {"BOOL": d.local}}}
+                image: {
+                    "M": {
+                        "g": encode_meta(d.tombstone.meta),
+                        "d": {"M": dict(d.tombstone.data)},
+                        "l": {"BOOL": d.local},
+                    }
+                }
                 for image, d in sorted(item.deletions.items())
             }
         }
@@ -181,7 +187,11 @@ def decode_store_item(item: Mapping[str, AttributeValue], *, regions: frozenset[
         local = doc.get("l") if isinstance(doc, dict) else None
         if not isinstance(doc, dict) or not isinstance(local, dict) or "BOOL" not in local:
             raise MetadataError(f"tombstone store deletion {image!r} is malformed: {entry!r}")
-        if "g" not in doc:
+        data = doc.get("d")
+        if "g" not in doc or not isinstance(data, dict) or not isinstance(data.get("M"), dict):
             raise MetadataError(f"tombstone store deletion {image!r} names no tombstone")
-        deletions[image] = Deletion(decode_meta(doc["g"], regions=regions), bool(local["BOOL"]))
+        meta = decode_meta(doc["g"], regions=regions)
+        if not meta.deleted:
+            raise MetadataError(f"tombstone store deletion {image!r} holds a live version")
+        deletions[image] = Deletion(Version(data=dict(data["M"]), meta=meta), bool(local["BOOL"]))
     return StoreItem(tombstone=tombstone, deletions=deletions)

@@ -1,0 +1,169 @@
+"""One key across a region's two places: the user's table and the tombstone store (issue 22).
+Pure.
+
+Once tombstones leave the user's table (docs/design.md, "the tombstone store"), what a region
+holds for a key is the table's item if there is one, else the store's tombstone, else nothing.
+`read_key` reads both into a :class:`KeyState`, whose `current` is the one `Stored` value
+`decide`, `stamp` and the resolvers keep working on; `commit_for` turns the version a decision
+writes into the two steps of one `Table.commit` (a TransactWriteItems when both are needed):
+
+==========================  ===========  =================================================
+table / store as read       writes       steps
+==========================  ===========  =================================================
+item / no tombstone         live         table: Put if the item is still the one read
+item / tombstone (raw item) live         + store: drop the tombstone (it is succeeded)
+item / any                  tombstone    table: Delete if still the one read;
+                                         store: Put the tombstone and the deletion
+none / tombstone            live         table: Put if absent; store: drop the tombstone
+none / none                 live         table: Put if absent; store: check no tombstone
+none / any                  tombstone    table: check absent; store: Put the tombstone
+==========================  ===========  =================================================
+
+Invariant: while the table holds a stamped item, the store holds no tombstone that item does
+not succeed (every write that makes a live item succeed or drop the stored tombstone in the
+same transaction). A raw item beside a tombstone was written after it (an application's write
+that georep did not make), so `current` joins the tombstone into the raw item's copied context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from service.core.apply import ExpectAbsent, ExpectMeta, Precondition
+from service.core.stamp import join_meta
+from service.core.stored import Absent, Raw, Settings, Stamped, Stored, read_item
+from service.core.tombstones import (
+    StoreItem,
+    decode_store_item,
+    encode_store_item,
+    with_deletion,
+    with_tombstone,
+)
+from service.core.values import AttributeValue, Item
+from service.core.version import META_ATTR, Version, encode_item
+
+
+@dataclass(frozen=True)
+class Step:
+    """One place's part of a `Table.commit`: write ``item`` there (``None``: delete the item)
+    if ``precondition`` holds, or, with ``check``, only require that it holds."""
+
+    precondition: Precondition
+    item: Mapping[str, Any] | None = None
+    check: bool = False
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """What a region holds for one key, as read from both places."""
+
+    item: Item | None  # the table's item, exactly as read
+    table: Stored  # that item classified
+    store: StoreItem | None  # the store's item, decoded (None: there is none)
+    store_attr: AttributeValue | None  # its tombstone's ``_georep`` as read
+
+    @property
+    def tombstone(self) -> Version | None:
+        return self.store.tombstone if self.store is not None else None
+
+    @property
+    def current(self) -> Stored:
+        """The key's state for `decide`: the table's item, else the stored tombstone."""
+        tombstone = self.tombstone
+        match self.table:
+            case Absent():
+                if tombstone is None:
+                    return Absent()
+                assert self.store_attr is not None
+                return Stamped(version=tombstone, meta_attr=self.store_attr)
+            case Raw(copied=copied) if tombstone is not None:
+                # Written after the tombstone: its adoption succeeds it (module docstring).
+                return replace(self.table, copied=join_meta(copied, tombstone.meta))
+        return self.table
+
+
+def read_key(
+    item: Item | None, stored: Mapping[str, AttributeValue] | None, *, settings: Settings
+) -> KeyState:
+    """Both places' items for a key as a :class:`KeyState`. Raises MetadataError for
+    metadata georep did not write, in either place."""
+    store = decode_store_item(stored, regions=settings.region_set) if stored is not None else None
+    attr = stored.get(META_ATTR) if stored is not None else None
+    return KeyState(
+        item=dict(item) if item is not None else None,
+        table=read_item(item, settings=settings),
+        store=store,
+        store_attr=attr if store is not None and store.tombstone is not None else None,
+    )
+
+
+def _table_precondition(state: KeyState) -> Precondition:
+    match state.table:
+        case Absent():
+            return ExpectAbsent()
+        case Stamped(meta_attr=attr) | Raw(meta_attr=attr):
+            return ExpectMeta(attr)
+    raise AssertionError(state.table)
+
+
+def _store_precondition(state: KeyState) -> Precondition:
+    """The store item exactly as read, judged by its ``_georep`` (``None``: it exists and
+    holds no tombstone, only deletions)."""
+    if state.store is None:
+        return ExpectAbsent()
+    return ExpectMeta(state.store_attr)
+
+
+def _store_write(
+    state: KeyState,
+    after: StoreItem,
+    *,
+    table: str,
+    key: Mapping[str, AttributeValue],
+    horizon_ms: int,
+) -> Step:
+    """Write ``after`` in place of the store item read (deleted if it holds nothing)."""
+    empty = after.tombstone is None and not after.deletions
+    item = None if empty else encode_store_item(table, key, after, horizon_ms=horizon_ms)
+    return Step(_store_precondition(state), item)
+
+
+def commit_for(
+    state: KeyState,
+    version: Version,
+    *,
+    local: bool,
+    table: str,
+    settings: Settings,
+) -> tuple[Step | None, Step | None]:
+    """The table's step and the store's step that write ``version`` over ``state`` (the
+    module docstring's table). ``local``: the version is this region's own write (a deletion
+    it makes is forwarded from its REMOVE record), not a replicated one (an echo). ``table``
+    is the georep table's configured name (the store's items are keyed by it)."""
+    key = settings.keys_of(version.data)
+    horizon = settings.horizon_ms
+    present = not isinstance(state.table, Absent)
+    tombstone = state.tombstone
+    if not version.meta.deleted:
+        put = Step(_table_precondition(state), encode_item(version, horizon_ms=horizon))
+        if tombstone is not None:
+            store = _store_write(
+                state, with_tombstone(state.store, None), table=table, key=key, horizon_ms=horizon
+            )
+            return put, store
+        if present:
+            return put, None  # an update: the store cannot hold a tombstone (the invariant)
+        return put, Step(_store_precondition(state), check=True)
+    if present:
+        assert state.item is not None
+        after = with_deletion(state.store, version, state.item, local=local, horizon_ms=horizon)
+        delete = Step(_table_precondition(state), None)
+        return delete, _store_write(state, after, table=table, key=key, horizon_ms=horizon)
+    after = with_tombstone(state.store, version)
+    check = Step(ExpectAbsent(), check=True)
+    return check, _store_write(state, after, table=table, key=key, horizon_ms=horizon)
+
+
+__all__ = ["KeyState", "Step", "commit_for", "read_key"]
