@@ -31,6 +31,7 @@ from service.core.stored import (
     stored_meta,
     tombstone_expired,
 )
+from service.core.tombstones import Deletion
 from service.core.values import AttributeValue, Item, same_item
 from service.core.version import (
     META_ATTR,
@@ -90,7 +91,13 @@ class Drop:
 Outcome = Forward | Adopt | Restore | Drop
 
 
-def translate(change: Change, *, region: str, settings: Settings) -> Outcome:
+def translate(
+    change: Change,
+    *,
+    region: str,
+    settings: Settings,
+    deletion: Deletion | None = None,
+) -> Outcome:
     """Decide what a record of ``region``'s own stream means for replication.
 
     Echo suppression: a version that replication wrote (another origin, a merge, an adoption)
@@ -100,6 +107,11 @@ def translate(change: Change, *, region: str, settings: Settings) -> Outcome:
 
     A record whose images do not hold the key it names is refused (RecordError): its version
     would be written under another key, or under none.
+
+    With the tombstone store (`Settings.tombstone_store`), georep's own deletes remove the
+    item from the table too, and ``deletion`` is what the store recorded for a REMOVE's old
+    image (`explain_remove`, read by the caller): this region's own delete is forwarded, a
+    replicated one is an echo; none found, the application deleted the item itself.
     """
     _check_keys(change, settings=settings)
     if change.event == "REMOVE":
@@ -112,6 +124,10 @@ def translate(change: Change, *, region: str, settings: Settings) -> Outcome:
             # A tombstone collected by TTL is garbage collection (every region's copy carries
             # the same expiry). One deleted by hand is put back until its horizon.
             return Drop("collected") if change.ttl_delete else Restore(old.version)
+        if deletion is not None and not change.ttl_delete:
+            if not deletion.local:
+                return Drop("echo")
+            return Forward(deletion.tombstone)
         if change.ttl_delete and settings.ttl_live_policy == "ignore":
             return Drop("ttl-ignored")
         return Adopt(_adopt(change, old=old, new=Absent(), region=region, settings=settings))

@@ -72,6 +72,22 @@ def _claims_without(adoption: Meta, context: Meta) -> bool:
     )
 
 
+def _covers(mine: Version, adoption: Version) -> bool:
+    """Under merge rules, whether ``mine``, which the adoption's own region holds, already is
+    what the adoption would make of it: the same data and deletion, succeeding everything
+    the adoption's base holds (its vector but its own dot). The annotation of a raw item is
+    adopted from its record after the raw write's own adoption has written a successor of
+    both (`decide`): the annotation's adoption then adds only a dot of its own, and applied
+    it would be a copy of that data timed later, outranking writes other regions made over
+    the successor (field-rules machine, deep run seed 3048069373)."""
+    own = adoption.meta.actor
+    return (
+        same_item(mine.data, adoption.data)
+        and mine.meta.deleted == adoption.meta.deleted
+        and all(mine.meta.vv.get(a) >= c for a, c in adoption.meta.vv.entries if a != own)
+    )
+
+
 def _written_over_raw_since(mine: Meta, adoption: Meta) -> bool:
     """Under merge rules, whether ``mine``, which the adoption's own region holds, holds a
     dot of an over-raw actor of that region that the adoption does not know: a write made
@@ -159,7 +175,7 @@ def precondition_for(current: Stored) -> Precondition:
 
 @dataclass(frozen=True)
 class Skip:
-    reason: Literal["duplicate", "stale", "absorbed"]
+    reason: Literal["duplicate", "stale", "absorbed", "covered"]
 
 
 @dataclass(frozen=True)
@@ -201,6 +217,19 @@ class Defer:
 
 
 Decision = Skip | Write | Annotate | Defer
+
+
+def supersedes(decision: Decision, incoming: Version) -> bool:
+    """Whether an adoption's decision in its own region leaves the adoption itself nowhere: a
+    successor written instead (forwarded from its own record), or the region already covering
+    it (`_covers`). Under merge rules the other regions then do not receive it (the
+    pipeline's gate), so no second, later-timed version of the same data exists."""
+    match decision:
+        case Skip(reason="covered"):
+            return True
+        case Write(version=written, conflict=None):
+            return written.meta.write_id != incoming.meta.write_id
+    return False
 
 
 def decide(
@@ -275,10 +304,9 @@ def decide(
                 # version-counter machine, deep run seed 3048069373). A successor of both
                 # keeps every version the item held; it is stamped and forwarded, so no
                 # further annotation record follows (an annotation here would: a loop).
-                return Write(
-                    succeeding(incoming, Version(data=dict(data), meta=copied), settings=settings),
-                    pre,
-                )
+                # The raw data is live whatever its context (a tombstone it was written after).
+                raw = Version(data=dict(data), meta=replace(copied, deleted=False))
+                return Write(succeeding(incoming, raw, settings=settings), pre)
             return Write(incoming, pre)
         case Stamped(version=mine):
             order = compare(incoming.meta, mine.meta)
@@ -288,6 +316,9 @@ def decide(
                 return Skip("stale")
             if order is Order.AFTER:
                 return Write(incoming, pre)
+            if succeed and keeps and _covers(mine, incoming):
+                # Applied nowhere: the pipeline sends it to no other region either (`_Gate`).
+                return Skip("covered")
             if succeed and (
                 _stamped_here(mine.meta, incoming.meta)
                 or (keeps and _written_over_raw_since(mine.meta, incoming.meta))

@@ -29,9 +29,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
-from service.core.apply import ExpectAbsent, ExpectMeta, Precondition
+from service.core.apply import Decision, Defer, ExpectAbsent, ExpectMeta, Precondition
+from service.core.residency import decide_for
 from service.core.stamp import join_meta
 from service.core.stored import Absent, Raw, Settings, Stamped, Stored, read_item
 from service.core.tombstones import (
@@ -42,7 +43,7 @@ from service.core.tombstones import (
     with_tombstone,
 )
 from service.core.values import AttributeValue, Item
-from service.core.version import META_ATTR, Version, encode_item
+from service.core.version import META_ATTR, Order, Version, compare, encode_item
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,28 @@ def read_key(
         store=store,
         store_attr=attr if store is not None and store.tombstone is not None else None,
     )
+
+
+def decide_key(
+    state: KeyState,
+    incoming: Version,
+    *,
+    destination: str,
+    settings: Settings,
+    here: Literal["adoption", "restore"] | None = None,
+) -> Decision:
+    """`decide_for` on the key's state across both places. A version from another region
+    that meets a raw item written after a stored tombstone waits for the raw write's
+    adoption (`Defer`): the raw write's record (an INSERT) shows no tombstone, so only its
+    adoption in this region, meeting the tombstone as the raw item's context, can make it
+    succeed the delete; a version written over the raw item first would drop the tombstone
+    from the region before any adoption of the raw write had claimed it."""
+    current = state.current
+    if here is None and isinstance(state.table, Raw) and state.tombstone is not None:
+        assert isinstance(current, Raw) and current.copied is not None
+        if compare(incoming.meta, current.copied) not in (Order.EQUAL, Order.BEFORE):
+            return Defer("the raw item here, written after a delete, is not adopted yet")
+    return decide_for(current, incoming, destination=destination, settings=settings, here=here)
 
 
 def _table_precondition(state: KeyState) -> Precondition:
@@ -166,4 +189,4 @@ def commit_for(
     return check, _store_write(state, after, table=table, key=key, horizon_ms=horizon)
 
 
-__all__ = ["KeyState", "Step", "commit_for", "read_key"]
+__all__ = ["KeyState", "Step", "commit_for", "decide_key", "read_key"]

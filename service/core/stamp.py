@@ -369,6 +369,14 @@ def written_later(later: Version, earlier: Version, *, settings: Settings) -> Ve
         # An attribute held without a stamp was set by the whole write (resolvers/fields.py).
         implicit = (later.meta.hlc, later.meta.origin)
         own.update({name: implicit for name in later.data if name not in own})
+        if later.meta.deleted:
+            # A deletion wrote no attribute: the data a tombstone keeps keeps its own stamps
+            # (raised, a deleted value came back over a write made after it, in every region
+            # that merged the tombstone with a concurrent live version: field-rules machine).
+            # Its clock, raised above, is what makes the deletion the later.
+            keys = set(settings.key_attributes)
+            kept = tuple(sorted((name, at) for name, at in own.items() if name not in keys))
+            return Version(data=later.data, meta=replace(meta, fields=kept))
         floor = (top, later.meta.origin)
         names = set(later.data).union(earlier.data, own, stamps) - set(settings.key_attributes)
         meta = replace(
@@ -406,8 +414,11 @@ def beside_raw(incoming: Version, raw: Raw, *, settings: Settings) -> Version:
         digest=unmatched_digest(data),
         count=base.count,
         # The merge's stamps, each at least ``incoming``'s: the adoption of this item, which
-        # succeeds ``incoming``, then holds no attribute stamped older than it.
-        fields=fields,
+        # succeeds ``incoming``, then holds no attribute stamped older than it. Joined with the
+        # context's own: it already held the raw data stamped after an earlier version, and
+        # dropping those stamps made a later successor of this item hold an attribute stamped
+        # below a version it succeeds (field-rules machine: two regions, one vector).
+        fields=_join_fields(fields, raw.copied.fields if raw.copied is not None else None),
     )
     return Version(data=data, meta=context)
 

@@ -43,6 +43,9 @@ class Settings:
     # Residency filters and redactions (service/core/residency.py); None: every region holds
     # every attribute of every item.
     residency: Residency | None = None
+    # Whether deletes leave the user's table for the tombstone store (issue 22; being built:
+    # the engine's replication path honours it, the SDK and the commands do not yet).
+    tombstone_store: bool = False
 
     @functools.cached_property
     def region_set(self) -> frozenset[str]:

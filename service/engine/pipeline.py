@@ -40,6 +40,7 @@ from service.core.apply import (
     Precondition,
     Skip,
     Write,
+    supersedes,
 )
 from service.core.conflicts import conflict_entry, is_conflict
 from service.core.records import parse_record
@@ -211,6 +212,10 @@ class _Gate:
 
     settled: bool = False
     ok: bool = False
+    # The own region did not apply the adoption as such: it wrote a successor (forwarded from
+    # its own record) or found it covered (`Skip("covered")`). The other regions must not
+    # receive it either: it would be a second, later-timed version of data they get anyway.
+    superseded: bool = False
     waiting: list[tuple[object, str, str]] = field(default_factory=list)
 
 
@@ -579,20 +584,26 @@ class Replicator:
                 delivery = Delivery("waiting", f"behind record {failed_at}")
             elif gate is not None and not gate.ok:
                 delivery = Delivery("waiting", "behind its adoption in its own region")
+            elif gate is not None and gate.superseded:
+                delivery = Delivery("skipped", "superseded in its own region")
             else:
                 delivery = self._attempt(task.destination, task.send, task.fast, task.here)
             if delivery.handled in ("failed", "waiting") and failed_at is None:
                 with self._lock:
                     lane.failed_at = _sequence_of(task.send.record) or f"#{task.send.index}"
             if task.gate is not None and task.here is not None:
-                self._open(task.gate, ok=delivery.handled not in ("failed", "waiting"))
+                self._open(
+                    task.gate,
+                    ok=delivery.handled not in ("failed", "waiting"),
+                    superseded=delivery.detail in ("succeeded", "covered"),
+                )
             self._report(task, delivery)
 
-    def _open(self, gate: _Gate, *, ok: bool) -> None:
+    def _open(self, gate: _Gate, *, ok: bool, superseded: bool = False) -> None:
         """Settle ``gate`` and restart the lanes waiting on it."""
         waiting: list[tuple[object, str, str]] = []
         with self._lock:
-            gate.settled, gate.ok = True, ok
+            gate.settled, gate.ok, gate.superseded = True, ok, superseded
             for lane_key in gate.waiting:
                 # NOTE: a lane that `_enqueue` restarted meanwhile is running (and finds the
                 # gate settled): a second runner would break the lane's order.
@@ -692,7 +703,10 @@ class Replicator:
                         "conflicts", {**labels, "resolver": self.settings.resolver.name}
                     )
                     self._log_conflict(destination, key, decision)
-                return self._applied(version, "merged" if decision.conflict else "written", labels)
+                how = "merged" if decision.conflict else "written"
+                if here is not None and supersedes(decision, version):
+                    how = "succeeded"  # a successor of the adoption, forwarded from its record
+                return self._applied(version, how, labels)
             self.metrics.incr("precondition_retries", labels)
             current_item = result.current
         raise RuntimeError(f"gave up after {MAX_ATTEMPTS} contended attempts on {key}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from service.core import hlc
 from service.core.adopt import Adopt, Drop, Forward, adopt_found, translate
 from service.core.apply import Annotate, Skip, Write, decide, merge
 from service.core.records import parse_record
-from service.core.stamp import join_meta, stamp, succeeding
+from service.core.stamp import beside_raw, join_meta, stamp, succeeding, written_later
 from service.core.stored import Absent, Raw, Settings, Stamped, read_item
 from service.core.values import digest, same_value
 from service.core.version import (
@@ -789,7 +790,8 @@ def test_a_successor_under_field_rules_inflates_both_versions_it_succeeds(
     succeeded by `succeeding`: every attribute's stamp in the successor is at least each
     input's (else regions that merge the two themselves keep higher stamps under the same
     vector), and what replaced the raw write wins every last-writer attribute (it was written
-    after it: test_a_stamped_write_over_a_raw_write_is_the_later_in_one_millisecond)."""
+    after it: test_a_stamped_write_over_a_raw_write_is_the_later_in_one_millisecond), or, a
+    deletion, wins as one."""
     successor = succeeding(adopted, replaced, settings=FIELD_SETTINGS)
     assert compare(successor.meta, adopted.meta) is Order.AFTER
     assert compare(successor.meta, replaced.meta) is Order.AFTER
@@ -799,10 +801,55 @@ def test_a_successor_under_field_rules_inflates_both_versions_it_succeeds(
             theirs = _effective_stamp(side, name)
             if theirs is not None:
                 assert mine is not None and mine >= theirs, (name, side.meta, successor.meta)
-    if "val" in replaced.data:
+    if replaced.meta.deleted:
+        # A deletion made after the raw write wins as a deletion; the data it keeps keeps its
+        # own stamps (it wrote none of it), so the adoption's later values stay merged in.
+        assert successor.meta.deleted
+    elif "val" in replaced.data:
         assert successor.data["val"] == replaced.data["val"]
     else:
         assert "val" not in successor.data
+
+
+@given(
+    field_versions(region="eu-west-1", actor="eu-west-1~C0PY1NG0"),
+    field_versions(region="us-east-1", actor="us-east-1~1NC0M1NG"),
+    st.sampled_from([{"S": "raw"}, {"S": "x"}]),
+)
+def test_a_raw_item_kept_beside_a_version_keeps_its_contexts_stamps(
+    context: Version, incoming: Version, value: dict[str, str]
+) -> None:
+    """`beside_raw`'s context is an inflation of the raw item's own context too: a raw item
+    kept beside two versions in turn held the second one's stamps only, and the successor its
+    adoption wrote held an attribute stamped below a version it succeeds (the field-rules
+    machine: two regions, one vector, two values; issue 16)."""
+    raw_data = {"pk": {"S": "k"}, "val": value}
+    raw = Raw(data=raw_data, copied=replace(context.meta, deleted=False), meta_attr=None)
+    beside = beside_raw(
+        replace(incoming, meta=replace(incoming.meta, deleted=False)), raw, settings=FIELD_SETTINGS
+    )
+    kept = dict(beside.meta.fields or ())
+    for name, stamp_ in context.meta.fields or ():
+        assert name in kept and kept[name] >= stamp_, (name, stamp_, kept)
+
+
+@given(
+    field_versions(region="eu-west-1", actor="eu-west-1~AD0PT10N"),
+    field_versions(region="eu-west-1", actor="eu-west-1~ST4MPED0"),
+)
+def test_a_deletion_written_later_keeps_the_stamps_of_the_data_it_keeps(
+    earlier: Version, deletion: Version
+) -> None:
+    """A deletion made after a version wins as a deletion (its clock above the other's) but
+    wrote none of the data it keeps: those attributes keep their own stamps. Raised, a
+    deleted value came back over the write that had replaced it (issue 16, the field-rules
+    machine: a replayed adoption's successor tombstone, then the raw delete's adoption's
+    successor of it, re-timed the deleted value above the SDK write that replaced it)."""
+    deletion = replace(deletion, meta=replace(deletion.meta, deleted=True))
+    later = written_later(deletion, earlier, settings=FIELD_SETTINGS)
+    assert later.meta.hlc > earlier.meta.hlc
+    for name in NAMES:
+        assert _effective_stamp(later, name) == _effective_stamp(deletion, name)
 
 
 # -- over-raw actors (merge rules) ------------------------------------------------------------

@@ -990,3 +990,29 @@ def test_successors_of_a_regions_adoptions_never_retime_another_regions_value() 
     assert final_value(m, "k0") == last, "another region's value outlived its later write"
     m.metadata_is_valid_and_never_moves_backwards()
     m.teardown()
+
+
+@pytest.mark.parametrize("resolver", MERGE_RULES, ids=lambda r: r.name)
+def test_an_adoption_its_region_superseded_reaches_no_other_region(resolver: Resolver) -> None:
+    """Found by the deep run of seed 3048069373 on both rule machines, after the fixes above
+    (issue 16). r1 wrote a raw item twice; the first adoption annotated the second raw item,
+    whose own adoption then wrote a successor of both in r1 and still reached r2. r2 wrote over
+    it, having read its value; then the successor and the annotation's own adoption, both later
+    copies of that value, met r2's write as concurrent versions and outranked it by their
+    clocks: the value r2 had replaced came back. Fix: under merge rules an adoption its own
+    region superseded (a successor written there, or `Skip("covered")`) goes to no other
+    region (`_Gate.superseded`), and the annotation's adoption, covered by the successor, is
+    applied nowhere; the successor, forwarded from its own record, is the one copy."""
+
+    def script(m: ReplicationMachine) -> None:
+        m.do_raw_put("r1", "k0")
+        m.do_raw_put("r1", "k0")
+        m._poll("r1", limit=5)
+        m.deliver_batch("r1", m.inflight["r1"]["k0"][:1])  # annotates the second raw item
+        m.deliver_batch("r1", m.inflight["r1"]["k0"][:1])  # the second's own adoption
+        m.do_raw_put("r2", "k0")  # over whatever r2 received
+        last = m.tables["r2"].get({"pk": {"S": "k0"}})["val"]["S"]
+        m.drain()
+        assert final_value(m, "k0") == last, "a copy of a replaced value outranked the write"
+
+    run(resolver, 3, script)
