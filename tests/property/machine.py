@@ -458,6 +458,8 @@ class ReplicationMachine(RuleBasedStateMachine):
                 others = [d for r, d in result.deliveries.items() if r != source]
                 assert all(d.handled in ("skipped", "waiting") for d in others), result
                 return
+            if gated and own is not None and own.handled in ("failed", "waiting"):
+                return  # nowhere yet, and its retry may find it superseded
             self.versions[version.data["pk"]["S"]].append(version)
 
     def do_deliver(

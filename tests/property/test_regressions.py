@@ -23,7 +23,7 @@ from resolvers import (
 from service.core import hlc
 from service.core.stored import Stamped, read_item
 from service.core.values import digest
-from service.core.version import Meta, Version, VersionVector
+from service.core.version import Meta, Order, Version, VersionVector, compare
 from service.core.writes import Pending, Put, plan
 from tests.property import example_rules
 from tests.property.machine import ReplicationMachine
@@ -1016,3 +1016,35 @@ def test_an_adoption_its_region_superseded_reaches_no_other_region(resolver: Res
         assert final_value(m, "k0") == last, "a copy of a replaced value outranked the write"
 
     run(resolver, 3, script)
+
+
+@pytest.mark.parametrize("resolver", MERGE_RULES, ids=lambda r: r.name)
+def test_an_adoption_covered_on_its_retry_is_no_version_the_oracle_expects(
+    resolver: Resolver,
+) -> None:
+    """Found by the deep run of seed 3048069373 on both rule machines (issue 16), a fault of
+    the model, not of georep: the annotation's adoption, first attempted while its own region
+    was unreachable (so sent nowhere), was covered by the successor on its retry and applied
+    nowhere; the machine had learnt it from the failed attempt and folded it into the version
+    it expected. The machine learns a gated adoption only once its own region has applied it."""
+
+    def script(m: ReplicationMachine) -> None:
+        m.do_raw_put("r1", "k0")
+        m.do_raw_put("r1", "k0")
+        m._poll("r1", limit=5)
+        m.deliver_batch("r1", m.inflight["r1"]["k0"][:1])  # annotates the second raw item
+        m._poll("r1", limit=5)  # the annotation's record too
+
+        def r1_down(region: str, _key: str) -> Any:
+            return (lambda: m._unreachable(region)) if region == "r1" else None
+
+        # The second raw write's adoption fails at its successor's write in r1, and the
+        # annotation's adoption waits behind it there: neither goes anywhere.
+        m.deliver_batch("r1", list(m.inflight["r1"]["k0"]), races=r1_down)
+        m.drain()  # retried: the successor, then the annotation's adoption, covered by it
+        final = read_item(m.tables["r0"].get({"pk": {"S": "k0"}}), settings=m.settings)
+        assert isinstance(final, Stamped)
+        for version in m.versions["k0"]:  # every version the oracle folds is held
+            assert compare(final.version.meta, version.meta) in (Order.AFTER, Order.EQUAL)
+
+    run(resolver, 2, script)
