@@ -182,7 +182,8 @@ class DynamoTable:
             return {"ConditionCheck": {"Key": key, **request}}
         if step.item is None:
             return {"Delete": {"Key": key, **request}}
-        return {"Put": {"Item": dict(step.item), **request}}
+        # The key given wins: a store item is keyed by this table's configured name.
+        return {"Put": {"Item": {**dict(step.item), **key}, **request}}
 
     def _store(self) -> str:
         if self.store_table is None:

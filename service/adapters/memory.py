@@ -139,7 +139,9 @@ class MemoryTable:
                 if store.item is None:
                     self.stored.pop(place, None)
                 else:
-                    self.stored[place] = _fresh(dict(store.item))
+                    # The key given wins: a store item is keyed by this table's name.
+                    store_item = {**dict(store.item), **store_key(self.table_name, key)}
+                    self.stored[place] = _fresh(store_item)
             return CommitResult(ok=True)
 
     # -- what applications and TTL do -------------------------------------------------------

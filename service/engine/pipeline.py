@@ -43,9 +43,11 @@ from service.core.apply import (
     supersedes,
 )
 from service.core.conflicts import conflict_entry, is_conflict
+from service.core.places import commit_for, decide_key, read_key
 from service.core.records import parse_record
 from service.core.residency import decide_for, residency_of
 from service.core.stored import Settings, read_item
+from service.core.tombstones import Deletion, decode_store_item, explain_remove
 from service.core.values import size_of
 from service.core.version import META_ATTR, Order, Version, compare, encode_item, encode_meta
 from service.errors import GeorepError, ItemTooLargeError
@@ -368,7 +370,12 @@ class Replicator:
             self.metrics.incr("records_read", {"region": self.region})
             try:
                 change = parse_record(record)
-                outcome = translate(change, region=self.region, settings=self.settings)
+                outcome = translate(
+                    change,
+                    region=self.region,
+                    settings=self.settings,
+                    deletion=self._deletion_of(change),
+                )
                 send = self._plan(index, record, change, outcome)
             except GeorepError as error:
                 settled.append((index, self.refuse(record, error)))
@@ -392,6 +399,18 @@ class Replicator:
             submitted._settled(index, result)
         self._enqueue(tasks)
         return submitted
+
+    def _deletion_of(self, change: Change) -> Deletion | None:
+        """With the tombstone store, what the store recorded for a REMOVE's old image: which
+        of georep's own deletes removed it, if one did (`translate`). One consistent read."""
+        if not self.settings.tombstone_store or change.event != "REMOVE" or change.old is None:
+            return None
+        key = self.settings.keys_of(change.keys)
+        stored = self.tables[self.region].get_stored(key)
+        if stored is None:
+            return None
+        store = decode_store_item(stored, regions=self.settings.region_set)
+        return explain_remove(store, change.old)
 
     def forget(self, scope: object) -> None:
         """Drop what failures in ``scope`` hold back (every record of it must have settled)."""
@@ -662,6 +681,11 @@ class Replicator:
             # depends on what it holds (the register is joined with its own), so every write
             # is read, decided (`decide_for`) and conditional (docs/decisions.md).
             fast = None
+        in_store = self.settings.tombstone_store
+        if in_store and fast is not None and not _update_of_a_live_item(fast, version):
+            # NOTE: with the tombstone store only an update of a stamped item needs no read:
+            # the store cannot hold a tombstone that item does not succeed (core/places.py).
+            fast = None
         if fast is not None:
             if fast.annotate:
                 result = table.annotate(key, encode_meta(version.meta), fast.precondition)
@@ -674,11 +698,19 @@ class Replicator:
             current_item = result.current
         else:
             current_item = table.get(key)
+        stored = table.get_stored(key) if in_store else None
         for _ in range(MAX_ATTEMPTS):
-            current = read_item(current_item, settings=self.settings)
-            decision = decide_for(
-                current, version, destination=destination, settings=self.settings, here=here
-            )
+            state = None
+            if in_store:
+                state = read_key(current_item, stored, settings=self.settings)
+                decision = decide_key(
+                    state, version, destination=destination, settings=self.settings, here=here
+                )
+            else:
+                current = read_item(current_item, settings=self.settings)
+                decision = decide_for(
+                    current, version, destination=destination, settings=self.settings, here=here
+                )
             if isinstance(decision, Skip):
                 self.metrics.incr(f"skipped_{decision.reason}", labels)
                 return Delivery("skipped", decision.reason)
@@ -693,11 +725,23 @@ class Replicator:
                     return self._applied(version, "annotated", labels)
                 self.metrics.incr("precondition_retries", labels)
                 current_item = result.current
+                stored = table.get_stored(key) if in_store else None
                 continue
             if decision.conflict is not None:
                 self._check_size(decision.version)  # a merge can outgrow both of its inputs
-            result = table.write(key, self._item(decision.version), decision.precondition)
-            if result.ok:
+            if state is not None:
+                steps = commit_for(
+                    state,
+                    decision.version,
+                    local=False,
+                    table=self.table or "",
+                    settings=self.settings,
+                )
+                committed = table.commit(key, table=steps[0], store=steps[1]).ok
+            else:
+                result = table.write(key, self._item(decision.version), decision.precondition)
+                committed = result.ok
+            if committed:
                 if decision.conflict is not None and is_conflict(*decision.conflict):
                     self.metrics.incr(
                         "conflicts", {**labels, "resolver": self.settings.resolver.name}
@@ -708,7 +752,10 @@ class Replicator:
                     how = "succeeded"  # a successor of the adoption, forwarded from its record
                 return self._applied(version, how, labels)
             self.metrics.incr("precondition_retries", labels)
-            current_item = result.current
+            if state is not None:
+                current_item, stored = table.get(key), table.get_stored(key)
+            else:
+                current_item = result.current
         raise RuntimeError(f"gave up after {MAX_ATTEMPTS} contended attempts on {key}")
 
     def _log_conflict(self, destination: str, key: Mapping[str, Any], decision: Write) -> None:
@@ -747,6 +794,17 @@ class Replicator:
             lag_ms = self.now_ms() - hlc.wall_ms(version.meta.hlc)
             self.metrics.observe("replication_lag_seconds", labels, max(lag_ms, 0) / 1000)
         return Delivery("applied", how)
+
+
+def _update_of_a_live_item(fast: _Fast, version: Version) -> bool:
+    """Whether the no-read path writes a live version over a stamped item (an update)."""
+    precondition = fast.precondition
+    return (
+        not fast.annotate
+        and not version.meta.deleted
+        and isinstance(precondition, ExpectMeta)
+        and precondition.value is not None
+    )
 
 
 def _report_crash(future: Future[None]) -> None:

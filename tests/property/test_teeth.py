@@ -91,8 +91,10 @@ def test_breaking_the_echo_check_fails_the_suite(patch: pytest.MonkeyPatch) -> N
     the regions that applied them."""
     original = adopt.translate
 
-    def translate(change: adopt.Change, *, region: str, settings: stored.Settings) -> Any:
-        outcome = original(change, region=region, settings=settings)
+    def translate(
+        change: adopt.Change, *, region: str, settings: stored.Settings, **more: Any
+    ) -> Any:
+        outcome = original(change, region=region, settings=settings, **more)
         if isinstance(outcome, adopt.Drop) and outcome.reason == "echo":
             current = stored.read_item(change.new, settings=settings)
             assert isinstance(current, stored.Stamped)

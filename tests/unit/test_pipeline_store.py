@@ -1,0 +1,176 @@
+"""The Replicator with the tombstone store (issue 22, `Settings.tombstone_store`): deletes leave
+every region's table, each region's stream carries a REMOVE, the tombstone orders late and
+stale versions from the store, and georep's own REMOVEs are told apart from an application's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import ulid
+
+from resolvers import LastWriterWins
+from service.adapters.deadletter import MemoryDeadLetters
+from service.adapters.memory import MemoryTable
+from service.adapters.metrics import MemoryMetrics
+from service.core import hlc
+from service.core.adopt import Adopt, Drop, Forward
+from service.core.places import commit_for, read_key
+from service.core.stamp import stamp
+from service.core.stored import Settings, Stamped
+from service.engine.pipeline import RecordResult, Replicator
+
+REGIONS = ("r0", "r1", "r2")
+NAME = "orders"
+KEY = {"pk": {"S": "k"}}
+T0 = 1_700_000_000_000
+SETTINGS = Settings(
+    regions=REGIONS, key_attributes=("pk",), resolver=LastWriterWins(), tombstone_store=True
+)
+
+
+def tables() -> dict[str, MemoryTable]:
+    return {r: MemoryTable(r, ("pk",), table_name=NAME, now_ms=lambda: T0) for r in REGIONS}
+
+
+def write_locally(table: MemoryTable, data: dict[str, Any] | None, *, at_ms: int) -> None:
+    """An SDK write in ``table``'s region: stamped over both places, committed to both."""
+    state = read_key(table.get(KEY), table.get_stored(KEY), settings=SETTINGS)
+    write_id = str(ulid.from_bytes(at_ms.to_bytes(6, "big") + at_ms.to_bytes(10, "big")))
+    version = stamp(
+        state.current,
+        data,
+        region=table.region,
+        now_hlc=hlc.pack(at_ms),
+        write_id=write_id,
+        settings=SETTINGS,
+    )
+    assert version is not None
+    steps = commit_for(state, version, local=True, table=NAME, settings=SETTINGS)
+    assert table.commit(KEY, table=steps[0], store=steps[1]).ok
+
+
+def replicate(region: str, ts: dict[str, MemoryTable], records: list[Any]) -> list[RecordResult]:
+    replicator = Replicator(
+        region=region,
+        settings=SETTINGS,
+        tables=ts,
+        dead_letters=MemoryDeadLetters(),
+        metrics=MemoryMetrics(),
+        now_ms=lambda: T0,
+        table=NAME,
+    )
+    try:
+        return replicator.process(records)
+    finally:
+        replicator.close()
+
+
+def drain(ts: dict[str, MemoryTable]) -> None:
+    read = dict.fromkeys(REGIONS, 0)
+    for _ in range(20):
+        moved = False
+        for region in REGIONS:
+            records = ts[region].records_after(read[region])
+            if records:
+                moved = True
+                read[region] += len(records)
+                assert all(r.status == "ok" for r in replicate(region, ts, records))
+        if not moved:
+            return
+    raise AssertionError("did not quiesce")
+
+
+def test_a_delete_leaves_every_regions_table_and_every_stream_carries_a_remove() -> None:
+    ts = tables()
+    write_locally(ts["r0"], {**KEY, "v": {"S": "1"}}, at_ms=T0)
+    drain(ts)
+    assert all(t.get(KEY) is not None for t in ts.values())
+
+    write_locally(ts["r0"], None, at_ms=T0 + 10)
+    drain(ts)
+
+    for region, table in ts.items():
+        assert table.get(KEY) is None, region
+        assert "REMOVE" == table.stream[-1]["eventName"], region
+        current = read_key(None, table.get_stored(KEY), settings=SETTINGS).current
+        assert isinstance(current, Stamped) and current.version.meta.deleted, region
+
+
+def test_georeps_own_removes_are_forwarded_once_and_dropped_as_echoes() -> None:
+    ts = tables()
+    write_locally(ts["r0"], {**KEY, "v": {"S": "1"}}, at_ms=T0)
+    drain(ts)
+    write_locally(ts["r0"], None, at_ms=T0 + 10)
+    (local,) = replicate("r0", ts, ts["r0"].records_after(len(ts["r0"].stream) - 1))
+    assert isinstance(local.outcome, Forward) and local.outcome.version.meta.deleted
+    (echo,) = replicate("r1", ts, ts["r1"].records_after(len(ts["r1"].stream) - 1))
+    assert Drop("echo") == echo.outcome
+
+
+def test_an_applications_delete_is_adopted_into_the_store_and_replicated() -> None:
+    ts = tables()
+    write_locally(ts["r0"], {**KEY, "v": {"S": "1"}}, at_ms=T0)
+    drain(ts)
+    ts["r1"].delete_raw(KEY)
+    (adopted,) = replicate("r1", ts, ts["r1"].records_after(len(ts["r1"].stream) - 1))
+    assert isinstance(adopted.outcome, Adopt) and adopted.outcome.version.meta.deleted
+    drain(ts)
+    assert all(t.get(KEY) is None for t in ts.values())
+    assert all(read_key(None, t.get_stored(KEY), settings=SETTINGS).tombstone for t in ts.values())
+
+
+def test_a_stale_put_replayed_after_the_delete_never_brings_the_key_back() -> None:
+    ts = tables()
+    write_locally(ts["r0"], {**KEY, "v": {"S": "1"}}, at_ms=T0)
+    put = ts["r0"].records_after(0)
+    drain(ts)
+    write_locally(ts["r1"], None, at_ms=T0 + 10)
+    drain(ts)
+
+    for _ in REGIONS:  # a duplicate, a lagging region, a consumer restarted at zero
+        results = replicate("r0", ts, put)
+        assert all(r.status == "ok" for r in results)
+    assert all(t.get(KEY) is None for t in ts.values())
+
+
+def test_a_write_after_the_delete_lives_again_and_drops_the_tombstone() -> None:
+    ts = tables()
+    write_locally(ts["r0"], {**KEY, "v": {"S": "1"}}, at_ms=T0)
+    write_locally(ts["r0"], None, at_ms=T0 + 10)
+    drain(ts)
+    write_locally(ts["r2"], {**KEY, "v": {"S": "2"}}, at_ms=T0 + 20)
+    drain(ts)
+    for table in ts.values():
+        assert {"S": "2"} == table.get(KEY)["v"]  # type: ignore[index]
+        assert read_key(None, table.get_stored(KEY), settings=SETTINGS).tombstone is None
+
+
+def test_without_the_store_nothing_changes() -> None:
+    assert not replace(SETTINGS, tombstone_store=False).tombstone_store
+
+
+def test_a_raw_write_after_a_delete_is_adopted_as_its_successor_before_others_meet_it() -> None:
+    """An application's put after a delete (an INSERT with no old image) sits beside the
+    stored tombstone; a version from another region waits for its adoption (`Defer`), which
+    meets the tombstone as the raw item's context and writes a successor of both."""
+    ts = tables()
+    write_locally(ts["r0"], {**KEY, "v": {"S": "1"}}, at_ms=T0)
+    drain(ts)
+    write_locally(ts["r1"], None, at_ms=T0 + 10)
+    drain(ts)
+    ts["r1"].put_raw({**KEY, "v": {"S": "raw"}})
+    write_locally(ts["r0"], {**KEY, "v": {"S": "r0"}}, at_ms=T0 + 20)  # concurrent with it
+    (forwarded,) = replicate("r0", ts, ts["r0"].records_after(len(ts["r0"].stream) - 1))
+    assert "RawItemNotAdopted" == forwarded.deliveries["r1"].error
+    assert {"S": "raw"} == ts["r1"].get(KEY)["v"]  # type: ignore[index]
+    (adopted,) = replicate("r1", ts, ts["r1"].records_after(len(ts["r1"].stream) - 1))
+    assert isinstance(adopted.outcome, Adopt)
+    written = read_key(ts["r1"].get(KEY), ts["r1"].get_stored(KEY), settings=SETTINGS)
+    assert isinstance(written.current, Stamped) and written.tombstone is None
+    assert "succeeded" == adopted.deliveries["r1"].detail  # a successor of the delete too
+    replicate("r0", ts, ts["r0"].records_after(len(ts["r0"].stream) - 1))  # the retry
+    drain(ts)
+    items = [t.get(KEY) for t in ts.values()]
+    assert items[0] is not None and all(item == items[0] for item in items)
