@@ -365,8 +365,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "gate-opens-when-its-region-failed",
         "service/engine/pipeline.py",
-        'self._open(task.gate, ok=delivery.handled not in ("failed", "waiting"))',
-        "self._open(task.gate, ok=True)",
+        'ok=delivery.handled not in ("failed", "waiting"),',
+        "ok=True,",
         ("tests/property/test_regressions.py",),
     ),
     # -- session 31: raw items under merge rules, own data under an annotation -----------------
@@ -391,6 +391,11 @@ MUTANTS: list[Mutant] = [
         'return Delivery("skipped", decision.reason)',
         ("tests/unit/test_pipeline.py", "tests/property/test_regressions.py"),
     ),
+    # Survived the full run of session 31 (killed by the run before it): since SDK writes
+    # wait for an adoption under merge rules, test_successors_of_a_regions_adoptions_never_...
+    # no longer reaches this branch (its SDK writes over raw items are refused); it is reached
+    # through successors of the region's own adoptions. Open: a named test on that path, or
+    # drop the branch if no path needs it.
     Mutant(
         "successor-even-where-the-merge-keeps-the-later-write",
         "service/core/apply.py",
