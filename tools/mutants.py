@@ -391,11 +391,10 @@ MUTANTS: list[Mutant] = [
         'return Delivery("skipped", decision.reason)',
         ("tests/unit/test_pipeline.py", "tests/property/test_regressions.py"),
     ),
-    # Survived the full run of session 31 (killed by the run before it): since SDK writes
-    # wait for an adoption under merge rules, test_successors_of_a_regions_adoptions_never_...
-    # no longer reaches this branch (its SDK writes over raw items are refused); it is reached
-    # through successors of the region's own adoptions. Open: a named test on that path, or
-    # drop the branch if no path needs it.
+    # Killed by test_successors_of_a_regions_adoptions_never_retime_another_regions_value,
+    # whose write over the raw item is made as an earlier SDK made it (``at_once``): since
+    # SDK writes wait for an adoption under merge rules, only items written by earlier
+    # versions reach this branch with another region's value (session 31's survivor).
     Mutant(
         "successor-even-where-the-merge-keeps-the-later-write",
         "service/core/apply.py",

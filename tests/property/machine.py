@@ -216,18 +216,24 @@ class ReplicationMachine(RuleBasedStateMachine):
         stored = read_item(item, settings=self.settings)
         return None if _is_tombstone(stored) else item
 
-    def do_sdk_put(self, region: str, key: str, *, wide: bool = False) -> None:
-        """A write through georep's stamping (the SDK path), acknowledged as a version."""
-        self._sdk_write(region, key, delete=False, wide=wide)
+    def do_sdk_put(
+        self, region: str, key: str, *, wide: bool = False, at_once: bool = False
+    ) -> None:
+        """A write through georep's stamping (the SDK path), acknowledged as a version.
+        ``at_once``: as an SDK from before writes over raw items waited for their adoption
+        under merge rules wrote it (tables written by earlier versions hold such items)."""
+        self._sdk_write(region, key, delete=False, wide=wide, at_once=at_once)
 
     def do_sdk_delete(self, region: str, key: str) -> None:
         self._sdk_write(region, key, delete=True)
 
-    def _sdk_write(self, region: str, key: str, *, delete: bool, wide: bool = False) -> None:
+    def _sdk_write(
+        self, region: str, key: str, *, delete: bool, wide: bool = False, at_once: bool = False
+    ) -> None:
         table = self.tables[region]
         current_item = table.get({"pk": {"S": key}})
         current = read_item(current_item, settings=self.settings)
-        if waits_for_adoption(current, settings=self.settings):
+        if not at_once and waits_for_adoption(current, settings=self.settings):
             return  # the SDK waits for the raw write's adoption: the application gave up here
         data, value = None, None
         if not delete:
