@@ -207,11 +207,13 @@ class ResidencyMachine(ReplicationMachine):
             data["ssn"] = {"S": f"s{value}"}
         return data
 
-    def _sdk_write(self, region: str, key: str, *, delete: bool, wide: bool = False) -> None:
+    def _sdk_write(
+        self, region: str, key: str, *, delete: bool, wide: bool = False, at_once: bool = False
+    ) -> None:
         replaced = self.tables[region].get({"pk": {"S": key}})
         self.writing = region
         before = len(self.versions[key])
-        super()._sdk_write(region, key, delete=delete, wide=wide)
+        super()._sdk_write(region, key, delete=delete, wide=wide, at_once=at_once)
         if len(self.versions[key]) == before:
             return  # a delete of nothing
         written = self.versions[key][-1].data

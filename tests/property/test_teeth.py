@@ -256,5 +256,7 @@ def test_breaking_the_non_holders_silence_on_redacted_attributes_fails_the_suite
         return found
 
     patch.setattr(residency, "register_of", register_of)
+    # NOTE: the derandomized run follows the machine's source: since session 32 this break
+    # needs more than 60 examples of it (found within 120).
     with pytest.raises(AssertionError, match="ssn is gone"):
-        run_state_machine_as_test(ResidencyMachine, settings=BROKEN)
+        run_state_machine_as_test(ResidencyMachine, settings=settings(BROKEN, max_examples=120))
