@@ -39,6 +39,7 @@ from service.core.version import (
     Order,
     Version,
     VersionVector,
+    compare,
 )
 from service.errors import RecordError
 
@@ -97,6 +98,7 @@ def translate(
     region: str,
     settings: Settings,
     deletion: Deletion | None = None,
+    beside: Stamped | None = None,
 ) -> Outcome:
     """Decide what a record of ``region``'s own stream means for replication.
 
@@ -112,6 +114,11 @@ def translate(
     item from the table too, and ``deletion`` is what the store recorded for a REMOVE's old
     image (`explain_remove`, read by the caller): this region's own delete is forwarded, a
     replicated one is an echo; none found, the application deleted the item itself.
+    ``beside``: for an INSERT of a stamped image, the store's tombstone if the table still
+    holds that image beside it. georep never leaves a live item beside a tombstone it does
+    not succeed (`service.core.places`), so the application wrote it there (a restore from a
+    backup, a copy of another region's item) after the delete: it is adopted over the
+    tombstone, as it was when the tombstone was the item it replaced.
     """
     _check_keys(change, settings=settings)
     if change.event == "REMOVE":
@@ -136,6 +143,13 @@ def translate(
         raise RecordError(f"{change.event} record without a new image")
     if change.old is not None and same_item(change.old, change.new or {}):
         return Drop("unchanged")
+    if (
+        beside is not None
+        and change.old is None
+        and isinstance(new, Stamped)
+        and compare(new.version.meta, beside.version.meta) is not Order.AFTER
+    ):
+        return Adopt(_adopt(change, old=beside, new=new, region=region, settings=settings))
     if isinstance(new, Stamped) and _written_by_georep(new.version.meta, change, settings):
         meta = new.version.meta
         if meta.origin != region or meta.merged or meta.adopted:

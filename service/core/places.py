@@ -115,10 +115,22 @@ def decide_key(
     succeed the delete; a version written over the raw item first would drop the tombstone
     from the region before any adoption of the raw write had claimed it."""
     current = state.current
-    if here is None and isinstance(state.table, Raw) and state.tombstone is not None:
+    tombstone = state.tombstone
+    if here is None and isinstance(state.table, Raw) and tombstone is not None:
         assert isinstance(current, Raw) and current.copied is not None
         if compare(incoming.meta, current.copied) not in (Order.EQUAL, Order.BEFORE):
             return Defer("the raw item here, written after a delete, is not adopted yet")
+    if (
+        here is None
+        and isinstance(state.table, Stamped)
+        and tombstone is not None
+        and compare(state.table.version.meta, tombstone.meta) is not Order.AFTER
+        and compare(incoming.meta, state.table.version.meta) not in (Order.EQUAL, Order.BEFORE)
+    ):
+        # A version the application wrote beside the tombstone (a restore, a copy of another
+        # region's item): georep never leaves one there. Its INSERT is adopted over the
+        # tombstone (`translate`'s ``beside``); until then nothing replaces it.
+        return Defer("the item here, copied in after a delete, is not adopted yet")
     return decide_for(current, incoming, destination=destination, settings=settings, here=here)
 
 

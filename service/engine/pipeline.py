@@ -26,7 +26,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
 from service.adapters.conflicts import ConflictSink
@@ -43,12 +43,12 @@ from service.core.apply import (
     supersedes,
 )
 from service.core.conflicts import conflict_entry, is_conflict
-from service.core.places import commit_for, decide_key, read_key
+from service.core.places import KeyState, commit_for, decide_key, read_key
 from service.core.records import parse_record
 from service.core.residency import decide_for, residency_of
-from service.core.stored import Settings, read_item
+from service.core.stored import Absent, Settings, Stamped, read_item
 from service.core.tombstones import Deletion, decode_store_item, explain_remove
-from service.core.values import size_of
+from service.core.values import same_item, size_of
 from service.core.version import META_ATTR, Order, Version, compare, encode_item, encode_meta
 from service.errors import GeorepError, ItemTooLargeError
 from service.ports import DeadLetterSink, Metrics, Table
@@ -93,6 +93,10 @@ class Delivery:
     handled: Handled
     detail: str = ""
     error: str = ""  # the exception's type, for rejected and failed
+    # With the tombstone store, at an adoption's own region: a version of that region no
+    # stream record will forward (a successor tombstone written to the store alone, where the
+    # table holds no item to change), which the other regions receive instead of the adoption.
+    replacement: Version | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return f"{self.handled} ({self.detail})" if self.detail else self.handled
@@ -218,6 +222,8 @@ class _Gate:
     # its own record) or found it covered (`Skip("covered")`). The other regions must not
     # receive it either: it would be a second, later-timed version of data they get anyway.
     superseded: bool = False
+    # With the tombstone store: what the other regions receive instead (`Delivery`).
+    replacement: Version | None = None
     waiting: list[tuple[object, str, str]] = field(default_factory=list)
 
 
@@ -375,6 +381,7 @@ class Replicator:
                     region=self.region,
                     settings=self.settings,
                     deletion=self._deletion_of(change),
+                    beside=self._beside_of(change),
                 )
                 send = self._plan(index, record, change, outcome)
             except GeorepError as error:
@@ -386,7 +393,12 @@ class Replicator:
                 continue
             submitted.results[index] = result
             submitted._expect(index, len(send.destinations))
-            gated = send.role == "adoption" and self.settings.resolver.keeps_deleted_data
+            # NOTE: with the tombstone store every adoption is gated: its own region may
+            # supersede it with a successor written to the store alone, which no record
+            # forwards, so the other regions must wait to receive that instead.
+            gated = send.role == "adoption" and (
+                self.settings.resolver.keeps_deleted_data or self.settings.tombstone_store
+            )
             gate = _Gate() if gated and self.region in send.destinations else None
             for destination in send.destinations:
                 here = send.role if destination == self.region and send.role != "forward" else None
@@ -411,6 +423,26 @@ class Replicator:
             return None
         store = decode_store_item(stored, regions=self.settings.region_set)
         return explain_remove(store, change.old)
+
+    def _beside_of(self, change: Change) -> Stamped | None:
+        """With the tombstone store, for an INSERT of a stamped image: the store's tombstone
+        if the table still holds that image beside it (an application's copy or restore,
+        `translate`). One consistent read of the store; the table only if it holds one."""
+        if not self.settings.tombstone_store or change.event != "INSERT" or change.new is None:
+            return None
+        if META_ATTR not in change.new:
+            return None  # raw: adopted over what it replaced (`KeyState.current`)
+        key = self.settings.keys_of(change.keys)
+        table = self.tables[self.region]
+        stored = table.get_stored(key)
+        if stored is None:
+            return None
+        state = read_key(table.get(key), stored, settings=self.settings)
+        tombstone = state.tombstone
+        if tombstone is None or state.item is None or not same_item(state.item, change.new):
+            return None
+        assert state.store_attr is not None
+        return Stamped(version=tombstone, meta_attr=state.store_attr)
 
     def forget(self, scope: object) -> None:
         """Drop what failures in ``scope`` hold back (every record of it must have settled)."""
@@ -603,6 +635,9 @@ class Replicator:
                 delivery = Delivery("waiting", f"behind record {failed_at}")
             elif gate is not None and not gate.ok:
                 delivery = Delivery("waiting", "behind its adoption in its own region")
+            elif gate is not None and gate.replacement is not None:
+                instead = replace(task.send, version=gate.replacement)
+                delivery = self._attempt(task.destination, instead, None, None)
             elif gate is not None and gate.superseded:
                 delivery = Delivery("skipped", "superseded in its own region")
             else:
@@ -615,14 +650,23 @@ class Replicator:
                     task.gate,
                     ok=delivery.handled not in ("failed", "waiting"),
                     superseded=delivery.detail in ("succeeded", "covered"),
+                    replacement=delivery.replacement,
                 )
             self._report(task, delivery)
 
-    def _open(self, gate: _Gate, *, ok: bool, superseded: bool = False) -> None:
+    def _open(
+        self,
+        gate: _Gate,
+        *,
+        ok: bool,
+        superseded: bool = False,
+        replacement: Version | None = None,
+    ) -> None:
         """Settle ``gate`` and restart the lanes waiting on it."""
         waiting: list[tuple[object, str, str]] = []
         with self._lock:
             gate.settled, gate.ok, gate.superseded = True, ok, superseded
+            gate.replacement = replacement
             for lane_key in gate.waiting:
                 # NOTE: a lane that `_enqueue` restarted meanwhile is running (and finds the
                 # gate settled): a second runner would break the lane's order.
@@ -713,7 +757,8 @@ class Replicator:
                 )
             if isinstance(decision, Skip):
                 self.metrics.incr(f"skipped_{decision.reason}", labels)
-                return Delivery("skipped", decision.reason)
+                instead = _store_only_successor(state, version, here)
+                return Delivery("skipped", decision.reason, replacement=instead)
             if isinstance(decision, Defer):
                 # Retried like a transient error, until the destination's own consumer has
                 # adopted the raw item (docs/design.md, "Raw writes under merge rules").
@@ -750,6 +795,10 @@ class Replicator:
                 how = "merged" if decision.conflict else "written"
                 if here is not None and supersedes(decision, version):
                     how = "succeeded"  # a successor of the adoption, forwarded from its record
+                    if state is not None and steps[0] is not None and steps[0].check:
+                        # Written to the store alone: no record forwards it (`Delivery`).
+                        applied = self._applied(version, how, labels)
+                        return replace(applied, replacement=decision.version)
                 return self._applied(version, how, labels)
             self.metrics.incr("precondition_retries", labels)
             if state is not None:
@@ -794,6 +843,26 @@ class Replicator:
             lag_ms = self.now_ms() - hlc.wall_ms(version.meta.hlc)
             self.metrics.observe("replication_lag_seconds", labels, max(lag_ms, 0) / 1000)
         return Delivery("applied", how)
+
+
+def _store_only_successor(
+    state: KeyState | None,
+    adoption: Version,
+    here: Literal["adoption", "restore"] | None,
+) -> Version | None:
+    """At an adoption's own region, with the tombstone store, when the adoption is stale: the
+    region's tombstone, if it lives in the store alone and succeeds the adoption. It may hold
+    a successor written on an earlier attempt (`Delivery.replacement`) whose deliveries to
+    the other regions were lost (a crash, a destination that failed and the record retried),
+    merged since with other versions; no record forwards it. Sending the region's state,
+    which succeeds the adoption, is always safe (a later delete of this region, which its
+    own record forwards too, then arrives twice: the second is a duplicate)."""
+    if state is None or here != "adoption" or not isinstance(state.table, Absent):
+        return None
+    tombstone = state.tombstone
+    if tombstone is None or compare(tombstone.meta, adoption.meta) is not Order.AFTER:
+        return None
+    return tombstone
 
 
 def _update_of_a_live_item(fast: _Fast, version: Version) -> bool:

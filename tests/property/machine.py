@@ -42,6 +42,7 @@ from service.adapters.metrics import MemoryMetrics
 from service.core import hlc
 from service.core.adopt import Adopt, Forward
 from service.core.apply import merge, precondition_for
+from service.core.places import KeyState, commit_for, read_key
 from service.core.residency import identity, residency_of
 from service.core.stamp import stamp, waits_for_adoption
 from service.core.stored import Raw, Settings, Stamped, read_item, tombstone_expired
@@ -98,6 +99,9 @@ class ReplicationMachine(RuleBasedStateMachine):
     # "resolver folded over the frontier" does not describe it (docs/design.md).
     copies: ClassVar[bool] = True
     wide_items: ClassVar[bool] = True
+    # Tombstones in each region's tombstone store, not the table (issue 22): the table holds
+    # live items only, and a key's state is the table's item, else the store's tombstone.
+    store: ClassVar[bool] = False
 
     # -- how writers build data (overridden for rule resolvers) ------------------------------
 
@@ -127,6 +131,7 @@ class ReplicationMachine(RuleBasedStateMachine):
             key_attributes=("pk",),
             resolver=self.resolver,
             horizon_ms=self.horizon_ms,
+            tombstone_store=self.store,
         )
 
     def start(self, n: int, nkeys: int, skews: list[int]) -> None:
@@ -164,6 +169,8 @@ class ReplicationMachine(RuleBasedStateMachine):
         # (region, sequence number) of every record an application's raw write made: the only
         # records georep may adopt (adopting its own write would hide a lost update).
         self.raw_records: set[tuple[str, str]] = set()
+        # Raw items written between a consumer's read and its conditional write (`RACES`).
+        self.raced: list[tuple[str, dict[str, Any]]] = []
         # The ground truth, kept apart from everything the product computes (truth.py).
         self.truth = Truth()
 
@@ -211,6 +218,25 @@ class ReplicationMachine(RuleBasedStateMachine):
     def raw_delete(self, data: st.DataObject) -> None:
         self.do_raw_delete(*self._pick(data))
 
+    def key_state(self, region: str, key: str, item: dict[str, Any] | None = None) -> KeyState:
+        """``region``'s state of ``key`` across its table (``item``, if already read) and,
+        with the store, its tombstone store."""
+        table = self.tables[region]
+        if item is None:
+            item = table.get({"pk": {"S": key}})
+        stored = table.get_stored({"pk": {"S": key}}) if self.store else None
+        return read_key(item, stored, settings=self.settings)
+
+    def image(self, region: str, key: str) -> dict[str, Any] | None:
+        """What ``region`` holds for ``key`` as one item: the table's, else (with the store)
+        its tombstone written as the item it was before the store."""
+        item = self.tables[region].get({"pk": {"S": key}})
+        if item is None and self.store:
+            tombstone = self.key_state(region, key).tombstone
+            if tombstone is not None:
+                return encode_item(tombstone, horizon_ms=self.horizon_ms)
+        return item
+
     def _visible(self, item: dict[str, Any] | None) -> dict[str, Any] | None:
         """What an application reading ``item`` sees (a tombstone reads as absent)."""
         stored = read_item(item, settings=self.settings)
@@ -232,7 +258,12 @@ class ReplicationMachine(RuleBasedStateMachine):
     ) -> None:
         table = self.tables[region]
         current_item = table.get({"pk": {"S": key}})
-        current = read_item(current_item, settings=self.settings)
+        state = self.key_state(region, key, current_item)
+        current = state.current
+        if self.store and current_item is None and state.tombstone is not None:
+            # What the write replaced, for the account: the key's tombstone (as the item it
+            # was before the store), though the application read nothing.
+            current_item = encode_item(state.tombstone, horizon_ms=self.horizon_ms)
         if not at_once and waits_for_adoption(current, settings=self.settings):
             return  # the SDK waits for the raw write's adoption: the application gave up here
         data, value = None, None
@@ -250,10 +281,16 @@ class ReplicationMachine(RuleBasedStateMachine):
         )
         if version is None:
             return  # a delete of nothing
-        result = table.write(
-            {"pk": {"S": key}}, item_for(version, self.horizon_ms), precondition_for(current)
-        )
-        assert result.ok
+        if self.store:
+            steps = commit_for(
+                state, version, local=True, table=table.table_name, settings=self.settings
+            )
+            assert table.commit({"pk": {"S": key}}, table=steps[0], store=steps[1]).ok
+        else:
+            result = table.write(
+                {"pk": {"S": key}}, item_for(version, self.horizon_ms), precondition_for(current)
+            )
+            assert result.ok
         self.versions[key].append(version)
         self.truth.record(
             key,
@@ -276,6 +313,8 @@ class ReplicationMachine(RuleBasedStateMachine):
         if copy_meta and current_item is not None and META_ATTR in current_item:
             item[META_ATTR] = current_item[META_ATTR]
         self._raw_write(region, lambda: table.put_raw(item))
+        if self.racing:
+            self.raced.append((region, item))
         self.truth.record(
             key,
             region=region,
@@ -444,20 +483,27 @@ class ReplicationMachine(RuleBasedStateMachine):
             version = result.outcome.version
             self.forwarders[version.meta.write_id].add(source)
             assert len(self.forwarders[version.meta.write_id]) == 1, version.meta
-            # A successor of what replaced a raw write before its adoption (`decide`) is the
-            # one kind of version georep writes that no writer or adoption made: learn it.
-            known = self.versions[version.data["pk"]["S"]]
-            if not any(v.meta.write_id == version.meta.write_id for v in known):
-                assert not version.meta.adopted and not version.meta.merged, version.meta
-                known.append(version)
+            self._learn(version)
         elif isinstance(result.outcome, Adopt):
             sequence = record["dynamodb"]["SequenceNumber"]
-            assert (source, sequence) in self.raw_records or _annotation(record), (
-                f"{source} adopted a write georep made itself: {record}"
-            )
+            assert (
+                (source, sequence) in self.raw_records
+                or _annotation(record)
+                or self._copied_again(source, record)
+                or self._raced_delete(source, record)
+            ), f"{source} adopted a write georep made itself: {record}"
             version = result.outcome.version
             own = result.deliveries.get(source)
-            gated = self.resolver.keeps_deleted_data
+            gated = self.resolver.keeps_deleted_data or self.store
+            if own is not None and own.replacement is not None:
+                # With the store: a successor written to the store alone, sent to the other
+                # regions instead. On a replay, the region's tombstone that succeeds the
+                # adoption: a merge or an adoption holds only versions learnt already (the
+                # successor among them, learnt from the attempt that wrote it).
+                replacement = own.replacement
+                if not replacement.meta.merged and not replacement.meta.adopted:
+                    self._learn(replacement)
+                return
             if gated and own is not None and own.detail in ("succeeded", "covered"):
                 # Under merge rules an adoption its own region superseded (a successor written
                 # there, or already covered) goes nowhere: no version to expect (`_Gate`).
@@ -467,6 +513,40 @@ class ReplicationMachine(RuleBasedStateMachine):
             if gated and own is not None and own.handled in ("failed", "waiting"):
                 return  # nowhere yet, and its retry may find it superseded
             self.versions[version.data["pk"]["S"]].append(version)
+
+    def _learn(self, version: Version) -> None:
+        """A successor of what replaced a raw write before its adoption (`decide`) is the one
+        kind of version georep writes that no writer or adoption made: learn it."""
+        known = self.versions[version.data["pk"]["S"]]
+        if not any(v.meta.write_id == version.meta.write_id for v in known):
+            assert not version.meta.adopted and not version.meta.merged, version.meta
+            known.append(version)
+
+    def _raced_delete(self, region: str, record: Mapping[str, Any]) -> bool:
+        """With the store: whether georep deleted a raw item written between its read and its
+        delete (the conditions compare only ``_georep``: docs/design.md, "Not closed"). The
+        REMOVE's old image is not the one the deletion recorded, so it is adopted as the
+        application's delete of that raw write, which the account already exempts."""
+        if not self.store or record["eventName"] != "REMOVE":
+            return False
+        old = record["dynamodb"].get("OldImage")
+        return any(r == region and item == old for r, item in self.raced)
+
+    def _copied_again(self, region: str, record: Mapping[str, Any]) -> bool:
+        """With the store: whether an application's copy later put an item identical to this
+        INSERT's image beside a tombstone. The two records' images are the same bytes, so
+        the consumer, reading the earlier one while the copy is in the table, cannot tell
+        them apart; adopting either adopts the copy's data over the tombstone."""
+        if not self.store or record["eventName"] != "INSERT":
+            return False
+        image = record["dynamodb"]["NewImage"]
+        sequence = record["dynamodb"]["SequenceNumber"]
+        return any(
+            later["dynamodb"]["SequenceNumber"] > sequence
+            and (region, later["dynamodb"]["SequenceNumber"]) in self.raw_records
+            and later["dynamodb"].get("NewImage") == image
+            for later in self.tables[region].stream
+        )
 
     def do_deliver(
         self, source: str, destination: str, key: str, *, race: Sequence[Race | None] = ()
@@ -518,7 +598,10 @@ class ReplicationMachine(RuleBasedStateMachine):
         for region, table in self.tables.items():
             for key in self.keys:
                 item = table.items.get(key_of(key))
-                stored = read_item(item, settings=self.settings)  # raises if invalid
+                state = self.key_state(region, key, item)  # raises if invalid
+                if self.store:
+                    self._places_agree(region, key, state, settled=False)
+                stored = state.current
                 if not isinstance(stored, Stamped):
                     self.seen.pop((region, key), None)
                     continue
@@ -530,6 +613,23 @@ class ReplicationMachine(RuleBasedStateMachine):
                     )
                 self.seen[(region, key)] = stored.version
                 self._one_version_per_vector(region, key, stored.version)
+
+    @staticmethod
+    def _places_agree(region: str, key: str, state: KeyState, *, settled: bool) -> None:
+        """With the store: the table never holds a tombstone. Once settled, a stamped item
+        succeeds any tombstone beside it (every write georep makes that leaves the item live
+        drops the tombstone or succeeds it; a copy the application put beside one is adopted
+        over it). In between, a copy not adopted yet may sit beside a tombstone it does not
+        succeed."""
+        if isinstance(state.table, Stamped):
+            meta = state.table.version.meta
+            assert not meta.deleted, f"{(region, key)}: a tombstone item"
+            tombstone = state.tombstone
+            assert (
+                not settled
+                or tombstone is None
+                or oracle_order(meta, tombstone.meta) is Order.AFTER
+            ), f"{(region, key)}: a stamped item {meta} beside the tombstone {tombstone}"
 
     def _one_version_per_vector(self, region: str, key: str, version: Version) -> None:
         """A version vector names one version: two stored versions with the same vector hold
@@ -631,12 +731,20 @@ class ReplicationMachine(RuleBasedStateMachine):
             return
         self.settle()
         for key in self.keys:
-            images = {r: t.get({"pk": {"S": key}}) for r, t in self.tables.items()}
+            images = {r: self.image(r, key) for r in self.regions}
             first = images[self.regions[0]]
             for region, image in images.items():
                 assert image == first, (
                     f"{key}: {region} differs from {self.regions[0]}:\n{image}\n{first}"
                 )
+            if self.store:
+                for region in self.regions:
+                    state = self.key_state(region, key)
+                    self._places_agree(region, key, state, settled=True)
+                # What every reader sees: a deleted key is absent from every table.
+                tables = {r: self.tables[r].get({"pk": {"S": key}}) for r in self.regions}
+                if first is not None and _is_tombstone(read_item(first, settings=self.settings)):
+                    assert not any(tables.values()), f"{key}: a deleted key is in {tables}"
             self.truth.check(key, first, merge_rules=self.resolver.keeps_deleted_data)
             expected = self.expected(key)
             if expected is None or self.collected(expected):

@@ -174,3 +174,74 @@ def test_a_raw_write_after_a_delete_is_adopted_as_its_successor_before_others_me
     drain(ts)
     items = [t.get(KEY) for t in ts.values()]
     assert items[0] is not None and all(item == items[0] for item in items)
+
+
+def _tombstones(ts: dict[str, MemoryTable]) -> dict[str, Any]:
+    return {
+        r: read_key(t.get(KEY), t.get_stored(KEY), settings=SETTINGS).current for r, t in ts.items()
+    }
+
+
+def test_a_successor_written_to_the_store_alone_reaches_every_region() -> None:
+    """Found by the store machine (issue 22): a raw put, then an SDK delete over it before its
+    adoption. The adoption meets the delete's tombstone in the store and writes a successor of
+    both there; the table holds no item, so no record forwards it. Fix: with the store every
+    adoption is gated, and the other regions receive that successor instead of the adoption
+    (`Delivery.replacement`)."""
+    ts = tables()
+    ts["r0"].put_raw({**KEY, "v": {"S": "raw"}})
+    write_locally(ts["r0"], None, at_ms=T0 + 10)
+    drain(ts)
+    states = _tombstones(ts)
+    assert all(isinstance(s, Stamped) and s.version.meta.deleted for s in states.values())
+    assert len({s.version.meta for s in states.values()}) == 1, states  # type: ignore[union-attr]
+    assert all(t.get(KEY) is None for t in ts.values())
+
+
+def test_a_store_only_successor_lost_with_its_deliveries_is_sent_on_the_replay() -> None:
+    """The consumer wrote the successor to its own store and crashed before the other regions
+    received it; the replayed adoption finds it stale, and the successor is sent instead."""
+    ts = tables()
+    ts["r0"].put_raw({**KEY, "v": {"S": "raw"}})
+    write_locally(ts["r0"], None, at_ms=T0 + 10)
+    insert = ts["r0"].records_after(0, limit=1)
+    only_here = {"r0": ts["r0"], "r1": _Unreachable(), "r2": _Unreachable()}
+    (first,) = replicate("r0", only_here, insert)  # type: ignore[arg-type]
+    assert first.status == "failed" and first.deliveries["r0"].replacement is not None
+    (replayed,) = replicate("r0", ts, insert)
+    assert replayed.deliveries["r0"].detail == "stale"
+    assert replayed.deliveries["r0"].replacement == first.deliveries["r0"].replacement
+    drain(ts)
+    states = _tombstones(ts)
+    assert len({s.version.meta for s in states.values()}) == 1, states  # type: ignore[union-attr]
+
+
+def test_an_applications_copy_beside_a_tombstone_is_adopted_over_it() -> None:
+    """A restore: the application puts back an item with georep's metadata, copied from
+    another region, after the key was deleted here. Its INSERT has no old image; the table
+    still holds it beside the tombstone, which georep never leaves, so it is adopted over the
+    tombstone (`translate`'s ``beside``) and every region ends with the copy's data."""
+    ts = tables()
+    write_locally(ts["r0"], {**KEY, "v": {"S": "1"}}, at_ms=T0)
+    drain(ts)
+    copy = ts["r2"].get(KEY)
+    write_locally(ts["r1"], None, at_ms=T0 + 10)
+    drain(ts)
+    assert copy is not None
+    ts["r1"].put_raw(copy)
+    (adopted,) = replicate("r1", ts, ts["r1"].records_after(len(ts["r1"].stream) - 1))
+    assert isinstance(adopted.outcome, Adopt)
+    drain(ts)
+    for region, table in ts.items():
+        assert {"S": "1"} == (table.get(KEY) or {}).get("v"), region
+        assert read_key(None, table.get_stored(KEY), settings=SETTINGS).tombstone is None
+
+
+class _Unreachable:
+    """A destination that cannot be reached (every request fails, transiently)."""
+
+    def __getattr__(self, name: str) -> Any:
+        def fail(*args: Any, **kwargs: Any) -> Any:
+            raise ConnectionError("unreachable")
+
+        return fail
