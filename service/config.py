@@ -280,6 +280,13 @@ class ReplicationConfig(_Strict):
     lease_seconds: float = Field(default=10.0, ge=1, le=300)
     checkpoint_table: str = "georep-checkpoints"
     dead_letter_table: str = "georep-dead-letters"
+    # Deletes leave the user's table: a delete's tombstone lives in this table of each region
+    # (the tombstone store, docs/design.md), collected by TTL after the horizon. Off until
+    # issue 22 lands whole (verify, repair, backfill and the migration do not read it yet).
+    tombstone_store: bool = False
+    tombstone_table: str = Field(
+        default="georep-tombstones", min_length=3, max_length=255, pattern=r"^[a-zA-Z0-9_.-]+$"
+    )
     # Every merge of concurrent versions is logged here (service/adapters/conflicts.py), in the
     # consumer's own region; empty turns the log off (the `conflicts` metric still counts).
     conflict_table: str | None = Field(
@@ -530,6 +537,7 @@ class Config(_Strict):
             horizon_ms=self.horizon_ms,
             ttl_live_policy=self.table.ttl_live_policy,
             residency=self.table.residency(),
+            tombstone_store=self.replication.tombstone_store,
         )
 
 

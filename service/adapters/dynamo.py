@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from botocore.exceptions import ClientError
 
 from service.core.apply import Precondition
-from service.core.conditions import condition_for
+from service.core.conditions import condition_for, with_application
 from service.core.tombstones import STORE_KEY, store_key
 from service.core.version import META_ATTR, TTL_ATTR
 from service.errors import ItemTooLargeError, RequestRejectedError
@@ -130,15 +130,28 @@ class DynamoTable:
         return dict(item) if item is not None else None
 
     def commit(
-        self, key: Mapping[str, Any], *, table: Step | None, store: Step | None
+        self,
+        key: Mapping[str, Any],
+        *,
+        table: Step | None,
+        store: Step | None,
+        application: Mapping[str, Any] | None = None,
     ) -> CommitResult:
         """One conditional request for a single write, else one TransactWriteItems (a check
-        is a ConditionCheck). A cancelled transaction's reasons name the failed places."""
+        is a ConditionCheck). A cancelled transaction's reasons name the failed places.
+        ``application``: the SDK's caller's own condition (``expression``, ``names``,
+        ``values``), joined to the table step's (`with_application`)."""
         actions: list[tuple[str, dict[str, Any]]] = []
         if table is not None:
-            actions.append(
-                ("table", self._action(table, self.table_name, dict(key), self.key_attributes[0]))
-            )
+            action = self._action(table, self.table_name, dict(key), self.key_attributes[0])
+            if application is not None:
+                ((kind, request),) = action.items()
+                joined = with_application(
+                    {k: request[k] for k in request if k.startswith(("Condition", "Expression"))},
+                    **application,
+                )
+                action = {kind: {**request, **joined}}
+            actions.append(("table", action))
         if store is not None:
             place = store_key(self.name, key)
             actions.append(("store", self._action(store, self._store(), place, STORE_KEY)))
@@ -224,6 +237,19 @@ def unless_missing(read: Callable[[], T], default: U) -> T | U:
         if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
             raise
         return default
+
+
+def ensure_store_table(client: Any, *, table_name: str) -> None:
+    """Create a region's tombstone store unless it exists, and turn its TTL on (a store item
+    expires with its tombstone and every deletion it records: `expires_ms`)."""
+    ensure_table(client, table_name=table_name, key=STORE_KEY)
+    ttl = client.describe_time_to_live(TableName=table_name).get("TimeToLiveDescription", {})
+    if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
+        return
+    client.update_time_to_live(
+        TableName=table_name,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTR},
+    )
 
 
 def ensure_table(client: Any, *, table_name: str, key: str) -> None:

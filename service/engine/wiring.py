@@ -15,7 +15,7 @@ from botocore.config import Config as BotoConfig
 from service.adapters.checkpoints import DynamoCheckpointTable
 from service.adapters.conflicts import DynamoConflicts
 from service.adapters.deadletter import DynamoDeadLetters
-from service.adapters.dynamo import DynamoTable
+from service.adapters.dynamo import DynamoTable, ensure_store_table
 from service.adapters.leases import DynamoLeaseTable
 from service.adapters.metrics import LabelledMetrics, MemoryMetrics, TeeMetrics
 from service.config import Config
@@ -110,6 +110,12 @@ def conflict_log_for(config: Config, client: Any) -> DynamoConflicts | None:
     )
 
 
+def store_table_of(config: Config) -> str | None:
+    """The tombstone store's table in every region, if deletes use one (issue 22)."""
+    replication = config.replication
+    return replication.tombstone_table if replication.tombstone_store else None
+
+
 def replicator_for(
     config: Config,
     *,
@@ -125,7 +131,11 @@ def replicator_for(
     conflict."""
     tables = {
         name: DynamoTable(
-            client, table_name=config.table_name(name), key_attributes=config.key_attributes
+            client,
+            table_name=config.table_name(name),
+            key_attributes=config.key_attributes,
+            store_table=store_table_of(config),
+            name=config.table.name,
         )
         for name, client in clients.items()
     }
@@ -235,6 +245,9 @@ class Consumer(StreamConsumer):
             conflicts = conflict_log_for(self.config, self.dynamodb[self.region])
             if conflicts is not None:
                 conflicts.ensure_table()
+            store = store_table_of(self.config)
+            if store is not None:
+                ensure_store_table(self.dynamodb[self.region], table_name=store)
         except AWS_ERRORS as error:
             raise ConsumerHaltedError(
                 f"cannot create georep's tables in {self.region}: "

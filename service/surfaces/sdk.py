@@ -94,6 +94,7 @@ import ulid
 from boto3.dynamodb.table import BatchWriter
 from botocore.exceptions import ClientError
 
+from service.adapters.dynamo import DynamoTable
 from service.config import Config
 from service.core import hlc
 from service.core.apply import precondition_for
@@ -107,6 +108,7 @@ from service.core.expressions import (
     placeholders,
     project,
 )
+from service.core.places import KeyState, commit_for, read_key
 from service.core.stored import Settings, read_item
 from service.core.values import canonical_bytes
 from service.core.version import META_ATTR, TTL_ATTR, Version, decode_meta
@@ -232,6 +234,17 @@ class GeorepTable:
         self.table_name = config.table_name(region)
         self.clock = clock or Clock()
         self.batch_concurrency = batch_concurrency
+        # With the tombstone store (issue 22) a write reads and commits both places, as the
+        # consumer does: a delete removes the item, and its tombstone lives in the store.
+        self.places: DynamoTable | None = None
+        if self.settings.tombstone_store:
+            self.places = DynamoTable(
+                client,
+                table_name=self.table_name,
+                key_attributes=self.settings.key_attributes,
+                store_table=config.replication.tombstone_table,
+                name=config.table.name,
+            )
 
     @classmethod
     def resource(
@@ -577,7 +590,13 @@ class GeorepTable:
     ) -> tuple[Plan | None, dict[str, Any] | None]:
         """One write over ``current_item``: (the plan, written or refused or nothing to do,
         None) or (None, what the table holds instead, when another write got there first)."""
-        current = read_item(current_item, settings=self.settings)
+        state = None
+        if self.places is not None:
+            key = key_of(write, settings=self.settings)
+            state = read_key(current_item, self.places.get_stored(key), settings=self.settings)
+            current = state.current
+        else:
+            current = read_item(current_item, settings=self.settings)
         meta = getattr(getattr(current, "version", None), "meta", None)
         if meta is not None:
             self.clock.observe(meta.hlc)
@@ -593,6 +612,8 @@ class GeorepTable:
         )
         if not isinstance(outcome, Planned):
             return outcome, None
+        if state is not None:
+            return self._commit(write, state, outcome, condition)
         try:
             self.client.put_item(
                 TableName=self.table_name,
@@ -614,6 +635,43 @@ class GeorepTable:
                 return Refused(visible(read_item(now, settings=self.settings))), None
             return None, now
         return outcome, None
+
+    def _commit(
+        self,
+        write: Write,
+        state: KeyState,
+        outcome: Planned,
+        condition: ApplicationCondition | None,
+    ) -> tuple[Plan | None, dict[str, Any] | None]:
+        """`_attempt`'s write with the tombstone store: the table's and the store's steps
+        (`commit_for`) in one request, the application's condition on the table's."""
+        assert self.places is not None
+        key = key_of(write, settings=self.settings)
+        steps = commit_for(
+            state, outcome.version, local=True, table=self.places.name, settings=self.settings
+        )
+        sent_condition = condition is not None and outcome.old is not None
+        application = None
+        if condition is not None and sent_condition:
+            application = {
+                "expression": condition.expression,
+                "names": condition.names,
+                "values": condition.values,
+            }
+        result = self.places.commit(key, table=steps[0], store=steps[1], application=application)
+        if result.ok:
+            return outcome, None
+        now = result.table if "table" in result.failed else state.item
+        if (
+            sent_condition
+            and result.failed == frozenset({"table"})
+            and precondition_holds(
+                precondition_for(state.table), now, partition_key=self.settings.key_attributes[0]
+            )
+        ):
+            # georep's part held on the item DynamoDB judged, so the application's failed.
+            return Refused(visible(read_item(now, settings=self.settings))), None
+        return None, self._read(key)
 
     def _condition_failed(
         self, operation: str, seen: Mapping[str, Any] | None, on_failure: str | None

@@ -163,3 +163,14 @@ def test_conflicts_are_logged_in_georep_conflicts_for_30_days_unless_the_table_i
         parse_config({**doc(), "replication": {"conflict_table": "no spaces"}})
     with pytest.raises(ConfigError, match="conflict_retention_days"):
         parse_config({**doc(), "replication": {"conflict_retention_days": 0}})
+
+
+def test_the_tombstone_store_is_off_by_default_and_reaches_the_core_when_on() -> None:
+    """Issue 22 lands in steps: the minimal form keeps tombstones in the table; turned on,
+    the core's settings say so and the store's table name is one DynamoDB accepts."""
+    assert not parse_config(doc()).settings().tombstone_store
+    on = parse_config({**doc(), "replication": {"tombstone_store": True}})
+    assert on.settings().tombstone_store
+    assert "georep-tombstones" == on.replication.tombstone_table
+    with pytest.raises(ConfigError, match="tombstone_table"):
+        parse_config({**doc(), "replication": {"tombstone_table": "no spaces"}})

@@ -29,9 +29,10 @@ def execute(args: argparse.Namespace) -> int:
     from service.adapters.backends import TableSetupError, onboard_table
     from service.adapters.checkpoints import DynamoCheckpointTable
     from service.adapters.deadletter import DynamoDeadLetters
+    from service.adapters.dynamo import ensure_store_table
     from service.core.version import TTL_ATTR
     from service.engine.preflight import RegionError, probe
-    from service.engine.wiring import clients_for, conflict_log_for
+    from service.engine.wiring import clients_for, conflict_log_for, store_table_of
 
     config = config_of(args)
     probe(config, tables=False)  # every region answers, with credentials, before any change
@@ -56,6 +57,9 @@ def execute(args: argparse.Namespace) -> int:
             conflicts = conflict_log_for(config, client)
             if conflicts is not None:
                 conflicts.ensure_table()
+            store = store_table_of(config)
+            if store is not None:
+                ensure_store_table(client, table_name=store)
         except TableSetupError as error:
             rows.append((region, table, f"REFUSED: {error}"))
             worst = max(worst, USAGE)
