@@ -19,6 +19,7 @@ from service.core.adopt import Adopt, Drop, Forward
 from service.core.places import commit_for, read_key
 from service.core.stamp import stamp
 from service.core.stored import Settings, Stamped
+from service.core.version import Order, compare
 from service.engine.pipeline import RecordResult, Replicator
 
 REGIONS = ("r0", "r1", "r2")
@@ -153,13 +154,17 @@ def test_without_the_store_nothing_changes() -> None:
 
 def test_a_raw_write_after_a_delete_is_adopted_as_its_successor_before_others_meet_it() -> None:
     """An application's put after a delete (an INSERT with no old image) sits beside the
-    stored tombstone; a version from another region waits for its adoption (`Defer`), which
-    meets the tombstone as the raw item's context and writes a successor of both."""
+    stored tombstone; a version from another region waits for its adoption (`Defer`). The
+    table still holds the raw item beside the tombstone when its INSERT is read, so it is
+    adopted over the tombstone (`translate`'s ``beside``), as over a tombstone item before the
+    store: the adoption itself succeeds the delete."""
     ts = tables()
     write_locally(ts["r0"], {**KEY, "v": {"S": "1"}}, at_ms=T0)
     drain(ts)
     write_locally(ts["r1"], None, at_ms=T0 + 10)
     drain(ts)
+    delete = read_key(None, ts["r1"].get_stored(KEY), settings=SETTINGS).tombstone
+    assert delete is not None
     ts["r1"].put_raw({**KEY, "v": {"S": "raw"}})
     write_locally(ts["r0"], {**KEY, "v": {"S": "r0"}}, at_ms=T0 + 20)  # concurrent with it
     (forwarded,) = replicate("r0", ts, ts["r0"].records_after(len(ts["r0"].stream) - 1))
@@ -169,7 +174,9 @@ def test_a_raw_write_after_a_delete_is_adopted_as_its_successor_before_others_me
     assert isinstance(adopted.outcome, Adopt)
     written = read_key(ts["r1"].get(KEY), ts["r1"].get_stored(KEY), settings=SETTINGS)
     assert isinstance(written.current, Stamped) and written.tombstone is None
-    assert "succeeded" == adopted.deliveries["r1"].detail  # a successor of the delete too
+    assert "written" == adopted.deliveries["r1"].detail
+    assert isinstance(adopted.outcome, Adopt)
+    assert Order.AFTER == compare(adopted.outcome.version.meta, delete.meta)
     replicate("r0", ts, ts["r0"].records_after(len(ts["r0"].stream) - 1))  # the retry
     drain(ts)
     items = [t.get(KEY) for t in ts.values()]
