@@ -24,7 +24,8 @@ which is allowed. A final value that no write wrote is **unexpected**.
 
 **Under merge rules** no write is "the final one": values are combined. There every put adds
 an element of its own (its unique value) to a set attribute, writing the set it read plus that
-element, and some read-modify-writes drop one element they read. The claim, per region: every
+element (georep's own workload never drops one: a write that does is no inflation, and regions
+may then diverge by design, tests/unit/test_merge_contract.py). The claim, per region: every
 element an acknowledged write added is in the final item (a tombstone's kept data counts:
 under merge rules a delete hides an item and keeps what it deleted, docs/design.md "Deletes
 under merge rules"), unless a write that read it wrote a set without it. Such a write follows

@@ -17,8 +17,10 @@ rule must be an inflation of what it read (docs/design.md, "Deletes under merge 
 every put reads first, and writes only if the item is unchanged since (the SDK's
 ``put_if_unchanged``; a raw write conditional on the value and ``_georep`` read), reading again
 when it changed; otherwise an element replicated in between would be dropped by a write that
-never saw it. A read-modify-write drops one element it read one time in four (a removal the
-accounting must excuse). Deletes are as above: under merge rules the tombstone keeps the set.
+never saw it. No write drops an element it read: such a write is no inflation, and regions
+that receive it before or after a concurrent version merge to different sets under one version
+vector (tests/unit/test_merge_contract.py; docs/decisions.md, "The chaos workload keeps the
+merge-rule contract"). Deletes are as above: under merge rules the tombstone keeps the set.
 
 Each write is recorded (:class:`service.core.chaos.Write`) with when it started, when it was
 acknowledged (or not, if it raised), and the value (and set) it read, for the accounting. The
@@ -42,7 +44,6 @@ from service.core.chaos import Kind, Write, final_value, set_value
 VALUE = "v"  # the attribute that holds each write's unique value
 META = "_georep"
 SET = "tags"  # under merge rules, the string set each put adds its value to (a union)
-DROP_SHARE = 0.25  # of read-modify-writes under merge rules: drop one element read
 ATTEMPTS = 20  # reads and conditional writes before a write under merge rules gives up
 
 # Share of each kind of write; the rest of the workload's choices are uniform.
@@ -113,8 +114,6 @@ class Writer:
 
     def run(self, stop: threading.Event) -> None:
         rng = random.Random(self.seed)
-        # Drops drawn apart, so that the schedule of kinds and keys does not depend on them.
-        drops = random.Random(self.seed + 1)
         kinds, weights = zip(*MIX, strict=True)
         n = 0
         while not stop.wait(rng.expovariate(self.rate)):
@@ -125,7 +124,7 @@ class Writer:
             value = f"{self.name}-{n}"
             n += 1
             if self.set_attribute is not None and not kind.deletes:
-                self._add(kind, key, value, drops)
+                self._add(kind, key, value)
             else:
                 self._one(kind, key, value)
 
@@ -168,9 +167,9 @@ class Writer:
             Write(self.ledger.next_id(), key, value, self.region, kind, started, acked, read)
         )
 
-    def _add(self, kind: Kind, key: str, value: str, drops: random.Random) -> None:
-        """A put under a merge rule: read, then write the set read plus ``value`` (a
-        read-modify-write may drop one element read), if the item is unchanged since."""
+    def _add(self, kind: Kind, key: str, value: str) -> None:
+        """A put under a merge rule: read, then write the set read plus ``value`` (an
+        inflation of what it read), if the item is unchanged since."""
         assert self.set_attribute is not None
         pk = {self.partition_key: {"S": key}}
         started = self.clock()
@@ -181,11 +180,8 @@ class Writer:
             for _ in range(ATTEMPTS):
                 read, item = self._read(pk)
                 elements = set_value(item, attribute=self.set_attribute)
-                keep = elements
                 rmw = kind in (Kind.STAMPED_RMW, Kind.RAW_RMW)
-                if rmw and elements and drops.random() < DROP_SHARE:
-                    keep = elements - {drops.choice(sorted(elements))}
-                written = keep | {value}
+                written = elements | {value}
                 data = {**pk, VALUE: {"S": value}, self.set_attribute: {"SS": sorted(written)}}
                 if rmw:
                     # Everything read written back (georep's metadata too, as an application
