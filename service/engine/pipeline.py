@@ -46,7 +46,7 @@ from service.core.conflicts import conflict_entry, is_conflict
 from service.core.places import KeyState, commit_for, decide_key, read_key
 from service.core.records import parse_record
 from service.core.residency import decide_for, residency_of
-from service.core.stored import Absent, Settings, Stamped, read_item
+from service.core.stored import Settings, Stamped, read_item
 from service.core.tombstones import Deletion, decode_store_item, explain_remove
 from service.core.values import same_item, size_of
 from service.core.version import META_ATTR, Order, Version, compare, encode_item, encode_meta
@@ -849,18 +849,22 @@ def _store_only_successor(
     here: Literal["adoption", "restore"] | None,
 ) -> Version | None:
     """At an adoption's own region, with the tombstone store, when the adoption is stale: the
-    region's tombstone, if it lives in the store alone and succeeds the adoption. It may hold
-    a successor written on an earlier attempt (`Delivery.replacement`) whose deliveries to
-    the other regions were lost (a crash, a destination that failed and the record retried),
-    merged since with other versions; no record forwards it. Sending the region's state,
-    which succeeds the adoption, is always safe (a later delete of this region, which its
-    own record forwards too, then arrives twice: the second is a duplicate)."""
-    if state is None or here != "adoption" or not isinstance(state.table, Absent):
+    key's state in the region, if it succeeds the adoption. It may hold a successor written to
+    the store alone on an earlier attempt (`Delivery.replacement`) whose deliveries to the
+    other regions were lost (a crash, a destination that failed or deferred, and the record
+    retried), merged since with other versions, or with a live item written over it; no
+    record forwards that successor. Sending the region's state, which succeeds the adoption,
+    is always safe: a region that holds it already skips it, any other merges it as it would
+    the versions it holds (a later write of this region, which its own record forwards too,
+    then arrives twice: the second is a duplicate)."""
+    if state is None or here != "adoption":
         return None
-    tombstone = state.tombstone
-    if tombstone is None or compare(tombstone.meta, adoption.meta) is not Order.AFTER:
+    current = state.current
+    if not isinstance(current, Stamped):
         return None
-    return tombstone
+    if compare(current.version.meta, adoption.meta) is not Order.AFTER:
+        return None
+    return current.version
 
 
 def _update_of_a_live_item(fast: _Fast, version: Version) -> bool:

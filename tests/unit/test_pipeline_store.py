@@ -252,3 +252,27 @@ class _Unreachable:
             raise ConnectionError("unreachable")
 
         return fail
+
+
+def test_a_store_only_successor_merged_since_reaches_a_region_that_missed_it() -> None:
+    """Found by a deep run of the store machines (seed 1207, issue 22): the successor was
+    written to r0's store alone, its deliveries failed (a region deferred it), and before the
+    retry r0 merged it with another region's version into a live item, whose record is an
+    echo. The replayed adoption is stale at r0; what the others must receive is r0's state,
+    which holds the successor (`_store_only_successor`), not the adoption."""
+    ts = tables()
+    ts["r0"].put_raw({**KEY, "v": {"S": "raw"}})
+    write_locally(ts["r0"], None, at_ms=T0 + 10)
+    insert = ts["r0"].records_after(0, limit=1)
+    only_r0 = {"r0": ts["r0"], "r1": _Unreachable(), "r2": _Unreachable()}
+    (first,) = replicate("r0", only_r0, insert)  # type: ignore[arg-type]
+    assert first.status == "failed" and first.deliveries["r0"].replacement is not None
+    write_locally(ts["r2"], {**KEY, "v": {"S": "r2"}}, at_ms=T0 + 1000)  # concurrent with it
+    to_r0 = {"r0": ts["r0"], "r1": _Unreachable(), "r2": ts["r2"]}
+    replicate("r2", to_r0, ts["r2"].records_after(len(ts["r2"].stream) - 1))  # type: ignore[arg-type]
+    assert ts["r0"].get(KEY) is not None  # r0 merged the successor into a live item
+    (replayed,) = replicate("r0", ts, insert)
+    assert replayed.status == "ok"
+    drain(ts)
+    states = _tombstones(ts)
+    assert len({s.version.meta for s in states.values()}) == 1, states  # type: ignore[union-attr]
