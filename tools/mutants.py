@@ -36,6 +36,11 @@ LEASES = (
     "tests/unit/test_lease_decisions.py",
     "tests/property/test_leases.py",
 )
+STORE = (
+    "tests/unit/test_pipeline_store.py",
+    "tests/unit/test_places.py",
+    "tests/property/test_store_convergence.py",
+)
 VERIFY = (
     "tests/unit/test_verifier.py",
     "tests/unit/test_verify.py",
@@ -437,5 +442,41 @@ MUTANTS: list[Mutant] = [
         "        self.last_taken = frozenset(got)",
         "        self.last_taken = frozenset()",
         (*LEASES, *CONSUMER),
+    ),
+    # -- the tombstone store (issue 22, session 32) ------------------------------------------
+    Mutant(
+        "store-adoptions-not-gated",
+        "service/engine/pipeline.py",
+        "self.settings.resolver.keeps_deleted_data or self.settings.tombstone_store",
+        "self.settings.resolver.keeps_deleted_data",
+        STORE,
+    ),
+    Mutant(
+        "store-only-successor-not-sent",
+        "service/engine/pipeline.py",
+        "                        return replace(applied, replacement=decision.version)",
+        "                        return applied",
+        STORE,
+    ),
+    Mutant(
+        "stale-adoption-sends-no-state",
+        "service/engine/pipeline.py",
+        "                instead = _store_only_successor(state, version, here)",
+        "                instead = None",
+        STORE,
+    ),
+    Mutant(
+        "insert-beside-a-tombstone-not-adopted-over-it",
+        "service/core/adopt.py",
+        "        beside is not None\n        and change.old is None",
+        "        False\n        and change.old is None",
+        STORE,
+    ),
+    Mutant(
+        "copy-beside-a-tombstone-overwritten",
+        "service/core/places.py",
+        '        return Defer("the item here, copied in after a delete, is not adopted yet")',
+        "        pass",
+        STORE,
     ),
 ]
