@@ -146,10 +146,8 @@ def translate(
     if (
         beside is not None
         and change.old is None
-        and (
-            isinstance(new, Raw)
-            or compare(new.version.meta, beside.version.meta) is not Order.AFTER
-        )
+        and isinstance(new, Stamped)
+        and compare(new.version.meta, beside.version.meta) is not Order.AFTER
     ):
         return Adopt(_adopt(change, old=beside, new=new, region=region, settings=settings))
     if isinstance(new, Stamped) and _written_by_georep(new.version.meta, change, settings):

@@ -430,6 +430,8 @@ class Replicator:
         `translate`). One consistent read of the store; the table only if it holds one."""
         if not self.settings.tombstone_store or change.event != "INSERT" or change.new is None:
             return None
+        if META_ATTR not in change.new:
+            return None  # raw: adopted over what it replaced (`KeyState.current`)
         key = self.settings.keys_of(change.keys)
         table = self.tables[self.region]
         stored = table.get_stored(key)

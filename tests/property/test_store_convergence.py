@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from resolvers import LastWriterWins, VersionCounter
 from tests.property.machine import ReplicationMachine
-from tests.property.test_rules_convergence import FieldRulesMachine
 
 
 class StoreLWWMachine(ReplicationMachine):
@@ -27,24 +26,3 @@ class StoreVersionCounterMachine(ReplicationMachine):
 
 TestLastWriterWinsConvergesWithTheStore = StoreLWWMachine.TestCase
 TestVersionCounterConvergesWithTheStore = StoreVersionCounterMachine.TestCase
-
-
-class _StoreFieldRules(FieldRulesMachine):
-    store = True
-
-
-def test_a_raw_write_after_a_delete_merges_with_the_data_the_tombstone_keeps() -> None:
-    """Found by the store machine under field rules (issue 22): a delete in r1 (its tombstone
-    keeps the data it deletes, in the store), then a raw put there. Adopted with no old image,
-    the raw write met the tombstone as metadata only, not as the data a write over a tombstone
-    merges with (`over_tombstone`): r1's likes came back from the deleted write. Fix: an
-    INSERT whose image the table still holds beside a tombstone is adopted over it
-    (`translate`'s ``beside``), as over the tombstone item before the store."""
-    m = _StoreFieldRules()
-    m.setup(n=3, nkeys=2, skews=[0, 0, 0, 0, 0])
-    m.do_sdk_put("r1", "k1")
-    m.do_sdk_put("r0", "k1")
-    m.do_raw_delete("r0", "k1")
-    m.do_sdk_delete("r1", "k1")
-    m.do_raw_put("r1", "k1")
-    m.teardown()
