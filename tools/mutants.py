@@ -363,8 +363,10 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "adoption-overtakes-its-region",
         "service/engine/pipeline.py",
-        'gated = send.role == "adoption" and self.settings.resolver.keeps_deleted_data',
-        "gated = False",
+        '            gated = send.role == "adoption" and (\n'
+        "                self.settings.resolver.keeps_deleted_data or self.settings.tombstone_store\n"
+        "            )",
+        "            gated = False",
         ("tests/property/test_regressions.py",),
     ),
     Mutant(
