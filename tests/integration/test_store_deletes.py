@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from service.adapters.backends import EmbeddedBackend
@@ -18,6 +17,7 @@ from service.core.tombstones import store_key
 from service.engine.wiring import Consumer
 from service.surfaces.local import REGIONS, LocalReplicaSet, drain, local_replica_set
 from service.surfaces.sdk import GeorepTable
+from tests.integration.streams import read_stream
 
 pytestmark = pytest.mark.integration
 
@@ -54,26 +54,22 @@ def read_everywhere(made: LocalReplicaSet, key: dict[str, Any]) -> dict[str, Any
 
 def stream_events(made: LocalReplicaSet, region: str, key: dict[str, Any]) -> list[str]:
     client = made.client(region)
-    streams = boto3.client(
-        "dynamodbstreams",
-        region_name=region,
-        endpoint_url=client.meta.endpoint_url,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
+    streams = made.session().client(
+        "dynamodbstreams", region_name=region, endpoint_url=client.meta.endpoint_url
     )
     arn = client.describe_table(TableName=made.table_name)["Table"]["LatestStreamArn"]
-    events = []
-    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
-        iterator = streams.get_shard_iterator(
-            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while iterator:
-            page = streams.get_records(ShardIterator=iterator, Limit=1000)
-            events += [r["eventName"] for r in page["Records"] if r["dynamodb"]["Keys"] == key]
-            if not page["Records"]:
-                break
-            iterator = page.get("NextShardIterator")
-    return events
+    records = read_stream(streams, arn, expected=1)
+    return [r["eventName"] for r in records if r["dynamodb"]["Keys"] == key]
+
+
+def stored(made: LocalReplicaSet, region: str, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The region's store item for ``key``, as DynamoDB returns it."""
+    item: dict[str, Any] | None = (
+        made.client(region)
+        .get_item(TableName=STORE, Key=store_key(made.config.table.name, key), ConsistentRead=True)
+        .get("Item")
+    )
+    return item
 
 
 def assert_deleted_everywhere(made: LocalReplicaSet, key: dict[str, Any]) -> None:
@@ -83,10 +79,7 @@ def assert_deleted_everywhere(made: LocalReplicaSet, key: dict[str, Any]) -> Non
         scanned = client.scan(TableName=made.table_name, ConsistentRead=True)["Items"]
         assert key not in [{"pk": item["pk"]} for item in scanned], region
         assert "REMOVE" in stream_events(made, region, key), region
-        stored = client.get_item(
-            TableName=STORE, Key=store_key(made.config.table.name, key), ConsistentRead=True
-        ).get("Item")
-        state = read_key(None, stored, settings=made.config.settings())
+        state = read_key(None, stored(made, region, key), settings=made.config.settings())
         assert state.tombstone is not None and state.tombstone.meta.deleted, region
 
 
