@@ -463,7 +463,7 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "stale-adoption-sends-no-state",
         "service/engine/pipeline.py",
-        "                instead = _store_only_successor(state, version, here)",
+        "                instead = _state_succeeding(state, version, here)",
         "                instead = None",
         STORE,
     ),

@@ -757,7 +757,7 @@ class Replicator:
                 )
             if isinstance(decision, Skip):
                 self.metrics.incr(f"skipped_{decision.reason}", labels)
-                instead = _store_only_successor(state, version, here)
+                instead = _state_succeeding(state, version, here)
                 return Delivery("skipped", decision.reason, replacement=instead)
             if isinstance(decision, Defer):
                 # Retried like a transient error, until the destination's own consumer has
@@ -845,7 +845,7 @@ class Replicator:
         return Delivery("applied", how)
 
 
-def _store_only_successor(
+def _state_succeeding(
     state: KeyState | None,
     adoption: Version,
     here: Literal["adoption", "restore"] | None,

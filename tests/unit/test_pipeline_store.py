@@ -252,7 +252,7 @@ def test_a_store_only_successor_merged_since_reaches_a_region_that_missed_it() -
     written to r0's store alone, its deliveries failed (a region deferred it), and before the
     retry r0 merged it with another region's version into a live item, whose record is an
     echo. The replayed adoption is stale at r0; what the others must receive is r0's state,
-    which holds the successor (`_store_only_successor`), not the adoption."""
+    which holds the successor (`_state_succeeding`), not the adoption."""
     ts = tables()
     ts["r0"].put_raw({**KEY, "v": {"S": "raw"}})
     write_locally(ts["r0"], None, at_ms=T0 + 10)
