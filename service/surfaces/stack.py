@@ -112,6 +112,8 @@ def many_tables(template: Mapping[str, Any], tables: Sequence[str]) -> dict[str,
             built[name] = _function(value, ids.values())
         elif name == ROLE:
             built[name] = _role(value, ids.values())
+        elif value.get("Type") == "AWS::IAM::Policy":
+            built[name] = _policy(value, ids.values())
         else:
             built[name] = copy.deepcopy(value)
     out["Resources"] = built
@@ -187,28 +189,40 @@ def _role(role: Mapping[str, Any], suffixes: Sequence[str] | Any) -> dict[str, A
     suffixes = list(suffixes)
     out = copy.deepcopy(dict(role))
     for policy in out.get("Properties", {}).get("Policies", []):
-        for statement in policy.get("PolicyDocument", {}).get("Statement", []):
-            resource = statement.get("Resource")
-            if renamed(resource, "") == renamed(resource, "\0"):
-                continue  # nothing per table in it
-            split = resource.get("Fn::Split") if isinstance(resource, dict) else None
-            if split is not None:
-                delimiter, joined = split
-                inner_delimiter, items = joined["Fn::Join"]
-                statement["Resource"] = {
-                    "Fn::Split": [
-                        delimiter,
-                        {
-                            "Fn::Join": [
-                                inner_delimiter,
-                                [renamed(item, s) for s in suffixes for item in items],
-                            ]
-                        },
-                    ]
-                }
-            else:
-                statement["Resource"] = [renamed(resource, s) for s in suffixes]
+        _widen(policy.get("PolicyDocument", {}), suffixes)
     return out
+
+
+def _policy(policy: Mapping[str, Any], suffixes: Sequence[str] | Any) -> dict[str, Any]:
+    """A policy attached to the role (the tombstone store's), widened as the role's are."""
+    out = copy.deepcopy(dict(policy))
+    _widen(out.get("Properties", {}).get("PolicyDocument", {}), list(suffixes))
+    return out
+
+
+def _widen(document: dict[str, Any], suffixes: list[str]) -> None:
+    """Each statement of ``document`` about the table widened to every table, in place."""
+    for statement in document.get("Statement", []):
+        resource = statement.get("Resource")
+        if renamed(resource, "") == renamed(resource, "\0"):
+            continue  # nothing per table in it
+        split = resource.get("Fn::Split") if isinstance(resource, dict) else None
+        if split is not None:
+            delimiter, joined = split
+            inner_delimiter, items = joined["Fn::Join"]
+            statement["Resource"] = {
+                "Fn::Split": [
+                    delimiter,
+                    {
+                        "Fn::Join": [
+                            inner_delimiter,
+                            [renamed(item, s) for s in suffixes for item in items],
+                        ]
+                    },
+                ]
+            }
+        else:
+            statement["Resource"] = [renamed(resource, s) for s in suffixes]
 
 
 def load_template(path: Path) -> dict[str, Any]:

@@ -66,10 +66,48 @@ def test_the_function_runs_the_handler_on_python_312_arm64_with_its_region() -> 
 
 
 def _statements() -> list[dict[str, Any]]:
+    """Every statement granted to the function: the role's own policy and those attached."""
     (role,) = resources("AWS::IAM::Role").values()
     (policy,) = role["Properties"]["Policies"]
-    statements: list[dict[str, Any]] = policy["PolicyDocument"]["Statement"]
+    statements: list[dict[str, Any]] = list(policy["PolicyDocument"]["Statement"])
+    for attached in resources("AWS::IAM::Policy").values():
+        statements += attached["Properties"]["PolicyDocument"]["Statement"]
     return statements
+
+
+def test_the_tombstone_store_and_its_grants_exist_only_with_the_store() -> None:
+    """Issue 22: the region's store (key ``k``, TTL on ``_georep_ttl``, as
+    service/core/tombstones.py writes it) and exactly the actions the store path uses
+    (`DynamoTable.get_stored` and `commit`: GetItem; Put, Delete and ConditionCheck, alone or
+    in one TransactWriteItems) on every region's store, and Delete and ConditionCheck on the
+    replica tables, all under the UseTombstoneStore condition (an empty TombstoneTableName)."""
+    from service.core.tombstones import STORE_KEY
+    from service.core.version import TTL_ATTR
+
+    (table,) = [
+        t
+        for t in resources("AWS::DynamoDB::Table").values()
+        if t.get("Condition") == "UseTombstoneStore"
+    ]
+    assert [{"AttributeName": STORE_KEY, "KeyType": "HASH"}] == table["Properties"]["KeySchema"]
+    assert {"AttributeName": TTL_ATTR, "Enabled": True} == (
+        table["Properties"]["TimeToLiveSpecification"]
+    )
+    (policy,) = resources("AWS::IAM::Policy").values()
+    assert "UseTombstoneStore" == policy["Condition"]
+    grants = {
+        st["Sid"]: sorted(st["Action"])
+        for st in policy["Properties"]["PolicyDocument"]["Statement"]
+    }
+    assert {
+        "TombstoneStores": [
+            "dynamodb:ConditionCheckItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+        ],
+        "ReplicaTableDeletes": ["dynamodb:ConditionCheckItem", "dynamodb:DeleteItem"],
+    } == grants
 
 
 def _strings(value: Any) -> list[str]:

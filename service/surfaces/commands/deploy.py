@@ -109,6 +109,8 @@ def parameters(
     """The stack parameters of ``region`` (see deploy/template.yaml's Parameters), for the
     one table ``config`` names."""
     table = config.table
+    replication = config.replication
+    store = replication.tombstone_table if replication.tombstone_store else None
     peers = [
         table_arn(config, region=other, account_id=account_id)
         for other in config.region_names
@@ -124,6 +126,12 @@ def parameters(
         "PeerTableArns": ",".join(peers),
         "DeadLetterTableName": config.replication.dead_letter_table,
         "ConflictTableName": config.replication.conflict_table or "",
+        "TombstoneTableName": store or "",
+        "PeerTombstoneTableArns": ",".join(
+            f"arn:{partition(other)}:dynamodb:{other}:{account_id}:table/{store}"
+            for other in config.region_names
+            if store and other != region
+        ),
         "BatchSize": str(config.replication.batch_size),
     }
 
