@@ -533,10 +533,16 @@ def build(
     adaptive retry limiter lives in it) and one token bucket per region."""
     settings = config.settings()
     keys = config.key_attributes
+    replication = config.replication
+    store = replication.tombstone_table if replication.tombstone_store else None
 
     def table(region: str) -> Metered:
         dynamo = DynamoTable(
-            clients[region], table_name=config.table_name(region), key_attributes=keys
+            clients[region],
+            table_name=config.table_name(region),
+            key_attributes=keys,
+            store_table=store,
+            name=config.table.name,
         )
         return Metered(dynamo, bucket=TokenBucket(max_wcu) if max_wcu else None)
 
@@ -547,6 +553,7 @@ def build(
         dead_letters=MemoryDeadLetters(),
         metrics=MemoryMetrics(),
         executor=InlineExecutor(),
+        table=config.table.name,
     )
     return Backfill(
         settings=settings,

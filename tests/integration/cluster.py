@@ -181,6 +181,7 @@ def make_cluster(
     resolver: str = "lww",
     resolver_options: str | None = None,
     ttl_live_policy: str = "delete",
+    replication: str = "",
 ) -> Cluster:
     table = f'resolver = "{resolver}"\nttl_live_policy = "{ttl_live_policy}"' + (
         f"\nresolver_options = {resolver_options}" if resolver_options else ""
@@ -190,7 +191,7 @@ def make_cluster(
         tmp_path,
         prefix="orders",
         table=table,
-        replication="batch_size = 100\nwrite_concurrency = 8",
+        replication=f"batch_size = 100\nwrite_concurrency = 8\n{replication}",
     )
     return Cluster(base.backend, base.config_path, base.config, base.credentials, base.table_name)
 

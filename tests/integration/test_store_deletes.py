@@ -5,18 +5,23 @@ stream carries a REMOVE for it, and its tombstone lives in the region's store.""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from service.adapters.backends import EmbeddedBackend
+from service.adapters.dynamo import ensure_store_table
 from service.adapters.metrics import MemoryMetrics
 from service.core.places import read_key
 from service.core.tombstones import store_key
 from service.engine.wiring import Consumer
 from service.surfaces.local import REGIONS, LocalReplicaSet, drain, local_replica_set
 from service.surfaces.sdk import GeorepTable
+from tests.integration.cluster import make_cluster
 from tests.integration.streams import read_stream
 
 pytestmark = pytest.mark.integration
@@ -144,3 +149,44 @@ def test_an_sdk_delete_leaves_no_item_and_a_write_after_it_lives_again(
         assert read_key(item, stored, settings=made.config.settings()).tombstone is None, region
     for consumer in consumers:
         consumer.close()
+
+
+def test_a_backfill_with_the_store_delivers_and_never_brings_a_deleted_key_back(
+    backend: EmbeddedBackend, tmp_path: Path
+) -> None:
+    """`georep backfill` goes through the Replicator's store path: raw items of the source
+    reach the destination, and a key whose delete won there (tombstone in its store, the
+    source's copy older than it) stays absent from its table."""
+    cluster = make_cluster(
+        backend, tmp_path, replication=f'tombstone_store = true\ntombstone_table = "{STORE}"'
+    )
+    source, target = REGIONS[0], REGIONS[1]
+    for region in (source, target):
+        ensure_store_table(cluster.client(region), table_name=STORE)
+    gone = {"pk": {"S": "gone"}}
+    old = GeorepTable(cluster.client(source), config=cluster.config, region=source)
+    old.put({**gone, "n": {"N": "1"}})  # the source's copy, older than the delete
+    there = GeorepTable(cluster.client(target), config=cluster.config, region=target)
+    there.put({**gone, "n": {"N": "2"}})
+    assert there.delete(gone) is not None
+    for i in range(5):
+        cluster.client(source).put_item(
+            TableName=cluster.table_name, Item={"pk": {"S": f"k{i}"}, "n": {"N": str(i)}}
+        )
+
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "service.surfaces.cli", "backfill"),
+            *("-c", str(cluster.config_path), "--from", source, "--to", target, "--json"),
+        ],
+        env={**os.environ, **cluster.env()},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert 0 == done.returncode, done.stderr
+    assert {f"k{i}" for i in range(5)} == set(cluster.scan(target))
+    assert (
+        cluster.client(target).get_item(TableName=cluster.table_name, Key=gone).get("Item") is None
+    )
