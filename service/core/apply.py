@@ -306,7 +306,7 @@ def decide(
                 # further annotation record follows (an annotation here would: a loop).
                 # The raw data is live whatever its context (a tombstone it was written after).
                 raw = Version(data=dict(data), meta=replace(copied, deleted=False))
-                return Write(succeeding(incoming, raw, settings=settings), pre)
+                return Write(succeeding(incoming, raw, settings=settings, before=True), pre)
             return Write(incoming, pre)
         case Stamped(version=mine):
             order = compare(incoming.meta, mine.meta)

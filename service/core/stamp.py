@@ -80,6 +80,7 @@ def new_version(
     sequence: str | None = None,
     over_raw: bool = False,
     successor: bool = False,
+    count: int | None = None,
 ) -> Version:
     """A new version by ``region`` on top of ``base``.
 
@@ -149,7 +150,11 @@ def new_version(
         write_id=write_id,
         hlc=hlc,
         digest=checked_digest(data),
-        count=base.count + 1 if base is not None and not blind else 1,
+        count=count
+        if count is not None
+        else base.count + 1
+        if base is not None and not blind
+        else 1,
         deleted=deleted,
         adopted=adopted,
         fields=fields,
@@ -302,6 +307,7 @@ def succeeding(
     replaced: Version | None,
     *,
     settings: Settings,
+    before: bool = False,
 ) -> Version:
     """What replaced an adopted raw write in its own region before the adoption reached its
     table, as a version succeeding both: ``replaced`` (a stamped write made over the raw
@@ -309,7 +315,11 @@ def succeeding(
     if ``None``, the deletion that left the item absent (a tombstone). Computed from its
     inputs alone (replays agree), with a fresh actor (its dot is no other write's) and origin
     the adoption's region, so that region's consumer forwards it when it reads its record. A
-    deletion's own record is adopted later and merges with it (both are tombstones)."""
+    deletion's own record is adopted later and merges with it (both are tombstones).
+
+    ``before``: ``replaced`` came before the raw write instead (the context its raw item was
+    annotated with, holding the raw write's data), so the successor stands for the raw write
+    written after it."""
     meta = adopted.meta
     base = join_meta(replaced.meta, meta) if replaced is not None else meta
     assert base is not None
@@ -341,6 +351,20 @@ def succeeding(
         else:
             data = dict(adopted.data)
         base, base_data = replace(base, fields=fields), data
+    # NOTE: the update count of what the successor stands for, not one more than both: the
+    # write that replaced the raw item followed it (at least one update past the adoption),
+    # a deletion is one update past it, and a raw write is one past the context it was
+    # annotated with (``before``); re-stamping a version adds no update. A
+    # successor that raised it would outrank, under version counters, a write that followed
+    # ``replaced`` in another region: a chain of successors of one value (late adoptions of
+    # raw writes it had replaced) won over a delete of that value (version-counter store
+    # machine, deep run seed 1208; test_successors_never_raise_a_values_update_count).
+    if replaced is None:
+        count = meta.count + 1
+    elif before:
+        count = max(meta.count, replaced.meta.count + 1)
+    else:
+        count = max(replaced.meta.count, meta.count + 1)
     return new_version(
         base=base,
         visible=False,
@@ -353,6 +377,7 @@ def succeeding(
         adopted=False,
         settings=settings,
         successor=True,
+        count=count,
     )
 
 

@@ -1053,3 +1053,36 @@ def test_an_adoption_covered_on_its_retry_is_no_version_the_oracle_expects(
             assert compare(final.version.meta, version.meta) in (Order.AFTER, Order.EQUAL)
 
     run(resolver, 2, script)
+
+
+@pytest.mark.parametrize("store", [False, True], ids=["tombstone-items", "tombstone-store"])
+def test_successors_never_raise_a_values_update_count(store: bool) -> None:
+    """Found by the version-counter store machine (deep run, seed 1208): raw writes in r0
+    that a stamped value replaced before their adoptions ran. Each late adoption wrote a
+    successor of that value one update above both inputs, so a chain of them carried the
+    value three updates higher while a delete of it, made in r1 after the value arrived
+    there, was one update above it: the version-counter resolver brought the deleted value
+    back (an acknowledged delete lost). The store gates every adoption, so none coalesced
+    into the next; with tombstone items the same chain forms when the records are read one
+    at a time, as here. A successor re-stamps what replaced the raw write and
+    adds no update. Fix: its count is that value's, or one above the adoption's."""
+
+    class Machine(ReplicationMachine):
+        resolver = VersionCounter()
+
+    Machine.store = store
+    m = Machine()
+    m.setup(n=2, nkeys=2, skews=[0] * 5)
+    for _ in range(3):
+        m.do_raw_put("r0", "k0")  # raw writes whose adoptions come late
+    for _ in range(3):
+        m.do_sdk_put("r0", "k0")  # written over them: a value of three updates
+    # r0's consumer reads the three raw records and the three writes one at a time (no
+    # adoption coalesced into the next): each adoption meets the value and is succeeded, and
+    # the value itself reaches r1.
+    for _ in range(6):
+        m._poll("r0", limit=1)
+        m.deliver_batch("r0", [p for lane in m.inflight["r0"].values() for p in lane])
+    m.do_sdk_delete("r1", "k0")  # r1 deletes the value it holds
+    m.metadata_is_valid_and_never_moves_backwards()
+    m.teardown()  # the successors reach r1 now: the delete must still win
