@@ -530,6 +530,23 @@ class Config(_Strict):
             raise ConfigError(
                 f"table {self.table.name}: resolver {self.table.resolver!r}: {exc}"
             ) from exc
+        if self.replication.tombstone_store:
+            # NOTE: the store is proven (tests/property/test_store_convergence.py) under
+            # last-writer-wins and version counters only; under merge rules a raw write after
+            # a delete must merge the data the store keeps, and residency rules keep markers
+            # the store does not hold yet (docs/decisions.md, "The tombstone store ships for
+            # whole-item resolvers first").
+            if resolver.keeps_deleted_data:
+                raise ConfigError(
+                    f"table {self.table.name}: [replication] tombstone_store is not supported "
+                    f"with the merge resolver {self.table.resolver!r} yet: set tombstone_store "
+                    "= false, or use last-writer-wins or version-counter"
+                )
+            if self.table.residency() is not None:
+                raise ConfigError(
+                    f"table {self.table.name}: [replication] tombstone_store is not supported "
+                    "with residency rules yet: set tombstone_store = false"
+                )
         return Settings(
             regions=self.region_names,
             key_attributes=self.key_attributes,
