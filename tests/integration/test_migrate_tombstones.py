@@ -34,8 +34,17 @@ from tests.integration.streams import read_stream
 
 pytestmark = pytest.mark.integration
 
-STORE = "georep-tombstones"
-STORE_LINES = f'tombstone_store = true\ntombstone_table = "{STORE}"'
+
+def store_of(cluster: Cluster) -> str:
+    """The cluster's store: named after its table, as its other georep tables are (the
+    commands' processes share the server's default account with every test of the module)."""
+    return f"{cluster.table_name}-tombstones"
+
+
+def with_store(cluster: Cluster, tmp_path: Path) -> Path:
+    """A copy of the cluster's georep.toml with the tombstone store on."""
+    lines = f'tombstone_store = true\ntombstone_table = "{store_of(cluster)}"'
+    return cluster.config_file(tmp_path / "store.toml", replication=lines)
 
 
 def run_consumers(config: Config, cluster: Cluster, metrics: MemoryMetrics) -> None:
@@ -79,7 +88,9 @@ def stored(cluster: Cluster, region: str, key: dict[str, Any]) -> dict[str, Any]
     item: dict[str, Any] | None = (
         cluster.client(region)
         .get_item(
-            TableName=STORE, Key=store_key(cluster.config.table.name, key), ConsistentRead=True
+            TableName=store_of(cluster),
+            Key=store_key(cluster.config.table.name, key),
+            ConsistentRead=True,
         )
         .get("Item")
     )
@@ -141,7 +152,7 @@ def test_tombstone_items_of_an_earlier_version_move_to_the_store_and_stay_delete
         assert 1 == len({v.meta for v in held.values()}), name
     live_before = {r: cluster.scan(r)["live"] for r in REGIONS}
 
-    on = cluster.config_file(tmp_path / "store.toml", replication=STORE_LINES)
+    on = with_store(cluster, tmp_path)
     done = georep(cluster, "init", "-c", str(on), "--json")  # creates the stores, moves too
     assert 0 == done.returncode, done.stderr
     rows = json.loads(done.stdout)["rows"]
@@ -212,12 +223,12 @@ def test_the_migration_command_moves_the_data_a_tombstone_keeps_under_merge_rule
     assert 2 == refused.returncode
     assert "tombstone store, which is off" in refused.stderr
 
-    on = cluster.config_file(tmp_path / "store.toml", replication=STORE_LINES)
+    on = with_store(cluster, tmp_path)
     missing = georep(cluster, "migrate-tombstones", "-c", str(on))
     assert 2 == missing.returncode  # no store yet: one line, run georep init
-    assert f"table {STORE}" in missing.stderr and "georep init" in missing.stderr
+    assert f"table {store_of(cluster)}" in missing.stderr and "georep init" in missing.stderr
     for region in REGIONS:
-        ensure_store_table(cluster.client(region), table_name=STORE)
+        ensure_store_table(cluster.client(region), table_name=store_of(cluster))
     dry = georep(cluster, "migrate-tombstones", "-c", str(on), "--dry-run", "--json")
     assert 0 == dry.returncode, dry.stderr
     assert 3 == json.loads(dry.stdout)["summary"]["moved"]
@@ -238,3 +249,95 @@ def test_the_migration_command_moves_the_data_a_tombstone_keeps_under_merge_rule
     run_consumers(config, cluster, metrics)
     for region in REGIONS:
         assert key["pk"]["S"] not in cluster.scan(region), region
+
+
+def test_a_migration_beside_running_consumers_and_writers_deletes_no_write_and_converges(
+    backend: EmbeddedBackend, tmp_path: Path
+) -> None:
+    """The move runs while every region's consumer runs with the store and applications
+    write over some of the deleted keys (through the SDK and with plain boto3): no write is
+    ever deleted by it, and once the streams drain every region holds the same tables and
+    stores, each written key live, every other key absent with its tombstone in the store."""
+    import threading
+
+    from service.engine.migrate import migration_for
+
+    cluster = make_cluster(backend, tmp_path)
+    names = [f"k{n}" for n in range(12)]
+    eu = GeorepTable(cluster.client(REGIONS[0]), config=cluster.config, region=REGIONS[0])
+    for name in names:
+        eu.put({"pk": {"S": name}, "v": {"S": "first"}})
+    run_consumers(cluster.config, cluster, MemoryMetrics())
+    for name in names:
+        assert eu.delete({"pk": {"S": name}}) is not None
+    run_consumers(cluster.config, cluster, MemoryMetrics())
+
+    on = with_store(cluster, tmp_path)
+    config = load_config(on)
+    metrics = MemoryMetrics()
+    consumers = [
+        Consumer(config, region=r, session=cluster.session(), metrics=metrics) for r in REGIONS
+    ]
+    for consumer in consumers:
+        consumer.setup()
+    stop = threading.Event()
+    threads = [threading.Thread(target=c.run, kwargs={"stop": stop}) for c in consumers]
+    for thread in threads:
+        thread.start()
+    rewritten = {name: f"again-{name}" for name in names[::3]}
+
+    def write() -> None:
+        for n, (name, value) in enumerate(rewritten.items()):
+            region = REGIONS[n % len(REGIONS)]
+            if n % 2:
+                cluster.client(region).put_item(
+                    TableName=cluster.table_name, Item={"pk": {"S": name}, "v": {"S": value}}
+                )
+            else:
+                sdk = GeorepTable(cluster.client(region), config=config, region=region)
+                sdk.put({"pk": {"S": name}, "v": {"S": value}})
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        for region in REGIONS:
+            result = migration_for(
+                config, region=region, client=cluster.client(region), segments=2
+            ).run()
+            assert result.complete, result
+        writer.join()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    try:
+        drain(consumers)
+    finally:
+        for consumer in consumers:
+            consumer.finish()
+            consumer.close()
+    again = [migration_for(config, region=r, client=cluster.client(r)).run().tally for r in REGIONS]
+    assert [0, 0, 0] == [t.moved + t.already_moved for t in again]
+
+    keys = [{"pk": {"S": name}} for name in names]
+
+    def region_state(region: str) -> Any:
+        """The region's table, and its store's tombstones (its deletions are its own)."""
+        held = [
+            read_key(None, stored(cluster, region, k), settings=config.settings()) for k in keys
+        ]
+        return cluster.scan(region), [s.tombstone for s in held]
+
+    first, *others = (region_state(r) for r in REGIONS)
+    for region, other in zip(REGIONS[1:], others, strict=True):
+        assert first == other, region
+    for region in REGIONS:
+        table = cluster.scan(region)
+        assert set(rewritten) == set(table), region
+        assert rewritten == {name: item["v"]["S"] for name, item in table.items()}, region
+        for name in set(names) - set(rewritten):
+            state = read_key(
+                None, stored(cluster, region, {"pk": {"S": name}}), settings=config.settings()
+            )
+            assert state.tombstone is not None, (region, name)
+    assert 0 == metrics.total("dead_lettered")
