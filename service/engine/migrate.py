@@ -30,6 +30,7 @@ from service.core.migration import Leave, is_tombstone_item, plan_move
 from service.core.places import read_key
 from service.core.stored import Settings, read_item
 from service.core.version import META_ATTR, TTL_ATTR
+from service.engine.backfill import _show_key
 from service.engine.streams import AWS_ERRORS, error_code
 from service.engine.wiring import places_for
 from service.errors import GeorepError, UsageError
@@ -139,7 +140,7 @@ class Migration:
             kind, why = "failed", f"{error}"
         except AWS_ERRORS as error:  # throttled past retries, a transaction conflict: rerun
             kind, why = "failed", f"{error_code(error)}: {error}"
-        tally.count(kind, f"{_show(found, self.settings)}: {why}")
+        tally.count(kind, f"{_show_key(found, self.settings)}: {why}")
 
     def segment(self, segment: int) -> Tally:
         total = Tally()
@@ -197,16 +198,6 @@ class Result:
     @property
     def complete(self) -> bool:
         return not self.interrupted and self.tally.failed == 0
-
-
-def _show(item: Mapping[str, Any], settings: Settings) -> str:
-    """A key for a failure line: ``pk=order#1``."""
-    parts = []
-    for name in settings.key_attributes:
-        value = item.get(name)
-        shown = next(iter(value.values())) if isinstance(value, dict) and value else value
-        parts.append(f"{name}={shown}")
-    return " ".join(parts)
 
 
 def migration_for(

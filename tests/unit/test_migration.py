@@ -300,7 +300,7 @@ def test_an_unreadable_item_is_reported_never_deleted_and_the_command_exits_1(
 
     assert (1, 0) == (result.tally.failed, result.tally.moved)
     assert bad == t.get(KEY)
-    assert result.tally.failures[0].startswith("pk=k: ")
+    assert result.tally.failures[0].startswith('{"pk": "k"}: ')
     args = argparse.Namespace(json=True, dry_run=False)
     assert 1 == _report(args, results=[(NAME, result)], store="georep-tombstones")
     out, err = capsys.readouterr()
