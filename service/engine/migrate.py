@@ -119,7 +119,6 @@ class Migration:
     settings: Settings
     segments: int = 4
     dry_run: bool = False
-    page_size: int | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     on_page: Callable[[Tally], None] = lambda _: None
 
@@ -152,8 +151,6 @@ class Migration:
                 "TotalSegments": self.segments,
                 **SCAN_FILTER,
             }
-            if self.page_size is not None:
-                request["Limit"] = self.page_size
             if start is not None:
                 request["ExclusiveStartKey"] = dict(start)
             page = self.scan(**request)
