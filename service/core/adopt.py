@@ -127,14 +127,17 @@ def translate(
             raise RecordError(
                 "REMOVE record without an old image (stream must be NEW_AND_OLD_IMAGES)"
             )
+        if deletion is not None and not change.ttl_delete:
+            # First: a tombstone item written before the store and moved into it since (the
+            # migration, or a version applied over it) is georep's own deletion, not a
+            # tombstone deleted by hand (service/core/migration.py).
+            if not deletion.local:
+                return Drop("echo")
+            return Forward(deletion.tombstone)
         if isinstance(old, Stamped) and old.version.meta.deleted:
             # A tombstone collected by TTL is garbage collection (every region's copy carries
             # the same expiry). One deleted by hand is put back until its horizon.
             return Drop("collected") if change.ttl_delete else Restore(old.version)
-        if deletion is not None and not change.ttl_delete:
-            if not deletion.local:
-                return Drop("echo")
-            return Forward(deletion.tombstone)
         if change.ttl_delete and settings.ttl_live_policy == "ignore":
             return Drop("ttl-ignored")
         return Adopt(_adopt(change, old=old, new=Absent(), region=region, settings=settings))

@@ -116,6 +116,18 @@ def store_table_of(config: Config) -> str | None:
     return replication.tombstone_table if replication.tombstone_store else None
 
 
+def places_for(config: Config, *, region: str, client: Any) -> DynamoTable:
+    """``region``'s table of the one table ``config`` names, with the region's tombstone
+    store if deletes use one (``client``: the region's DynamoDB client)."""
+    return DynamoTable(
+        client,
+        table_name=config.table_name(region),
+        key_attributes=config.key_attributes,
+        store_table=store_table_of(config),
+        name=config.table.name,
+    )
+
+
 def replicator_for(
     config: Config,
     *,
@@ -130,14 +142,7 @@ def replicator_for(
     table (a [table] form, or ``for_table``); its name is recorded with each dead letter and
     conflict."""
     tables = {
-        name: DynamoTable(
-            client,
-            table_name=config.table_name(name),
-            key_attributes=config.key_attributes,
-            store_table=store_table_of(config),
-            name=config.table.name,
-        )
-        for name, client in clients.items()
+        name: places_for(config, region=name, client=client) for name, client in clients.items()
     }
     return Replicator(
         region=region,

@@ -177,3 +177,28 @@ def test_verify_repair_refuses_the_tombstone_store_it_cannot_read_yet(
 
     assert 2 == main(["verify", "--repair", "-c", str(path)])
     assert "does not read the tombstone store yet" in capsys.readouterr().err
+
+
+def test_migrate_tombstones_refuses_without_the_tombstone_store(
+    tmp_path: Path, no_aws: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """There is nowhere to move tombstones to: one line naming the setting, exit 2, before
+    any region is reached."""
+    path = write_config(tmp_path)
+
+    assert 2 == main(["migrate-tombstones", "-c", str(path)])
+    err = capsys.readouterr().err
+    assert 1 == len(err.strip().splitlines())
+    assert "tombstone_store = true" in err
+
+
+def test_migrate_tombstones_refuses_an_unknown_region_and_a_bad_segment_count(
+    tmp_path: Path, no_aws: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, replication="tombstone_store = true")
+
+    assert 2 == main(["migrate-tombstones", "-c", str(path), "--region", "mars-1"])
+    assert "mars-1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["migrate-tombstones", "-c", str(path), "--segments", "0"])
+    assert 2 == exit_.value.code

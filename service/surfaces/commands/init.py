@@ -2,14 +2,16 @@
 missing table is created; an existing one keeps its data, has its keys checked against the
 configuration and gets what is off turned on (a NEW_AND_OLD_IMAGES stream, TTL on
 ``_georep_ttl``). georep's own
-checkpoint, dead-letter and conflict tables are created in every region. Idempotent.
+checkpoint, dead-letter and conflict tables are created in every region; with ``[replication]
+tombstone_store = true`` the tombstone store too, and tombstone items written before it are
+moved into it (``georep migrate-tombstones``). Idempotent.
 (Production deploys with ``deploy/``; init is for development, emulators and onboarding.)"""
 
 from __future__ import annotations
 
 import argparse
 
-from service.surfaces.commands._common import OK, USAGE, add_json, config_of, report
+from service.surfaces.commands._common import OK, PROBLEM, USAGE, add_json, config_of, report
 
 NAME = "init"
 HELP = "create or adopt every region's table (stream, TTL) and georep's own tables"
@@ -31,6 +33,7 @@ def execute(args: argparse.Namespace) -> int:
     from service.adapters.deadletter import DynamoDeadLetters
     from service.adapters.dynamo import ensure_store_table
     from service.core.version import TTL_ATTR
+    from service.engine.migrate import migration_for
     from service.engine.preflight import RegionError, probe
     from service.engine.wiring import clients_for, conflict_log_for, store_table_of
 
@@ -60,6 +63,18 @@ def execute(args: argparse.Namespace) -> int:
             store = store_table_of(config)
             if store is not None:
                 ensure_store_table(client, table_name=store)
+                # Tombstone items of earlier versions leave the table (idempotent: a rerun,
+                # or a table without any, finds nothing to move).
+                migrated = migration_for(scoped, region=region, client=client).run().tally
+                if migrated.moved or migrated.already_moved:
+                    done.append(
+                        f"{migrated.moved + migrated.already_moved:,} tombstones moved to the store"
+                    )
+                if migrated.failed:
+                    worst = max(worst, PROBLEM)
+                    done.append(
+                        f"{migrated.failed:,} tombstones not moved: run georep migrate-tombstones"
+                    )
         except TableSetupError as error:
             rows.append((region, table, f"REFUSED: {error}"))
             worst = max(worst, USAGE)
