@@ -360,6 +360,31 @@ class Config(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _tombstone_store_where_proven(self) -> Config:
+        """The tombstone store is proven (tests/property/test_store_convergence.py) under
+        last-writer-wins and version counters only: under merge rules a raw write after a
+        delete must merge the data the store keeps, and residency rules keep markers the
+        store does not hold yet (docs/decisions.md, "The tombstone store ships for
+        whole-item resolvers first"). Refused at load, so every command says so first."""
+        if not self.replication.tombstone_store:
+            return self
+        tables = self.many_tables or ([self.single_table] if self.single_table else [])
+        for table in tables:
+            if table.resolver not in ("lww", "version-counter"):
+                raise ValueError(
+                    f"table {table.name}: [replication] tombstone_store is not supported with "
+                    f"the merge resolver {table.resolver!r} yet: set tombstone_store = false, "
+                    "or use lww or version-counter"
+                )
+            if table.filters or table.redactions:
+                raise ValueError(
+                    f"table {table.name}: [replication] tombstone_store is not supported with "
+                    "residency rules ([[filters]], [[redactions]]) yet: set tombstone_store "
+                    "= false"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _one_form_of_tables(self) -> Config:
         if (self.single_table is None) == (self.many_tables is None):
             raise ValueError(
@@ -530,23 +555,6 @@ class Config(_Strict):
             raise ConfigError(
                 f"table {self.table.name}: resolver {self.table.resolver!r}: {exc}"
             ) from exc
-        if self.replication.tombstone_store:
-            # NOTE: the store is proven (tests/property/test_store_convergence.py) under
-            # last-writer-wins and version counters only; under merge rules a raw write after
-            # a delete must merge the data the store keeps, and residency rules keep markers
-            # the store does not hold yet (docs/decisions.md, "The tombstone store ships for
-            # whole-item resolvers first").
-            if resolver.keeps_deleted_data:
-                raise ConfigError(
-                    f"table {self.table.name}: [replication] tombstone_store is not supported "
-                    f"with the merge resolver {self.table.resolver!r} yet: set tombstone_store "
-                    "= false, or use last-writer-wins or version-counter"
-                )
-            if self.table.residency() is not None:
-                raise ConfigError(
-                    f"table {self.table.name}: [replication] tombstone_store is not supported "
-                    "with residency rules yet: set tombstone_store = false"
-                )
         return Settings(
             regions=self.region_names,
             key_attributes=self.key_attributes,
