@@ -166,14 +166,3 @@ def test_georep_config_names_the_configuration_the_cli_reads(
     assert 2 == main(["check-rule"])
     assert f"{tmp_path / 'elsewhere.toml'}: no such file" in capsys.readouterr().err
     assert 0 == main(["check-rule", "-c", str(path)])
-
-
-def test_verify_repair_refuses_the_tombstone_store_it_cannot_read_yet(
-    tmp_path: Path, no_aws: None, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Issue 22 in progress: a repair that reads tables only would write a deleted key back
-    where another region still holds it live. Refused before anything is read, exit 2."""
-    path = write_config(tmp_path, replication="tombstone_store = true")
-
-    assert 2 == main(["verify", "--repair", "-c", str(path)])
-    assert "does not read the tombstone store yet" in capsys.readouterr().err
