@@ -162,3 +162,34 @@ def test_repair_never_brings_back_a_deleted_item_a_region_still_holds(
     assert 0 == verify(cluster, "--timeout", "1").returncode
     for consumer in consumers:
         consumer.close()
+
+
+def test_an_applications_put_after_the_delete_is_repaired_as_its_new_write_everywhere(
+    backend: EmbeddedBackend, tmp_path: Path
+) -> None:
+    """A plain put beside the tombstone (no georep metadata) came after the delete: every
+    tombstone installation checks the table. verify reports it (pending a raw adoption, then
+    divergent as the consumers are stopped); the repair adopts it as a successor of the
+    delete, as replication would, and writes it everywhere with the tombstones dropped. When
+    the consumers then read its record, nothing changes: repair and replication agree."""
+    cluster, _, consumers = deleted_cluster(backend, tmp_path)
+    item = {**GONE, "v": {"S": "a new order, after the delete"}}
+    cluster.client(REGIONS[1]).put_item(TableName=cluster.table_name, Item=item)
+
+    code, report = verify_json(cluster, "--timeout", "1.5")
+    assert 1 == code, report
+    rows = rows_of(report)
+    assert ("raw", "raw") == (rows[REGIONS[1]]["holds"], rows[REGIONS[1]]["why"].split(";")[0])
+
+    done = verify(cluster, "--repair", "--timeout", "1.5")
+    assert 0 == done.returncode, done.stdout + done.stderr
+    for region in REGIONS:
+        held = get(cluster, region, GONE)
+        assert held is not None and item["v"] == held["v"], region
+        assert store_print(stored(cluster, region)) is None, region
+
+    drain(consumers)
+    assert cluster.identical()
+    assert 0 == verify(cluster, "--timeout", "1").returncode
+    for consumer in consumers:
+        consumer.close()

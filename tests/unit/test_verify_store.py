@@ -26,6 +26,7 @@ from service.core.tombstones import (
     DATA_ATTR,
     StoreItem,
     encode_store_item,
+    explain_remove,
     with_deletion,
 )
 from service.core.verify import (
@@ -282,8 +283,11 @@ def test_a_live_item_a_region_kept_past_the_delete_is_deleted_there_never_copied
     ).values()
     assert table_step is not None and table_step.item is None and not table_step.check  # Delete
     assert store_step is not None and store_step.item is not None  # ...and the tombstone
-    after_tables, _ = committed(tables, stores, repair)
+    after_tables, after_stores = committed(tables, stores, repair)
     assert dict.fromkeys(REGIONS) == after_tables
+    # Its REMOVE record is an echo: every region gets the repair from the repair.
+    deletion = explain_remove(state(after_tables, after_stores, REGIONS[0]).store, item_of(live))
+    assert deletion is not None and not deletion.local
     # Without the stores the same tables would be planned the other way round.
     old = plan_repair(tables, settings=LWW, now_hlc=hlc.pack(LATER), write_ids=ids())
     assert isinstance(old, Repair) and old.target == live
