@@ -44,7 +44,7 @@ from service.core.residency import (
     with_register,
 )
 from service.core.stamp import join_meta
-from service.core.stored import Absent, Raw, Settings, Stamped, Stored, read_item
+from service.core.stored import Absent, Raw, Settings, Stamped, Stored, checked_digest, read_item
 from service.core.tombstones import DATA_ATTR
 from service.core.values import Item, digest
 from service.core.version import (
@@ -57,7 +57,7 @@ from service.core.version import (
     encode_meta,
     expiry_ms,
 )
-from service.errors import GeorepError
+from service.errors import GeorepError, MetadataError
 
 Holdings = Mapping[str, Item | None]
 """Region -> the item it holds under one key (``None``: no item). With the tombstone store,
@@ -160,19 +160,17 @@ def _seen(items: Holdings, stores: Holdings | None, *, settings: Settings) -> _S
     for region, item in items.items():
         try:
             state = read_key(item, stores.get(region), settings=settings)
+            tombstone = state.tombstone
+            if tombstone is not None and checked_digest(tombstone.data) != tombstone.meta.digest:
+                # Only georep writes the store: data its metadata does not describe is an edit.
+                raise MetadataError("its tombstone store item holds data _georep does not describe")
         except GeorepError as error:
             views[region], found[region] = item, Unreadable(str(error))
-            continue
-        tombstone = state.tombstone
-        if tombstone is not None and digest(tombstone.data) != tombstone.meta.digest:
-            # Only georep writes the store; data its metadata does not describe is an edit.
-            edited = "its tombstone store item holds data its _georep does not describe"
-            views[region], found[region] = item, Unreadable(edited)
             continue
         states[region] = state
         views[region] = _view(state, settings=settings)
         found[region] = held_in(state)
-        table, tombstone = state.table, state.tombstone
+        table = state.table
         if (
             tombstone is not None
             and isinstance(table, Stamped)

@@ -46,6 +46,7 @@ import ulid
 from botocore.exceptions import ClientError
 
 from service.adapters.checkpoints import DynamoCheckpointTable, RepairMarker
+from service.adapters.dynamo import unless_missing
 from service.adapters.memory import key_string
 from service.core import hlc
 from service.core.stored import Settings
@@ -106,17 +107,17 @@ class RegionReader:
         table (one store serves every georep table of the region: the filter keeps this
         one's; an item holding only deletions is a live key's and no holding)."""
         assert self.store_table is not None
-        prefix = store_prefix(self.name)
-        yield from self._scan(
-            {
-                "TableName": self.store_table,
-                "Segment": segment,
-                "TotalSegments": total,
-                "FilterExpression": "begins_with(#k, :table) AND attribute_exists(#g)",
-                "ExpressionAttributeNames": {"#k": STORE_KEY, "#g": META_ATTR},
-                "ExpressionAttributeValues": {":table": {"S": prefix}},
-            }
-        )
+        request = {
+            "TableName": self.store_table,
+            "Segment": segment,
+            "TotalSegments": total,
+            "FilterExpression": "begins_with(#k, :table) AND attribute_exists(#g)",
+            "ExpressionAttributeNames": {"#k": STORE_KEY, "#g": META_ATTR},
+            "ExpressionAttributeValues": {":table": {"S": store_prefix(self.name)}},
+        }
+        # A region whose store was never created (no consumer or init ran there) holds no
+        # tombstones; a repair that must write one there fails and says so.
+        yield from unless_missing(lambda: list(self._scan(request)), [])
 
     def _scan(self, request: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
         request = {**request, "ConsistentRead": True}
@@ -140,7 +141,8 @@ class RegionReader:
         assert self.store_table is not None
         names = {store_key(self.name, k)[STORE_KEY]["S"]: key_string(k) for k in keys}
         wanted = [{STORE_KEY: {"S": place}} for place in names]
-        found = self._get_many(self.store_table, wanted)
+        store = self.store_table
+        found = unless_missing(lambda: self._get_many(store, wanted), [])  # as `scan_store`
         return {names[item[STORE_KEY]["S"]]: item for item in found}
 
     def _get_many(self, table: str, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:

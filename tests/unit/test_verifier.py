@@ -7,6 +7,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from resolvers import LastWriterWins
 from service.adapters.memory import MemoryTable, key_string
 from service.core.apply import Precondition
@@ -16,7 +18,7 @@ from service.core.stored import Absent, Settings, Stamped
 from service.core.tombstones import DATA_ATTR
 from service.core.verify import describe
 from service.core.version import META_ATTR, Version, encode_item, encode_meta
-from service.engine.verify import KeyOutcome, Report, Verifier
+from service.engine.verify import KeyOutcome, RegionReader, Report, Verifier
 from service.ports import WriteResult
 
 REGIONS = ("eu-west-1", "us-east-1")
@@ -267,3 +269,26 @@ def stamped(key: Mapping[str, Any]) -> Version:
     )
     assert version is not None
     return version
+
+
+class NoStoreClient:
+    """A region's DynamoDB client where the table exists and the store was never created."""
+
+    def scan(self, **request: Any) -> dict[str, Any]:
+        if request["TableName"] != "table":
+            raise ClientError({"Error": {"Code": "ResourceNotFoundException"}}, "Scan")
+        return {"Items": []}
+
+    def batch_get_item(self, **request: Any) -> dict[str, Any]:
+        if "table" not in request["RequestItems"]:
+            raise ClientError({"Error": {"Code": "ResourceNotFoundException"}}, "BatchGetItem")
+        return {"Responses": {"table": []}}
+
+
+def test_a_region_whose_store_was_never_created_holds_no_tombstones() -> None:
+    reader = RegionReader(
+        NoStoreClient(), table_name="table", key_attributes=("pk",), store_table="s", name=NAME
+    )
+    assert [] == list(reader.scan_store(0, 1))
+    assert {} == reader.get_stored_many([KEY])
+    assert {} == reader.get_many([KEY])
