@@ -46,6 +46,11 @@ VERIFY = (
     "tests/unit/test_verify.py",
     "tests/integration/test_verify.py",
 )
+VERIFY_STORE = (
+    "tests/unit/test_verify_store.py",
+    "tests/unit/test_verifier.py",
+    "tests/integration/test_verify_store.py",
+)
 BACKFILL = (
     "tests/unit/test_backfill.py",
     "tests/unit/test_backfill_cost.py",
@@ -187,6 +192,42 @@ MUTANTS: list[Mutant] = [
         'return not any(o.status in ("divergent", "pending", "unrepairable") for o in self.outcomes)',
         'return not any(o.status in ("divergent", "unrepairable") for o in self.outcomes)',
         VERIFY,
+    ),
+    # -- verify and repair with the tombstone store (issue 22) ---------------------------------
+    Mutant(
+        "verify-store-repair-planned-on-tables-only",
+        "service/engine/verify.py",
+        "                stores=reading.stores,\n                settings=self.settings,\n                now_hlc",
+        "                stores=None,\n                settings=self.settings,\n                now_hlc",
+        VERIFY_STORE,
+    ),
+    Mutant(
+        "verify-store-keys-only-in-stores-not-compared",
+        "service/engine/verify.py",
+        "        if stores is None:\n            return\n        report.compared",
+        "        if True:\n            return\n        report.compared",
+        VERIFY_STORE,
+    ),
+    Mutant(
+        "verify-store-tombstones-not-compared",
+        "service/core/verify.py",
+        "(fingerprint(item), store_print(stores.get(r)) if stores is not None else None)",
+        "(fingerprint(item), None)",
+        VERIFY_STORE,
+    ),
+    Mutant(
+        "verify-store-stale-tombstone-ignored",
+        "service/core/verify.py",
+        "            stale.add(region)",
+        "            pass",
+        VERIFY_STORE,
+    ),
+    Mutant(
+        "verify-store-repair-forwarded-as-local",
+        "service/core/verify.py",
+        "            state, write.version, local=False, table=table, settings=settings",
+        "            state, write.version, local=True, table=table, settings=settings",
+        VERIFY_STORE,
     ),
     # -- backfill -------------------------------------------------------------------------------
     Mutant(

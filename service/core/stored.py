@@ -44,7 +44,7 @@ class Settings:
     # every attribute of every item.
     residency: Residency | None = None
     # Whether deletes leave the user's table for the tombstone store (issue 22; being built:
-    # the engine's replication path honours it, the SDK and the commands do not yet).
+    # replication, the SDK, backfill and verify honour it; status and the conflict log not yet).
     tombstone_store: bool = False
 
     @functools.cached_property

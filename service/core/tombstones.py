@@ -62,6 +62,11 @@ def store_key(table: str, key: Mapping[str, AttributeValue]) -> dict[str, Attrib
     return {STORE_KEY: {"S": f"{table}{_SEPARATOR}{canonical_key}"}}
 
 
+def store_prefix(table: str) -> str:
+    """What every store key of georep table ``table`` begins with (a scan of one table's)."""
+    return f"{table}{_SEPARATOR}"
+
+
 def image_digest(image: Item) -> str:
     """The identity of a deleted image: a digest of the whole item, metadata included, so a
     REMOVE record's old image finds the deletion that removed exactly it."""

@@ -10,6 +10,15 @@
   items adopted as found) and the conditional write each region needs to get there, which is
   exactly what `decide` says: a region holding something newer than the plan is left alone.
 
+With the tombstone store (issue 22) each region holds a key in two places: its table and its
+store. Every function then also takes ``stores`` (each region's store item for the key), and
+a region holds what `read_key` says (its table's item, else its store's tombstone): a key
+absent from a table and tombstoned in the store is deleted, not missing, and the stores'
+tombstones are compared across regions like the tables' items. :func:`commits_for` turns a
+repair into the table's and the store's steps of one `Table.commit` per region (`commit_for`),
+so a repair deletes an item and writes its tombstone atomically (docs/decisions.md, "verify
+and repair read the tombstone store").
+
 One reading cannot tell a pending difference that is in flight from one that is stuck (its
 record trimmed, its consumer stopped): the shell (service/engine/verify.py) re-reads it until it
 settles or stops changing (docs/decisions.md, "verify").
@@ -23,6 +32,7 @@ from typing import Literal
 
 from service.core.adopt import adopt_found
 from service.core.apply import Decision, Skip, Write, decide, precondition_for
+from service.core.places import KeyState, Step, commit_for, read_key
 from service.core.residency import (
     decide_for,
     identity,
@@ -33,9 +43,12 @@ from service.core.residency import (
     residency_of,
     with_register,
 )
-from service.core.stored import Absent, Raw, Settings, Stamped, Stored, read_item
+from service.core.stamp import join_meta
+from service.core.stored import Absent, Raw, Settings, Stamped, Stored, checked_digest, read_item
+from service.core.tombstones import DATA_ATTR
 from service.core.values import Item, digest
 from service.core.version import (
+    META_ATTR,
     Meta,
     Order,
     Version,
@@ -44,10 +57,11 @@ from service.core.version import (
     encode_meta,
     expiry_ms,
 )
-from service.errors import GeorepError
+from service.errors import GeorepError, MetadataError
 
 Holdings = Mapping[str, Item | None]
-"""Region -> the item it holds under one key (``None``: no item)."""
+"""Region -> the item it holds under one key (``None``: no item). With the tombstone store,
+a second one gives each region's store item for the key (the ``stores`` arguments)."""
 
 
 @dataclass(frozen=True)
@@ -75,9 +89,26 @@ def fingerprint(item: Item | None) -> str | None:
     return None if item is None else digest(item)
 
 
+def store_print(stored: Item | None) -> str | None:
+    """What regions compare of a store item: its tombstone, ``_georep`` and ``d`` as stored
+    (``None``: no tombstone). The deletions it records and its TTL attribute are the region's
+    own (which deletes were local, which replicated), so they are never compared."""
+    if stored is None or META_ATTR not in stored:
+        return None
+    return digest({name: stored[name] for name in (META_ATTR, DATA_ATTR) if name in stored})
+
+
 Kind = Literal["identical", "pending", "divergent"]
 Reason = Literal[
-    "same", "collected", "behind", "concurrent", "raw", "bytes", "unreadable", "redacted"
+    "same",
+    "collected",
+    "behind",
+    "concurrent",
+    "raw",
+    "bytes",
+    "unreadable",
+    "redacted",
+    "store",
 ]
 
 REASONS: Mapping[Reason, str] = {
@@ -89,6 +120,7 @@ REASONS: Mapping[Reason, str] = {
     "bytes": "regions hold one version in different bytes (replication never rewrites it)",
     "unreadable": "an item's _georep cannot be read (its records are dead-lettered)",
     "redacted": "the regions that hold the redacted attributes hold different values of them",
+    "store": "a tombstone store keeps a tombstone its table's item succeeds (nothing drops it)",
 }
 
 
@@ -101,26 +133,123 @@ class Verdict:
         return f"{self.kind}: {REASONS[self.reason]}"
 
 
-def classify(items: Holdings, *, settings: Settings, now_ms: int) -> Verdict:
+@dataclass(frozen=True)
+class _Seen:
+    """What each region holds for one key, read from its table (and its store).
+
+    ``views``: one item per region as the tables held it before the store: the table's item,
+    else the store's tombstone as a tombstone item (its ``_georep`` bytes as stored), so one
+    version held in other bytes in a store is seen too. ``holdings``: what `decide` sees.
+    ``stale``: the regions whose store keeps a tombstone beside an item that succeeds it.
+    ``states``: each region's `KeyState` (with the store only)."""
+
+    views: Mapping[str, Item | None]
+    holdings: Mapping[str, Holding]
+    stale: frozenset[str] = frozenset()
+    states: Mapping[str, KeyState] | None = None
+
+
+def _seen(items: Holdings, stores: Holdings | None, *, settings: Settings) -> _Seen:
+    if stores is None:
+        holdings = {region: holding_of(item, settings=settings) for region, item in items.items()}
+        return _Seen(views=items, holdings=holdings)
+    views: dict[str, Item | None] = {}
+    found: dict[str, Holding] = {}
+    states: dict[str, KeyState] = {}
+    stale: set[str] = set()
+    for region, item in items.items():
+        try:
+            state = read_key(item, stores.get(region), settings=settings)
+            tombstone = state.tombstone
+            if tombstone is not None and checked_digest(tombstone.data) != tombstone.meta.digest:
+                # Only georep writes the store: data its metadata does not describe is an edit.
+                raise MetadataError("its tombstone store item holds data _georep does not describe")
+        except GeorepError as error:
+            views[region], found[region] = item, Unreadable(str(error))
+            continue
+        states[region] = state
+        views[region] = _view(state, settings=settings)
+        found[region] = held_in(state)
+        table = state.table
+        if (
+            tombstone is not None
+            and isinstance(table, Stamped)
+            and compare(table.version.meta, tombstone.meta) is Order.AFTER
+        ):
+            stale.add(region)
+    return _Seen(views=views, holdings=found, stale=frozenset(stale), states=states)
+
+
+def _view(state: KeyState, *, settings: Settings) -> Item | None:
+    if state.item is not None or state.tombstone is None:
+        return state.item
+    assert state.store_attr is not None
+    return {
+        **encode_item(state.tombstone, horizon_ms=settings.horizon_ms),
+        META_ATTR: state.store_attr,
+    }
+
+
+def held_in(state: KeyState) -> Stored:
+    """What a region holds for a key across its two places, as repair and classification see
+    it: `KeyState.current` (the table's item, else the store's tombstone; a raw item beside
+    a tombstone holds it as copied context), except that a stamped item beside a tombstone
+    it does not succeed (an application's copy put back after the delete, which georep never
+    leaves there) counts as a raw item whose context is both: the engine adopts it over the
+    tombstone (`translate`'s ``beside``), and so does repair."""
+    table, tombstone = state.table, state.tombstone
+    if (
+        isinstance(table, Stamped)
+        and tombstone is not None
+        and compare(table.version.meta, tombstone.meta) is not Order.AFTER
+    ):
+        copied = join_meta(table.version.meta, tombstone.meta)
+        return Raw(data=table.version.data, copied=copied, meta_attr=table.meta_attr)
+    return state.current
+
+
+def _same(items: Holdings, stores: Holdings | None) -> bool:
+    """Every region holds the same bytes (and, with the store, the same tombstone)."""
+    return (
+        len(
+            {
+                (fingerprint(item), store_print(stores.get(r)) if stores is not None else None)
+                for r, item in items.items()
+            }
+        )
+        == 1
+    )
+
+
+def classify(
+    items: Holdings, *, settings: Settings, now_ms: int, stores: Holdings | None = None
+) -> Verdict:
     """Whether the regions agree on one key, and if not whether replication can still settle it.
 
     A tombstone whose expiry (`expiry_ms`) is at or before ``now_ms`` counts as no item: TTL
     collects it in each region at its own pace. Under residency rules each region is compared
-    with what it may hold (`_classify_residency`).
+    with what it may hold (`_classify_residency`). ``stores``: each region's tombstone store
+    item for the key, with the store on: a region holds its table's item, else its store's
+    tombstone, and a store keeping a tombstone its table's item succeeds is divergent.
     """
     if residency_of(settings) is not None:
-        return _classify_residency(items, settings=settings, now_ms=now_ms)
-    if len({fingerprint(item) for item in items.values()}) == 1:
+        return _classify_residency(
+            items, _seen(items, stores, settings=settings), settings=settings, now_ms=now_ms
+        )
+    if _same(items, stores):
         return Verdict("identical", "same")
-    holdings = {region: holding_of(item, settings=settings) for region, item in items.items()}
+    seen = _seen(items, stores, settings=settings)
+    views, holdings = seen.views, seen.holdings
     if any(isinstance(h, Unreadable) for h in holdings.values()):
         return Verdict("divergent", "unreadable")
+    if seen.stale:
+        return Verdict("divergent", "store")
     live = {
         region: h
         for region, h in holdings.items()
         if not _collectable(h, settings=settings, now_ms=now_ms)
     }
-    if len({fingerprint(items[r]) if r in live else None for r in items}) == 1:
+    if len({fingerprint(views[r]) if r in live else None for r in views}) == 1:
         return Verdict("identical", "collected")
     if any(isinstance(h, Raw) for h in live.values()):
         return Verdict("pending", "raw")
@@ -132,29 +261,33 @@ def classify(items: Holdings, *, settings: Settings, now_ms: int) -> Verdict:
         if (
             isinstance(h, Stamped)
             and h.version.meta == newest.meta
-            and fingerprint(items[region]) != canonical
+            and fingerprint(views[region]) != canonical
         ):
             return Verdict("divergent", "bytes")
     return Verdict("pending", "behind")
 
 
-def _classify_residency(items: Holdings, *, settings: Settings, now_ms: int) -> Verdict:
+def _classify_residency(
+    items: Holdings, seen: _Seen, *, settings: Settings, now_ms: int
+) -> Verdict:
     """`classify` under residency filters and redactions: a region holding one version is
     compared with what that region receives of it (`project`: a withheld marker outside a
     filter, no redacted attribute where it is not held), so neither a filtered-out item nor a
     redacted attribute is a difference; the redacted attributes are compared among the
     regions that hold them (a difference there is pending: their register is still being
     joined)."""
-    holdings = {region: holding_of(item, settings=settings) for region, item in items.items()}
+    holdings = seen.holdings
     if any(isinstance(h, Unreadable) for h in holdings.values()):
         return Verdict("divergent", "unreadable")
+    if seen.stale:
+        return Verdict("divergent", "store")
     live = {
         region: h
         for region, h in holdings.items()
         if not _collectable(h, settings=settings, now_ms=now_ms) and not isinstance(h, Absent)
     }
     if not live:
-        same = len({fingerprint(item) for item in items.values()}) == 1
+        same = len({fingerprint(item) for item in seen.views.values()}) == 1
         return Verdict("identical", "same" if same else "collected")
     if any(isinstance(h, Raw) for h in live.values()):
         return Verdict("pending", "raw")
@@ -288,6 +421,7 @@ def plan_repair(
     settings: Settings,
     now_hlc: int,
     write_ids: Mapping[str, str],
+    stores: Holdings | None = None,
 ) -> Repair | Unrepairable:
     """How to make every region hold the same version of one key without regressing any.
 
@@ -299,22 +433,28 @@ def plan_repair(
     A region holding the target's version in other bytes (a hand-edited ``_georep_ttl``) is
     rewritten with the target's own bytes, under the same precondition. Under residency rules
     the same, on what each region may hold (`_plan_repair_residency`).
+
+    ``stores``: each region's store item, with the tombstone store on. A store's tombstone is
+    then a version held like any other, so a tombstone that wins the join is the target and a
+    live item under it is deleted, never written elsewhere; a store keeping a tombstone its
+    table's item succeeds gets the item rewritten (which drops it). `commits_for` turns the
+    writes into each region's steps.
     """
+    seen = _seen(items, stores, settings=settings)
     if residency_of(settings) is not None:
-        return _plan_repair_residency(
-            items, settings=settings, now_hlc=now_hlc, write_ids=write_ids
-        )
-    holdings = {region: holding_of(item, settings=settings) for region, item in items.items()}
+        return _plan_repair_residency(seen, settings=settings, now_hlc=now_hlc, write_ids=write_ids)
+    holdings = seen.holdings
     for region, holding in holdings.items():
         if isinstance(holding, Unreadable):
             return Unrepairable(
                 f"{region}: {holding.error}; fix or delete the item there by hand, then verify"
             )
     stamped = [h.version for h in holdings.values() if isinstance(h, Stamped)]
+    bases = [*stamped, *_tombstones(seen)]
     versions = list(stamped)
     for region, holding in holdings.items():
         if isinstance(holding, Raw):
-            base = next((v for v in stamped if v.meta == holding.copied), None)
+            base = next((v for v in bases if v.meta == holding.copied), None)
             versions.append(
                 adopt_found(
                     holding,
@@ -343,14 +483,49 @@ def plan_repair(
         elif (
             isinstance(holding, Stamped)
             and holding.version.meta == target.meta
-            and fingerprint(items[region]) != canonical
+            and (fingerprint(seen.views[region]) != canonical or region in seen.stale)
         ):
             writes[region] = Write(target, precondition_for(holding))
     return Repair(target=target, writes=writes)
 
 
-def _plan_repair_residency(
+def _tombstones(seen: _Seen) -> list[Version]:
+    """The tombstones the regions' stores hold, beside an item or not: the base a raw item
+    beside one copied (`held_in`) may be looked up among them."""
+    states = seen.states or {}
+    return [s.tombstone for s in states.values() if s.tombstone is not None]
+
+
+def commits_for(
+    repair: Repair,
     items: Holdings,
+    stores: Holdings,
+    *,
+    table: str,
+    settings: Settings,
+) -> dict[str, tuple[Step | None, Step | None]]:
+    """With the tombstone store: each region's write of ``repair`` as the table's and the
+    store's steps of one `Table.commit`, by `commit_for` over what the region held when the
+    repair was planned (``items``, ``stores``), so its conditions are that reading's on both
+    places: a failed one means a newer write landed (read again, plan again). A tombstone
+    target deletes the table's item and writes the tombstone in one transaction; a live one
+    drops the store's tombstone with the put. ``table``: the georep table's configured name.
+
+    NOTE: written as replicated (``local=False``): every region gets the repair's version
+    from the repair itself, so the REMOVE record of a delete it makes is an echo, never an
+    application's delete to adopt nor a local one to forward again.
+    """
+    commits: dict[str, tuple[Step | None, Step | None]] = {}
+    for region, write in repair.writes.items():
+        state = read_key(items.get(region), stores.get(region), settings=settings)
+        commits[region] = commit_for(
+            state, write.version, local=False, table=table, settings=settings
+        )
+    return commits
+
+
+def _plan_repair_residency(
+    seen: _Seen,
     *,
     settings: Settings,
     now_hlc: int,
@@ -363,7 +538,7 @@ def _plan_repair_residency(
     never writes a filtered item or a redacted attribute where it must not go."""
     residency = residency_of(settings)
     assert residency is not None
-    holdings = {region: holding_of(item, settings=settings) for region, item in items.items()}
+    holdings = seen.holdings
     for region, holding in holdings.items():
         if isinstance(holding, Unreadable):
             return Unrepairable(
@@ -423,8 +598,11 @@ def _plan_repair_residency(
             isinstance(decision, Skip)
             and isinstance(holding, Stamped)
             and identity(holding.version.meta) == identity(target.meta)
-            and fingerprint(items[region])
-            != fingerprint(encode_item(own, horizon_ms=settings.horizon_ms))
+            and (
+                fingerprint(seen.views[region])
+                != fingerprint(encode_item(own, horizon_ms=settings.horizon_ms))
+                or region in seen.stale
+            )
         ):
             writes[region] = Write(own, precondition_for(holding))
     return Repair(target=target, writes=writes)
@@ -437,15 +615,26 @@ def _plan_repair_residency(
 class Described:
     """One region's item as the report shows it."""
 
-    holds: Literal["absent", "stamped", "withheld", "raw", "unreadable"]
+    holds: Literal["absent", "stamped", "withheld", "raw", "unreadable", "tombstone"]
     digest: str  # the data's digest (first 8 characters), or "-"
     version: str  # the version vector (a raw item's: the one it copied), or "-"
     origin: str
     deleted: bool
 
 
-def describe(item: Item | None, *, settings: Settings) -> Described:
-    holding = holding_of(item, settings=settings)
+def describe(
+    item: Item | None, *, settings: Settings, stored: Item | None = None, store: bool = False
+) -> Described:
+    """``store``: the tombstone store is on and ``stored`` is the region's store item; a key
+    the table does not hold and the store holds a tombstone of is shown as ``tombstone``."""
+    if store:
+        seen = _seen({"": item}, {"": stored}, settings=settings)
+        holding = seen.holdings[""]
+        if item is None and isinstance(holding, Stamped):
+            meta = holding.version.meta
+            return Described("tombstone", meta.digest[:8], _vector(meta), meta.origin, True)
+    else:
+        holding = holding_of(item, settings=settings)
     match holding:
         case Absent():
             return Described("absent", "-", "-", "-", False)

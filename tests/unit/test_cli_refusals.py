@@ -168,17 +168,6 @@ def test_georep_config_names_the_configuration_the_cli_reads(
     assert 0 == main(["check-rule", "-c", str(path)])
 
 
-def test_verify_repair_refuses_the_tombstone_store_it_cannot_read_yet(
-    tmp_path: Path, no_aws: None, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Issue 22 in progress: a repair that reads tables only would write a deleted key back
-    where another region still holds it live. Refused before anything is read, exit 2."""
-    path = write_config(tmp_path, replication="tombstone_store = true")
-
-    assert 2 == main(["verify", "--repair", "-c", str(path)])
-    assert "does not read the tombstone store yet" in capsys.readouterr().err
-
-
 def test_migrate_tombstones_refuses_without_the_tombstone_store(
     tmp_path: Path, no_aws: None, capsys: pytest.CaptureFixture[str]
 ) -> None:

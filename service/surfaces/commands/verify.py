@@ -13,6 +13,11 @@ resolver; a raw item is adopted as found) with conditional writes: nothing newer
 and it is safe while consumers run. A clean full ``--repair`` pass clears the regions'
 needs-repair markers set before it began (not a ``--key`` pass, not one that left anything).
 
+With the tombstone store (``[replication] tombstone_store``) each region's store is read
+beside its table: a key deleted there (its tombstone in the store) is deleted, not missing,
+the stores' tombstones are compared too, and a repair commits both places in one transaction,
+never writing a live item over a tombstone that wins (docs/operations.md).
+
 Exit status: 0 every region holds the same (pending differences that settled included; with
 ``--repair``, once every divergence was mended); 1 a divergence remains, or a difference was
 still changing at the timeout (run again, or raise ``--timeout``); 2 usage or configuration.
@@ -52,7 +57,7 @@ from service.surfaces.commands._common import (
 if TYPE_CHECKING:
     from service.config import Config
     from service.core.stored import Settings
-    from service.engine.verify import Report
+    from service.engine.verify import Reading, Report
 
 NAME = "verify"
 HELP = "compare every region's table side by side; --repair mends what differs"
@@ -131,17 +136,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     config = config_of(args)
-    if args.repair and config.replication.tombstone_store:
-        # NOTE: issue 22 in progress: the verifier reads tables only, so a key deleted (its
-        # tombstone in the store) in one region and live in another looks missing there, and
-        # a repair would write it back.
-        print(
-            "georep: verify --repair does not read the tombstone store yet ([replication] "
-            "tombstone_store = true): it could bring a deleted key back. Run verify without "
-            "--repair; docs/operations.md, 'Tombstone store (preview)'",
-            file=sys.stderr,
-        )
-        return USAGE
     if args.key is not None or args.sort_key is not None:
         scoped: tuple[Config, ...] = (table_of(args, config),)  # a key is one table's
     else:
@@ -157,7 +151,7 @@ def execute(args: argparse.Namespace) -> int:
     passes = [_verify(args, one, key) for one in scoped]
     result = _merged([p.result for p in passes])
     held = passes[0].held
-    absent = held is not None and not result.outcomes and all(v is None for v in held.values())
+    absent = held is not None and not result.outcomes and _nowhere(held)
     sections = []
     if held is not None and args.show and not absent:
         sections.append(
@@ -165,7 +159,7 @@ def execute(args: argparse.Namespace) -> int:
                 "values",
                 "what each region holds now",
                 ("region", *SHOWN),
-                _values(held, scoped[0].settings()),
+                _values(held.items, scoped[0].settings()),
             )
         )
     summary = _summary(
@@ -202,7 +196,17 @@ class _Pass:
     result: Report
     markers: int
     cleared: int
-    held: Mapping[str, Any] | None  # with --key: what each region holds now
+    held: Reading | None  # with --key: what each region holds now
+
+
+def _nowhere(held: Reading) -> bool:
+    """No region holds the key: no item in any table, no tombstone in any store."""
+    from service.core.verify import store_print
+
+    stores = held.stores or {}
+    return all(
+        item is None and store_print(stores.get(r)) is None for r, item in held.items.items()
+    )
 
 
 def _verify(args: argparse.Namespace, config: Config, key: dict[str, Any] | None) -> _Pass:
@@ -213,7 +217,7 @@ def _verify(args: argparse.Namespace, config: Config, key: dict[str, Any] | None
     from service.adapters.dynamo import DynamoTable
     from service.adapters.memory import key_string
     from service.engine.verify import RegionReader, Verifier, clear_markers, count_markers
-    from service.engine.wiring import BOTO_CONFIG, clients_for
+    from service.engine.wiring import BOTO_CONFIG, clients_for, store_table_of
 
     settings = config.settings()
     # NOTE: a long read timeout: every segment of every region is scanned at once, and an
@@ -223,11 +227,16 @@ def _verify(args: argparse.Namespace, config: Config, key: dict[str, Any] | None
     clients = clients_for(config, "dynamodb", boto_config=slow)
     names = {region: config.table_name(region) for region in clients}
     keys = config.key_attributes
+    # With the tombstone store (issue 22): each region's store is read and written too, its
+    # items keyed by the table's configured name.
+    store, name = store_table_of(config), config.table.name
     readers = {
-        r: RegionReader(c, table_name=names[r], key_attributes=keys) for r, c in clients.items()
+        r: RegionReader(c, table_name=names[r], key_attributes=keys, store_table=store, name=name)
+        for r, c in clients.items()
     }
     tables = {
-        r: DynamoTable(c, table_name=names[r], key_attributes=keys) for r, c in clients.items()
+        r: DynamoTable(c, table_name=names[r], key_attributes=keys, store_table=store, name=name)
+        for r, c in clients.items()
     }
     checkpoints = [
         DynamoCheckpointTable(
@@ -342,8 +351,14 @@ def _rows(result: Report, config: Config, *, show: bool) -> list[tuple[Any, ...]
     for outcome in sorted(result.outcomes, key=lambda o: order[o.status]):
         why = outcome.verdict.reason + (f"; {outcome.note}" if outcome.note else "")
         shown = _values(outcome.items, settings) if show else None
+        stores = outcome.stores or {}
         for number, region in enumerate(result.regions):
-            seen = describe(outcome.items.get(region), settings=settings)
+            seen = describe(
+                outcome.items.get(region),
+                settings=settings,
+                stored=stores.get(region),
+                store=outcome.stores is not None,
+            )
             row: tuple[Any, ...] = (
                 config.table.name,
                 key_of(outcome.key),
