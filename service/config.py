@@ -282,8 +282,8 @@ class ReplicationConfig(_Strict):
     dead_letter_table: str = "georep-dead-letters"
     # Deletes leave the user's table: a delete's tombstone lives in this table of each region
     # (the tombstone store, docs/design.md), collected by TTL after the horizon. Off until
-    # issue 22 lands whole (status and the conflict log do not read it yet; merge and residency
-    # rules refuse it: `_tombstone_store_where_proven`).
+    # issue 22 lands whole (the cost benchmark, the default flip; merge and residency rules
+    # refuse it: `_tombstone_store_where_proven`).
     tombstone_store: bool = False
     tombstone_table: str = Field(
         default="georep-tombstones", min_length=3, max_length=255, pattern=r"^[a-zA-Z0-9_.-]+$"

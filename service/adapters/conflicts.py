@@ -11,11 +11,14 @@ Replicator logs a warning and counts ``conflict_log_failures``), and a consumer 
 between writing a merge and logging it does not log it when the record is replayed (the
 destination then holds the merge, and the replayed version is skipped as stale). The
 ``conflicts`` metric counts every merge either way.
+
+With the tombstone store (issue 22) the sink is told the store's name and records it with
+each entry (`ConflictEntry.tombstone_table`): a deleted ``existing`` side came from there.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
@@ -37,20 +40,38 @@ class MemoryConflicts:
     """The conflict table in memory (tests): entries by id, the first one kept."""
 
     by_id: dict[str, ConflictEntry] = field(default_factory=dict)
+    tombstone_table: str | None = None
 
     def put(self, entry: ConflictEntry) -> None:
-        self.by_id.setdefault(entry.id, entry)
+        self.by_id.setdefault(entry.id, _with_store(entry, self.tombstone_table))
 
     def entries(self) -> list[ConflictEntry]:
         return sorted(self.by_id.values(), key=lambda e: (e.at, e.id))
 
 
-class DynamoConflicts:
-    """The conflict table: hash key ``id`` (S), TTL on ``expires_at``."""
+def _with_store(entry: ConflictEntry, tombstone_table: str | None) -> ConflictEntry:
+    """``entry`` naming the tombstone store its destination keeps tombstones in, unless it
+    names one already (the Replicator may say so itself)."""
+    if tombstone_table is None or entry.tombstone_table is not None:
+        return entry
+    return replace(entry, tombstone_table=tombstone_table)
 
-    def __init__(self, client: Any, *, table_name: str, retention_days: int = 30) -> None:
+
+class DynamoConflicts:
+    """The conflict table: hash key ``id`` (S), TTL on ``expires_at``. ``tombstone_table``:
+    the tombstone store every region keeps tombstones in, if deletes use one."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        table_name: str,
+        retention_days: int = 30,
+        tombstone_table: str | None = None,
+    ) -> None:
         self.client, self.table_name = client, table_name
         self.retention_days = retention_days
+        self.tombstone_table = tombstone_table
 
     def ensure_table(self) -> None:
         """Create the table unless it exists, and turn its TTL on."""
@@ -69,7 +90,9 @@ class DynamoConflicts:
         try:
             self.client.put_item(
                 TableName=self.table_name,
-                Item=encode_entry(entry, retention_days=self.retention_days),
+                Item=encode_entry(
+                    _with_store(entry, self.tombstone_table), retention_days=self.retention_days
+                ),
                 # Logged already (a replay, another consumer of the region): keep the first.
                 ConditionExpression="attribute_not_exists(id)",
             )

@@ -6,6 +6,10 @@ the destination held and the incoming one) and the merged version written. Its i
 the conflict alone (the key, the two inputs, the destination), never on the clock, so every
 replay of the record, and every consumer of the region, logs the same conflict under the same
 id: the sink stores it once (docs/decisions.md, "A conflict log...").
+
+With the tombstone store (issue 22) a deleted key's version lives in the destination's store,
+not its table, and `decide` meets it there (`KeyState.current`): an entry whose ``existing``
+side is deleted then records the store it came from (``tombstone_table``, `held_in`).
 """
 
 from __future__ import annotations
@@ -77,6 +81,28 @@ class ConflictEntry:
     winner: Winner | None
     at: int
     table: str | None = None
+    # The tombstone store the destination kept its tombstones in (None: its table, no store).
+    tombstone_table: str | None = None
+
+
+Side = Literal["existing", "incoming"]
+
+
+def held_in(entry: ConflictEntry, side: Side) -> Literal["table", "store", "stream"]:
+    """Where the merge's ``side`` came from: ``stream`` for ``incoming`` (the source region's
+    record), and for ``existing`` the destination's ``store`` when it is a tombstone and the
+    destination kept tombstones in its store, else its ``table``.
+
+    NOTE: with the store on, a tombstone item written before it and not moved yet
+    (``georep migrate-tombstones``) is still in the table; an entry whose existing side was
+    one says ``store`` all the same (the Replicator does not pass where it read it: see
+    docs/decisions.md, "status, the conflict log and the metrics read the tombstone store").
+    """
+    if side == "incoming":
+        return "stream"
+    if entry.existing.deleted and entry.tombstone_table is not None:
+        return "store"
+    return "table"
 
 
 def is_conflict(existing: Version, incoming: Version) -> bool:
@@ -131,9 +157,11 @@ def conflict_entry(
     merged: Version,
     at: int,
     table: str | None = None,
+    tombstone_table: str | None = None,
 ) -> ConflictEntry:
     """The log entry for ``merged``, written at ``destination`` over ``existing`` when
-    ``incoming`` arrived from ``source`` (``Write.conflict`` is ``(existing, incoming)``)."""
+    ``incoming`` arrived from ``source`` (``Write.conflict`` is ``(existing, incoming)``).
+    ``tombstone_table``: the destination's tombstone store, if deletes use one."""
     return ConflictEntry(
         id=conflict_id(key=key, existing=existing, incoming=incoming, destination=destination),
         key=dict(key),
@@ -147,6 +175,7 @@ def conflict_entry(
         winner=_winner(existing=existing, incoming=incoming, merged=merged),
         at=at,
         table=table,
+        tombstone_table=tombstone_table,
     )
 
 
@@ -176,6 +205,8 @@ def encode_entry(entry: ConflictEntry, *, retention_days: int) -> dict[str, Any]
     if entry.winner is not None:
         result["winner"] = {"S": entry.winner}
     table = {"table": {"S": entry.table}} if entry.table is not None else {}
+    if entry.tombstone_table is not None:
+        table["tombstone_table"] = {"S": entry.tombstone_table}
     return {
         **table,
         "id": {"S": entry.id},
@@ -208,6 +239,7 @@ def decode_entry(item: Mapping[str, Any]) -> ConflictEntry:
         winner=winner if winner in ("existing", "incoming") else None,
         at=int(item["at"]["N"]),
         table=item.get("table", {}).get("S"),
+        tombstone_table=item.get("tombstone_table", {}).get("S"),
     )
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Literal
 
 from service.core.values import AttributeValue, Item, canonical, digest
 from service.core.version import (
@@ -44,6 +45,9 @@ from service.core.version import (
     expiry_ms,
 )
 from service.errors import MetadataError
+
+if TYPE_CHECKING:
+    from service.core.places import Step
 
 STORE_KEY = "k"
 DATA_ATTR = "d"
@@ -200,3 +204,25 @@ def decode_store_item(item: Mapping[str, AttributeValue], *, regions: frozenset[
             raise MetadataError(f"tombstone store deletion {image!r} holds a live version")
         deletions[image] = Deletion(Version(data=dict(data["M"]), meta=meta), bool(local["BOOL"]))
     return StoreItem(tombstone=tombstone, deletions=deletions)
+
+
+CommitKind = Literal["update", "insert", "revive", "delete", "tombstone"]
+
+
+def commit_kind(steps: tuple[Step | None, Step | None]) -> CommitKind:
+    """Which row of `commit_for`'s table the (table, store) steps of one commit are, for the
+    ``store_commits`` metric: ``update`` (a live item over a stamped one: one conditional
+    write, no transaction), ``insert`` (a live item where there is none, with a check that
+    the store holds no tombstone), ``revive`` (a live item that drops or succeeds a stored
+    tombstone), ``delete`` (the item deleted, its tombstone put in the store) and
+    ``tombstone`` (a tombstone put in the store where the table holds no item, with a check
+    that it still holds none). Every kind but ``update`` is one TransactWriteItems of two
+    actions (two write units each)."""
+    table, store = steps
+    if table is None or table.check:
+        return "tombstone"
+    if table.item is None:
+        return "delete"
+    if store is None:
+        return "update"
+    return "insert" if store.check else "revive"

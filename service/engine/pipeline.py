@@ -47,7 +47,7 @@ from service.core.places import KeyState, commit_for, decide_key, read_key
 from service.core.records import parse_record
 from service.core.residency import decide_for, residency_of
 from service.core.stored import Settings, Stamped, read_item
-from service.core.tombstones import Deletion, decode_store_item, explain_remove
+from service.core.tombstones import Deletion, commit_kind, decode_store_item, explain_remove
 from service.core.values import same_item, size_of
 from service.core.version import META_ATTR, Order, Version, compare, encode_item, encode_meta
 from service.errors import GeorepError, ItemTooLargeError
@@ -783,6 +783,9 @@ class Replicator:
                     settings=self.settings,
                 )
                 committed = table.commit(key, table=steps[0], store=steps[1]).ok
+                self.metrics.incr(
+                    "store_commits", {**labels, "kind": commit_kind(steps)}, committed
+                )
             else:
                 result = table.write(key, self._item(decision.version), decision.precondition)
                 committed = result.ok

@@ -8,6 +8,9 @@ itself, so it works whether the consumer runs, halted or never started.
 * the consumer's heartbeat (latest poll, last error, write-to-applied lag): the same table
   (service/engine/heartbeat.py);
 * dead letters: the region's dead-letter table (only their ids are read);
+* with the tombstone store (``[replication] tombstone_store``, issue 22), the region's store:
+  whether it exists (DescribeTable, whose ItemCount is DynamoDB's estimate, refreshed about
+  every six hours) and its TTL (DescribeTimeToLive);
 * the stream's shards (DescribeStream) and, per unfinished shard, the oldest record after its
   checkpoint: one GetShardIterator (AFTER_SEQUENCE_NUMBER the checkpoint, or TRIM_HORIZON) and
   one GetRecords with Limit=1. Its ApproximateCreationDateTime gives the *iterator age*: how
@@ -29,6 +32,7 @@ from service.adapters.checkpoints import DynamoCheckpointTable, RepairMarker
 from service.adapters.deadletter import DynamoDeadLetters
 from service.adapters.dynamo import unless_missing
 from service.config import Config
+from service.core.version import TTL_ATTR
 from service.engine.heartbeat import SAVE_EVERY_SECONDS
 from service.engine.streams import AWS_ERRORS, error_code
 from service.ports import ConsumerStatus, ShardState
@@ -54,6 +58,22 @@ class ShardView:
 
 
 @dataclass(frozen=True)
+class StoreView:
+    """The region's tombstone store (one per region, every table's tombstones).
+
+    ``item_count``: DescribeTable's ItemCount, an estimate DynamoDB refreshes about every six
+    hours (the tombstones of every table, and store items that only record deletions);
+    ``ttl_status``: DescribeTimeToLive's (``ENABLED``, ``ENABLING``, ``DISABLED``,
+    ``DISABLING``), ``ttl_attribute`` the attribute it is on."""
+
+    table: str
+    exists: bool
+    item_count: int | None = None
+    ttl_status: str | None = None
+    ttl_attribute: str | None = None
+
+
+@dataclass(frozen=True)
 class RegionView:
     region: str
     table: str
@@ -64,6 +84,7 @@ class RegionView:
     consumer: ConsumerStatus | None = None
     dead_letters: int | None = None
     markers: tuple[RepairMarker, ...] = ()
+    store: StoreView | None = None  # None: deletes leave tombstones in the table (no store)
     error: str | None = None  # what kept the region from being read
 
 
@@ -93,6 +114,10 @@ def observe_region(
         if arn:
             saved = unless_missing(checkpoints.for_stream(arn).load, {})
             shards = tuple(_shards(streams, arn, saved))
+        replication = config.replication
+        store = (
+            _store(dynamodb, replication.tombstone_table) if replication.tombstone_store else None
+        )
     except AWS_ERRORS as error:
         return RegionView(region, table, error=f"{error_code(error)}: {error}")
     return RegionView(
@@ -105,6 +130,27 @@ def observe_region(
         consumer=consumer,
         dead_letters=count,
         markers=markers,
+        store=store,
+    )
+
+
+def _store(dynamodb: Any, name: str) -> StoreView:
+    """The tombstone store ``name`` as DescribeTable and DescribeTimeToLive see it."""
+    described = unless_missing(lambda: dynamodb.describe_table(TableName=name)["Table"], None)
+    if described is None:
+        return StoreView(name, exists=False)
+    none: dict[str, Any] = {}
+    ttl = unless_missing(
+        lambda: dynamodb.describe_time_to_live(TableName=name).get("TimeToLiveDescription", {}),
+        none,
+    )
+    count = described.get("ItemCount")
+    return StoreView(
+        name,
+        exists=True,
+        item_count=count if isinstance(count, int) else None,
+        ttl_status=ttl.get("TimeToLiveStatus"),
+        ttl_attribute=ttl.get("AttributeName"),
     )
 
 
@@ -194,9 +240,42 @@ def needs_repair(view: RegionView) -> bool:
     return bool(view.markers)
 
 
+def store_problem(view: RegionView) -> str | None:
+    """What is wrong with the region's tombstone store, for people (None: nothing, or no store).
+
+    A missing store stops more than deletes: with the store every write that reads the key
+    (an insert, a delete, a conflict, an adoption) reads the store too, and fails until it
+    exists. TTL off (or on another attribute) never collects tombstones: the store grows for
+    ever, though replication stays correct. ENABLING counts as on (it is on its way).
+    """
+    store = view.store
+    if store is None or view.error is not None:
+        return None
+    if not store.exists:
+        return (
+            f"tombstone store {store.table} does not exist: deletes and inserts cannot be "
+            "applied in this region until it does (georep init, or starting a consumer, "
+            "creates it)"
+        )
+    status = store.ttl_status or "DISABLED"
+    if status not in ("ENABLED", "ENABLING"):
+        return (
+            f"tombstone store {store.table} has TTL {status}: its tombstones are never "
+            f"collected (georep init turns TTL on, on {TTL_ATTR})"
+        )
+    if store.ttl_attribute != TTL_ATTR:
+        return (
+            f"tombstone store {store.table} has TTL on {store.ttl_attribute}, not {TTL_ATTR}: "
+            "its tombstones are never collected (turn TTL off, then georep init turns it on "
+            f"{TTL_ATTR})"
+        )
+    return None
+
+
 def is_problem(view: RegionView) -> bool:
-    """What makes ``georep status`` exit 1: a region needing repair, or one it could not read."""
-    return needs_repair(view) or view.error is not None
+    """What makes ``georep status`` exit 1: a region needing repair, one it could not read, or
+    a tombstone store that is missing or never collected (`store_problem`)."""
+    return needs_repair(view) or view.error is not None or store_problem(view) is not None
 
 
 def consumer_state(status: ConsumerStatus | None, *, now: float) -> str:
@@ -285,7 +364,40 @@ def region_record(view: RegionView, *, now: float) -> dict[str, Any]:
             for m in view.markers
         ],
         "error": view.error,
+        "tombstone_store": store_record(view),
     }
+
+
+def store_record(view: RegionView) -> dict[str, Any] | None:
+    """The region's tombstone store as data (``None``: deletes use no store)."""
+    store = view.store
+    if store is None:
+        return None
+    return {
+        "table": store.table,
+        "exists": store.exists,
+        "item_count": store.item_count,
+        "ttl": store.ttl_status,
+        "ttl_attribute": store.ttl_attribute,
+        "problem": store_problem(view),
+    }
+
+
+def store_cell(view: RegionView) -> str:
+    """The region's tombstone store in one cell: ``georep-tombstones, ~12 items, TTL on``."""
+    store = view.store
+    if store is None or view.error is not None:
+        return "-"
+    if not store.exists:
+        return f"{store.table} MISSING"
+    count = store.item_count
+    count_text = "? items" if count is None else f"~{count:,} item{'' if count == 1 else 's'}"
+    status = store.ttl_status or "DISABLED"
+    ttl = {"ENABLED": "on", "ENABLING": "turning on"}.get(status, status.lower())
+    if status in ("ENABLED", "ENABLING") and store.ttl_attribute != TTL_ATTR:
+        ttl = f"on {store.ttl_attribute}"
+    problem = " (PROBLEM)" if store_problem(view) is not None else ""
+    return f"{store.table}, {count_text}, TTL {ttl}{problem}"
 
 
 def region_row(view: RegionView, *, now: float) -> tuple[str, ...]:
@@ -363,6 +475,9 @@ def notes(view: RegionView, *, now: float, tables: bool = False) -> dict[str, st
             f"{marker.reason} (marked {at(marker.marked_at or None, now=now)}; "
             "georep verify --repair mends and clears it)"
         )
+    problem = store_problem(view)
+    if problem is not None:
+        out[f"{where} tombstone store"] = problem
     status = view.consumer
     if status is not None and status.last_error is not None:
         out[f"{where} last error"] = f"{status.last_error} ({at(status.last_error_at, now=now)})"

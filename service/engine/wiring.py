@@ -106,7 +106,10 @@ def conflict_log_for(config: Config, client: Any) -> DynamoConflicts | None:
     if not name:
         return None
     return DynamoConflicts(
-        client, table_name=name, retention_days=config.replication.conflict_retention_days
+        client,
+        table_name=name,
+        retention_days=config.replication.conflict_retention_days,
+        tombstone_table=store_table_of(config),
     )
 
 

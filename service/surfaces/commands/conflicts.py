@@ -5,8 +5,11 @@ key's, the recent part (``--key`` needs ``--table`` when several tables are conf
 Each region's consumer (or function) logs the merges it wrote, at any destination, in its own
 region's conflict table (service/adapters/conflicts.py); without ``--region`` every configured
 region's table is read. One row per merge: when, where it was written, from which region, the key,
-the resolver, and which of the two versions won (``blend`` when the resolver kept something of
-each). A region whose table does not exist yet has none. Exit codes: 0 listed; 2 an unknown region,
+the resolver, which of the two versions won (``blend`` when the resolver kept something of
+each), each version (its region, a write or a delete, and the table it came from: the
+destination's table or, for a tombstone with ``[replication] tombstone_store``, its tombstone
+store; the source's table for the incoming one) and whether the result is deleted. A region
+whose table does not exist yet has none. Exit codes: 0 listed; 2 an unknown region,
 or the log turned off (``[replication] conflict_table`` empty)."""
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from service.surfaces.commands._common import (
 
 if TYPE_CHECKING:
     from service.config import Config
+    from service.core.conflicts import ConflictEntry, ConflictInput, Side
 
 NAME = "conflicts"
 HELP = "list the merges georep wrote (the conflict log)"
@@ -120,6 +124,9 @@ COLUMNS = (
     "key",
     "resolver",
     "winner",
+    "existing",
+    "incoming",
+    "result",
 )
 
 
@@ -128,7 +135,6 @@ def execute(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from service.adapters.dynamo import unless_missing
-    from service.core.conflicts import ConflictEntry
     from service.engine.preflight import probe
     from service.engine.status import at
     from service.engine.wiring import clients_for, conflict_log_for
@@ -184,6 +190,7 @@ def execute(args: argparse.Namespace) -> int:
                 # NOTE: JSON keeps the conflict table's own value (null: the resolver blended
                 # the two versions); a table says so in a word.
                 entry.winner if args.json else entry.winner or "blend",
+                *_sides(entry, config, json=args.json),
             )
             for region, entry in found
         ],
@@ -195,6 +202,58 @@ def execute(args: argparse.Namespace) -> int:
         },
     )
     return OK
+
+
+def _came_from(entry: ConflictEntry, side: Side, config: Config) -> str | None:
+    """The table ``side`` of ``entry`` came from: the tombstone store, or the destination's
+    (``existing``) or the source's (``incoming``) replica table of the entry's configured
+    table (None: that table is no longer configured)."""
+    from service.core.conflicts import held_in
+
+    place = held_in(entry, side)
+    if place == "store":
+        return entry.tombstone_table
+    if entry.table is None or entry.table not in config.table_names:
+        return None
+    region = entry.destination if side == "existing" else entry.source
+    return config.for_table(entry.table).table_name(region)
+
+
+def _sides(entry: ConflictEntry, config: Config, *, json: bool) -> tuple[object, ...]:
+    """The ``existing``, ``incoming`` and ``result`` cells: objects in JSON, for people
+    ``eu-west-1 delete (georep-tombstones)`` and ``deleted``/``live``."""
+    from service.core.conflicts import held_in
+
+    cells: list[object] = []
+    sides: tuple[tuple[Side, ConflictInput], ...] = (
+        ("existing", entry.existing),
+        ("incoming", entry.incoming),
+    )
+    for name, side in sides:
+        came_from = _came_from(entry, name, config)
+        if json:
+            cells.append(
+                {
+                    "write_id": side.write_id,
+                    "origin": side.origin,
+                    "deleted": side.deleted,
+                    "merged": side.merged,
+                    "adopted": side.adopted,
+                    "held_in": held_in(entry, name),
+                    "table": came_from,
+                }
+            )
+            continue
+        kind = "delete" if side.deleted else "write"
+        flags = "".join(
+            f", {flag}" for flag, on in (("merged", side.merged), ("adopted", side.adopted)) if on
+        )
+        cells.append(f"{side.origin} {kind}{flags} ({came_from or '?'})")
+    if json:
+        cells.append({"write_id": entry.result_write_id, "deleted": entry.result_deleted})
+    else:
+        cells.append("deleted" if entry.result_deleted else "live")
+    return tuple(cells)
 
 
 def _wanted_key(args: argparse.Namespace, config: Config) -> Key | None:

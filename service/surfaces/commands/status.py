@@ -1,9 +1,11 @@
 """``georep status``: per region, the stream the consumer follows and each shard's checkpoint,
 the iterator age (how old the oldest record not yet applied is, read from the stream), the
 replication lag the consumer last measured (write to applied), the dead letters, whether the
-consumer is polling, its last error, and any needs-repair marker with its reason; a row per
-region and configured table (``--table NAME``: that table's only). Exit 0 if every region is
-healthy, 1 if any region needs repair (or could not be read)."""
+consumer is polling, its last error, and any needs-repair marker with its reason; with the
+tombstone store (``[replication] tombstone_store``) each region's store too: its table, the
+item count DynamoDB estimates, its TTL. A row per region and configured table (``--table
+NAME``: that table's only). Exit 0 if every region is healthy, 1 if any region needs repair,
+could not be read, or has a tombstone store that is missing or whose TTL is off."""
 
 from __future__ import annotations
 
@@ -55,6 +57,8 @@ def execute(args: argparse.Namespace) -> int:
         region_row,
         shard_record,
         shard_rows,
+        store_cell,
+        store_problem,
     )
     from service.engine.wiring import clients_for
     from service.surfaces.failures import classify
@@ -85,8 +89,9 @@ def execute(args: argparse.Namespace) -> int:
     repair = list(dict.fromkeys(v.region for v in views if needs_repair(v)))
     unreadable = list(dict.fromkeys(v.region for v in views if v.error is not None))
     summary: dict[str, object] = {}
+    store = config.replication.tombstone_store
     if args.json:
-        columns: tuple[str, ...] = (*REGION_COLUMNS, "error")
+        columns: tuple[str, ...] = (*REGION_COLUMNS, "error", "tombstone_store")
         shard_columns: tuple[str, ...] = (*SHARD_COLUMNS, "probe_error")
         records = [region_record(v, now=now) for v in views]
         rows = [tuple(record[c] for c in columns) for record in records]
@@ -96,6 +101,9 @@ def execute(args: argparse.Namespace) -> int:
     else:
         rows = [region_row(v, now=now) for v in views]
         columns = REGION_COLUMNS
+        if store:
+            columns = (*columns, "tombstone_store")
+            rows = [(*row, store_cell(v)) for row, v in zip(rows, views, strict=True)]
         shards = [r for v in views for r in shard_rows(v, now=now, finished=args.all_shards)]
         shard_columns = SHARD_COLUMNS
         for view in views:
@@ -106,6 +114,11 @@ def execute(args: argparse.Namespace) -> int:
         "dead_letters": sum(v.dead_letters or 0 for v in views),
         "unreadable": unreadable,
     }
+    if store:
+        # NOTE: one store per region serves every table: a region is named once.
+        summary["tombstone_store_problems"] = list(
+            dict.fromkeys(v.region for v in views if store_problem(v) is not None)
+        )
     report(
         args,
         title="georep status",
