@@ -3,11 +3,11 @@
     python bench/counting_moto.py --port P [--host H]
 
 It is `service.adapters.backends._moto_serial` (one request at a time, kept-alive connections)
-with one more WSGI layer outside: each DynamoDB or DynamoDB Streams request is recorded (its
-operation from ``X-Amz-Target``, the region from the SigV4 credential scope, the request body,
-whether it succeeded, and the items a read returned) before the response goes back. Counting at
-the server sees every client alike: the SDK in the benchmark's process, the consumers, and
-whatever reaches it through bench/latency_proxy.py.
+with one more WSGI layer inside its lock: each DynamoDB or DynamoDB Streams request is recorded
+(its operation from ``X-Amz-Target``, the region from the SigV4 credential scope, the request
+body, whether it succeeded, the items a read returned, and how long the server worked on it)
+before the response goes back. Counting at the server sees every client alike: the SDK in the
+benchmark's process, the consumers, and whatever reaches it through bench/latency_proxy.py.
 
 ``GET /__bench/take`` returns the records since the last take, as JSON, and forgets them.
 `CountingMoto` starts it like `MotoServer` starts the plain one.
@@ -19,6 +19,7 @@ import io
 import json
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,7 +74,9 @@ class CountingApp:
             status.append(line)
             return start_response(line, headers, exc_info)
 
+        started = time.perf_counter()
         answer = b"".join(self._app(environ, capture))
+        elapsed = time.perf_counter() - started
         service, _, op = target.partition(".")
         streams = service.startswith("DynamoDBStreams")
         record: dict[str, Any] = {
@@ -81,6 +84,7 @@ class CountingApp:
             "service": "streams" if streams else "dynamodb",
             "region": _region(environ),
             "ok": bool(status) and status[0].startswith("200"),
+            "seconds": elapsed,
         }
         if not streams:
             try:
@@ -116,7 +120,8 @@ def main() -> int:
     plain = serial.SerialisedApp
 
     def counting(app: WSGIApplication) -> Any:
-        return CountingApp(plain(app))
+        # Inside the one lock: ``seconds`` is the server's work on the request, not its wait.
+        return plain(CountingApp(app))
 
     # NOTE: the launcher builds its application inside main(); its one seam is this name.
     serial.SerialisedApp = counting  # type: ignore[misc,assignment]

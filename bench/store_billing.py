@@ -112,6 +112,7 @@ class Request:
     body: Mapping[str, Any] = field(default_factory=dict)
     response: Mapping[str, Any] | None = None
     streams: bool = False
+    seconds: float = 0.0  # the server's time on it (moto serves one request at a time)
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Request:
@@ -122,6 +123,7 @@ class Request:
             body=record.get("body") or {},
             response=record.get("response"),
             streams=record.get("service") == "streams",
+            seconds=record.get("seconds", 0.0),
         )
 
 
@@ -226,6 +228,7 @@ class Tally:
     streams: Counter[str] = field(default_factory=Counter)
     control: Counter[str] = field(default_factory=Counter)
     failed: int = 0
+    server_seconds: float = 0.0  # the server's time on the data requests
 
     @property
     def write_requests(self) -> int:
@@ -254,6 +257,7 @@ class Tally:
             "bookkeeping_requests": each(self.bookkeeping),
             "stream_requests": round(sum(self.streams.values()) / changes, 3),
             "failed_conditions": round(self.failed / changes, 3),
+            "server_ms": round(1000 * self.server_seconds / changes, 2),
         }
 
 
@@ -282,6 +286,7 @@ class Biller:
         if not any(a.role in DATA_ROLES for a in found):
             out.bookkeeping[label(request, found)] += 1
             return
+        out.server_seconds += request.seconds
         if not request.ok:
             out.failed += 1
         for action in found:

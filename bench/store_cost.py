@@ -164,11 +164,13 @@ def total(app: Tally, *tallies: Tally, changes: int) -> dict[str, Any]:
     rcu = sum(sum(t.rcu.values()) for t in every)
     requests = sum(t.write_requests + t.read_requests for t in every)
     writes = sum(t.write_requests for t in every)
+    server = sum(t.server_seconds for t in every)
     return {
         "wcu": round(wcu / changes, 3),
         "rcu": round(rcu / changes, 3),
         "requests": round(requests / changes, 3),
         "write_requests": round(writes / changes, 3),
+        "server_ms": round(1000 * server / changes, 2),
     }
 
 
@@ -382,11 +384,12 @@ def table(result: dict[str, Any]) -> str:
     """The printed summary: units and requests per change by kind, then the rates."""
     lines = [RULES, ""]
     lines.append(
-        "per replicated change, 3 regions: total over every region (WCU, RCU, requests), the "
+        "per replicated change, 3 regions: total over every region (WCU, RCU, requests and the "
+        "embedded server's time on them, streams and bookkeeping apart), then WCU/RCU of the "
         "application's own write, the source's consumer, and each destination's consumer"
     )
     lines.append(
-        f"{'kind':<11}{'config':<8}{'WCU':>6}{'RCU':>6}{'req':>6}"
+        f"{'kind':<11}{'config':<8}{'WCU':>6}{'RCU':>6}{'req':>6}{'srv ms':>7}"
         f"{'app W/R':>10}{'src W/R':>10}{'dest W/R':>10}  each destination writes"
     )
     for kind in KINDS:
@@ -398,7 +401,7 @@ def table(result: dict[str, Any]) -> str:
                 for p in ("application", "replication_at_source", "replication_per_destination")
             )
             dest = _ops(point["replication_per_destination"]["writes"])
-            totals = f"{t['wcu']:>6g}{t['rcu']:>6g}{t['requests']:>6g}"
+            totals = f"{t['wcu']:>6g}{t['rcu']:>6g}{t['requests']:>6g}{t['server_ms']:>7.1f}"
             lines.append(f"{kind:<11}{label:<8}{totals}{cells}  {dest}")
     lines.append("")
     lines.append("replication rate, changes/s to every region (backlog / resume to last done):")
