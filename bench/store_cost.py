@@ -50,7 +50,8 @@ if __package__ in (None, ""):  # run as a script: the repository root, for bench
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.counting_moto import CountingMoto, take
-from bench.side_by_side import Process, machine
+from bench.side_by_side import Process, Tap, machine
+from bench.side_by_side import georep_config as side_by_side_config
 from bench.store_billing import RULES, Biller, Request, Roles, Tally
 from bench.wan import child_env, git_commit, proxy_to
 from service.adapters.metrics import MemoryMetrics
@@ -190,57 +191,40 @@ def check_everywhere(setup: Setup, *, live: list[str], gone: list[str]) -> dict[
 # -- 2. replication rate --------------------------------------------------------------------------
 
 
-class KeyTap:
-    """One region's stream from its start: the creation times of each key's records."""
+class KeyTap(Tap):
+    """One region's stream from its start (side_by_side's tap): the creation times of each
+    key's records."""
 
     def __init__(self, replicas: LocalReplicaSet, region: str) -> None:
-        session = replicas.session()
-        url = replicas.backend.endpoint_url
-        dynamodb = session.client("dynamodb", region_name=region, endpoint_url=url)
-        # NOTE: region_name matters: moto ignores the region in a stream ARN (docs/backends.md).
-        self.streams = session.client("dynamodbstreams", region_name=region, endpoint_url=url)
-        arn = dynamodb.describe_table(TableName=replicas.table_name)["Table"]["LatestStreamArn"]
-        shard = self.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]
-        self.iterator: str | None = self.streams.get_shard_iterator(
-            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
+        super().__init__(replicas, region)
         self.seen: dict[str, list[float]] = {}
 
-    def poll(self) -> None:
+    def poll(self) -> int:
+        read = 0
         while self.iterator is not None:
             page = self.streams.get_records(ShardIterator=self.iterator, Limit=1000)
             self.iterator = page.get("NextShardIterator")
             for record in page["Records"]:
                 body = record["dynamodb"]
-                key = body["Keys"]["pk"]["S"]
-                self.seen.setdefault(key, []).append(
-                    body["ApproximateCreationDateTime"].timestamp()
-                )
+                at = body["ApproximateCreationDateTime"].timestamp()
+                self.seen.setdefault(body["Keys"]["pk"]["S"], []).append(at)
+            read += len(page["Records"])
             if not page["Records"]:
-                return
+                break
+        return read
 
     def first_after(self, key: str, since: float) -> float | None:
         return next((t for t in self.seen.get(key, []) if t >= since), None)
 
 
 def georep_config(setup: Setup, path: Path, *, region: str, others_url: str) -> Path:
-    """A georep.toml for ``region``'s consumer: its own region direct, the others behind
-    ``others_url``; the configuration's own replication lines."""
-    replicas = setup.replicas
-    blocks = "".join(
-        f'[[regions]]\nname = "{r}"\nendpoint_url = '
-        f'"{replicas.backend.endpoint_url if r == region else others_url}"\n\n'
-        for r in REGIONS
-    )
-    name = replicas.table_name
-    store = f'tombstone_store = true\ntombstone_table = "{setup.store}"\n' if setup.store else ""
-    path.write_text(
-        f'[table]\nname = "{name}"\npartition_key = "pk"\n\n{blocks}'
-        f'[replication]\ncheckpoint_table = "{name}-checkpoints"\n'
-        f'dead_letter_table = "{name}-dead-letters"\n'
-        f'conflict_table = "{name}-conflicts"\n{store}'
-    )
-    return path
+    """side_by_side's georep.toml for ``region``'s consumer (its own region direct, the others
+    behind ``others_url``), with the store's lines when the configuration has it."""
+    written = side_by_side_config(setup.replicas, path, region=region, others_url=others_url)
+    if setup.store:
+        store = f'tombstone_store = true\ntombstone_table = "{setup.store}"\n'
+        written.write_text(written.read_text() + store)
+    return written
 
 
 class RateBench:
