@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-deep chaos chaos-teeth lint typecheck bench bench-quick bench-soak bench-wan bench-memory bench-replication package clean
+.PHONY: install demo test test-deep chaos chaos-teeth lint typecheck bench bench-quick bench-soak bench-wan bench-memory bench-replication bench-store package clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -98,6 +98,16 @@ bench-memory: $(STAMP)
 
 bench-replication: $(STAMP)
 	$(PY) bench/replication.py
+
+# bench/store_cost.py (issue 22): the tombstone store's cost, before (tombstone items) and after
+# (the store) in one run, resolver lww, 3 regions on a moto server that counts every request:
+# write and read units and requests per replicated change by kind (update, insert, SDK delete,
+# raw delete adoption), and the replication rate of insert-heavy and delete-heavy backlogs at
+# 0 and 40 ms one way. About 2-3 minutes; STORE_ARGS= for the longer run (about 5).
+# Results: bench/results/store-cost-*.json, a table printed.
+STORE_ARGS ?= --quick
+bench-store: $(STAMP)
+	$(PY) bench/store_cost.py $(STORE_ARGS)
 
 # The Lambda function's zip (deploy/package.py): service/, resolvers/, CONFIG if it exists, and
 # deploy/requirements.txt's wheels for manylinux2014_aarch64 / CPython 3.12 (boto3 is the
