@@ -362,21 +362,14 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _tombstone_store_where_proven(self) -> Config:
-        """The tombstone store is proven (tests/property/test_store_convergence.py) under
-        last-writer-wins and version counters only: under merge rules a raw write after a
-        delete must merge the data the store keeps, and residency rules keep markers the
-        store does not hold yet (docs/decisions.md, "The tombstone store ships for
-        whole-item resolvers first"). Refused at load, so every command says so first."""
+        """The tombstone store is proven (tests/property/test_store_convergence.py) under every
+        resolver family, not yet with residency rules, whose markers the store does not hold
+        (docs/decisions.md, "The tombstone store ships without residency rules first").
+        Refused at load, so every command says so first."""
         if not self.replication.tombstone_store:
             return self
         tables = self.many_tables or ([self.single_table] if self.single_table else [])
         for table in tables:
-            if table.resolver not in ("lww", "version-counter"):
-                raise ValueError(
-                    f"table {table.name}: [replication] tombstone_store is not supported with "
-                    f"the merge resolver {table.resolver!r} yet: set tombstone_store = false, "
-                    "or use lww or version-counter"
-                )
             if table.filters or table.redactions:
                 raise ValueError(
                     f"table {table.name}: [replication] tombstone_store is not supported with "

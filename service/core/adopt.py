@@ -131,9 +131,23 @@ def translate(
             # First: a tombstone item written before the store and moved into it since (the
             # migration, or a version applied over it) is georep's own deletion, not a
             # tombstone deleted by hand (service/core/migration.py).
-            if not deletion.local:
-                return Drop("echo")
-            return Forward(deletion.tombstone)
+            if deletion.local:
+                return Forward(deletion.tombstone)
+            if not (isinstance(old, Stamped) and old.version.meta.deleted):
+                # The deletion recorded may be this record's own adoption, applied in its
+                # home region on an earlier attempt: an application's delete of the same
+                # image that georep later deleted again leaves one entry for both REMOVEs
+                # (entries are keyed by the image). Replayed, it is adopted again, the same
+                # version, so regions that missed it still receive it.
+                adopted = _adopt(change, old=old, new=Absent(), region=region, settings=settings)
+                recorded = deletion.tombstone.meta
+                if (adopted.meta.actor, adopted.meta.write_id, adopted.meta.vv) == (
+                    recorded.actor,
+                    recorded.write_id,
+                    recorded.vv,
+                ):
+                    return Adopt(adopted)
+            return Drop("echo")
         if isinstance(old, Stamped) and old.version.meta.deleted:
             # A tombstone collected by TTL is garbage collection (every region's copy carries
             # the same expiry). One deleted by hand is put back until its horizon.

@@ -31,10 +31,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from service.core.apply import Decision, Defer, ExpectAbsent, ExpectMeta, Precondition
+from service.core.apply import (
+    Decision,
+    Defer,
+    ExpectAbsent,
+    ExpectMeta,
+    Precondition,
+    Write,
+    precondition_for,
+)
 from service.core.residency import decide_for
-from service.core.stamp import join_meta
-from service.core.stored import Absent, Raw, Settings, Stamped, Stored, read_item
+from service.core.stamp import join_meta, over_stored_tombstone
+from service.core.stored import Absent, Raw, Settings, Stamped, Stored, checked_digest, read_item
 from service.core.tombstones import (
     StoreItem,
     decode_store_item,
@@ -116,6 +124,22 @@ def decide_key(
     from the region before any adoption of the raw write had claimed it."""
     current = state.current
     tombstone = state.tombstone
+    if (
+        here == "adoption"
+        and settings.resolver.keeps_deleted_data
+        and isinstance(state.table, Raw)
+        and state.store is not None
+        and state.store.tombstone is not None
+        and not incoming.meta.deleted
+        and compare(incoming.meta, state.store.tombstone.meta) is Order.CONCURRENT
+    ):
+        # Under merge rules the raw write adopted here was written over the stored tombstone
+        # (nothing but its adoption ever writes over a raw item: other regions' versions
+        # wait, SDK writes are pending): it becomes what it becomes over a tombstone item.
+        folded = over_stored_tombstone(incoming, state.store.tombstone, settings=settings)
+        if incoming.meta.digest == checked_digest(state.table.data):
+            return Write(folded, precondition_for(current))  # the table holds this raw write
+        incoming = folded  # a later raw write is there: kept beside it (`beside_raw`)
     if here is None and isinstance(state.table, Raw) and tombstone is not None:
         assert isinstance(current, Raw) and current.copied is not None
         if compare(incoming.meta, current.copied) not in (Order.EQUAL, Order.BEFORE):
@@ -183,6 +207,15 @@ def commit_for(
     tombstone = state.tombstone
     if not version.meta.deleted:
         put = Step(_table_precondition(state), encode_item(version, horizon_ms=horizon))
+        if (
+            tombstone is not None
+            and present
+            and version.meta.digest != checked_digest(version.data)
+        ):
+            # Under merge rules a version kept beside a raw item (`beside_raw`) leaves it raw:
+            # the tombstone stays until that raw write's own adoption is taken over it
+            # (`decide_key`), so its data is never dropped while its vector is claimed.
+            return put, None
         if tombstone is not None:
             store = _store_write(
                 state, with_tombstone(state.store, None), table=table, key=key, horizon_ms=horizon

@@ -381,6 +381,40 @@ def succeeding(
     )
 
 
+def over_stored_tombstone(adopted: Version, tombstone: Version, *, settings: Settings) -> Version:
+    """Under merge rules with the tombstone store: the version a raw write becomes when it was
+    written into a key whose tombstone the store holds (its INSERT shows none). A successor of
+    the adoption and the tombstone whose data is the tombstone's with the raw data written
+    after it (`over_tombstone`), as it is when the tombstone was the item the raw write
+    replaced (`translate`): a write over a tombstone is an inflation of it (docs/design.md,
+    "Deletes under merge rules"). Computed from its two inputs alone, so every attempt at the
+    adoption's home writes the same one; it is stamped with the adoption's region as origin,
+    so that region's consumer forwards it from its record."""
+    meta = adopted.meta
+    region = actor_region(meta.actor)
+    base = join_meta(tombstone.meta, meta)
+    assert base is not None
+    data = over_tombstone(tombstone, adopted.data, region=region, settings=settings)
+    seed = f"{meta.actor}/{meta.write_id}/over/{tombstone.meta.write_id}"
+    randomness = hashlib.blake2b(seed.encode(), digest_size=10).digest()
+    ms = hlc_.wall_ms(base.hlc) % (1 << 48)
+    return new_version(
+        base=base,
+        visible=False,
+        base_data=tombstone.data,
+        data=data,
+        deleted=False,
+        region=region,
+        at_hlc=base.hlc + SUCCESSOR_STEP,
+        write_id=str(ulid.from_bytes(ms.to_bytes(6, "big") + randomness)),
+        adopted=False,
+        settings=settings,
+        successor=True,
+        # One update past the tombstone (the raw write), and never below the adoption's.
+        count=max(meta.count, tombstone.meta.count + 1),
+    )
+
+
 def written_later(later: Version, earlier: Version, *, settings: Settings) -> Version:
     """``later`` as the resolver must see it when it was written after ``earlier``, having
     read it: its clock, and the stamp of every attribute either holds (a removal included),

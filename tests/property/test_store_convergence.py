@@ -4,8 +4,13 @@ acknowledged writes, tables and stores alike, and a deleted key is absent from e
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pytest
+
 from resolvers import LastWriterWins, VersionCounter
 from tests.property.machine import ReplicationMachine
+from tests.property.test_rules_convergence import FieldRulesMachine, UnionRuleMachine
 
 
 class StoreLWWMachine(ReplicationMachine):
@@ -26,3 +31,87 @@ class StoreVersionCounterMachine(ReplicationMachine):
 
 TestLastWriterWinsConvergesWithTheStore = StoreLWWMachine.TestCase
 TestVersionCounterConvergesWithTheStore = StoreVersionCounterMachine.TestCase
+
+
+class StoreFieldRulesMachine(FieldRulesMachine):
+    """Field rules with the store: a tombstone's kept data lives in the store, and a write
+    over it (an adoption taken over it, `over_stored_tombstone`) is an inflation of it."""
+
+    store = True
+
+
+class StoreUnionRuleMachine(UnionRuleMachine):
+    store = True
+
+
+TestFieldRulesConvergeWithTheStore = StoreFieldRulesMachine.TestCase
+TestUnionRuleConvergesWithTheStore = StoreUnionRuleMachine.TestCase
+
+
+def test_a_raw_put_after_a_delete_brings_back_what_the_tombstone_keeps() -> None:
+    """Under merge rules a write over a tombstone is an inflation of it, and the store's
+    tombstone keeps the deleted data. A raw put into the deleted key shows no tombstone in
+    its INSERT (the key was absent), so its adoption at home is taken over the stored
+    tombstone (`over_stored_tombstone`): without that, the home region held the raw data
+    alone with a vector claiming the tombstone, and the regions that merged the adoption
+    with the tombstone held the deleted data too."""
+    m = StoreUnionRuleMachine()
+    m.setup(n=2, nkeys=2, skews=[0] * 5)
+    m.do_sdk_put("r0", "k0")
+    m.drain()
+    m.do_sdk_delete("r0", "k0")
+    m.drain()
+    m.do_raw_put("r0", "k0")
+    m.metadata_is_valid_and_never_moves_backwards()
+    m.teardown()
+
+
+def test_a_version_kept_beside_a_raw_item_leaves_the_stored_tombstone_for_its_adoption() -> None:
+    """Found by the union-rule machine with the store: r0's raw delete's adoption, read
+    late, met a raw put made after a later SDK delete (the raw item beside that delete's
+    tombstone) and was kept beside it (`beside_raw`): the commit dropped the tombstone, so
+    its data (``w3``) left r0 while the vector still claimed it, and r1, which merged the
+    tombstone, kept it. A version kept beside a raw item leaves the item raw, so the
+    tombstone stays until that raw write's own adoption is taken over it (`commit_for`)."""
+    m = StoreUnionRuleMachine()
+    m.setup(n=2, nkeys=2, skews=[0] * 5)
+    m.do_sdk_put("r0", "k0")
+    m.do_raw_delete("r0", "k0")
+    m.do_sdk_put("r0", "k0")
+    m.do_sdk_put("r1", "k0")
+    m.do_raw_delete("r1", "k0")
+    m.do_sdk_delete("r0", "k0")
+    m.do_raw_put("r0", "k0")
+    m.metadata_is_valid_and_never_moves_backwards()
+    m.teardown()
+
+
+@pytest.mark.parametrize(
+    "machine", [StoreLWWMachine, StoreUnionRuleMachine], ids=["lww", "union-rule"]
+)
+def test_a_raw_deletes_adoption_replayed_after_georep_deleted_the_same_image_reaches_every_region(
+    machine: type[ReplicationMachine],
+) -> None:
+    """Found by the union-rule machine with the store (make test under xdist): an
+    application deleted a replicated item in r1, a duplicate of the replication put the same
+    item back before r1's consumer read the delete, and the delete's adoption then deleted
+    it again in r1, recording the deletion under the image, which both REMOVEs share. r2
+    missed the adoption (unreachable); when the raw delete's record was replayed, the entry
+    made it look like georep's own echo and it was dropped: r2 kept the item forever. A
+    REMOVE whose recorded deletion is its own adoption is adopted again (`translate`)."""
+    m = machine()
+    m.setup(n=3, nkeys=2, skews=[0] * 5)
+    m.do_sdk_put("r0", "k0")
+    m._poll("r0", limit=1)
+    (forward,) = [record for _, record in m.inflight["r0"]["k0"]]
+    m.deliver_batch("r0", list(m.inflight["r0"]["k0"]))  # r1 and r2 hold the item
+    m.do_raw_delete("r1", "k0")
+    m.replicators["r0"].process([forward])  # a duplicate puts the same item back in r1
+    m._poll("r1", limit=3)  # the echo, the raw delete, the duplicate's echo
+
+    def r2_unreachable(region: str, key: str) -> Callable[[], None] | None:
+        return (lambda: m._unreachable(region)) if region == "r2" else None
+
+    m.deliver_batch("r1", list(m.inflight["r1"]["k0"]), races=r2_unreachable)
+    m.metadata_is_valid_and_never_moves_backwards()
+    m.teardown()  # the raw delete's record is replayed: r2 must receive its adoption

@@ -181,21 +181,21 @@ def test_migrate_tombstones_refuses_without_the_tombstone_store(
     assert "tombstone_store = true" in err
 
 
-def test_the_tombstone_store_under_merge_rules_is_refused_by_every_command_that_reads_it(
+def test_the_tombstone_store_with_residency_rules_is_refused_by_every_command(
     tmp_path: Path, no_aws: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Under merge rules the store is not proven yet (docs/decisions.md): the configuration
-    is refused with the way out, exit 2, before any region is reached."""
-    path = write_config(
-        tmp_path,
-        table='resolver = "rules"\n'
-        'resolver_options = { rule = "tests.property.example_rules:union_tags" }',
-        replication="tombstone_store = true",
+    """With residency rules the store is not proven yet (docs/decisions.md): the
+    configuration is refused with the way out, exit 2, before any region is reached."""
+    path = write_config(tmp_path, replication="tombstone_store = true")
+    path.write_text(
+        path.read_text()
+        + '\n[[filters]]\nname = "eu"\nwhen = { attribute = "r", equals = "EU" }\n'
+        + 'regions = ["eu-west-1"]\n'
     )
     for command in (["migrate-tombstones"], ["verify"], ["run", "--region", "eu-west-1"]):
         assert 2 == main([*command, "-c", str(path)]), command
         err = capsys.readouterr().err
-        assert "not supported with the merge resolver 'rules'" in err, (command, err)
+        assert "not supported with residency rules" in err, (command, err)
 
 
 def test_migrate_tombstones_refuses_an_unknown_region_and_a_bad_segment_count(

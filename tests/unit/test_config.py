@@ -177,17 +177,17 @@ def test_the_tombstone_store_is_off_by_default_and_reaches_the_core_when_on() ->
 
 
 def test_the_tombstone_store_is_refused_where_it_is_not_proven_yet() -> None:
-    """The store converges under last-writer-wins and version counters (the store state
-    machines); under merge rules and residency rules it is not proven yet, so turning it on
-    there is a configuration error that names the way out, not a silent risk."""
+    """The store converges under every resolver family (the store state machines); with
+    residency rules it is not proven yet, so turning it on there is a configuration error
+    that names the way out, not a silent risk."""
     store = {"replication": {"tombstone_store": True}}
     rule = {"rule": "tests.property.example_rules:union_tags"}
     for resolver in ("lww", "version-counter"):
         assert parse_config({**doc(resolver=resolver), **store}).settings().tombstone_store
-    with pytest.raises(ConfigError, match="not supported with the merge resolver 'rules'"):
-        parse_config({**doc(resolver="rules", resolver_options=rule), **store})
+    merging = parse_config({**doc(resolver="rules", resolver_options=rule), **store})
+    assert merging.settings().resolver.keeps_deleted_data and merging.settings().tombstone_store
     filters = [{"name": "eu", "when": {"attribute": "r", "equals": "EU"}, "regions": ["eu-west-1"]}]
     with pytest.raises(ConfigError, match="not supported with residency rules"):
         parse_config({**doc(), "filters": filters, **store})
-    # Without the store both load as before.
+    # Without the store residency rules load as before.
     assert parse_config({**doc(), "filters": filters}).settings().residency is not None
