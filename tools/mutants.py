@@ -522,4 +522,33 @@ MUTANTS: list[Mutant] = [
         "        pass",
         STORE,
     ),
+    # -- session 33: successors, merge rules with the store, replayed raw deletes ------------
+    Mutant(
+        "successor-raises-the-update-count",
+        "service/core/stamp.py",
+        "        count = max(replaced.meta.count, meta.count + 1)",
+        "        count = max(replaced.meta.count, meta.count) + 1",
+        ("tests/property/test_regressions.py", *STORE),
+    ),
+    Mutant(
+        "raw-write-beside-a-stored-tombstone-not-taken-over-it",
+        "service/core/places.py",
+        "        and compare(incoming.meta, state.store.tombstone.meta) is Order.CONCURRENT",
+        "        and compare(incoming.meta, state.store.tombstone.meta) is Order.AFTER",
+        STORE,
+    ),
+    Mutant(
+        "version-kept-beside-a-raw-item-drops-the-stored-tombstone",
+        "service/core/places.py",
+        "            and version.meta.digest != checked_digest(version.data)",
+        "            and version.meta.digest == checked_digest({})",
+        STORE,
+    ),
+    Mutant(
+        "replayed-raw-delete-taken-for-an-echo",
+        "service/core/adopt.py",
+        "                if (adopted.meta.actor, adopted.meta.write_id, adopted.meta.vv) == (",
+        "                if (adopted.meta.actor, adopted.meta.write_id, None) == (",
+        STORE,
+    ),
 ]
