@@ -170,6 +170,9 @@ class ConcurrentReplicationMachine(ReplicationMachine):
                 fail = Unreachable(f"{task.paused_at[0]} is unreachable")
             self.executor.step(task, fail=fail)
             self.take_settled()
+            # The invariant looks after each write, as it would between rules: a stale
+            # version written over a tombstone that succeeds it is a region moving back.
+            self.metadata_is_valid_and_never_moves_backwards()
 
     @precondition(lambda self: any(self.trackers[r].read_position for r in self.regions))
     @rule(data=st.data(), count=st.integers(1, 3))

@@ -144,3 +144,33 @@ def test_an_insert_in_flight_when_its_destination_writes_and_deletes_the_key_sta
     assert m.tables["r1"].get(KEY) is None
     absent_everywhere(m)
     m.teardown()
+
+
+@pytest.mark.parametrize("resolver", RESOLVERS, ids=lambda r: r.name)
+def test_a_put_in_flight_over_a_raw_item_never_lands_beside_a_tombstone_written_since(
+    resolver: Resolver,
+) -> None:
+    """FAILS on this branch: a product bug the concurrent machines found (deep run,
+    ``--hypothesis-seed=12``, both machines), reported, not fixed here (service/core/places.py
+    is being edited elsewhere).
+
+    r1 holds a raw item X (no ``_georep``, no tombstone). r0's put A is in flight at r1: read
+    done (X, no tombstone), its write decided. Then, in r1, the application deletes the key
+    through the SDK (a DeleteItem and a tombstone in the store, later than A) and puts a raw
+    item Y with plain boto3. The released write's table condition, "no ``_georep``", holds for
+    Y as it did for X (conditions compare only ``_georep``), and `commit_for` sends no store
+    step for a write over a present item ("an update: the store cannot hold a tombstone"), so
+    A, which the tombstone does not succeed and which loses to it, lands beside it: the
+    store's invariant is broken at r1, and the regions never converge."""
+    m = machine_for(resolver)
+    m.do_sdk_put("r0", "k0")
+    m.do_raw_put("r1", "k0")
+    forward(m, "r0")
+    task = to_the_write(m)
+    m.now += 1000
+    m.do_sdk_delete("r1", "k0")
+    m.do_raw_put("r1", "k0")
+    m.executor.step(task)
+    m.take_settled()
+    m._places_agree("r1", "k0", m.key_state("r1", "k0"), settled=True)
+    m.teardown()
