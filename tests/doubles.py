@@ -4,6 +4,7 @@ the test moves, and a replicator that records what it was handed and fails what 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
@@ -271,3 +272,168 @@ class HeldReads(Executor):
                 future.set_result(fn(*args))
             except Exception as error:
                 future.set_exception(error)
+
+
+class Abandoned(BaseException):
+    """Raised in a stepped task's thread when the test ends without finishing it (a
+    BaseException, so the code under test, which turns errors into outcomes, lets it pass)."""
+
+
+@dataclass(eq=False)
+class SteppedTask:
+    """One callable submitted to a :class:`SteppedExecutor`. ``paused_at``: what it is about
+    to do while paused (what the code under test passed to :meth:`SteppedExecutor.pause`)."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    future: Future[Any]
+    thread: threading.Thread | None = None
+    paused_at: object = None
+    finished: bool = False
+    error: BaseException | None = None
+    fail: BaseException | None = None  # raised at the pause point when next stepped
+    abandoned: bool = False
+    go: threading.Event = field(default_factory=threading.Event)
+    yielded: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def started(self) -> bool:
+        return self.thread is not None
+
+
+_stepping = threading.local()
+
+
+class SteppedExecutor(Executor):
+    """An executor whose tasks run only when the test steps them, one thread at a time, so
+    work is really in flight (submitted, not finished) while the test does other things, and
+    the interleaving is the test's to choose.
+
+    A task stepped for the first time starts in a thread of its own and runs until it reaches
+    a pause point (:meth:`pause`, which the code under test reaches through a double such as
+    :class:`PausingTable`) or finishes; stepped again, it goes on from there. The test's
+    thread waits meanwhile: exactly one thread runs at any time, so the schedule is as
+    deterministic as an inline one. :meth:`run_all` finishes everything (tasks not started
+    yet run inline, in the caller's thread, and never pause); :meth:`abandon` stops the
+    threads of a test that ends early.
+    """
+
+    def __init__(self, *, timeout: float = 60.0) -> None:
+        self.tasks: list[SteppedTask] = []
+        self.timeout = timeout
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        self.tasks.append(SteppedTask(fn, args, kwargs, future))
+        return future
+
+    def paused(self) -> list[SteppedTask]:
+        return [task for task in self.tasks if task.started]
+
+    def step(self, task: SteppedTask, *, fail: BaseException | None = None) -> None:
+        """Run ``task`` to its next pause point or its end (``fail``: raised at the pause
+        point it is resumed from, as a request that never reached its destination)."""
+        assert task in self.tasks, "the task finished already"
+        task.fail = fail if task.started else None
+        if task.thread is None:
+            task.thread = threading.Thread(target=self._body, args=(task,), daemon=True)
+            task.thread.start()
+        else:
+            task.go.set()
+        if not task.yielded.wait(self.timeout):
+            raise AssertionError(f"a stepped task neither paused nor ended in {self.timeout} s")
+        task.yielded.clear()
+        if task.finished:
+            self.tasks.remove(task)
+            if task.error is not None:
+                raise task.error
+
+    def finish(self, task: SteppedTask) -> None:
+        """Run ``task`` to its end: inline if it has not started, else step by step."""
+        if task.started:
+            while task in self.tasks:
+                self.step(task)
+            return
+        self.tasks.remove(task)
+        try:
+            task.future.set_result(task.fn(*task.args, **task.kwargs))
+        except Exception as error:
+            task.future.set_exception(error)
+            raise
+
+    def run_all(self) -> None:
+        """Finish every task, the oldest first (tasks submitted meanwhile too)."""
+        while self.tasks:
+            self.finish(self.tasks[0])
+
+    def abandon(self) -> None:
+        """End the threads of tasks still paused (their work is dropped) and forget the rest."""
+        for task in self.paused():
+            task.abandoned = True
+            task.go.set()
+            task.yielded.wait(self.timeout)
+        self.tasks.clear()
+
+    def pause(self, where: object) -> None:
+        """A pause point: in a stepped task's thread, hand control back to the test until the
+        task is stepped again (``where``: what the task is about to do); elsewhere nothing."""
+        task = getattr(_stepping, "task", None)
+        if task is None:
+            return
+        task.paused_at = where
+        task.yielded.set()
+        task.go.wait()
+        task.go.clear()
+        task.paused_at = None
+        if task.abandoned:
+            raise Abandoned()
+        fail, task.fail = task.fail, None
+        if fail is not None:
+            raise fail
+
+    @staticmethod
+    def _body(task: SteppedTask) -> None:
+        _stepping.task = task
+        try:
+            task.future.set_result(task.fn(*task.args, **task.kwargs))
+        except Abandoned:
+            pass  # the test ended: nobody reads this future
+        except BaseException as error:
+            task.error = error
+            task.future.set_exception(error)
+        finally:
+            _stepping.task = None
+            task.finished = True
+            task.yielded.set()
+
+
+class PausingTable:
+    """A table whose conditional writes (``write``, ``annotate``, ``commit``), sent from a task
+    of ``executor``, first pause there: the point between a replicator's read and its
+    conditional write, where concurrency bites. Reads pass straight through."""
+
+    def __init__(self, table: Any, executor: SteppedExecutor) -> None:
+        self.table = table
+        self.executor = executor
+
+    def _pause(self, key: Mapping[str, Any]) -> None:
+        self.executor.pause((self.table.region, dict(key)))
+
+    def get(self, key: Mapping[str, Any]) -> Any:
+        return self.table.get(key)
+
+    def get_stored(self, key: Mapping[str, Any]) -> Any:
+        return self.table.get_stored(key)
+
+    def write(self, key: Mapping[str, Any], item: Any, precondition: Any) -> Any:
+        self._pause(key)
+        return self.table.write(key, item, precondition)
+
+    def annotate(self, key: Mapping[str, Any], meta: Any, precondition: Any) -> Any:
+        self._pause(key)
+        return self.table.annotate(key, meta, precondition)
+
+    def commit(self, key: Mapping[str, Any], *, table: Any, store: Any) -> Any:
+        self._pause(key)
+        return self.table.commit(key, table=table, store=store)
