@@ -158,6 +158,12 @@ def decide_key(
         # region's item): georep never leaves one there. Its INSERT is adopted over the
         # tombstone (`translate`'s ``beside``); until then nothing replaces it.
         return Defer("the item here, copied in after a delete, is not adopted yet")
+    if settings.resolver.keeps_deleted_data and isinstance(state.table, Raw) and tombstone:
+        # Under merge rules a raw item beside a stored tombstone claims it only through its
+        # own adoption, which takes its data too (above): a version kept beside the raw item
+        # (`beside_raw`) must not claim the tombstone without its data, which a successor
+        # of it would then drop (union-rule store machine, deep run seed 2376388848).
+        current = state.table
     return decide_for(current, incoming, destination=destination, settings=settings, here=here)
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from resolvers import LastWriterWins, VersionCounter
 from tests.property.machine import ReplicationMachine
+from tests.property.schedules import replay
 from tests.property.test_rules_convergence import FieldRulesMachine, UnionRuleMachine
 
 
@@ -115,3 +116,16 @@ def test_a_raw_deletes_adoption_replayed_after_georep_deleted_the_same_image_rea
     m.deliver_batch("r1", list(m.inflight["r1"]["k0"]), races=r2_unreachable)
     m.metadata_is_valid_and_never_moves_backwards()
     m.teardown()  # the raw delete's record is replayed: r2 must receive its adoption
+
+
+def test_a_version_kept_beside_a_raw_item_never_claims_the_stored_tombstone_without_its_data() -> (
+    None
+):
+    """Found by the union-rule machine with the store (deep run, seed 2376388848; the printed
+    schedule is replayed): r0's raw delete's adoption met a raw put made after a later SDK
+    delete and was kept beside it (`beside_raw`) with a context that claimed the stored
+    tombstone (the raw item's context joined it) but not its data; once that raw item was
+    deleted raw, the adoption of the kept version succeeded the tombstone without the deleted
+    value. Under merge rules a raw item claims a stored tombstone only through its own
+    adoption, which takes the tombstone's data too (`decide_key`)."""
+    replay(StoreUnionRuleMachine(), "union-store-seed-2376388848.txt")
