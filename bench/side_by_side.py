@@ -588,6 +588,18 @@ def measure(
     return points, processes_seen
 
 
+def run_record(started: datetime, commit: str) -> dict[str, Any]:
+    """What every benchmark's results say about the run itself: when, which commit, the
+    command line, the machine and its load when the run started."""
+    return {
+        "started": started.isoformat(timespec="seconds"),
+        "commit": commit,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": machine(),
+        "loadavg_at_start": os.getloadavg(),
+    }
+
+
 def machine() -> dict[str, Any]:
     model = "unknown"
     try:
@@ -675,11 +687,7 @@ def main() -> None:
     commit = git_commit()
     result: dict[str, Any] = {
         "run": {
-            "started": started.isoformat(timespec="seconds"),
-            "commit": commit,
-            "command": " ".join([Path(sys.executable).name, *sys.argv]),
-            "machine": machine(),
-            "loadavg_at_start": os.getloadavg(),
+            **run_record(started, commit),
             "backend": "moto server, serialised (service.adapters.backends.MotoServer)",
             "delays_ms": delays,
             "systems": systems,

@@ -50,7 +50,7 @@ if __package__ in (None, ""):  # run as a script: the repository root, for bench
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.counting_moto import CountingMoto, take
-from bench.side_by_side import Process, Tap, machine
+from bench.side_by_side import Process, Tap, run_record
 from bench.side_by_side import georep_config as side_by_side_config
 from bench.store_billing import RULES, Biller, Request, Roles, Tally
 from bench.wan import child_env, git_commit, proxy_to
@@ -417,11 +417,7 @@ def main() -> None:
     commit = git_commit()
     result: dict[str, Any] = {
         "run": {
-            "started": started.isoformat(timespec="seconds"),
-            "commit": commit,
-            "command": " ".join([Path(sys.executable).name, *sys.argv]),
-            "machine": machine(),
-            "loadavg_at_start": os.getloadavg(),
+            **run_record(started, commit),
             "backend": "moto server, serialised, counting (bench/counting_moto.py)",
             "regions": list(REGIONS),
             "source": SOURCE,
