@@ -533,8 +533,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "raw-write-beside-a-stored-tombstone-not-taken-over-it",
         "service/core/places.py",
-        "        and compare(incoming.meta, state.store.tombstone.meta) is Order.CONCURRENT",
-        "        and compare(incoming.meta, state.store.tombstone.meta) is Order.AFTER",
+        "        and compare(incoming.meta, tombstone.meta) is Order.CONCURRENT",
+        "        and compare(incoming.meta, tombstone.meta) is Order.AFTER",
         STORE,
     ),
     Mutant(

@@ -124,22 +124,22 @@ def decide_key(
     adoption (`Defer`): the raw write's record (an INSERT) shows no tombstone, so only its
     adoption in this region, meeting the tombstone as the raw item's context, can make it
     succeed the delete; a version written over the raw item first would drop the tombstone
-    from the region before any adoption of the raw write had claimed it."""
+    from the region before any adoption of the raw write had claimed it. Under merge rules
+    that adoption is taken over the tombstone, its data included (`over_stored_tombstone`)."""
     current = state.current
     tombstone = state.tombstone
     if (
         here == "adoption"
         and settings.resolver.keeps_deleted_data
         and isinstance(state.table, Raw)
-        and state.store is not None
-        and state.store.tombstone is not None
+        and tombstone is not None
         and not incoming.meta.deleted
-        and compare(incoming.meta, state.store.tombstone.meta) is Order.CONCURRENT
+        and compare(incoming.meta, tombstone.meta) is Order.CONCURRENT
     ):
         # Under merge rules the raw write adopted here was written over the stored tombstone
         # (nothing but its adoption ever writes over a raw item: other regions' versions
         # wait, SDK writes are pending): it becomes what it becomes over a tombstone item.
-        folded = over_stored_tombstone(incoming, state.store.tombstone, settings=settings)
+        folded = over_stored_tombstone(incoming, tombstone, settings=settings)
         if incoming.meta.digest == checked_digest(state.table.data):
             return Write(folded, precondition_for(current))  # the table holds this raw write
         incoming = folded  # a later raw write is there: kept beside it (`beside_raw`)
@@ -158,7 +158,11 @@ def decide_key(
         # region's item): georep never leaves one there. Its INSERT is adopted over the
         # tombstone (`translate`'s ``beside``); until then nothing replaces it.
         return Defer("the item here, copied in after a delete, is not adopted yet")
-    if settings.resolver.keeps_deleted_data and isinstance(state.table, Raw) and tombstone:
+    if (
+        settings.resolver.keeps_deleted_data
+        and isinstance(state.table, Raw)
+        and tombstone is not None
+    ):
         # Under merge rules a raw item beside a stored tombstone claims it only through its
         # own adoption, which takes its data too (above): a version kept beside the raw item
         # (`beside_raw`) must not claim the tombstone without its data, which a successor
