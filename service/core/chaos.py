@@ -12,6 +12,13 @@ claimed"):
   holds and its adoption succeeds that (and, through the region's adoption actor, every earlier
   raw write of R). Not claimed: a raw write followed by a stamped write, which is concurrent
   with the raw write's adoption when it was not adopted yet.
+  Not claimed either (session 34, the chaos run in ``make test`` under load, seed 20261206): a
+  raw write over a raw write of its region that was not adopted yet (the item it replaced had
+  no ``_georep``, or one its data does not match). A version of another region landing there
+  before the first adoption hides from that adoption the second raw write, so the two
+  adoptions are concurrent and the resolver picks one (docs/design.md, "Still not claimed":
+  "two raw writes waiting there ... are no longer ordered"; the ground truth of the state
+  machines claims no more, tests/property/truth.py).
 * **Read, then written.** ``b``'s writer read ``a``'s value just before writing. Claimed when
   ``a`` reached ``b``'s region through replication (then it was a stamped or adopted version
   there), or under the same-region rule above.
@@ -45,6 +52,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from service.core.values import digest
+
 
 class Kind(StrEnum):
     STAMPED_PUT = "stamped_put"
@@ -77,6 +86,9 @@ class Write:
     started: float
     acked: float | None
     read: str | None = None
+    # A raw write over a raw write of its region not adopted yet: that write's value (its
+    # item as this write's request returned it; module docstring). None: anything else.
+    over_unadopted: str | None = None
     # Under merge rules (module docstring): the set attribute's elements as its writer read
     # them, and the set it wrote (None: the write does not write the set, e.g. a delete).
     set_read: frozenset[str] = frozenset()
@@ -135,7 +147,11 @@ def _precedes(a: Write, b: Write) -> bool:
         return False
     # NOTE: raw then stamped in one region is not ordered while the raw write is unadopted
     # (docs/design.md, "Still not claimed").
-    same_region = a.region == b.region and not (not a.kind.stamped and b.kind.stamped)
+    same_region = (
+        a.region == b.region
+        and not (not a.kind.stamped and b.kind.stamped)
+        and not (b.over_unadopted is not None and b.over_unadopted == a.value)
+    )
     if same_region and a.acked is not None and a.acked < b.started:
         return True
     if b.read is not None and b.read == a.value and not a.kind.deletes:
@@ -283,6 +299,24 @@ def final_value(item: Mapping[str, Any] | None, *, value_attribute: str) -> Fina
         return None
     found = item.get(value_attribute, {}).get("S")
     return str(found) if found is not None else None
+
+
+def unadopted_value(item: Mapping[str, Any] | None, *, value_attribute: str) -> str | None:
+    """The value of ``item`` if it is a raw write its region's consumer has not adopted yet:
+    no ``_georep``, or one whose data digest (``h``) is not its data's. None otherwise.
+
+    NOTE: the digest's canonical encoding (docs/metadata.md) is the one function of georep
+    this accounting uses besides the tombstone flag, as the state machines' ground truth does
+    (tests/property/truth.py): what a raw write replaced decides which order is claimed, not
+    how versions compare."""
+    if item is None:
+        return None
+    value = item.get(value_attribute, {}).get("S")
+    meta = item.get("_georep", {}).get("M")
+    if value is None or meta is None:
+        return None if value is None else str(value)
+    data = {k: v for k, v in item.items() if not k.startswith("_georep")}
+    return None if meta.get("h", {}).get("S") == digest(data) else str(value)
 
 
 def set_value(item: Mapping[str, Any] | None, *, attribute: str) -> frozenset[str]:

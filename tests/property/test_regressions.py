@@ -1086,3 +1086,58 @@ def test_successors_never_raise_a_values_update_count(store: bool) -> None:
     m.do_sdk_delete("r1", "k0")  # r1 deletes the value it holds
     m.metadata_is_valid_and_never_moves_backwards()
     m.teardown()  # the successors reach r1 now: the delete must still win
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: docs/design.md 'Still not claimed' (two raw writes waiting where a "
+    "replicated version landed are not ordered); the fix is a pending version beside the raw "
+    "data (docs/decisions.md)",
+)
+@pytest.mark.parametrize("resolver", RESOLVERS, ids=lambda r: r.name)
+@pytest.mark.parametrize("second", ["put", "delete"])
+def test_a_raw_write_over_an_unadopted_one_outlives_it_when_a_replicated_version_lands_first(
+    resolver: Resolver, second: str
+) -> None:
+    """Found by `make test`'s chaos run under load (seed 20261206, a raw delete lost to the
+    raw put it deleted): at r0 a raw put replaced a stamped version, a raw delete (or put)
+    replaced the raw put before its adoption, and another region's version, concurrent with
+    both, landed in r0 before the first adoption did. The first adoption, finding that
+    version instead of what the second raw write left, merged with it (last-writer-wins: its
+    clock, its base's plus one, beat the second adoption's whole second), and the second
+    adoption, succeeding only a raw item, lost to it: the deleted value came back in every
+    region. Documented as not claimed; kept failing on purpose until it is fixed.
+
+    Tried in session 34 and refused: the first adoption writing a successor of both with the
+    found version's data (as for a stamped write made there) re-times that version above
+    writes that followed it elsewhere; the collecting machine found the rollback at once (a
+    value replaced by a write that had read it came back)."""
+
+    class Machine(ReplicationMachine):
+        pass
+
+    Machine.resolver = resolver
+    m = Machine()
+    m.setup(n=3, nkeys=2, skews=[0, 900, 0, 0, 0])  # r1's writers' clock is ahead
+    m.now += 500  # stream times are whole seconds: the stamped version's clock is above them
+    m.do_sdk_put("r1", "k0")
+    m._poll("r1", limit=10)
+    m.do_deliver("r1", "r0", "k0")  # r0 only, for now
+    m.do_raw_put("r0", "k0")
+    first = m.tables["r0"].get({"pk": {"S": "k0"}})
+    assert first is not None
+    if second == "put":
+        m.do_raw_put("r0", "k0")
+    else:
+        m.do_raw_delete("r0", "k0")
+    m.do_sdk_put("r2", "k0")  # concurrent with both raw writes, timed below r1's version
+    m._poll("r2", limit=10)
+    m.do_deliver("r2", "r0", "k0")  # it lands in r0 before r0's consumer reads a record
+    m.drain()
+    assert first["val"]["S"] != final_value(m, "k0")
+    m.crash_region("r0")  # replay r0's whole stream: nothing changes
+    m.checkpoints["r0"] = 0
+    m.crash_region("r0")
+    m.drain()
+    assert first["val"]["S"] != final_value(m, "k0")
+    m.teardown()

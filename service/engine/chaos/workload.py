@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from service.core.chaos import Kind, Write, final_value, set_value
+from service.core.chaos import Kind, Write, final_value, set_value, unadopted_value
 
 VALUE = "v"  # the attribute that holds each write's unique value
 META = "_georep"
@@ -132,6 +132,9 @@ class Writer:
         pk = {self.partition_key: {"S": key}}
         started = self.clock()
         read: str | None = None
+        # What a raw write replaced, as its own request returned it (ALL_OLD): an unadopted raw
+        # write of this region there is not claimed to precede it (service/core/chaos.py).
+        replaced: dict[str, Any] | None = None
         try:
             if kind is Kind.STAMPED_PUT:
                 self.stamped.put({**pk, VALUE: {"S": value}})
@@ -142,7 +145,11 @@ class Writer:
                 if self.stamped.delete(pk) is None:
                     return  # nothing to delete: no write happened
             elif kind is Kind.RAW_PUT:
-                self.client.put_item(TableName=self.table_name, Item={**pk, VALUE: {"S": value}})
+                replaced = self.client.put_item(
+                    TableName=self.table_name,
+                    Item={**pk, VALUE: {"S": value}},
+                    ReturnValues="ALL_OLD",
+                ).get("Attributes")
             elif kind is Kind.RAW_RMW:
                 read, item = self._read(pk)
                 # A read-modify-write that copies georep's metadata back, as an application
@@ -150,12 +157,14 @@ class Writer:
                 # TTL would delete the live item).
                 written = {**(item or {}), **pk, VALUE: {"S": value}}
                 written.pop("_georep_ttl", None)
-                self.client.put_item(TableName=self.table_name, Item=written)
+                replaced = self.client.put_item(
+                    TableName=self.table_name, Item=written, ReturnValues="ALL_OLD"
+                ).get("Attributes")
             elif kind is Kind.RAW_DELETE:
-                old = self.client.delete_item(
+                replaced = self.client.delete_item(
                     TableName=self.table_name, Key=pk, ReturnValues="ALL_OLD"
-                )
-                if not old.get("Attributes"):
+                ).get("Attributes")
+                if not replaced:
                     return  # nothing was there: DynamoDB emits no record, no write happened
         except Exception:
             self.ledger.record(
@@ -163,8 +172,9 @@ class Writer:
             )
             return
         acked = self.clock()
+        over = unadopted_value(replaced, value_attribute=VALUE)
         self.ledger.record(
-            Write(self.ledger.next_id(), key, value, self.region, kind, started, acked, read)
+            Write(self.ledger.next_id(), key, value, self.region, kind, started, acked, read, over)
         )
 
     def _add(self, kind: Kind, key: str, value: str) -> None:
