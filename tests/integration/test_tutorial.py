@@ -63,3 +63,6 @@ def test_the_readme_tutorial_runs_as_written(tmp_path: Path) -> None:
     assert re.search(r"exit 1\s.*exit 0\s*$", result.stdout, flags=re.S), out
     assert "cart#1" in result.stdout, out
     assert '"items": ["book", "lamp"]' in result.stdout, out  # verify --show: what both hold
+    # A plain boto3 delete in eu-west-1: get_item in us-east-1 returns no item (issue 22).
+    assert "cart#2 in us-east-1: {'SS': ['pen']}" in result.stdout, out
+    assert "cart#2 in us-east-1 after the delete: None" in result.stdout, out
