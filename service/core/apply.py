@@ -38,6 +38,7 @@ from service.core.version import (
     actor_region,
     blind_actor,
     compare,
+    is_adoption_actor,
     is_over_raw_actor,
 )
 from service.errors import RuleError
@@ -53,6 +54,24 @@ def _stamped_here(mine: Meta, adoption: Meta) -> bool:
         and not mine.merged
         and not mine.adopted
         and compare(mine, adoption) is Order.CONCURRENT
+    )
+
+
+def _carried_by_an_earlier_adoption(mine: Meta, adoption: Meta) -> bool:
+    """Whether ``mine``, which an adoption's own region holds, is carried by the adoption of an
+    earlier record of that region's stream that the adoption does not hold: its actor is an
+    adoption actor of that region, counting by sequence numbers, and its counter is below the
+    adoption's own. That raw write was made in the table before this one, so this one
+    physically replaced it (or what replaced it) although its record did not show it: a
+    version of another region landed where the raw writes left a raw item or nothing, and the
+    earlier adoption, finding it there, merged with it and carried the merge (docs/design.md,
+    "Raw-write adoption")."""
+    actor = mine.actor
+    counter = mine.vv.get(actor)
+    return (
+        actor_region(actor) == adoption.origin
+        and is_adoption_actor(actor)
+        and adoption.vv.get(actor) < counter < adoption.vv.get(adoption.actor)
     )
 
 
@@ -341,6 +360,18 @@ def decide(
                 return Write(incoming, pre)
             if tombstone_expired(incoming.meta, at_hlc=mine.meta.hlc, settings=settings):
                 return Skip("stale")
+            if succeed and not keeps and _carried_by_an_earlier_adoption(mine.meta, incoming.meta):
+                # A later raw write of this region meets the merge its predecessor's adoption
+                # carries: merged with it, it would lose to its own predecessor on the clock
+                # (the predecessor's is its base's plus one, this one's a whole second), and a
+                # delete would bring back what it deleted (chaos run, seed 20261206). It is
+                # written as what it is, a write made after that adoption: its data over the
+                # merge, succeeding it (`succeeding`, ``before``: the merge came first).
+                later = Version(
+                    data=dict(incoming.data),
+                    meta=replace(mine.meta, deleted=incoming.meta.deleted),
+                )
+                return Write(succeeding(incoming, later, settings=settings, before=True), pre)
             merged = merge(mine, incoming, settings=settings)
             if merged.meta == mine.meta and merged.data == mine.data:
                 return Skip("absorbed")

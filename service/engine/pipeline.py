@@ -798,8 +798,10 @@ class Replicator:
                 how = "merged" if decision.conflict else "written"
                 if here is not None and supersedes(decision, version):
                     how = "succeeded"  # a successor of the adoption, forwarded from its record
-                    if state is not None and steps[0] is not None and steps[0].check:
-                        # Written to the store alone: no record forwards it (`Delivery`).
+                    if state is not None and decision.version.meta.deleted:
+                        # A tombstone in the store: no record forwards it (`Delivery`). The
+                        # table's step is a check, or the Delete of the item it succeeds, whose
+                        # REMOVE is replication's own (an echo, recorded so in the store).
                         applied = self._applied(version, how, labels)
                         return replace(applied, replacement=decision.version)
                 return self._applied(version, how, labels)

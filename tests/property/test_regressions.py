@@ -1088,16 +1088,11 @@ def test_successors_never_raise_a_values_update_count(store: bool) -> None:
     m.teardown()  # the successors reach r1 now: the delete must still win
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: docs/design.md 'Still not claimed' (two raw writes waiting where a "
-    "replicated version landed are not ordered); the fix is a pending version beside the raw "
-    "data (docs/decisions.md)",
-)
 @pytest.mark.parametrize("resolver", RESOLVERS, ids=lambda r: r.name)
 @pytest.mark.parametrize("second", ["put", "delete"])
+@pytest.mark.parametrize("copy_meta", [False, True])
 def test_a_raw_write_over_an_unadopted_one_outlives_it_when_a_replicated_version_lands_first(
-    resolver: Resolver, second: str
+    resolver: Resolver, second: str, copy_meta: bool
 ) -> None:
     """Found by `make test`'s chaos run under load (seed 20261206, a raw delete lost to the
     raw put it deleted): at r0 a raw put replaced a stamped version, a raw delete (or put)
@@ -1106,12 +1101,14 @@ def test_a_raw_write_over_an_unadopted_one_outlives_it_when_a_replicated_version
     version instead of what the second raw write left, merged with it (last-writer-wins: its
     clock, its base's plus one, beat the second adoption's whole second), and the second
     adoption, succeeding only a raw item, lost to it: the deleted value came back in every
-    region. Documented as not claimed; kept failing on purpose until it is fixed.
+    region. Fix: the later adoption, finding in its region a version carried by the adoption
+    of an earlier record of that region's stream that it does not hold, writes itself as made
+    after it (`_carried_by_an_earlier_adoption`: a successor of that merge with its own data).
 
-    Tried in session 34 and refused: the first adoption writing a successor of both with the
-    found version's data (as for a stamped write made there) re-times that version above
-    writes that followed it elsewhere; the collecting machine found the rollback at once (a
-    value replaced by a write that had read it came back)."""
+    Tried first and refused: the earlier adoption writing a successor of itself and the version
+    it found, with that version's data (as for a stamped write made there), re-times that
+    version above writes made after it elsewhere; the collecting machine found a value coming
+    back over a write that had read it within minutes."""
 
     class Machine(ReplicationMachine):
         pass
@@ -1123,7 +1120,7 @@ def test_a_raw_write_over_an_unadopted_one_outlives_it_when_a_replicated_version
     m.do_sdk_put("r1", "k0")
     m._poll("r1", limit=10)
     m.do_deliver("r1", "r0", "k0")  # r0 only, for now
-    m.do_raw_put("r0", "k0")
+    m.do_raw_put("r0", "k0", copy_meta=copy_meta)
     first = m.tables["r0"].get({"pk": {"S": "k0"}})
     assert first is not None
     if second == "put":

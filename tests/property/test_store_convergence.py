@@ -129,3 +129,26 @@ def test_a_version_kept_beside_a_raw_item_never_claims_the_stored_tombstone_with
     value. Under merge rules a raw item claims a stored tombstone only through its own
     adoption, which takes the tombstone's data too (`decide_key`)."""
     replay(StoreUnionRuleMachine(), "union-store-seed-2376388848.txt")
+
+
+@pytest.mark.parametrize(
+    "machine", [StoreLWWMachine, StoreVersionCounterMachine], ids=["lww", "version-counter"]
+)
+def test_a_raw_deletes_successor_over_a_live_item_reaches_every_region_with_the_store(
+    machine: type[ReplicationMachine],
+) -> None:
+    """Found by the concurrent version-counter store machine in session 34, once a later raw
+    write's adoption could be written as made after the merge its predecessor's adoption
+    carries (`_carried_by_an_earlier_adoption`): at r1 a raw put and a raw delete, another
+    region's version landing in between. The delete's successor, a tombstone, went to r1's
+    store with the Delete of the live item, whose REMOVE is replication's own (an echo), so no
+    record forwarded it and r0 kept the put's value. Now a successor tombstone written with
+    the store is delivered to the other regions by the Replicator itself (`Delivery`'s
+    ``replacement``), as one written beside an absent item already was."""
+    m = machine()
+    m.setup(n=2, nkeys=2, skews=[0] * 5)
+    m.do_sdk_put("r0", "k0")
+    m.do_sdk_put("r1", "k0")
+    m.do_raw_put("r1", "k0")
+    m.do_raw_delete("r1", "k0")
+    m.teardown()  # drains, then every region must hold the same, and the ground truth hold
