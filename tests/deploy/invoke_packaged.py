@@ -6,7 +6,8 @@ hand it events, as Lambda would.
 ``-I -S``: no PYTHONPATH, no user site, no .pth files (so not the editable install of georep):
 ``sys.path`` is the zip, then the dependencies' folders (the runtime's boto3 included), then
 the standard library. Writes the responses, where ``service`` was imported from, whether
-Hypothesis was imported, and every AWS API call made (operation, region, table). Recording
+Hypothesis was imported, and every AWS API call made (operation, region, table, and a
+transaction's actions as [kind, table]). Recording
 the calls wraps botocore's one request method and calls it unchanged.
 """
 
@@ -25,7 +26,13 @@ _make_api_call = botocore.client.BaseClient._make_api_call
 
 
 def _recording(self, operation_name, api_params):
-    calls.append([operation_name, self.meta.region_name, api_params.get("TableName")])
+    # A transaction's actions, each with its table: IAM authorizes each one by itself.
+    actions = [
+        [kind, body.get("TableName")]
+        for action in api_params.get("TransactItems", [])
+        for kind, body in action.items()
+    ]
+    calls.append([operation_name, self.meta.region_name, api_params.get("TableName"), actions])
     return _make_api_call(self, operation_name, api_params)
 
 

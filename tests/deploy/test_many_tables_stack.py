@@ -22,7 +22,7 @@ from samtranslator.yaml_helper import yaml_parse
 from service.adapters.backends import MotoServer
 from service.surfaces.cli import main
 from service.surfaces.stack import load_template
-from tests.deploy.sam import ARTIFACT_BUCKET, ARTIFACT_KEY, TEMPLATE, placeholder_zip
+from tests.deploy.sam import ARTIFACT_BUCKET, ARTIFACT_KEY, TEMPLATE
 from tests.deploy.test_stacks import Account
 
 REGIONS = ("eu-west-1", "us-east-1")
@@ -170,9 +170,7 @@ def test_an_existing_table_is_named_by_its_stream_arn(tmp_path: Path) -> None:
 def stack(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Account]:
     account = Account(moto_server)
     out = render(tmp_path_factory.mktemp("stack"), account=account.id)
-    s3 = account.client("s3", "us-east-1")
-    s3.create_bucket(Bucket=ARTIFACT_BUCKET)
-    s3.put_object(Bucket=ARTIFACT_BUCKET, Key=ARTIFACT_KEY, Body=placeholder_zip())
+    account.upload_artifact()
     cloudformation = account.client("cloudformation", "us-east-1")
     cloudformation.create_stack(
         StackName="georep-tables",

@@ -30,11 +30,13 @@ import pytest
 from service.adapters.backends import EmbeddedBackend, MotoServer, create_replica_table
 from service.adapters.conflicts import DynamoConflicts
 from service.adapters.deadletter import DynamoDeadLetters
+from service.adapters.dynamo import ensure_store_table
 from service.config import load_config
+from service.core.tombstones import store_key
 from service.core.version import TTL_ATTR
 from service.surfaces.commands.deploy import parameters
 from service.surfaces.sdk import GeorepTable
-from tests.deploy.sam import ARTIFACT_BUCKET, ARTIFACT_KEY, ROOT, placeholder_zip, translated_json
+from tests.deploy.sam import ROOT, translated_json
 from tests.deploy.test_stacks import Account, role_policy
 from tests.integration.cluster import REGIONS, Cluster, make_cluster
 from tests.integration.test_lambda_handler import lambda_event
@@ -197,6 +199,13 @@ def test_the_packaged_handler_replicates_the_event_sam_generates(
 # -- recorded batches: binary values, a TTL deletion, a malformed record -------------------------
 
 
+def malformed(record: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``record`` no stream ever sends (an unknown event name): dead-lettered."""
+    out = copy.deepcopy(record)
+    out["eventName"] = "TRUNCATE"
+    return out
+
+
 @pytest.fixture(scope="module")
 def recorded_run(
     packaged: Path, moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory
@@ -239,9 +248,7 @@ def recorded_run(
         later = lambda_event(cluster, SOURCE)["Records"][len(first["Records"]) :]
         (removal,) = [r for r in later if r["eventName"] == "REMOVE"]
         removal["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
-        malformed = copy.deepcopy(first["Records"][0])
-        malformed["eventName"] = "TRUNCATE"
-        second = {"Records": [malformed, *later]}
+        second = {"Records": [malformed(first["Records"][0]), *later]}
         again = invoke(packaged, [second], env=env, tmp_path=tmp_path)
         result["responses"] += again["responses"]
         result["calls"] += again["calls"]
@@ -292,6 +299,99 @@ def test_the_packaged_handler_logs_the_merge_it_wrote_in_its_own_region(
     assert ("lww", "incoming", PEER) == (entry.resolver, entry.winner, entry.existing.origin)
 
 
+# -- with the tombstone store (issue 22): deletes leave the table ---------------------------------
+
+STORE = "georep-tombstones"
+
+
+@pytest.fixture(scope="module")
+def store_run(
+    packaged: Path, moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Cluster, dict[str, Any], dict[str, Any]]]:
+    """The packaged handler with the tombstone store on, given two batches of the source
+    region's stream as `recorded_run` is. First batch: "contested" (also written in the
+    peer: merged there, the conflict logged), "kept", "raw" (a plain boto3 put), "stamped",
+    "gone" (put and deleted through the SDK: one batch holds both, so the other regions get
+    its tombstone where they hold no item) and "rewritten" (a raw put written again by hand
+    before the batch is applied: adopting it annotates the later one). Second batch, once
+    those are everywhere: the REMOVE of a raw delete of "raw" (adopted) and of an SDK delete
+    of "stamped" (its tombstone in the source store), "gone" written again (the other
+    regions' stores drop a tombstone that recorded no deletion), the function's own writes
+    of the first batch, and a malformed record."""
+    tmp_path = tmp_path_factory.mktemp("store")
+    view = moto_server.isolated().start()
+    try:
+        cluster = make_cluster(
+            view, tmp_path, replication=f'tombstone_store = true\ntombstone_table = "{STORE}"'
+        )
+        DynamoDeadLetters(
+            cluster.client(SOURCE), table_name=cluster.config.replication.dead_letter_table
+        ).ensure_table()
+        conflicts(cluster).ensure_table()
+        for region in REGIONS:
+            ensure_store_table(cluster.client(region), table_name=STORE)
+        client = cluster.client(SOURCE)
+        sdk = GeorepTable(client, config=cluster.config, region=SOURCE)
+        peer = GeorepTable(cluster.client(PEER), config=cluster.config, region=PEER)
+        peer.put({"pk": {"S": "contested"}, "v": {"S": PEER}})
+        sdk.put({"pk": {"S": "contested"}, "v": {"S": SOURCE}})
+        sdk.put({"pk": {"S": "kept"}, "v": {"S": SOURCE}})
+        client.put_item(TableName=cluster.table_name, Item={"pk": {"S": "raw"}, "v": {"N": "1"}})
+        sdk.put({"pk": {"S": "stamped"}, "v": {"S": SOURCE}})
+        sdk.put({"pk": {"S": "gone"}, "v": {"S": "first"}})
+        sdk.delete({"pk": {"S": "gone"}})
+        client.put_item(TableName=cluster.table_name, Item={"pk": {"S": "rewritten"}})
+        first = lambda_event(cluster, SOURCE)
+        client.put_item(
+            TableName=cluster.table_name, Item={"pk": {"S": "rewritten"}, "v": {"N": "2"}}
+        )
+        env = _environment(cluster, cluster.config_path)
+        result = invoke(packaged, [first], env=env, tmp_path=tmp_path)
+        client.delete_item(TableName=cluster.table_name, Key={"pk": {"S": "raw"}})
+        sdk.delete({"pk": {"S": "stamped"}})
+        sdk.put({"pk": {"S": "gone"}, "v": {"S": SOURCE}})
+        later = lambda_event(cluster, SOURCE)["Records"][len(first["Records"]) :]
+        second = {"Records": [malformed(first["Records"][0]), *later]}
+        again = invoke(packaged, [second], env=env, tmp_path=tmp_path)
+        result["responses"] += again["responses"]
+        result["calls"] += again["calls"]
+        yield cluster, {"first": first, "second": second}, result
+    finally:
+        view.stop()
+
+
+def test_with_the_store_the_packaged_handler_leaves_deleted_keys_in_no_regions_table(
+    store_run: tuple[Cluster, dict[str, Any], dict[str, Any]],
+) -> None:
+    """No failure reported for either batch; the second holds the REMOVE records of both
+    deletes. The raw and the stamped delete left no item in any region's table, and each
+    region's store holds their tombstones; "contested", "kept" and "gone" hold the source's
+    (later) write everywhere, "rewritten" the later raw write; the malformed record alone is
+    dead-lettered."""
+    cluster, events, result = store_run
+    name = cluster.config.table.name
+
+    assert [{"batchItemFailures": []}] * 2 == result["responses"]
+    assert {"raw", "stamped"} == {
+        r["dynamodb"]["Keys"]["pk"]["S"]
+        for r in events["second"]["Records"]
+        if r["eventName"] == "REMOVE"
+    }
+    for region in REGIONS:
+        scan = cluster.scan(region)
+        assert {"contested", "gone", "kept", "rewritten"} == set(scan), region
+        assert {SOURCE} == {scan[k]["v"]["S"] for k in ("contested", "gone", "kept")}, region
+        assert {"N": "2"} == scan["rewritten"]["v"], region
+        for key in ("raw", "stamped"):
+            stored = cluster.client(region).get_item(
+                TableName=STORE, Key=store_key(name, {"pk": {"S": key}}), ConsistentRead=True
+            )
+            assert "Item" in stored, (region, key)
+    table = cluster.config.replication.dead_letter_table
+    (letter,) = DynamoDeadLetters(cluster.client(SOURCE), table_name=table).entries()
+    assert "RecordError" == letter["error"]
+
+
 # -- least privilege: what the function did against what its role allows ----------------------
 
 # Used by Lambda itself with the function's role, so no offline run of the handler shows them:
@@ -313,19 +413,53 @@ def _listed(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
+# The policies the function's own calls are held against, by PolicyName, and their statements.
+CALLED = {"georep-replicator": ("ReplicaTables", "DeadLetters", "Conflicts")}
+STORE_CALLED = {**CALLED, "georep-tombstone-store": ("TombstoneStores", "ReplicaTableDeletes")}
+# NOTE: IAM has no action for TransactWriteItems: each of its actions needs the action of the
+# single request it stands for, on its own table (AWS's DynamoDB developer guide, "Using IAM
+# with DynamoDB transactions").
+TRANSACTION_ACTIONS = {
+    "ConditionCheck": "ConditionCheckItem",
+    "Delete": "DeleteItem",
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+}
+
+
+def requests_made(calls: list[list[Any]]) -> set[tuple[str, str]]:
+    """The (IAM action, table ARN) pairs the recorded ``calls`` needed."""
+    made = set()
+    for operation, region, table, actions in calls:
+        needed = [(TRANSACTION_ACTIONS[k], t) for k, t in actions] if actions else []
+        for action, name in needed or [(operation, table)]:
+            made.add(
+                (f"dynamodb:{action}", f"arn:aws:dynamodb:{region}:{MOTO_ACCOUNT}:table/{name}")
+            )
+    return made
+
+
+@pytest.mark.parametrize(
+    ("run", "policies"),
+    [("recorded_run", CALLED), ("store_run", STORE_CALLED)],
+    ids=["without_store", "with_store"],
+)
 def test_every_call_the_function_made_is_allowed_and_every_grant_was_used(
-    recorded_run: tuple[Cluster, dict[str, Any], dict[str, Any]], moto_server: MotoServer
+    run: str,
+    policies: dict[str, tuple[str, ...]],
+    moto_server: MotoServer,
+    request: pytest.FixtureRequest,
 ) -> None:
     """The stack for the run's own tables (parameters as `georep deploy render` computes
-    them) is created in moto; its role's resolved policy then (1) allows every DynamoDB call
-    the packaged handler made, on exactly that table, and (2) lists no table action that the
-    run did not use and no table that the run did not touch. The statements only Lambda
-    itself uses are exactly the documented ones."""
-    cluster, _events, result = recorded_run
+    them, the store's too when it is on) is created in moto; its role's resolved policies
+    then (1) allow every DynamoDB call the packaged handler made, on exactly that table (each
+    action of a transaction on its own), and (2) list, in each statement, no action the run
+    did not use on that statement's tables and no table it did not touch with that
+    statement's actions. The statements only Lambda itself uses are exactly the documented
+    ones."""
+    cluster, _events, result = request.getfixturevalue(run)
     account = Account(moto_server)
-    s3 = account.client("s3", "us-east-1")
-    s3.create_bucket(Bucket=ARTIFACT_BUCKET)
-    s3.put_object(Bucket=ARTIFACT_BUCKET, Key=ARTIFACT_KEY, Body=placeholder_zip())
+    account.upload_artifact()
     values = parameters(cluster.config, region=SOURCE, account_id=account.id)
     account.client("cloudformation", SOURCE).create_stack(
         StackName="georep-orders",
@@ -333,20 +467,29 @@ def test_every_call_the_function_made_is_allowed_and_every_grant_was_used(
         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in values.items() if v],
         Capabilities=["CAPABILITY_IAM"],
     )
-    statements = role_policy(account, SOURCE)
+    documents = {name: role_policy(account, SOURCE, name=name) for name in policies}
+    statements = documents["georep-replicator"]
     granted = {
         (action, resource.replace(f":{account.id}:", f":{MOTO_ACCOUNT}:"))
-        for sid in ("ReplicaTables", "DeadLetters", "Conflicts")
-        for action in _listed(statements[sid]["Action"])
-        for resource in _listed(statements[sid]["Resource"])
+        for name, sids in policies.items()
+        for sid in sids
+        for action in _listed(documents[name][sid]["Action"])
+        for resource in _listed(documents[name][sid]["Resource"])
     }
-    made = {
-        (f"dynamodb:{operation}", f"arn:aws:dynamodb:{region}:{MOTO_ACCOUNT}:table/{table}")
-        for operation, region, table in result["calls"]
-    }
+    made = requests_made(result["calls"])
 
     assert set() == made - granted  # (1) nothing the function does is denied
-    assert {a for a, _ in granted} == {a for a, _ in made}  # (2) every action is used
+    for name, sids in policies.items():  # (2) every action of every statement is used ...
+        for sid in sids:
+            actions = set(_listed(documents[name][sid]["Action"]))
+            resources = {
+                r.replace(f":{account.id}:", f":{MOTO_ACCOUNT}:")
+                for r in _listed(documents[name][sid]["Resource"])
+            }
+            assert actions == {a for a, r in made if r in resources and a in actions}, sid
+            assert resources == {r for a, r in made if a in actions and r in resources}, sid
     assert {r for _, r in granted} == {r for _, r in made}  # ... on every table listed
     assert SERVICE_USED == {sid: set(_listed(statements[sid]["Action"])) for sid in SERVICE_USED}
-    assert set(SERVICE_USED) | {"ReplicaTables", "DeadLetters", "Conflicts"} == set(statements)
+    assert set(SERVICE_USED) | set(CALLED["georep-replicator"]) == set(statements)
+    for name in set(policies) - {"georep-replicator"}:
+        assert set(policies[name]) == set(documents[name])

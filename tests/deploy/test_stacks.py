@@ -10,14 +10,19 @@ import ast
 import json
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
 from service.adapters.backends import MotoServer
+from service.config import load_config
 from service.core.conflicts import EXPIRES_ATTR
+from service.core.tombstones import STORE_KEY, store_key
+from service.core.version import TTL_ATTR
 from service.surfaces.cli import main
+from service.surfaces.sdk import GeorepTable
 from tests.deploy.sam import (
     ARTIFACT_BUCKET,
     ARTIFACT_KEY,
@@ -49,6 +54,9 @@ name = "ap-southeast-2"
 [replication]
 batch_size = 250
 """
+STORE = "orders-tombstones"
+# NOTE: [replication] is CONFIG's last section.
+STORE_CONFIG = f'{CONFIG}tombstone_store = true\ntombstone_table = "{STORE}"\n'
 
 
 class Account:
@@ -74,13 +82,23 @@ class Account:
         client.meta.events.register("before-sign", header)
         return client
 
+    def upload_artifact(self) -> None:
+        """The function's zip where the translated template's CodeUri names it. Bucket names
+        are global in moto as in S3: when another account of the server made the bucket, it
+        is there already (moto lets any account read it)."""
+        s3 = self.client("s3", "us-east-1")
+        try:
+            s3.create_bucket(Bucket=ARTIFACT_BUCKET)
+        except s3.exceptions.BucketAlreadyExists:
+            return
+        s3.put_object(Bucket=ARTIFACT_BUCKET, Key=ARTIFACT_KEY, Body=placeholder_zip())
 
-@pytest.fixture(scope="module")
-def stacks(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Account]:
-    """Every region's stack, created from `georep deploy render`'s files (once per module)."""
-    folder = tmp_path_factory.mktemp("render")
-    (folder / "georep.toml").write_text(CONFIG)
-    account = Account(moto_server)
+
+def create_stacks(server: MotoServer, folder: Path, config: str) -> Account:
+    """Every region's stack in a fresh account, created from the files `georep deploy render`
+    writes for ``config`` (written to ``folder``)."""
+    (folder / "georep.toml").write_text(config)
+    account = Account(server)
     rendered = main(
         [
             "deploy",
@@ -94,9 +112,7 @@ def stacks(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) ->
         ]
     )
     assert 0 == rendered
-    s3 = account.client("s3", "us-east-1")
-    s3.create_bucket(Bucket=ARTIFACT_BUCKET)
-    s3.put_object(Bucket=ARTIFACT_BUCKET, Key=ARTIFACT_KEY, Body=placeholder_zip())
+    account.upload_artifact()
     for region in REGIONS:
         cloudformation = account.client("cloudformation", region)
         cloudformation.create_stack(
@@ -107,7 +123,21 @@ def stacks(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) ->
         )
         (stack,) = cloudformation.describe_stacks(StackName=STACK)["Stacks"]
         assert "CREATE_COMPLETE" == stack["StackStatus"], stack.get("StackStatusReason")
-    yield account
+    return account
+
+
+@pytest.fixture(scope="module")
+def stacks(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Account]:
+    """Every region's stack, created from `georep deploy render`'s files (once per module)."""
+    yield create_stacks(moto_server, tmp_path_factory.mktemp("render"), CONFIG)
+
+
+@pytest.fixture(scope="module")
+def store_stacks(
+    moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Account]:
+    """The same stacks with the tombstone store on (issue 22), in another account."""
+    yield create_stacks(moto_server, tmp_path_factory.mktemp("render-store"), STORE_CONFIG)
 
 
 def _physical(account: Account, region: str) -> dict[str, str]:
@@ -225,16 +255,29 @@ _MAPPING_OPTIONS = (
 )
 
 
-def role_policy(account: Account, region: str) -> dict[str, dict[str, Any]]:
-    """The function's role policy as the stack resolved it, statement by Sid."""
+def role_policy(
+    account: Account, region: str, *, name: str = "georep-replicator"
+) -> dict[str, dict[str, Any]]:
+    """A policy of the function's role (``name``: the template's PolicyName) as the stack
+    resolved it, statement by Sid."""
     physical = _physical(account, region)
     iam = account.client("iam", region)
-    document = iam.get_role_policy(
-        RoleName=physical["ReplicatorRole"], PolicyName="georep-replicator"
-    )["PolicyDocument"]
+    document = iam.get_role_policy(RoleName=physical["ReplicatorRole"], PolicyName=name)[
+        "PolicyDocument"
+    ]
     if isinstance(document, str):  # NOTE: moto 5.2 answers the policy as a Python repr
         document = ast.literal_eval(document)
     return {s["Sid"]: s for s in document["Statement"]}
+
+
+_REPLICATOR_SIDS = (
+    "ReadOwnStream",
+    "ReplicaTables",
+    "DeadLetters",
+    "Conflicts",
+    "OnFailureDestination",
+    "Logs",
+)
 
 
 def _listed(value: str | list[str]) -> list[str]:
@@ -258,14 +301,7 @@ def test_each_role_reads_only_its_own_stream_and_writes_only_the_replica_tables(
         QueueUrl=physical["FailureQueue"], AttributeNames=["QueueArn"]
     )["Attributes"]["QueueArn"]
 
-    assert {
-        "ReadOwnStream",
-        "ReplicaTables",
-        "DeadLetters",
-        "Conflicts",
-        "OnFailureDestination",
-        "Logs",
-    } == set(statements)
+    assert set(_REPLICATOR_SIDS) == set(statements)
     assert [stream] == _listed(statements["ReadOwnStream"]["Resource"])
     assert sorted(f"arn:aws:dynamodb:{r}:{account}:table/{_table(r)}" for r in REGIONS) == sorted(
         _listed(statements["ReplicaTables"]["Resource"])
@@ -282,4 +318,79 @@ def test_each_role_reads_only_its_own_stream_and_writes_only_the_replica_tables(
     (logs,) = _listed(statements["Logs"]["Resource"])
     assert f"arn:aws:logs:{region}:{account}:log-group:/georep/{STACK}/replicator" == (
         logs.removesuffix(":*")
+    )
+
+
+# -- with the tombstone store (issue 22) --------------------------------------------------------
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_each_region_has_its_tombstone_store_keyed_by_the_store_key_and_the_same_replica_role(
+    store_stacks: Account, region: str
+) -> None:
+    """The store is the stack's own table, keyed by the string `STORE_KEY` the product writes
+    (service/core/tombstones.py), on demand, with no stream (no one reads one); the role's
+    own policy is the one without the store (the store's grants are their own policy)."""
+    table = store_stacks.client("dynamodb", region).describe_table(TableName=STORE)["Table"]
+
+    assert STORE == _physical(store_stacks, region)["TombstoneTable"]
+    assert [{"AttributeName": STORE_KEY, "KeyType": "HASH"}] == table["KeySchema"]
+    assert [{"AttributeName": STORE_KEY, "AttributeType": "S"}] == table["AttributeDefinitions"]
+    assert "PAY_PER_REQUEST" == table["BillingModeSummary"]["BillingMode"]
+    assert not table.get("StreamSpecification", {}).get("StreamEnabled", False)
+    assert set(role_policy(store_stacks, region)) == set(_REPLICATOR_SIDS)
+
+
+def test_the_store_asks_for_ttl_on_the_attribute_the_product_expires_store_items_by(
+    store_stacks: Account, tmp_path: Path
+) -> None:
+    """moto ignores TTL from CloudFormation, so it is asserted on the template: TTL on the
+    attribute in which the product's own delete, made through the SDK into the stack's
+    store, says when the store item may go; point-in-time recovery on; the table kept when
+    the stack is deleted."""
+    resource = translated()["Resources"]["TombstoneTable"]
+    properties = resource["Properties"]
+    (tmp_path / "georep.toml").write_text(STORE_CONFIG)
+    config = load_config(tmp_path / "georep.toml")
+    client = store_stacks.client("dynamodb", REGIONS[0])
+    key = {"pk": {"S": "order#1"}, "sk": {"N": "1"}}
+    sdk = GeorepTable(client, config=config, region=REGIONS[0])
+    sdk.put({**key, "v": {"S": "x"}})
+    sdk.delete(key)
+    stored = client.get_item(TableName=STORE, Key=store_key(config.table.name, key))["Item"]
+
+    assert {"AttributeName": TTL_ATTR, "Enabled": True} == properties["TimeToLiveSpecification"]
+    assert TTL_ATTR in stored
+    assert {"PointInTimeRecoveryEnabled": True} == properties["PointInTimeRecoverySpecification"]
+    assert ("Retain", "Retain") == (resource["DeletionPolicy"], resource["UpdateReplacePolicy"])
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_each_role_may_commit_every_regions_store_and_delete_from_the_replica_tables_only(
+    store_stacks: Account, region: str
+) -> None:
+    """Resolved by CloudFormation: the store policy grants the store actions on this stack's
+    own store and each other region's (a replicated delete commits the destination's store),
+    and deletes and condition checks on every region's replica table (its own name there):
+    exactly these ARNs, nothing else."""
+    account = store_stacks.id
+    statements = role_policy(store_stacks, region, name="georep-tombstone-store")
+    own = store_stacks.client("dynamodb", region).describe_table(TableName=STORE)["Table"]
+
+    assert {"TombstoneStores", "ReplicaTableDeletes"} == set(statements)
+    assert {
+        "dynamodb:ConditionCheckItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+    } == set(_listed(statements["TombstoneStores"]["Action"]))
+    assert sorted(f"arn:aws:dynamodb:{r}:{account}:table/{STORE}" for r in REGIONS) == sorted(
+        _listed(statements["TombstoneStores"]["Resource"])
+    )
+    assert own["TableArn"] in _listed(statements["TombstoneStores"]["Resource"])
+    assert {"dynamodb:ConditionCheckItem", "dynamodb:DeleteItem"} == set(
+        _listed(statements["ReplicaTableDeletes"]["Action"])
+    )
+    assert sorted(f"arn:aws:dynamodb:{r}:{account}:table/{_table(r)}" for r in REGIONS) == sorted(
+        _listed(statements["ReplicaTableDeletes"]["Resource"])
     )
