@@ -551,4 +551,26 @@ MUTANTS: list[Mutant] = [
         "                if (adopted.meta.actor, adopted.meta.write_id, None) == (",
         STORE,
     ),
+    # -- session 34: a later raw write's adoption over its predecessor's merge -------------
+    Mutant(
+        "later-raw-write-merged-with-its-predecessors-carried-merge",
+        "service/core/apply.py",
+        "        and adoption.vv.get(actor) < counter < adoption.vv.get(adoption.actor)",
+        "        and adoption.vv.get(actor) < counter < 0",
+        ("tests/property/test_regressions.py", "tests/property/test_convergence.py", *STORE),
+    ),
+    Mutant(
+        "later-raw-write-succeeds-any-adoption-of-its-region",
+        "service/core/apply.py",
+        "        and adoption.vv.get(actor) < counter < adoption.vv.get(adoption.actor)",
+        "        and adoption.vv.get(actor) < counter",
+        ("tests/property/test_regressions.py", "tests/property/test_convergence.py", *STORE),
+    ),
+    Mutant(
+        "successor-tombstone-with-the-store-left-to-its-echo",
+        "service/engine/pipeline.py",
+        "                    if state is not None and decision.version.meta.deleted:",
+        "                    if state is not None and steps[0] is not None and steps[0].check:",
+        STORE,
+    ),
 ]
