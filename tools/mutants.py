@@ -557,14 +557,24 @@ MUTANTS: list[Mutant] = [
         "service/core/apply.py",
         "        and adoption.vv.get(actor) < counter < adoption.vv.get(adoption.actor)",
         "        and adoption.vv.get(actor) < counter < 0",
-        ("tests/property/test_regressions.py", "tests/property/test_convergence.py", *STORE),
+        (
+            "tests/property/test_core.py",
+            "tests/property/test_regressions.py",
+            "tests/property/test_convergence.py",
+            *STORE,
+        ),
     ),
     Mutant(
         "later-raw-write-succeeds-any-adoption-of-its-region",
         "service/core/apply.py",
         "        and adoption.vv.get(actor) < counter < adoption.vv.get(adoption.actor)",
         "        and adoption.vv.get(actor) < counter",
-        ("tests/property/test_regressions.py", "tests/property/test_convergence.py", *STORE),
+        (
+            "tests/property/test_core.py",
+            "tests/property/test_regressions.py",
+            "tests/property/test_convergence.py",
+            *STORE,
+        ),
     ),
     Mutant(
         "successor-tombstone-with-the-store-left-to-its-echo",

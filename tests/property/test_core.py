@@ -711,6 +711,53 @@ def test_an_adoption_keeps_an_annotated_adoption_it_claims() -> None:
     assert digest(data) != decision.meta.digest  # the item stays raw: its record is adopted
 
 
+def test_a_later_raw_writes_adoption_succeeds_the_merge_an_earlier_adoption_carries() -> None:
+    """At its own region an adoption meets a merge carried by another adoption of that
+    region's stream that it does not hold. If that one is of an earlier record (a lower
+    counter), its raw write was made before this one's, which replaced it although its record
+    did not show it: written as made after it, whatever the clocks (the chaos run's raw delete,
+    seed 20261206). If it is of a later record (an earlier record replayed late, as
+    `georep replay` does with a dead letter), the two are merged as any concurrent versions:
+    the earlier raw write never re-times its data over a later one."""
+    actor, blind = "eu-west-1~0AAAAAAA", blind_actor("eu-west-1")
+    data = {"pk": {"S": "k"}, "a": {"S": "earlier"}}
+    carried = Meta(
+        vv=VersionVector.of({actor: 5, "us-east-1~KKKKKKKK": 7}),
+        actor=actor,
+        write_id=str(ulid.new()),
+        hlc=hlc.pack(T0 + 10_000),  # its base's clock plus one: above the later record's
+        digest=digest(data),
+        count=2,
+        merged=True,
+        adopted=True,
+    )
+    mine = read_item({**data, META_ATTR: encode_meta(carried)}, settings=SETTINGS)
+    assert isinstance(mine, Stamped)
+
+    def adoption(counter: int) -> Version:
+        keys = {"pk": {"S": "k"}}
+        meta = Meta(
+            vv=VersionVector.of({blind: counter}),
+            actor=blind,
+            write_id=str(ulid.new()),
+            hlc=hlc.pack(T0),
+            digest=digest(keys),
+            count=1,
+            deleted=True,
+            adopted=True,
+        )
+        return Version(keys, meta)
+
+    later = decide(mine, adoption(9), settings=SETTINGS, here="adoption")
+    assert isinstance(later, Write)
+    assert later.version.meta.deleted
+    assert Order.AFTER == compare(later.version.meta, carried)
+    earlier = decide(mine, adoption(3), settings=SETTINGS, here="adoption")
+    assert isinstance(earlier, Write)
+    assert earlier.conflict is not None  # a plain merge, which the carrier's clock wins
+    assert not earlier.version.meta.deleted
+
+
 # -- successors under field rules ------------------------------------------------------------
 
 FIELD_SETTINGS = Settings(
