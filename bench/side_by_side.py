@@ -600,6 +600,17 @@ def run_record(started: datetime, commit: str) -> dict[str, Any]:
     }
 
 
+def save_run(result: dict[str, Any], *, kind: str, started: datetime, out: Path | None) -> Path:
+    """Close ``result``'s run record (load at the end, seconds taken) and write it to ``out``,
+    else ``bench/results/<kind>-<commit>.json``; returns where."""
+    result["run"]["loadavg_at_end"] = os.getloadavg()
+    result["run"]["seconds"] = round((datetime.now(UTC) - started).total_seconds())
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = out or RESULTS / f"{kind}-{result['run']['commit']}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
+
+
 def machine() -> dict[str, Any]:
     model = "unknown"
     try:
@@ -721,14 +732,10 @@ def main() -> None:
             )  # fmt: skip
             result["points"][system] = points
             result["processes"][system] = seen
-    result["run"]["loadavg_at_end"] = os.getloadavg()
-    result["run"]["seconds"] = round((datetime.now(UTC) - started).total_seconds())
     result["summary"] = summarise(result)
     result["targets"] = judge(result["summary"])
-    RESULTS.mkdir(parents=True, exist_ok=True)
     kind = "side-by-side-quick" if args.quick else "side-by-side"
-    out = args.out or RESULTS / f"{kind}-{commit}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = save_run(result, kind=kind, started=started, out=args.out)
     print(table(result))
     print(f"written to {out} in {result['run']['seconds']} s")
 

@@ -32,8 +32,6 @@ printed table.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import signal
 import sys
 import tempfile
@@ -50,7 +48,7 @@ if __package__ in (None, ""):  # run as a script: the repository root, for bench
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.counting_moto import CountingMoto, take
-from bench.side_by_side import Process, Tap, run_record
+from bench.side_by_side import Process, Tap, run_record, save_run
 from bench.side_by_side import georep_config as side_by_side_config
 from bench.store_billing import RULES, Biller, Request, Roles, Tally
 from bench.wan import child_env, git_commit, proxy_to
@@ -443,12 +441,8 @@ def main() -> None:
                 backend, tmp, setup, delays=delays, records=args.records, window=args.window
             )
             take(backend.endpoint_url)  # the counts of the rate runs are not kept
-    result["run"]["loadavg_at_end"] = os.getloadavg()
-    result["run"]["seconds"] = round((datetime.now(UTC) - started).total_seconds())
-    RESULTS.mkdir(parents=True, exist_ok=True)
     kind = "store-cost-quick" if args.quick else "store-cost"
-    out = args.out or RESULTS / f"{kind}-{commit}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = save_run(result, kind=kind, started=started, out=args.out)
     print(table(result))
     print(f"written to {out} in {result['run']['seconds']} s")
 
