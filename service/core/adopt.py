@@ -248,7 +248,7 @@ def _adopt(change: Change, *, old: Stored, new: Stored, region: str, settings: S
     keeps = settings.resolver.keeps_deleted_data
     if isinstance(new, Absent):  # a delete
         old_data = stored_data(old)
-        data, deleted = (dict(old_data) if keeps else settings.keys_of(old_data)), True
+        data, deleted = settings.deleted_data(old_data), True
     else:
         data, deleted = stored_data(new), False
     # NOTE: under last-writer-wins and version counters an adoption continues its region's

@@ -360,13 +360,23 @@ def decide(
                 return Write(incoming, pre)
             if tombstone_expired(incoming.meta, at_hlc=mine.meta.hlc, settings=settings):
                 return Skip("stale")
-            if succeed and not keeps and _carried_by_an_earlier_adoption(mine.meta, incoming.meta):
+            if (
+                succeed
+                and not keeps
+                and not settings.ranked_by_data
+                and _carried_by_an_earlier_adoption(mine.meta, incoming.meta)
+            ):
                 # A later raw write of this region meets the merge its predecessor's adoption
                 # carries: merged with it, it would lose to its own predecessor on the clock
                 # (the predecessor's is its base's plus one, this one's a whole second), and a
                 # delete would bring back what it deleted (chaos run, seed 20261206). It is
                 # written as what it is, a write made after that adoption: its data over the
                 # merge, succeeding it (`succeeding`, ``before``: the merge came first).
+                # Not when versions rank by an application counter: there the merge already
+                # ranks the later raw write above its predecessor (the application counts
+                # above what it replaces), and a successor would rank below a version it
+                # succeeds whenever the version that landed counted above it, which no merge
+                # converges under (VersionCounterAttributeMachine).
                 later = Version(
                     data=dict(incoming.data),
                     meta=replace(mine.meta, deleted=incoming.meta.deleted),

@@ -279,7 +279,7 @@ def stamp(
         if not live_base:
             return None
         old = current.data if isinstance(current, Raw) else base_data
-        data, deleted = (dict(old) if keeps else settings.keys_of(old)), True
+        data, deleted = settings.deleted_data(old), True
     else:
         deleted = False
         settings.keys_of(data)
@@ -333,8 +333,26 @@ def succeeding(
     seed = f"{meta.actor}/{meta.write_id}/{after}"
     randomness = hashlib.blake2b(seed.encode(), digest_size=10).digest()
     ms = hlc_.wall_ms(base.hlc) % (1 << 48)
-    data = replaced.data if replaced is not None else settings.keys_of(adopted.data)
+    data = replaced.data if replaced is not None else settings.deleted_data(adopted.data)
     base_data = replaced.data if replaced is not None else adopted.data
+    deleted = replaced.meta.deleted if replaced is not None else True
+    if (
+        replaced is not None
+        and settings.ranked_by_data
+        and not settings.resolver.keeps_deleted_data
+    ):
+        # Ranked by an application counter, a successor holds the higher-ranked of the two
+        # (the resolver's choice), as a merge of them would: with what replaced the raw write
+        # alone it could rank below the adoption it succeeds, which no merge converges under
+        # ("Why it converges", point 2). The counter, not the order the writes landed in,
+        # says which came later (the application counts above what it replaces), e.g. when
+        # what "replaced" it is the tombstone an earlier adoption left for that same
+        # deletion, or a successor georep wrote while a raw write landed (both found by
+        # VersionCounterAttributeMachine).
+        chosen = settings.resolver.resolve(adopted, replaced)
+        deleted = chosen.deleted
+        data = {**chosen.data, **settings.keys_of(replaced.data)}
+        data = settings.deleted_data(data) if deleted else data
     if settings.resolver.keeps_deleted_data:
         # Under merge rules a successor is an inflation of what it succeeds, field stamps
         # included: the resolver's merge of the adopted version and what replaced it, or, for
@@ -370,7 +388,7 @@ def succeeding(
         visible=False,
         base_data=base_data,
         data=data,
-        deleted=replaced.meta.deleted if replaced is not None else True,
+        deleted=deleted,
         region=actor_region(meta.actor),
         at_hlc=base.hlc + SUCCESSOR_STEP,
         write_id=str(ulid.from_bytes(ms.to_bytes(6, "big") + randomness)),

@@ -57,6 +57,22 @@ class Settings:
             raise RecordError(f"item is missing key attribute(s) {missing}")
         return {k: data[k] for k in self.key_attributes}
 
+    def deleted_data(self, data: Mapping[str, AttributeValue]) -> dict[str, AttributeValue]:
+        """What a tombstone keeps of the ``data`` it deletes: all of it under merge rules
+        (`keeps_deleted_data`), else its key and the attributes the resolver ranks it by
+        (version counters' application counter: ``kept_when_deleted``, optional on a
+        resolver), so that it never ranks below the version it deletes."""
+        if self.resolver.keeps_deleted_data:
+            return dict(data)
+        kept = self.ranked_by_data
+        return {**self.keys_of(data), **{a: data[a] for a in kept if a in data}}
+
+    @functools.cached_property
+    def ranked_by_data(self) -> tuple[str, ...]:
+        """The attributes of its data a version ranks by under this resolver (none: it ranks
+        by its metadata alone, as under last-writer-wins)."""
+        return tuple(getattr(self.resolver, "kept_when_deleted", ()))
+
 
 @dataclass(frozen=True)
 class Absent:

@@ -693,8 +693,16 @@ class ReplicationMachine(RuleBasedStateMachine):
         if isinstance(self.resolver, LastWriterWins):
             return max(a, b, key=lambda v: v.meta.lww_key)
         if isinstance(self.resolver, VersionCounter):
-            return max(a, b, key=lambda v: (self._counter(v), v.meta.lww_key))
+            return max(a, b, key=self._rank)
         return merge(a, b, settings=self.settings)
+
+    def _rank(self, version: Version) -> tuple[Decimal, bool, tuple[int, str, str]]:
+        """A version's place under version counters: its counter, then, with an application
+        counter, a tombstone just above the version it deleted (whose counter it keeps), then
+        its clock."""
+        assert isinstance(self.resolver, VersionCounter)
+        deleted = self.resolver.attribute is not None and version.meta.deleted
+        return (self._counter(version), deleted, version.meta.lww_key)
 
     def _counter(self, version: Version) -> Decimal:
         """A version's counter under version counters, read here, not asked of the resolver:

@@ -27,6 +27,8 @@ from service.core.version import Meta, Order, Version, VersionVector, compare
 from service.core.writes import Pending, Put, plan
 from tests.property import example_rules
 from tests.property.machine import ReplicationMachine
+from tests.property.test_convergence import VersionCounterAttributeMachine
+from tests.property.test_store_convergence import StoreVersionCounterAttributeMachine
 
 RESOLVERS = [LastWriterWins(), VersionCounter()]
 HOUR = 3_600_000
@@ -1137,4 +1139,125 @@ def test_a_raw_write_over_an_unadopted_one_outlives_it_when_a_replicated_version
     m.crash_region("r0")
     m.drain()
     assert first["val"]["S"] != final_value(m, "k0")
+    m.teardown()
+
+
+@pytest.mark.parametrize("store", [False, True], ids=["tombstone-items", "tombstone-store"])
+def test_a_delete_under_an_application_counter_ranks_above_what_it_deleted(store: bool) -> None:
+    """Found by the first machine on an application counter (`make test`'s two-table run had
+    diverged once under load on its version-counter table): a tombstone ranked by its update
+    count (2) while the version it deleted ranked by its counter (3). r1's write (counter 1)
+    met r0's raw write (3) there, which kept the higher counter in the merge; the tombstone
+    of r0's delete, arriving next, was concurrent with that merge (it lacks r1's write) and
+    lost to the raw write's counter it had deleted, while r0, holding the tombstone, kept it
+    over r1's write: one vector, two items, for good. Fix: a tombstone keeps the counter of
+    the version it deletes and ranks just above it (resolvers/version_counter.py)."""
+    machine = VersionCounterAttributeMachine if not store else StoreVersionCounterAttributeMachine
+    m = machine()
+    m.setup(n=2, nkeys=2, skews=[0] * 5)
+    m.do_sdk_put("r1", "k0")
+    m.do_raw_put("r0", "k0")
+    m.do_sdk_delete("r0", "k0")
+    m.metadata_is_valid_and_never_moves_backwards()
+    m.teardown()
+    assert final_value(m, "k0") is None  # the delete, ranked above counter 3, wins
+
+
+@pytest.mark.parametrize("store", [False, True], ids=["tombstone-items", "tombstone-store"])
+def test_a_successor_tombstone_keeps_the_higher_counter_of_the_two_it_succeeds(
+    store: bool,
+) -> None:
+    """The same machine, next: at r0 a raw put (counter 1) was replaced by a stamped put (3)
+    that a raw delete then deleted; the raw put's adoption, finding the key absent, wrote the
+    tombstone that deleted it (keeping counter 1), and the raw delete's adoption (keeping 3)
+    met that tombstone, stamped here since, and wrote a successor of both with its data:
+    counter 1, below the adoption of 3 it succeeds. r1, where its own write (2) had been
+    merged with the raw delete's tombstone, kept its write over that successor. Fix: a
+    successor tombstone keeps the counter of the higher-ranked of the two (`succeeding`)."""
+    machine = VersionCounterAttributeMachine if not store else StoreVersionCounterAttributeMachine
+    m = machine()
+    m.setup(n=2, nkeys=2, skews=[0] * 5)
+    m.do_raw_put("r0", "k0")
+    m.do_sdk_put("r1", "k0")
+    m.do_sdk_put("r0", "k0")
+    m.do_raw_delete("r0", "k0")
+    m.metadata_is_valid_and_never_moves_backwards()
+    m.teardown()
+
+
+@pytest.mark.parametrize("store", [False, True], ids=["tombstone-items", "tombstone-store"])
+def test_a_successor_under_an_application_counter_holds_the_higher_counter(store: bool) -> None:
+    """The same machine, with writes landing while r0's Replicator wrote: r0's raw put (2) was
+    deleted raw before its adoption, which wrote the deletion's tombstone; an SDK put (3) and
+    a raw read-modify-write (5, metadata copied back) followed, and the raw delete's adoption,
+    racing them, wrote a successor of itself and the SDK put. The raw put of 5, adopted last,
+    met that successor and succeeded it with the SDK put's data (3): ranked below the 5 it
+    succeeds, it stayed in r0 while every other region, having merged 5 first, kept 5. Fix:
+    ranked by an application counter, a successor holds the resolver's choice of the two
+    (`succeeding`); session 34's re-timing of a later raw write over an earlier adoption's
+    merge is for clock-ranked resolvers only (`decide`)."""
+    machine = VersionCounterAttributeMachine if not store else StoreVersionCounterAttributeMachine
+    m = machine()
+    m.setup(n=4, nkeys=2, skews=[0] * 5)
+
+    m.do_raw_put("r2", "k1")
+    m.do_raw_put("r0", "k1")
+    m._poll("r0", 1)
+    m.deliver_batch("r0", m.inflight["r0"]["k1"][:1], races=landing(m, "raw_delete"))
+    m._poll("r1", 1)
+    m._poll("r0", 1)
+    m.deliver_batch("r0", m.inflight["r0"]["k1"][:1], races=landing(m, "sdk_put", "raw_rmw"))
+    m.metadata_is_valid_and_never_moves_backwards()
+    m.teardown()
+    assert "w5" == final_value(m, "k1")
+
+
+def landing(m: ReplicationMachine, *kinds: str) -> Callable[[str, str], Callable[[], None] | None]:
+    """What the machine's ``deliver`` draws, scripted: before each of the Replicator's next
+    conditional writes, the local write (or outage) of ``kinds`` in order ("none": nothing)."""
+    pending = list(kinds)
+
+    def race(region: str, key: str) -> Callable[[], None] | None:
+        kind = pending.pop(0) if pending else "none"
+        actions: dict[str, Callable[[], None]] = {
+            "sdk_put": lambda: m.do_sdk_put(region, key),
+            "raw_put": lambda: m.do_raw_put(region, key),
+            "raw_rmw": lambda: m.do_raw_put(region, key, copy_meta=True),
+            "raw_delete": lambda: m.do_raw_delete(region, key),
+            "unreachable": lambda: m._unreachable(region),
+        }
+        return actions.get(kind)
+
+    return race
+
+
+@pytest.mark.parametrize("store", [False, True], ids=["tombstone-items", "tombstone-store"])
+def test_a_later_raw_write_is_not_retimed_over_a_merge_under_an_application_counter(
+    store: bool,
+) -> None:
+    """Session 34's rule (a later raw write's adoption, meeting the merge an earlier adoption
+    of its region carries, is written as made after that merge) applied under an application
+    counter: found by `VersionCounterAttributeMachine` in deep runs as soon as the rule was let
+    through (seeds 7, 8, 9; this is seed 9 shrunk). The successor holds the later raw write's
+    data, counting below the version it landed beside, and so ranks below what it succeeds:
+    regions that merged that version first keep it. There the merge needs no help: it ranks
+    the raw writes by their counters, which the application keeps in the order it wrote them
+    (`decide`: the rule is for clock-ranked resolvers)."""
+    machine = VersionCounterAttributeMachine if not store else StoreVersionCounterAttributeMachine
+    m = machine()
+    m.setup(n=4, nkeys=2, skews=[0] * 5)
+    m.do_sdk_put("r1", "k0")
+    m._poll("r1", 1)
+    m.do_raw_put("r0", "k0")
+    m._poll("r0", 1)
+    lane = m.inflight["r0"]
+    m.deliver_batch(
+        "r0", lane["k0"][:1], races=landing(m, "none", "none", "none", "raw_put", "unreachable")
+    )
+    m.do_raw_delete("r3", "k0")
+    m.deliver_batch(
+        "r0", lane["k0"][:1], races=landing(m, "none", "none", "none", "none", "unreachable")
+    )
+    m.deliver_batch("r0", lane["k0"][:1], races=landing(m, "none", "none", "raw_delete"))
+    m.metadata_is_valid_and_never_moves_backwards()
     m.teardown()

@@ -11,6 +11,7 @@ import pytest
 from resolvers import LastWriterWins, VersionCounter
 from tests.property.machine import ReplicationMachine
 from tests.property.schedules import replay
+from tests.property.test_convergence import VersionCounterAttributeMachine
 from tests.property.test_rules_convergence import FieldRulesMachine, UnionRuleMachine
 
 
@@ -30,8 +31,13 @@ class StoreVersionCounterMachine(ReplicationMachine):
     copies = False
 
 
+class StoreVersionCounterAttributeMachine(VersionCounterAttributeMachine):
+    store = True
+
+
 TestLastWriterWinsConvergesWithTheStore = StoreLWWMachine.TestCase
 TestVersionCounterConvergesWithTheStore = StoreVersionCounterMachine.TestCase
+TestVersionCounterAttributeConvergesWithTheStore = StoreVersionCounterAttributeMachine.TestCase
 
 
 class StoreFieldRulesMachine(FieldRulesMachine):
