@@ -583,4 +583,49 @@ MUTANTS: list[Mutant] = [
         "                    if state is not None and steps[0] is not None and steps[0].check:",
         STORE,
     ),
+    # -- session 35: version counters with an application counter ----------------------------
+    Mutant(
+        "tombstone-keeps-only-its-key-under-an-application-counter",
+        "service/core/stored.py",
+        "        return {**self.keys_of(data), **{a: data[a] for a in kept if a in data}}",
+        "        return self.keys_of(data)",
+        (
+            "tests/property/test_regressions.py",
+            "tests/property/test_convergence.py",
+            "tests/property/test_store_convergence.py",
+        ),
+    ),
+    Mutant(
+        "tombstone-ranks-with-the-version-it-deleted-on-the-clock",
+        "resolvers/version_counter.py",
+        "        deleted = self.attribute is not None and version.meta.deleted",
+        "        deleted = False",
+        (
+            "tests/property/test_regressions.py",
+            "tests/property/test_convergence.py",
+            "tests/property/test_store_convergence.py",
+        ),
+    ),
+    Mutant(
+        "successor-under-an-application-counter-keeps-what-replaced-the-raw-write",
+        "service/core/stamp.py",
+        "        and settings.ranked_by_data\n",
+        "        and False\n",
+        (
+            "tests/property/test_regressions.py",
+            "tests/property/test_convergence.py",
+            "tests/property/test_store_convergence.py",
+        ),
+    ),
+    Mutant(
+        "later-raw-write-retimed-under-an-application-counter",
+        "service/core/apply.py",
+        "                and not settings.ranked_by_data\n",
+        "                and True\n",
+        (
+            "tests/property/test_regressions.py",
+            "tests/property/test_convergence.py",
+            "tests/property/test_store_convergence.py",
+        ),
+    ),
 ]

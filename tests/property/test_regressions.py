@@ -1261,3 +1261,29 @@ def test_a_later_raw_write_is_not_retimed_over_a_merge_under_an_application_coun
     m.deliver_batch("r0", lane["k0"][:1], races=landing(m, "none", "none", "raw_delete"))
     m.metadata_is_valid_and_never_moves_backwards()
     m.teardown()
+
+
+@pytest.mark.parametrize("store", [False, True], ids=["tombstone-items", "tombstone-store"])
+def test_a_raw_delete_under_an_application_counter_outranks_what_it_deleted_timed_later(
+    store: bool,
+) -> None:
+    """Why a tombstone ranks just above a live version of the counter it keeps, not by clock
+    among equals (the mutation check's survivor in the CI profile, killed here): r0's raw put
+    (counter 5) over a stamped write whose clock runs ahead is adopted on that clock plus one;
+    the raw delete of it, adopted from a record that shows no metadata, starts a fresh
+    history on the stream's whole-second time, below it. A version of r1 (counter 1) landed in
+    the absence the delete left, so both adoptions merge there instead of succeeding each
+    other: on the clock the put would come back in every region."""
+    machine = VersionCounterAttributeMachine if not store else StoreVersionCounterAttributeMachine
+    m = machine()
+    m.setup(n=2, nkeys=2, skews=[900, 0, 0, 0, 0])  # r0's writers' clock is ahead
+    m.now += 500  # stream times are whole seconds: the stamped write's clock is above them
+    m.do_sdk_put("r1", "k0")
+    m._poll("r1", 10)
+    m.do_sdk_put("r0", "k0")
+    m.do_raw_put("r0", "k0")
+    m.do_raw_delete("r0", "k0")
+    m.do_deliver("r1", "r0", "k0")  # lands in r0 before r0's consumer reads a record
+    m.metadata_is_valid_and_never_moves_backwards()
+    m.teardown()
+    assert final_value(m, "k0") is None
