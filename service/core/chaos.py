@@ -7,18 +7,25 @@ order below is the one the chaos run can see from the outside, and claims an ord
 writes only where georep promises one (docs/design.md, "Raw-write adoption" and "Still not
 claimed"):
 
-* **Same region, one after the other.** ``a`` was acknowledged in region R before ``b`` started
-  in R. A stamped write reads what R holds, which succeeds ``a``; a raw write replaces what R
-  holds and its adoption succeeds that (and, through the region's adoption actor, every earlier
-  raw write of R). Not claimed: a raw write followed by a stamped write, which is concurrent
+* **Same region, one after the other, stamped.** ``a`` was acknowledged in region R before
+  ``b`` started in R, both written through georep's SDK: ``b`` reads what R holds, which
+  succeeds ``a``. Not claimed: a raw write followed by a stamped write, which is concurrent
   with the raw write's adoption when it was not adopted yet.
-  Not claimed either (session 34, the chaos run in ``make test`` under load, seed 20261206): a
-  raw write over a raw write of its region that was not adopted yet (the item it replaced had
-  no ``_georep``, or one its data does not match). A version of another region landing there
-  before the first adoption hides from that adoption the second raw write, so the two
-  adoptions are concurrent and the resolver picks one (docs/design.md, "Still not claimed":
-  "two raw writes waiting there ... are no longer ordered"; the ground truth of the state
-  machines claims no more, tests/property/truth.py).
+* **Raw, over what it replaced.** A raw write ``b`` follows the write whose value the item it
+  replaced held (as its own request returned it, ReturnValues ALL_OLD), when georep had
+  stamped or adopted that item (its digest is its data's) and it was live: its adoption
+  succeeds its old image. Nothing else, and no earlier write of its region by time alone. A
+  raw write over a raw item not adopted yet, over nothing (a raw delete not adopted yet may
+  have left the key empty) or over a version another region's consumer wrote there in the
+  meantime (which rolls an unadopted raw write back) is concurrent with those earlier raw
+  writes' adoptions: docs/design.md, "Still not claimed" ("a replicated version written over
+  an unadopted raw write rolls its region back ... two raw writes waiting there ... are no
+  longer ordered"). This is what the state machines' ground truth claims
+  (tests/property/truth.py: a write follows what the item it replaced shows, and nothing over
+  an unadopted one). Sessions 34 and 35 found the chaos run in ``make test`` under load
+  (seed 20261206) failing on a raw delete lost to the raw put before it, first through an
+  unadopted item it replaced, then through another region's version written over the raw put
+  before the delete replaced it.
 * **Read, then written.** ``b``'s writer read ``a``'s value just before writing. Claimed when
   ``a`` reached ``b``'s region through replication (then it was a stamped or adopted version
   there), or under the same-region rule above.
@@ -86,9 +93,10 @@ class Write:
     started: float
     acked: float | None
     read: str | None = None
-    # A raw write over a raw write of its region not adopted yet: that write's value (its
-    # item as this write's request returned it; module docstring). None: anything else.
-    over_unadopted: str | None = None
+    # A raw write: the value of the item it replaced (as its own request returned it) when
+    # georep had stamped or adopted that item and it was live. None: it replaced nothing, a
+    # tombstone, or a raw item not adopted yet (module docstring: what a raw write follows).
+    replaced: str | None = None
     # Under merge rules (module docstring): the set attribute's elements as its writer read
     # them, and the set it wrote (None: the write does not write the set, e.g. a delete).
     set_read: frozenset[str] = frozenset()
@@ -145,13 +153,20 @@ def _precedes(a: Write, b: Write) -> bool:
     """The direct edge a -> b that the chaos run can see (module docstring)."""
     if a.key != b.key or a.id == b.id:
         return False
+    if not b.kind.stamped:
+        # A raw write follows what the item it replaced holds, and only that (module
+        # docstring): its adoption succeeds its old image, whatever else its region saw.
+        if b.replaced is not None and b.replaced == a.value and not a.kind.deletes:
+            return True
+        return (
+            b.read is not None
+            and b.read == a.value
+            and not a.kind.deletes
+            and (a.region != b.region)
+        )
     # NOTE: raw then stamped in one region is not ordered while the raw write is unadopted
     # (docs/design.md, "Still not claimed").
-    same_region = (
-        a.region == b.region
-        and not (not a.kind.stamped and b.kind.stamped)
-        and not (b.over_unadopted is not None and b.over_unadopted == a.value)
-    )
+    same_region = a.region == b.region and a.kind.stamped
     if same_region and a.acked is not None and a.acked < b.started:
         return True
     if b.read is not None and b.read == a.value and not a.kind.deletes:
@@ -301,9 +316,10 @@ def final_value(item: Mapping[str, Any] | None, *, value_attribute: str) -> Fina
     return str(found) if found is not None else None
 
 
-def unadopted_value(item: Mapping[str, Any] | None, *, value_attribute: str) -> str | None:
-    """The value of ``item`` if it is a raw write its region's consumer has not adopted yet:
-    no ``_georep``, or one whose data digest (``h``) is not its data's. None otherwise.
+def adopted_value(item: Mapping[str, Any] | None, *, value_attribute: str) -> str | None:
+    """The value of ``item`` if georep stamped or adopted it and it is live: its ``_georep``
+    digest (``h``) is its data's and it is no tombstone. None otherwise (no item, a tombstone,
+    or a raw write not adopted yet: no ``_georep``, or one whose digest is not its data's).
 
     NOTE: the digest's canonical encoding (docs/metadata.md) is the one function of georep
     this accounting uses besides the tombstone flag, as the state machines' ground truth does
@@ -313,10 +329,10 @@ def unadopted_value(item: Mapping[str, Any] | None, *, value_attribute: str) -> 
         return None
     value = item.get(value_attribute, {}).get("S")
     meta = item.get("_georep", {}).get("M")
-    if value is None or meta is None:
-        return None if value is None else str(value)
+    if value is None or meta is None or meta.get("d", {}).get("BOOL", False):
+        return None
     data = {k: v for k, v in item.items() if not k.startswith("_georep")}
-    return None if meta.get("h", {}).get("S") == digest(data) else str(value)
+    return str(value) if meta.get("h", {}).get("S") == digest(data) else None
 
 
 def set_value(item: Mapping[str, Any] | None, *, attribute: str) -> frozenset[str]:

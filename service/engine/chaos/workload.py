@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from service.core.chaos import Kind, Write, final_value, set_value, unadopted_value
+from service.core.chaos import Kind, Write, adopted_value, final_value, set_value
 
 VALUE = "v"  # the attribute that holds each write's unique value
 META = "_georep"
@@ -132,8 +132,9 @@ class Writer:
         pk = {self.partition_key: {"S": key}}
         started = self.clock()
         read: str | None = None
-        # What a raw write replaced, as its own request returned it (ALL_OLD): an unadopted raw
-        # write of this region there is not claimed to precede it (service/core/chaos.py).
+        # What a raw write replaced, as its own request returned it (ALL_OLD): the raw write
+        # is claimed to follow that item's value when georep had adopted it, and nothing else
+        # (service/core/chaos.py).
         replaced: dict[str, Any] | None = None
         try:
             if kind is Kind.STAMPED_PUT:
@@ -172,7 +173,7 @@ class Writer:
             )
             return
         acked = self.clock()
-        over = unadopted_value(replaced, value_attribute=VALUE)
+        over = adopted_value(replaced, value_attribute=VALUE)
         self.ledger.record(
             Write(self.ledger.next_id(), key, value, self.region, kind, started, acked, read, over)
         )
