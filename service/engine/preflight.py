@@ -155,6 +155,33 @@ def check_tables(config: Config, *, clients: Mapping[str, DynamoDBClient]) -> di
     return unchecked
 
 
+def missing_stores(
+    config: Config, *, clients: Mapping[str, DynamoDBClient], besides: str
+) -> list[str]:
+    """The regions other than ``besides`` whose tombstone store does not exist, when deletes
+    use one (one DescribeTable each, in parallel). A consumer creates its own region's store
+    at start, not the others': until a region's store exists, every insert and delete bound
+    there fails its first read and is retried, which a consumer started first should say
+    once, not once per record. Any other outcome (reachable or not, allowed or not) is left
+    to replication's own retries and errors."""
+    store = config.replication.tombstone_table if config.replication.tombstone_store else None
+    others = [r for r in config.region_names if r != besides]
+    if store is None or not others:
+        return []
+
+    def missing(region: str) -> bool:
+        try:
+            clients[region].describe_table(TableName=store)
+        except ClientError as error:
+            return bool(error.response.get("Error", {}).get("Code") == "ResourceNotFoundException")
+        except Exception:  # unreachable, credentials: said by the probe and the consumer
+            return False
+        return False
+
+    with ThreadPoolExecutor(max_workers=len(others), thread_name_prefix="stores") as pool:
+        return [r for r, gone in zip(others, pool.map(missing, others), strict=True) if gone]
+
+
 # -- the commands' first call: fail fast ---------------------------------------------------------
 
 # NOTE: a command's first call per region is a probe with a short connect timeout and one retry:

@@ -9,8 +9,10 @@ the fix, with exit code 2 and no traceback.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,12 +23,14 @@ import pytest
 from botocore.config import Config as BotoConfig
 
 from service.adapters.backends import EmbeddedBackend, create_replica_table
+from service.adapters.dynamo import ensure_store_table
 from service.config import load_config
 from service.core.version import TTL_ATTR
 from service.engine.wiring import clients_for
 from service.errors import GeorepError
 from service.surfaces import lambda_handler
 from service.surfaces.local import local_replica_set
+from service.surfaces.sdk import GeorepTable
 from tests.integration.test_lambda_handler import closed_port
 
 pytestmark = pytest.mark.integration
@@ -240,3 +244,62 @@ def test_a_region_that_cannot_be_reached_is_skipped_with_a_warning_not_refused(
     assert [BAD] == list(unchecked)
     assert "Could not connect" in unchecked[BAD]
     assert f"could not check region {BAD}, table {config.table.name}" in caplog.text
+
+
+def test_georep_run_says_once_which_regions_lack_the_tombstone_store_and_replicates(
+    backend: EmbeddedBackend, tmp_path: Path
+) -> None:
+    """With the tombstone store, a consumer creates its own region's store at start, not the
+    other regions': until one exists, every insert and delete bound there fails its first
+    read and is retried. ``georep run`` says so once at start, naming the region and the fix
+    (found when the store's default was flipped in a scratch tree: the Replicator's first
+    read of a missing store failed per record), then replicates as usual."""
+    path = replica_set(backend, tmp_path, bad=proper)
+    text = path.read_text()
+    store = f"stores-{uuid.uuid4().hex[:8]}"
+    path.write_text(
+        text.replace(
+            "[replication]\n",
+            f'[replication]\ntombstone_store = true\ntombstone_table = "{store}"\n',
+        )
+    )
+
+    process = subprocess.Popen(
+        [*GEOREP_RUN, "-c", str(path)],
+        cwd=ROOT,
+        env=environment(backend),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert "replicating" in process.stdout.readline()  # started, its own store made
+        config = load_config(path)
+        sdk = GeorepTable(client(backend, GOOD), config=config, region=GOOD)
+        sdk.put({"pk": {"S": "k1"}, "v": {"S": "x"}})  # an insert bound for BAD: waits
+        time.sleep(2)
+        assert "Item" not in client(backend, BAD).get_item(
+            TableName=config.table.name, Key={"pk": {"S": "k1"}}
+        )
+        ensure_store_table(client(backend, BAD), table_name=store)
+        deadline = time.monotonic() + 60
+        while "Item" not in client(backend, BAD).get_item(
+            TableName=config.table.name, Key={"pk": {"S": "k1"}}
+        ):
+            assert time.monotonic() < deadline, "the insert did not arrive once the store did"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert 0 == process.returncode, err
+    said = [line for line in err.splitlines() if "tombstone store" in line]
+    assert [
+        f"georep: region {BAD}: the tombstone store {store} does not exist yet; inserts and "
+        "deletes bound there wait (retried) until it does: run georep init, or start that "
+        "region's consumer (it creates its own)"
+    ] == said
+    assert store in client(backend, GOOD).list_tables()["TableNames"]  # its own, created

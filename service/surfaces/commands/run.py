@@ -42,7 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     from service.adapters.metrics import PrometheusMetrics, serve
-    from service.engine.preflight import PREFLIGHT_CONFIG, check_tables, probe
+    from service.engine.preflight import PREFLIGHT_CONFIG, check_tables, missing_stores, probe
     from service.engine.wiring import RegionConsumers, clients_for
     from service.surfaces.failures import classify
 
@@ -65,6 +65,14 @@ def execute(args: argparse.Namespace) -> int:
     preflight = clients_for(config, "dynamodb", boto_config=PREFLIGHT_CONFIG)
     for scoped in config.scoped():
         check_tables(scoped, clients=preflight)
+    for region in missing_stores(config, clients=preflight, besides=args.region):
+        print(
+            f"georep: region {region}: the tombstone store {config.replication.tombstone_table} "
+            "does not exist yet; inserts and deletes bound there wait (retried) until it does: "
+            "run georep init, or start that region's consumer (it creates its own)",
+            file=sys.stderr,
+            flush=True,
+        )
     consumer = RegionConsumers(config, region=args.region, metrics=metrics)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
