@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from service.adapters.backends import EmbeddedBackend
+from service.core.places import read_key
 from service.core.stored import Stamped, read_item
+from service.core.tombstones import store_key
 from service.core.version import Version
 from service.surfaces.local import REGIONS, LocalReplicaSet, local_replica_set
 from service.surfaces.sdk import GeorepTable
@@ -159,6 +161,20 @@ class Cluster(LocalReplicaSet):
                 with self.lock:
                     self.acknowledged.setdefault(key["pk"]["S"], []).append(version)
 
+    def _stored(self, region: str, key: str) -> dict[str, Any] | None:
+        """``region``'s tombstone store item for ``key`` (None: none)."""
+        store = self.config.replication.tombstone_table
+        item: dict[str, Any] | None = (
+            self.client(region)
+            .get_item(
+                TableName=store,
+                Key=store_key(self.config.table.name, {"pk": {"S": key}}),
+                ConsistentRead=True,
+            )
+            .get("Item")
+        )
+        return item
+
     def check_lww_verdict(self, *, final: dict[str, dict[str, Any]] | None = None) -> None:
         """Every acknowledged stamped write is in the final vector (nothing lost), and the
         final version is last-writer-wins-maximal over them (a superseding version always
@@ -167,6 +183,9 @@ class Cluster(LocalReplicaSet):
         settings = self.config.settings()
         for key, versions in self.acknowledged.items():
             stored = read_item(final.get(key), settings=settings)
+            if settings.tombstone_store and final.get(key) is None:
+                # Deleted with the tombstone store: the key's version is its store's tombstone.
+                stored = read_key(None, self._stored(REGIONS[0], key), settings=settings).current
             assert isinstance(stored, Stamped), f"{key}: final item is not a stamped version"
             meta = stored.version.meta
             for v in versions:

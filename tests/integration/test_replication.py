@@ -23,13 +23,17 @@ from tests.integration.cluster import REGIONS, Cluster, make_cluster, pid_of, wa
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.parametrize("store", [False, True], ids=["tombstone-items", "tombstone-store"])
 def test_three_regions_with_concurrent_stamped_and_raw_writers_converge(
-    backend: EmbeddedBackend, tmp_path: Path
+    backend: EmbeddedBackend, tmp_path: Path, store: bool
 ) -> None:
     """Writers in every region on overlapping keys, consumers polling meanwhile; after the
     writers stop and the streams drain, every region holds byte-identical items and the
-    last-writer-wins verdict holds for every acknowledged stamped write."""
-    cluster: Cluster = make_cluster(backend, tmp_path)
+    last-writer-wins verdict holds for every acknowledged stamped write. With the tombstone
+    store, a deleted key's version is its store's tombstone (the verdict reads it there)."""
+    cluster: Cluster = make_cluster(
+        backend, tmp_path, replication=f"tombstone_store = {str(store).lower()}"
+    )
     consumers = [
         Consumer(cluster.config, region=r, session=cluster.session(), metrics=MemoryMetrics())
         for r in REGIONS
