@@ -22,6 +22,9 @@ import boto3
 
 from service.adapters.backends import MotoServer
 from service.config import Config
+from service.core.places import read_key
+from service.core.tombstones import STORE_KEY, store_prefix
+from service.core.version import META_ATTR, encode_item
 from service.engine.chaos.runner import Embedded, Target
 from service.engine.chaos.workload import StampedTable
 from service.surfaces.local import REGIONS, local_replica_set
@@ -49,6 +52,35 @@ def _table_lines(config: Config | None) -> str:
     return "\n".join(lines)
 
 
+def tombstone_images(config: Config, client: Any, *, key_prefix: str) -> dict[str, dict[str, Any]]:
+    """The deleted keys of the run (``key_prefix``) in the tombstone store ``client``'s region
+    holds, each as the item its tombstone was before the store (`encode_item`): what the chaos
+    accounting reads for a key a plain read finds absent. A store never created holds none."""
+    settings = config.settings()
+    request: dict[str, Any] = {
+        "TableName": config.replication.tombstone_table,
+        "ConsistentRead": True,
+        "FilterExpression": "begins_with(#k, :t) AND attribute_exists(#g)",
+        "ExpressionAttributeNames": {"#k": STORE_KEY, "#g": META_ATTR},
+        "ExpressionAttributeValues": {":t": {"S": store_prefix(config.table.name)}},
+    }
+    images: dict[str, dict[str, Any]] = {}
+    try:
+        pages = list(client.get_paginator("scan").paginate(**request))
+    except client.exceptions.ResourceNotFoundException:
+        return images
+    for page in pages:
+        for stored in page["Items"]:
+            tombstone = read_key(None, stored, settings=settings).tombstone
+            if tombstone is None:
+                continue
+            image = encode_item(tombstone, horizon_ms=settings.horizon_ms)
+            key = image[config.table.partition_key]["S"]
+            if key.startswith(key_prefix):
+                images[key] = image
+    return images
+
+
 @contextmanager
 def embedded_target(config: Config | None, workdir: Path) -> Iterator[Target]:
     """A moto server and a replica set in the configured regions (three by default) with the
@@ -63,7 +95,12 @@ def embedded_target(config: Config | None, workdir: Path) -> Iterator[Target]:
             table=_table_lines(config),
             # NOTE: short leases and checkpoints, so a killed holder's shard moves on in
             # seconds even when its lease is not judged gone at once.
-            replication="lease_seconds = 6\nwrite_concurrency = 8",
+            replication="lease_seconds = 6\nwrite_concurrency = 8"
+            + (
+                "\ntombstone_store = true"
+                if config is not None and config.replication.tombstone_store
+                else ""
+            ),
         )
         session = replicas.session()
         clients = {
@@ -96,6 +133,11 @@ def embedded_target(config: Config | None, workdir: Path) -> Iterator[Target]:
             conflict_table=replicas.config.replication.conflict_table,
             checkpoint_table=replicas.config.replication.checkpoint_table,
             dead_letter_table=replicas.config.replication.dead_letter_table,
+            tombstones=(
+                (lambda r: tombstone_images(replicas.config, clients[r], key_prefix=""))
+                if replicas.config.replication.tombstone_store
+                else None
+            ),
         )
 
 
@@ -113,12 +155,18 @@ def deployment_target(config: Config) -> Target:
             clients[region], config=config, region=region, clock=skewed_clock(skew_ms)
         )
 
+    prefix = f"georep-chaos/{uuid.uuid4().hex[:12]}/"
     return Target(
         regions=tuple(config.region_names),
         table_names={r: config.table_name(r) for r in config.region_names},
         resolver=config.table.resolver,
         client=clients.__getitem__,
         stamped=stamped,
-        key_prefix=f"georep-chaos/{uuid.uuid4().hex[:12]}/",
+        key_prefix=prefix,
         partition_key=config.table.partition_key,
+        tombstones=(
+            (lambda r: tombstone_images(config, clients[r], key_prefix=prefix))
+            if config.replication.tombstone_store
+            else None
+        ),
     )

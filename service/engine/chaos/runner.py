@@ -154,6 +154,9 @@ class Target:
     conflict_table: str | None = None
     checkpoint_table: str | None = None
     dead_letter_table: str | None = None
+    # With the tombstone store: a region's deleted keys of the run, each as the item its
+    # tombstone was before the store (what the accounting judges; None: no store).
+    tombstones: Callable[[str], dict[str, dict[str, Any]]] | None = None
 
 
 @dataclass
@@ -437,6 +440,11 @@ def scan(target: Target, region: str) -> dict[str, dict[str, Any]]:
             key = item[target.partition_key]["S"]
             if key.startswith(target.key_prefix):
                 items[key] = item
+    if target.tombstones is not None:
+        # A key deleted with the store is absent from the table; its tombstone (and under
+        # merge rules the data it keeps) is in the store.
+        for key, image in target.tombstones(region).items():
+            items.setdefault(key, image)
     return items
 
 
