@@ -25,9 +25,26 @@ class ConcurrentStoreVersionCounterMachine(ConcurrentReplicationMachine):
     copies = False
 
 
+class ConcurrentStoreVersionCounterAttributeMachine(ConcurrentReplicationMachine):
+    """Version counters on an application counter (one counter shared by every writer, as
+    `VersionCounterAttributeMachine` in tests/property/test_convergence.py), deliveries in
+    flight: a tombstone keeps the counter it deleted, and no successor ranks below what it
+    succeeds (session 35)."""
+
+    resolver = VersionCounter("version")
+    store = True
+    copies = False  # a copy of an older version counts below what it replaces
+
+    def new_data(self, key: str, value: str, current: dict[str, Any] | None) -> dict[str, Any]:
+        return {"pk": {"S": key}, "val": {"S": value}, "version": {"N": str(self.serial)}}
+
+
 TestLastWriterWinsConvergesWithTheStoreUnderConcurrency = ConcurrentStoreLWWMachine.TestCase
 TestVersionCounterConvergesWithTheStoreUnderConcurrency = (
     ConcurrentStoreVersionCounterMachine.TestCase
+)
+TestVersionCounterAttributeConvergesWithTheStoreUnderConcurrency = (
+    ConcurrentStoreVersionCounterAttributeMachine.TestCase
 )
 
 
