@@ -16,19 +16,24 @@ class VersionCounterMachine(ReplicationMachine):
     resolver = VersionCounter()
 
 
-class VersionCounterAttributeMachine(ReplicationMachine):
+class SharedCounterWrites:
     """Version counters on an application counter (``attribute = "version"``), kept as the
     resolver asks (resolvers/version_counter.py): every write counts above every version it
     replaces, deleted ones included, here with one counter shared by every writer (the
-    machine's serial, as in tests/integration/test_many_tables.py)."""
+    machine's serial, as in tests/integration/test_many_tables.py). Mixed into a machine."""
 
     resolver = VersionCounter("version")
     # A copy puts an older version back: a write counting below what it replaces, which the
     # application's counter must not do.
     copies = False
+    serial: int
 
     def new_data(self, key: str, value: str, current: dict[str, Any] | None) -> dict[str, Any]:
         return {"pk": {"S": key}, "val": {"S": value}, "version": {"N": str(self.serial)}}
+
+
+class VersionCounterAttributeMachine(SharedCounterWrites, ReplicationMachine):
+    pass
 
 
 TestLastWriterWinsConverges = LWWMachine.TestCase

@@ -11,6 +11,7 @@ import pytest
 
 from resolvers import LastWriterWins, Resolver, VersionCounter
 from tests.property.concurrency import ConcurrentReplicationMachine
+from tests.property.test_convergence import SharedCounterWrites
 
 
 class ConcurrentStoreLWWMachine(ConcurrentReplicationMachine):
@@ -25,18 +26,13 @@ class ConcurrentStoreVersionCounterMachine(ConcurrentReplicationMachine):
     copies = False
 
 
-class ConcurrentStoreVersionCounterAttributeMachine(ConcurrentReplicationMachine):
-    """Version counters on an application counter (one counter shared by every writer, as
-    `VersionCounterAttributeMachine` in tests/property/test_convergence.py), deliveries in
-    flight: a tombstone keeps the counter it deleted, and no successor ranks below what it
-    succeeds (session 35)."""
+class ConcurrentStoreVersionCounterAttributeMachine(
+    SharedCounterWrites, ConcurrentReplicationMachine
+):
+    """Version counters on an application counter, deliveries in flight: a tombstone keeps
+    the counter it deleted, and no successor ranks below what it succeeds (session 35)."""
 
-    resolver = VersionCounter("version")
     store = True
-    copies = False  # a copy of an older version counts below what it replaces
-
-    def new_data(self, key: str, value: str, current: dict[str, Any] | None) -> dict[str, Any]:
-        return {"pk": {"S": key}, "val": {"S": value}, "version": {"N": str(self.serial)}}
 
 
 TestLastWriterWinsConvergesWithTheStoreUnderConcurrency = ConcurrentStoreLWWMachine.TestCase
