@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -110,8 +111,39 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="regions that still differ after S seconds without any change are divergent "
         "(default 120)",
     )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="copy the embedded run's working directory (its configuration and every "
+        "consumer's log) to DIR when the run fails; without it a failed run prints the end of "
+        "each region's consumer log",
+    )
     add_table(parser, "the one table configured (required with several)")
     add_json(parser)
+
+
+# A failed run's consumer logs: this many last lines of each region's, on stderr.
+LOG_TAIL_LINES = 40
+
+
+def _show_logs(workdir: Path, keep: Path | None) -> None:
+    """After a failed embedded run: keep its working directory, or show the end of each
+    region's consumer log (what a CI run's output then holds), before it is removed."""
+    if keep is not None:
+        shutil.copytree(workdir, keep, dirs_exist_ok=True)
+        print(f"chaos: the run's consumers' logs and configuration: {keep}", file=sys.stderr)
+        return
+    for log in sorted((workdir / "logs").glob("*.log")):
+        lines = log.read_text(errors="replace").splitlines()
+        print(
+            f"chaos: {log.stem}'s consumers, the last {min(len(lines), LOG_TAIL_LINES)} of "
+            f"{len(lines)} log lines (--keep DIR keeps them all):",
+            file=sys.stderr,
+        )
+        for line in lines[-LOG_TAIL_LINES:]:
+            print(f"  {line}", file=sys.stderr)
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -157,6 +189,8 @@ def execute(args: argparse.Namespace) -> int:
             embedded_target(config, Path(tmp)) as target,
         ):
             result = run(target, plan)
+            if not result.ok:
+                _show_logs(Path(tmp), args.keep)
     _print(args, result)
     return OK if result.ok else PROBLEM
 
