@@ -281,10 +281,10 @@ class ReplicationConfig(_Strict):
     checkpoint_table: str = "georep-checkpoints"
     dead_letter_table: str = "georep-dead-letters"
     # Deletes leave the user's table: a delete's tombstone lives in this table of each region
-    # (the tombstone store, docs/design.md), collected by TTL after the horizon. Off until
-    # issue 22 lands whole (the cost benchmark, the default flip; merge and residency rules
-    # refuse it: `_tombstone_store_where_proven`).
-    tombstone_store: bool = False
+    # (the tombstone store, docs/design.md), collected by TTL after the horizon. On by default;
+    # off by default where residency rules are configured, which the store does not carry yet
+    # (`Config._store_default`, `_tombstone_store_where_proven`).
+    tombstone_store: bool = True
     tombstone_table: str = Field(
         default="georep-tombstones", min_length=3, max_length=255, pattern=r"^[a-zA-Z0-9_.-]+$"
     )
@@ -313,6 +313,18 @@ class ReplicationConfig(_Strict):
                 "or raise the second (the idle wait doubles from the first up to the second)"
             )
         return self
+
+
+def _has_residency_rules(doc: dict[str, Any]) -> bool:
+    """Whether a configuration document, before validation, names any residency rule."""
+    tables: list[Any] = [doc, doc.get("table")]
+    many = doc.get("tables")
+    if isinstance(many, list):
+        tables.extend(many)
+    return any(
+        isinstance(table, dict) and (table.get("filters") or table.get("redactions"))
+        for table in tables
+    )
 
 
 class Config(_Strict):
@@ -359,6 +371,29 @@ class Config(_Strict):
         for table in tables:
             check_residency(table, self.region_names)
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _store_default(cls, doc: Any) -> Any:
+        """The tombstone store is on unless the file says otherwise, except under residency
+        rules (top-level, ``[table]``'s or any ``[[tables]]``'s), which it does not carry yet:
+        there it defaults to off (`georep run` says so at start: `store_off_for_residency`)."""
+        if not isinstance(doc, dict):
+            return doc
+        replication = doc.get("replication", {})
+        if not isinstance(replication, dict) or "tombstone_store" in replication:
+            return doc
+        if not _has_residency_rules(doc):
+            return doc
+        return {**doc, "replication": {**replication, "tombstone_store": False}}
+
+    @property
+    def store_off_for_residency(self) -> list[str]:
+        """The tables whose residency rules keep the tombstone store off (empty when it is on,
+        or off for no such reason): ``georep run`` says so once at start."""
+        if self.replication.tombstone_store:
+            return []
+        return [t.name for t in self.tables if t.filters or t.redactions]
 
     @model_validator(mode="after")
     def _tombstone_store_where_proven(self) -> Config:

@@ -97,8 +97,9 @@ def embedded_target(config: Config | None, workdir: Path) -> Iterator[Target]:
             # seconds even when its lease is not judged gone at once.
             replication="lease_seconds = 6\nwrite_concurrency = 8"
             + (
-                "\ntombstone_store = true"
-                if config is not None and config.replication.tombstone_store
+                # the configured choice, whichever it is (absent: the default, the store)
+                f"\ntombstone_store = {str(config.replication.tombstone_store).lower()}"
+                if config is not None
                 else ""
             ),
         )

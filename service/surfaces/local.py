@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 
 from service.adapters.backends import Credentials, EmbeddedBackend, create_replica_table
+from service.adapters.dynamo import ensure_store_table
 from service.config import Config, load_config
 from service.core.version import TTL_ATTR
 from service.engine.wiring import Consumer
@@ -60,7 +61,8 @@ def local_replica_set(
     table: str = "",
     replication: str = "",
 ) -> LocalReplicaSet:
-    """Write ``directory/georep.toml`` and create the replica table in every region.
+    """Write ``directory/georep.toml`` and create the replica table in every region, and its
+    tombstone store when the configuration has one (the default), as ``georep init`` does.
 
     ``table`` and ``replication`` are extra TOML lines for the ``[table]`` and
     ``[replication]`` sections (resolver options, batch size...).
@@ -70,6 +72,7 @@ def local_replica_set(
         f'[[regions]]\nname = "{r}"\nendpoint_url = "{backend.endpoint_url}"\n\n' for r in regions
     )
     path = directory / "georep.toml"
+    store = "" if "tombstone_table" in replication else f'tombstone_table = "{name}-tombstones"\n'
     # Bookkeeping tables named after the replica table: several replica sets can share one
     # emulator database (moto's default account) without sharing checkpoints, dead letters or
     # conflicts.
@@ -77,15 +80,20 @@ def local_replica_set(
         f'[table]\nname = "{name}"\npartition_key = "pk"\n{table}\n\n{blocks}'
         f'[replication]\ncheckpoint_table = "{name}-checkpoints"\n'
         f'dead_letter_table = "{name}-dead-letters"\n'
-        f'conflict_table = "{name}-conflicts"\n{replication}\n'
+        f'conflict_table = "{name}-conflicts"\n{store}{replication}\n'
     )
     replica_set = LocalReplicaSet(
         backend, path, load_config(path), backend.credentials_for(regions[0]), name
     )
+    replication_config = replica_set.config.replication
     for region in regions:
         create_replica_table(
             replica_set.client(region), table_name=name, partition_key="pk", ttl_attribute=TTL_ATTR
         )
+        if replication_config.tombstone_store:  # as `georep init` does
+            ensure_store_table(
+                replica_set.client(region), table_name=replication_config.tombstone_table
+            )
     return replica_set
 
 

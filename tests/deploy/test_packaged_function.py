@@ -148,8 +148,9 @@ def _environment(cluster: Cluster, config: Path) -> dict[str, str]:
 def test_the_packaged_handler_replicates_the_event_sam_generates(
     packaged: Path, backend: EmbeddedBackend, tmp_path: Path
 ) -> None:
-    """AWS's sample (INSERT, MODIFY, REMOVE of item Id=101, a numeric key): no failure is
-    reported and every region ends with the same tombstone for the item."""
+    """AWS's sample (INSERT, MODIFY, REMOVE of item Id=101, a numeric key), under the
+    default configuration (the tombstone store): no failure is reported, no region's table
+    holds the item, and every region's store holds the same tombstone for it."""
     name = f"sam-{tmp_path.name[-8:]}".replace("_", "-")
     blocks = "".join(
         f'[[regions]]\nname = "{r}"\nendpoint_url = "{backend.endpoint_url}"\n\n' for r in REGIONS
@@ -173,6 +174,7 @@ def test_the_packaged_handler_replicates_the_event_sam_generates(
             partition_key_type="N",
             ttl_attribute=TTL_ATTR,
         )
+        ensure_store_table(clients[region], table_name=loaded.replication.tombstone_table)
     DynamoDeadLetters(clients[SOURCE], table_name=f"{name}-dead-letters").ensure_table()
     event = json.loads((EVENTS / "sam_dynamodb_update.json").read_text())
     env = {**credentials, "GEOREP_CONFIG": str(config), "GEOREP_REGION": SOURCE}
@@ -181,13 +183,17 @@ def test_the_packaged_handler_replicates_the_event_sam_generates(
     answer = invoke(packaged, [event], env=env, tmp_path=tmp_path)
 
     assert [{"batchItemFailures": []}] == answer["responses"]
-    items = {r: clients[r].scan(TableName=name)["Items"] for r in REGIONS}
-    assert 1 == len(items[SOURCE])
-    assert all(items[SOURCE] == items[r] for r in REGIONS)
-    (item,) = items[SOURCE]
-    assert {"N": "101"} == item["Id"]
-    assert TTL_ATTR in item  # a tombstone: only TTL removes it
-    assert "Message" not in item
+    assert all([] == clients[r].scan(TableName=name)["Items"] for r in REGIONS)
+    store = loaded.replication.tombstone_table
+    stored = {
+        r: clients[r]
+        .get_item(TableName=store, Key=store_key(name, {"Id": {"N": "101"}}), ConsistentRead=True)
+        .get("Item")
+        for r in REGIONS
+    }
+    assert stored[SOURCE] is not None
+    assert all(stored[SOURCE] == stored[r] for r in REGIONS)
+    assert TTL_ATTR in stored[SOURCE]  # a tombstone: only TTL removes it
     assert (
         []
         == DynamoDeadLetters(
@@ -218,7 +224,8 @@ def recorded_run(
     tmp_path = tmp_path_factory.mktemp("recorded")
     view = moto_server.isolated().start()
     try:
-        cluster = make_cluster(view, tmp_path)
+        # Without the store: a tombstone item, and the grants of a stack without it.
+        cluster = make_cluster(view, tmp_path, replication="tombstone_store = false")
         DynamoDeadLetters(
             cluster.client(SOURCE), table_name=cluster.config.replication.dead_letter_table
         ).ensure_table()

@@ -175,6 +175,13 @@ class Cluster(LocalReplicaSet):
         )
         return item
 
+    def current(self, region: str, key: str) -> Any:
+        """What ``region`` holds for ``key`` in both places (its table's item, and with the
+        tombstone store its store's): the key's current version (``KeyState.current``)."""
+        item = self.scan(region).get(key)
+        stored = self._stored(region, key) if self.config.replication.tombstone_store else None
+        return read_key(item, stored, settings=self.config.settings()).current
+
     def check_lww_verdict(self, *, final: dict[str, dict[str, Any]] | None = None) -> None:
         """Every acknowledged stamped write is in the final vector (nothing lost), and the
         final version is last-writer-wins-maximal over them (a superseding version always

@@ -239,7 +239,10 @@ def test_a_backfill_stopped_twice_and_resumed_beside_live_writers_leaves_every_r
         assert 0 == last.returncode, last.stderr
         summary = json.loads(last.stdout)["summary"]
         assert ("complete", after_second) == (summary["status"], summary["resumed_from"])
-        assert total == after_second + summary["scanned"]  # resumed, not restarted
+        # Resumed, not restarted: the last run scanned only what the second left. The live
+        # writers' deletes take keys out of the table (the tombstone store), so up to
+        # LIVE_KEYS fewer; a restart would scan at least total - LIVE_KEYS again.
+        assert total - LIVE_KEYS <= after_second + summary["scanned"] <= total
         assert 0 == summary["failed"]
     finally:
         stop_writers.set()
@@ -252,7 +255,8 @@ def test_a_backfill_stopped_twice_and_resumed_beside_live_writers_leaves_every_r
 
     regions = {region: cluster.scan(region) for region in REGIONS}
     first_region, *others = regions.values()
-    assert total == len(first_region)
+    # Every key but the live writers' is there; those their deletes left deleted are absent.
+    assert total - LIVE_KEYS <= len(first_region) <= total
     assert all(first_region == other for other in others)
     settings = cluster.config.settings()
     stored = {pk: read_item(item, settings=settings) for pk, item in first_region.items()}

@@ -71,6 +71,26 @@ class TwoTables:
         keys = self.config.for_table(table).key_attributes
         return sorted(items, key=lambda i: json.dumps([i[k] for k in keys], sort_keys=True))
 
+    def deleted_keys(self, table: str, region: str) -> int:
+        """How many of ``table``'s keys ``region`` holds as a tombstone in its tombstone store
+        and not in the table (deleted: absent from the table, the default)."""
+        client = self.client(region)
+        held = {
+            json.dumps([item[k] for k in self.config.for_table(table).key_attributes])
+            for item in self.scan(table, region)
+        }
+        prefix = f"{table}|"
+        tombstones = 0
+        for page in client.get_paginator("scan").paginate(
+            TableName=self.config.replication.tombstone_table, ConsistentRead=True
+        ):
+            for item in page["Items"]:
+                if item["k"]["S"].startswith(prefix) and META_ATTR in item:
+                    key = json.loads(item["k"]["S"].removeprefix(prefix))
+                    wire = [dict([key[k]]) for k in self.config.for_table(table).key_attributes]
+                    tombstones += json.dumps(wire) not in held
+        return tombstones
+
     def sdk(self, table: str, region: str) -> GeorepTable:
         return GeorepTable(self.client(region), config=self.config, region=region, table=table)
 
@@ -103,7 +123,7 @@ def configure(
         f"{blocks}"
         f'[replication]\ncheckpoint_table = "{run}-checkpoints"\n'
         f'dead_letter_table = "{run}-dead-letters"\nconflict_table = "{run}-conflicts"\n'
-        "write_concurrency = 8\n"
+        f'tombstone_table = "{run}-tombstones"\nwrite_concurrency = 8\n'
     )
     credentials = backend.credentials_for(FIRST)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", credentials["aws_access_key_id"])
@@ -294,7 +314,10 @@ def test_two_tables_with_different_keys_and_resolvers_replicate_through_one_cons
     # is the one divergence, and its row names its table.
     assert 1 == code, report
     assert [setup.orders, setup.counters] == report["summary"]["tables"]
-    compared = sum(len(setup.scan(t, FIRST)) for t in (setup.orders, setup.counters))
+    compared = sum(
+        len(setup.scan(t, FIRST)) + setup.deleted_keys(t, FIRST)
+        for t in (setup.orders, setup.counters)
+    )
     assert compared == report["summary"]["items_compared"]
     assert {(setup.counters, json.dumps({"id": 98}))} == {
         (row["table"], json.dumps(row["key"])) for row in report["rows"]

@@ -41,10 +41,19 @@ def store_of(cluster: Cluster) -> str:
     return f"{cluster.table_name}-tombstones"
 
 
+def earlier_version(backend: EmbeddedBackend, tmp_path: Path, **options: str) -> Cluster:
+    """A cluster as an earlier georep left it: the tombstone store off, so deletes leave
+    tombstone items in the tables (its store's name is `store_of`, unused until turned on)."""
+    return make_cluster(backend, tmp_path, replication="tombstone_store = false", **options)
+
+
 def with_store(cluster: Cluster, tmp_path: Path) -> Path:
-    """A copy of the cluster's georep.toml with the tombstone store on."""
-    lines = f'tombstone_store = true\ntombstone_table = "{store_of(cluster)}"'
-    return cluster.config_file(tmp_path / "store.toml", replication=lines)
+    """A copy of the cluster's georep.toml with the tombstone store on (`store_of`)."""
+    text = cluster.config_path.read_text()
+    assert "tombstone_store = false" in text and f'"{store_of(cluster)}"' in text
+    path = tmp_path / "store.toml"
+    path.write_text(text.replace("tombstone_store = false", "tombstone_store = true"))
+    return path
 
 
 def run_consumers(config: Config, cluster: Cluster, metrics: MemoryMetrics) -> None:
@@ -130,7 +139,7 @@ def assert_moved(cluster: Cluster, config: Config, key: dict[str, Any], tombston
 def test_tombstone_items_of_an_earlier_version_move_to_the_store_and_stay_deleted(
     backend: EmbeddedBackend, tmp_path: Path
 ) -> None:
-    cluster = make_cluster(backend, tmp_path)
+    cluster = earlier_version(backend, tmp_path)
     before = MemoryMetrics()
     keys = [{"pk": {"S": name}} for name in ("sdk-deleted", "raw-deleted", "live")]
     sdk_gone, raw_gone, live = keys
@@ -206,7 +215,7 @@ def test_the_migration_command_refuses_without_the_store_and_dry_runs_before_it_
     rules, which keep the deleted data in the tombstone, the store is refused until it is
     proven there: docs/decisions.md; the pure move of that data is
     test_under_merge_rules_the_deleted_data_moves_into_the_stores_data.)"""
-    cluster = make_cluster(backend, tmp_path, resolver="version-counter")
+    cluster = earlier_version(backend, tmp_path, resolver="version-counter")
     metrics = MemoryMetrics()
     key = {"pk": {"S": "profile#1"}}
     eu = GeorepTable(cluster.client(REGIONS[0]), config=cluster.config, region=REGIONS[0])
@@ -260,7 +269,7 @@ def test_a_migration_beside_running_consumers_and_writers_deletes_no_write_and_c
 
     from service.engine.migrate import migration_for
 
-    cluster = make_cluster(backend, tmp_path)
+    cluster = earlier_version(backend, tmp_path)
     names = [f"k{n}" for n in range(12)]
     eu = GeorepTable(cluster.client(REGIONS[0]), config=cluster.config, region=REGIONS[0])
     for name in names:

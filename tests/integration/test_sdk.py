@@ -35,16 +35,25 @@ REGION = "eu-west-1"
 KEY = {"pk": {"S": "user#1"}}
 
 
-def setup(backend: EmbeddedBackend, tmp_path: Path) -> tuple[LocalReplicaSet, GeorepTable, Any]:
-    made = local_replica_set(backend, tmp_path, regions=(REGION, "us-east-1"))
+def setup(
+    backend: EmbeddedBackend, tmp_path: Path, *, store: bool = True
+) -> tuple[LocalReplicaSet, GeorepTable, Any]:
+    """Two regions; ``store=False``: tombstones stay in the table (``tombstone_store =
+    false``), for the tests about tombstone items."""
+    made = local_replica_set(
+        backend,
+        tmp_path,
+        regions=(REGION, "us-east-1"),
+        replication="" if store else "tombstone_store = false",
+    )
     client = made.client(REGION)
     return made, GeorepTable(client, config=made.config, region=REGION), client
 
 
 def setup_resource(
-    backend: EmbeddedBackend, tmp_path: Path
+    backend: EmbeddedBackend, tmp_path: Path, *, store: bool = True
 ) -> tuple[LocalReplicaSet, ResourceTable, Any]:
-    made, _, client = setup(backend, tmp_path)
+    made, _, client = setup(backend, tmp_path, store=store)
     return made, GeorepTable.resource(client, config=made.config, region=REGION), client
 
 
@@ -83,8 +92,8 @@ def test_a_tombstone_read_with_boto3_and_written_back_is_a_live_stamped_item_wit
 ) -> None:
     """A deleted item read with boto3 carries the tombstone's ``_georep_ttl``; writing it back
     with new data brings the item back as a stamped successor of the tombstone that TTL will
-    not collect."""
-    made, table, client = setup(backend, tmp_path)
+    not collect (without the tombstone store: with it, a deleted key has no item to read)."""
+    made, table, client = setup(backend, tmp_path, store=False)
     table.put({**KEY, "name": {"S": "Ada"}})
     table.delete(KEY)
     tombstone = raw_get(made, client)
@@ -218,21 +227,23 @@ def test_every_dynamodb_type_round_trips_through_the_sdk_in_both_forms(
     assert {Decimal(1), Decimal("2.5"), Decimal(3)} == updated["ns"]
 
 
+@pytest.mark.parametrize("store", [True, False], ids=["tombstone-store", "tombstone-items"])
 def test_query_and_scan_hide_tombstones_and_metadata_and_paginate(
-    backend: EmbeddedBackend, tmp_path: Path
+    backend: EmbeddedBackend, tmp_path: Path, store: bool
 ) -> None:
-    """Deleted items (tombstones in the table) and ``_georep``/``_georep_ttl`` never reach
-    the application, page by page; a projection is applied to what is left."""
-    made, resource, _ = setup_resource(backend, tmp_path)
+    """Deleted items and ``_georep``/``_georep_ttl`` never reach the application, page by
+    page; a projection is applied to what is left. With the store (the default) a deleted key
+    is absent from the table; without it its tombstone item is there, and hidden."""
+    made, resource, _ = setup_resource(backend, tmp_path, store=store)
     for n in range(7):
         resource.put_item(Item={"pk": f"item#{n}", "n": n, "tags": {"x"}})
     for n in (1, 4, 6):
         resource.delete_item(Key={"pk": f"item#{n}"})
     raw = made.client(REGION).scan(TableName=made.table_name)["Items"]
-    assert 7 == len(raw) and all(META_ATTR in item for item in raw)
+    assert (4 if store else 7) == len(raw) and all(META_ATTR in item for item in raw)
 
     pages = list(resource.get_paginator("scan").paginate(Limit=2, ConsistentRead=True))
-    assert len(pages) >= 4
+    assert len(pages) >= (2 if store else 4)  # Limit=2 over 4 items, or over 7 read
     seen = sorted(item["pk"] for page in pages for item in page["Items"])
     assert ["item#0", "item#2", "item#3", "item#5"] == seen
     assert all(set(item) == {"pk", "n", "tags"} for page in pages for item in page["Items"])
@@ -400,8 +411,9 @@ def test_a_batch_writer_makes_every_request_its_own_stamped_write(
     backend: EmbeddedBackend, tmp_path: Path
 ) -> None:
     """boto3's BatchWriter over the SDK: no BatchWriteItem reaches DynamoDB (it cannot carry
-    a condition); every item is a stamped version, deletes are tombstones."""
-    made, table, client = setup(backend, tmp_path)
+    a condition); every item is a stamped version, deletes are tombstones (in the table here,
+    ``tombstone_store = false``, to see them with a Scan)."""
+    made, table, client = setup(backend, tmp_path, store=False)
     resource = GeorepTable.resource(client, config=made.config, region=REGION)
     batches: list[str] = []
     client.meta.events.register(

@@ -54,6 +54,9 @@ def test_status_shows_each_regions_store_and_exits_1_while_one_is_missing_or_nev
     its store, TTL on) and a delete replicated: exit 0, each store shown with TTL on. TTL turned
     off by hand in one region: exit 1 naming that region only."""
     cluster = store_cluster(backend, tmp_path)
+    for region in REGIONS:  # as a deployment that never ran `georep init` with the store
+        cluster.client(region).delete_table(TableName=STORE)
+        cluster.client(region).get_waiter("table_not_exists").wait(TableName=STORE)
     for name, value in cluster.env().items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("COLUMNS", "250")

@@ -173,7 +173,7 @@ def test_migrate_tombstones_refuses_without_the_tombstone_store(
 ) -> None:
     """There is nowhere to move tombstones to: one line naming the setting, exit 2, before
     any region is reached."""
-    path = write_config(tmp_path)
+    path = write_config(tmp_path, replication="tombstone_store = false")
 
     assert 2 == main(["migrate-tombstones", "-c", str(path)])
     err = capsys.readouterr().err

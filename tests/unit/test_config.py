@@ -165,13 +165,31 @@ def test_conflicts_are_logged_in_georep_conflicts_for_30_days_unless_the_table_i
         parse_config({**doc(), "replication": {"conflict_retention_days": 0}})
 
 
-def test_the_tombstone_store_is_off_by_default_and_reaches_the_core_when_on() -> None:
-    """Issue 22 lands in steps: the minimal form keeps tombstones in the table; turned on,
-    the core's settings say so and the store's table name is one DynamoDB accepts."""
-    assert not parse_config(doc()).settings().tombstone_store
-    on = parse_config({**doc(), "replication": {"tombstone_store": True}})
-    assert on.settings().tombstone_store
-    assert "georep-tombstones" == on.replication.tombstone_table
+def test_the_tombstone_store_is_on_by_default_and_off_only_when_asked_or_under_residency() -> None:
+    """The minimal form has the store, and the core's settings say so; ``false`` keeps
+    tombstones in the table; residency rules, anywhere they can be written (top level,
+    ``[table]``, any of ``[[tables]]``), make the default off and say why; the store's table
+    name is one DynamoDB accepts."""
+    minimal = parse_config(doc())
+    assert minimal.settings().tombstone_store and not minimal.store_off_for_residency
+    assert "georep-tombstones" == minimal.replication.tombstone_table
+    off = parse_config({**doc(), "replication": {"tombstone_store": False}})
+    assert not off.settings().tombstone_store and not off.store_off_for_residency
+    filters = [{"name": "eu", "when": {"attribute": "r", "equals": "EU"}, "regions": ["eu-west-1"]}]
+    redactions = [{"attributes": ["ssn"], "regions": ["us-east-1"]}]
+    table = doc()["table"]
+    for residency in (
+        {**doc(), "filters": filters},
+        {**doc(), "redactions": redactions},
+        {**doc(), "table": {**table, "redactions": redactions}},
+        {
+            **{k: v for k, v in doc().items() if k != "table"},
+            "tables": [table, {**table, "name": "other", "filters": filters}],
+        },
+    ):
+        config = parse_config(residency)
+        assert not config.replication.tombstone_store
+        assert config.store_off_for_residency  # names the tables, for `georep run`
     with pytest.raises(ConfigError, match="tombstone_table"):
         parse_config({**doc(), "replication": {"tombstone_table": "no spaces"}})
 

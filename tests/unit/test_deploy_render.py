@@ -84,18 +84,19 @@ def test_render_reports_in_json_with_snake_case_keys(
 
 def test_the_stack_parameters_name_every_regions_tombstone_store_only_with_the_store() -> None:
     """Issue 22: with ``tombstone_store`` on, the stack creates the region's store and grants
-    the other regions' (same name in every region); off, both parameters are empty."""
+    the other regions' (same name in every region), as it is by default; off, both
+    parameters are empty."""
     from service.config import parse_config
     from service.surfaces.commands.deploy import parameters
 
     regions = [{"name": r} for r in ("eu-west-1", "us-east-1", "ap-southeast-2")]
     base = {"table": {"name": "orders", "partition_key": "pk"}, "regions": regions}
-    off = parameters(parse_config(base), region="eu-west-1", account_id="123456789012")
-    on = parameters(
-        parse_config({**base, "replication": {"tombstone_store": True}}),
+    off = parameters(
+        parse_config({**base, "replication": {"tombstone_store": False}}),
         region="eu-west-1",
         account_id="123456789012",
     )
+    on = parameters(parse_config(base), region="eu-west-1", account_id="123456789012")
 
     assert ("", "") == (off["TombstoneTableName"], off["PeerTombstoneTableArns"])
     assert "georep-tombstones" == on["TombstoneTableName"]

@@ -73,6 +73,14 @@ def execute(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
+    if residency := config.store_off_for_residency:
+        print(
+            f"georep: the tombstone store is off (residency rules on {', '.join(residency)}): "
+            "a deleted key stays in the table as a tombstone item until the horizon "
+            "(docs/decisions.md)",
+            file=sys.stderr,
+            flush=True,
+        )
     consumer = RegionConsumers(config, region=args.region, metrics=metrics)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
