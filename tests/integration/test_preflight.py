@@ -303,3 +303,42 @@ def test_georep_run_says_once_which_regions_lack_the_tombstone_store_and_replica
         "region's consumer (it creates its own)"
     ] == said
     assert store in client(backend, GOOD).list_tables()["TableNames"]  # its own, created
+
+
+def test_georep_run_says_the_store_is_off_where_residency_rules_keep_it_off(
+    backend: EmbeddedBackend, tmp_path: Path
+) -> None:
+    """The tombstone store is on by default but does not carry residency rules yet: with a
+    ``[[filters]]`` and no ``tombstone_store`` in the file it is off, and ``georep run`` says
+    so once at start, naming the table, then replicates as before (tombstone items)."""
+    path = replica_set(backend, tmp_path, bad=proper)
+    path.write_text(
+        path.read_text()
+        + f'\n[[filters]]\nname = "eu-only"\nwhen = {{ attribute = "r", equals = "EU" }}\n'
+        f'regions = ["{GOOD}"]\n'
+    )
+    table = load_config(path).table.name
+
+    process = subprocess.Popen(
+        [*GEOREP_RUN, "-c", str(path)],
+        cwd=ROOT,
+        env=environment(backend),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert "replicating" in process.stdout.readline()
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert 0 == process.returncode, err
+    said = [line for line in err.splitlines() if "tombstone store" in line]
+    assert [
+        f"georep: the tombstone store is off (residency rules on {table}): a deleted key stays "
+        "in the table as a tombstone item until the horizon (docs/decisions.md)"
+    ] == said
