@@ -68,10 +68,12 @@ chaos-teeth: $(STAMP)
 # replicator (bench/naive.py: per-record PutItem, and BatchWriteItem) and georep (stamped and
 # raw writes) on the same workloads at 0 and 40 ms one way; records/s and the ratios, lag,
 # peak RSS, divergent keys after quiescence. bench-quick: uniform keys and the conflict mix,
-# small backlogs, under 3 minutes; bench: all four workloads (uniform, hot keys, bursts,
+# small backlogs, under 3 minutes, after bench/core.py (the core's decisions/s beside the previous
+# run's, bench/results/core-history.jsonl); bench: all four workloads (uniform, hot keys, bursts,
 # conflict), then bench/leases.py at 1,000 shards. Results: bench/results/side-by-side-*.json
 # (README, "Benchmarks").
 bench-quick: $(STAMP)
+	$(PY) bench/core.py
 	$(PY) bench/side_by_side.py --quick
 
 bench: $(STAMP)

@@ -4,13 +4,21 @@ Run: ``make bench`` (or ``.venv/bin/python bench/core.py``). Prints decisions/s 
 to a baseline measured in the same run: the naive replicator's per-record work (parse the
 record, copy the new image), so the ratio says what georep's decision costs on top of it.
 Target: >= 50,000 decisions/s on one core, so the core is never the bottleneck (a DynamoDB
-conditional write is ~1 ms).
+conditional write is ~1 ms). Each run is appended to bench/results/core-history.jsonl and
+printed beside the previous one (``make bench-quick`` runs it first).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import platform
+import subprocess
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import ulid
 
@@ -112,14 +120,58 @@ def main() -> None:
         ("decide(), no conflict", rate(decision_only)),
         ("decide(), conflict", rate(conflict_decision_only)),
     ]
-    print(f"{'path':<22} {'per second':>12} {'vs target 50k':>14} {'naive/georep':>13}")
+    previous = _last_run(HISTORY)
+    print(
+        f"{'path':<22} {'per second':>12} {'vs target 50k':>14} {'naive/georep':>13} "
+        f"{'previous run':>13} {'change':>7}"
+    )
     print(f"{'naive copy':<22} {baseline:>12,.0f}")
     for name, value in rows:
-        print(f"{name:<22} {value:>12,.0f} {value / 50_000:>13.2f}x {baseline / value:>12.1f}x")
+        before = previous.get("rates", {}).get(name)
+        beside = f"{before:>13,.0f} {value / before - 1:>+7.0%}" if before else f"{'-':>13}"
+        print(
+            f"{name:<22} {value:>12,.0f} {value / 50_000:>13.2f}x {baseline / value:>12.1f}x "
+            f"{beside}"
+        )
     print(
         "paths: parse the record, classify it (echo/forward/adopt), decide, build the item to "
         "write; decide(): the pure apply decision on parsed inputs"
     )
+    if previous:
+        print(f"previous run: {previous.get('commit')} at {previous.get('at')} ({HISTORY})")
+    _append_run(HISTORY, {"naive copy": baseline, **dict(rows)})
+
+
+# Every run's rates, one JSON line each (commit, time, rates), so that a run prints the previous
+# one beside it and a slower core shows at once (issue 24: the conflict path fell from 27-29k to
+# 16.6k/s and nothing noticed).
+HISTORY = Path(__file__).resolve().parent / "results" / "core-history.jsonl"
+
+
+def _last_run(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    return dict(json.loads(lines[-1])) if lines else {}
+
+
+def _append_run(path: Path, rates: dict[str, float]) -> None:
+    commit = subprocess.run(
+        ["git", "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=path.parent,
+    ).stdout.strip()
+    entry = {
+        "commit": commit or None,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} {os.cpu_count()} cpus",
+        "rates": {name: round(value) for name, value in rates.items()},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as out:
+        out.write(json.dumps(entry) + "\n")
 
 
 if __name__ == "__main__":

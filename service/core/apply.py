@@ -143,12 +143,19 @@ def merge(a: Version, b: Version, *, settings: Settings) -> Version:
             raise RuleError(f"resolver {settings.resolver.name!r} changed key attribute {name!r}")
         data[name] = value
     carrier = resolution.carrier
+    # NOTE: a resolver that keeps one side's data whole (last-writer-wins, version counters)
+    # hands back that side's mapping: its digest is that side's, already checked when it was
+    # read or computed when it was made, so it is not hashed again (hashing was half of a
+    # conflict's cost: bench/core.py, session 36); every version's data holds its key, so
+    # setting the key above changed nothing. Any other data is hashed.
+    kept = next((v for v in (a, b) if resolution.data is v.data), None)
+    merged_digest = kept.meta.digest if kept is not None else digest(data)
     meta = Meta(
         vv=a.meta.vv.join(b.meta.vv),
         actor=carrier.actor,
         write_id=carrier.write_id,
         hlc=carrier.hlc,
-        digest=digest(data),
+        digest=merged_digest,
         count=carrier.count,
         deleted=resolution.deleted,
         merged=True,
