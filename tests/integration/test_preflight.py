@@ -246,6 +246,31 @@ def test_a_region_that_cannot_be_reached_is_skipped_with_a_warning_not_refused(
     assert f"could not check region {BAD}, table {config.table.name}" in caplog.text
 
 
+def run_while(backend: EmbeddedBackend, path: Path, during: Callable[[], None]) -> str:
+    """``georep run`` for GOOD as a process: once it says it is replicating, ``during()``,
+    then SIGTERM; its stderr, after it exited 0."""
+    process = subprocess.Popen(
+        [*GEOREP_RUN, "-c", str(path)],
+        cwd=ROOT,
+        env=environment(backend),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert "replicating" in process.stdout.readline()  # started, its own tables made
+        during()
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert 0 == process.returncode, err
+    return err
+
+
 def test_georep_run_says_once_which_regions_lack_the_tombstone_store_and_replicates(
     backend: EmbeddedBackend, tmp_path: Path
 ) -> None:
@@ -264,18 +289,9 @@ def test_georep_run_says_once_which_regions_lack_the_tombstone_store_and_replica
         )
     )
 
-    process = subprocess.Popen(
-        [*GEOREP_RUN, "-c", str(path)],
-        cwd=ROOT,
-        env=environment(backend),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        assert "replicating" in process.stdout.readline()  # started, its own store made
-        config = load_config(path)
+    config = load_config(path)
+
+    def insert_waits_for_the_store() -> None:
         sdk = GeorepTable(client(backend, GOOD), config=config, region=GOOD)
         sdk.put({"pk": {"S": "k1"}, "v": {"S": "x"}})  # an insert bound for BAD: waits
         time.sleep(2)
@@ -289,13 +305,8 @@ def test_georep_run_says_once_which_regions_lack_the_tombstone_store_and_replica
         ):
             assert time.monotonic() < deadline, "the insert did not arrive once the store did"
             time.sleep(0.2)
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert 0 == process.returncode, err
+
+    err = run_while(backend, path, insert_waits_for_the_store)
     said = [line for line in err.splitlines() if "tombstone store" in line]
     assert [
         f"georep: region {BAD}: the tombstone store {store} does not exist yet; inserts and "
@@ -319,24 +330,7 @@ def test_georep_run_says_the_store_is_off_where_residency_rules_keep_it_off(
     )
     table = load_config(path).table.name
 
-    process = subprocess.Popen(
-        [*GEOREP_RUN, "-c", str(path)],
-        cwd=ROOT,
-        env=environment(backend),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        assert "replicating" in process.stdout.readline()
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert 0 == process.returncode, err
+    err = run_while(backend, path, lambda: None)
     said = [line for line in err.splitlines() if "tombstone store" in line]
     assert [
         f"georep: the tombstone store is off (residency rules on {table}): a deleted key stays "
