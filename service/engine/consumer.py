@@ -383,6 +383,11 @@ class StreamConsumer:
         """Reads or records in flight."""
         return any(f.reading is not None or f.in_flight for f in self._flows.values())
 
+    @property
+    def applying(self) -> bool:
+        """Records in flight (read, not settled yet); reads alone do not count."""
+        return any(f.in_flight for f in self._flows.values())
+
     def _leased(self, *, draining: bool = False) -> frozenset[str] | None:
         """The shards this consumer holds a lease on (None: no leases, every shard). Every
         ``renew_every`` seconds: renew and take leases, take the checkpoints of the shards not
@@ -702,7 +707,12 @@ class StreamConsumer:
                     backoff, idle_since = self.idle_backoff, None
                     continue
                 if self.busy:  # a read returning or a record settling wakes the loop
-                    idle_since = None
+                    # NOTE: an idle shard is read again every idle backoff (at most 0.25 s by
+                    # default), so a read is in flight most of the time: only records in flight
+                    # end the idle spell (records read end it above), or it never lasts long
+                    # enough for `idle_exit_after` (`georep run --exit-when-idle` never exited).
+                    if self.applying:
+                        idle_since = None
                     self._wake.wait(self.max_idle_backoff)
                     continue
                 now = self.clock()

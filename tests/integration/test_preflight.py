@@ -336,3 +336,34 @@ def test_georep_run_says_the_store_is_off_where_residency_rules_keep_it_off(
         f"georep: the tombstone store is off (residency rules on {table}): a deleted key stays "
         "in the table as a tombstone item until the horizon (docs/decisions.md)"
     ] == said
+
+
+def test_georep_run_exit_when_idle_applies_what_is_there_then_exits(
+    backend: EmbeddedBackend, tmp_path: Path
+) -> None:
+    """``--exit-when-idle S``: the consumer replicates what the stream holds, then exits 0 once
+    nothing has been read or applied for S seconds. It never exited before session 36: an
+    idle shard is read again every idle backoff, and the empty read in flight reset the idle
+    clock every time."""
+    path = replica_set(backend, tmp_path, bad=proper)
+    config = load_config(path)
+    for region in (GOOD, BAD):  # as georep init makes them
+        ensure_store_table(client(backend, region), table_name=config.replication.tombstone_table)
+    GeorepTable(client(backend, GOOD), config=config, region=GOOD).put(
+        {"pk": {"S": "k1"}, "v": {"S": "x"}}
+    )
+
+    done = subprocess.run(
+        [*GEOREP_RUN, "-c", str(path), "--exit-when-idle", "0.5"],
+        cwd=ROOT,
+        env=environment(backend),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert 0 == done.returncode, done.stderr
+    assert "replicating" in done.stdout and "stopped after checkpointing" in done.stdout
+    assert "Item" in client(backend, BAD).get_item(
+        TableName=config.table.name, Key={"pk": {"S": "k1"}}, ConsistentRead=True
+    )
