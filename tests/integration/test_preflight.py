@@ -138,6 +138,20 @@ def environment(backend: EmbeddedBackend) -> dict[str, str]:
     }
 
 
+def run_until_idle(
+    backend: EmbeddedBackend, path: Path, *, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """``georep run`` for GOOD until its stream has been idle for 0.5 s (or it refuses)."""
+    return subprocess.run(
+        [*GEOREP_RUN, "-c", str(path), "--exit-when-idle", "0.5"],
+        cwd=ROOT,
+        env=environment(backend),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @pytest.mark.parametrize("bad", sorted(BAD_TABLES))
 def test_georep_run_refuses_a_table_that_cannot_work_with_one_line_and_exit_2(
     bad: str, backend: EmbeddedBackend, tmp_path: Path
@@ -149,14 +163,7 @@ def test_georep_run_refuses_a_table_that_cannot_work_with_one_line_and_exit_2(
     path = replica_set(backend, tmp_path, bad=make_bad)
     table = load_config(path).table.name
 
-    done = subprocess.run(
-        [*GEOREP_RUN, "-c", str(path), "--exit-when-idle", "0.5"],
-        cwd=ROOT,
-        env=environment(backend),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_until_idle(backend, path, timeout=120)
 
     assert "Traceback" not in done.stderr
     assert 2 == done.returncode, done.stderr
@@ -353,14 +360,7 @@ def test_georep_run_exit_when_idle_applies_what_is_there_then_exits(
         {"pk": {"S": "k1"}, "v": {"S": "x"}}
     )
 
-    done = subprocess.run(
-        [*GEOREP_RUN, "-c", str(path), "--exit-when-idle", "0.5"],
-        cwd=ROOT,
-        env=environment(backend),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_until_idle(backend, path, timeout=60)
 
     assert 0 == done.returncode, done.stderr
     assert "replicating" in done.stdout and "stopped after checkpointing" in done.stdout
