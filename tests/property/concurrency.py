@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
@@ -205,14 +205,20 @@ class ConcurrentReplicationMachine(ReplicationMachine):
     # -- local writers -----------------------------------------------------------------------
 
     def do_raw_put(
-        self, region: str, key: str, *, copy_meta: bool = False, wide: bool = False
+        self,
+        region: str,
+        key: str,
+        *,
+        copy_meta: bool = False,
+        wide: bool = False,
+        read: dict[str, Any] | Literal["now"] | None = "now",
     ) -> None:
         """A raw put that lands while a lane is paused between its read and its write of
         this item counts as raced (as the inline machine's raced raw writes do)."""
         where = (region, {"pk": {"S": key}})
         self.racing = any(task.paused_at == where for task in self.executor.tasks)
         try:
-            super().do_raw_put(region, key, copy_meta=copy_meta, wide=wide)
+            super().do_raw_put(region, key, copy_meta=copy_meta, wide=wide, read=read)
         finally:
             self.racing = False
 

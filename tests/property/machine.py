@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import ulid
 from hypothesis import strategies as st
@@ -99,6 +99,12 @@ class ReplicationMachine(RuleBasedStateMachine):
     # "resolver folded over the frontier" does not describe it (docs/design.md).
     copies: ClassVar[bool] = True
     wide_items: ClassVar[bool] = True
+    # An application's read-modify-write whose read and write are two requests, with other
+    # writes (a replicated delete, a version) landing between them: it writes back the
+    # ``_georep`` it read over whatever the table holds by then (the chaos workload's raw
+    # read-modify-write). Merge-rule machines leave it out, as copies: data read before a
+    # concurrent write drops that write's elements without merging them.
+    stale_reads: ClassVar[bool] = True
     # Tombstones in each region's tombstone store, not the table (issue 22): the table holds
     # live items only, and a key's state is the table's item, else the store's tombstone.
     store: ClassVar[bool] = False
@@ -173,6 +179,8 @@ class ReplicationMachine(RuleBasedStateMachine):
         self.raced: list[tuple[str, dict[str, Any]]] = []
         # The ground truth, kept apart from everything the product computes (truth.py).
         self.truth = Truth()
+        # What an application read for a read-modify-write it has not written yet (`read`).
+        self.reads: dict[tuple[str, str], dict[str, Any] | None] = {}
 
     # -- local writers -----------------------------------------------------------------------
 
@@ -205,6 +213,21 @@ class ReplicationMachine(RuleBasedStateMachine):
     @rule(data=st.data(), copy_meta=st.booleans(), wide=st.sampled_from([False] * 7 + [True]))
     def raw_put(self, data: st.DataObject, copy_meta: bool, wide: bool) -> None:
         self.do_raw_put(*self._pick(data), copy_meta=copy_meta, wide=wide and self.wide_items)
+
+    @precondition(lambda self: self.stale_reads)
+    @rule(data=st.data())
+    def read(self, data: st.DataObject) -> None:
+        """An application's GetItem, the first half of a read-modify-write (`write_back`)."""
+        region, key = self._pick(data)
+        self.reads[(region, key)] = self.tables[region].get({"pk": {"S": key}})
+
+    @precondition(lambda self: self.reads)
+    @rule(data=st.data())
+    def write_back(self, data: st.DataObject) -> None:
+        """The second half: a plain PutItem of new data with the ``_georep`` read, whatever
+        the table holds now."""
+        region, key = data.draw(st.sampled_from(sorted(self.reads)))
+        self.do_raw_put(region, key, copy_meta=True, read=self.reads.pop((region, key)))
 
     @precondition(lambda self: self.copies)
     @rule(data=st.data())
@@ -302,16 +325,24 @@ class ReplicationMachine(RuleBasedStateMachine):
         )
 
     def do_raw_put(
-        self, region: str, key: str, *, copy_meta: bool = False, wide: bool = False
+        self,
+        region: str,
+        key: str,
+        *,
+        copy_meta: bool = False,
+        wide: bool = False,
+        read: dict[str, Any] | Literal["now"] | None = "now",
     ) -> None:
-        """A plain boto3 PutItem: blind, or a read-modify-write that copies metadata back."""
+        """A plain boto3 PutItem: blind, or a read-modify-write that copies metadata back
+        (``read``: what it read, if that was earlier than now)."""
         table = self.tables[region]
         current_item = table.get({"pk": {"S": key}})
         value = self._value()
-        item = self.new_data(key, value, self._visible(current_item))
+        was = current_item if read == "now" else read
+        item = self.new_data(key, value, self._visible(was))
         item = self.widen(item, value) if wide else item
-        if copy_meta and current_item is not None and META_ATTR in current_item:
-            item[META_ATTR] = current_item[META_ATTR]
+        if copy_meta and was is not None and META_ATTR in was:
+            item[META_ATTR] = was[META_ATTR]
         self._raw_write(region, lambda: table.put_raw(item))
         if self.racing:
             self.raced.append((region, item))

@@ -33,7 +33,7 @@ class FieldRulesMachine(ReplicationMachine):
     """Union of tags, maximum score and a PN-counter of likes, merged attribute by attribute."""
 
     resolver = field_rules(tags=union(), score=maximum(), likes=pn_counter())
-    copies = wide_items = False
+    copies = wide_items = stale_reads = False
 
     def new_data(self, key: str, value: str, current: dict[str, Any] | None) -> dict[str, Any]:
         serial = int(value[1:])
@@ -54,7 +54,7 @@ class UnionRuleMachine(ReplicationMachine):
     """A plain Python rule: add-wins union of tags, last writer for the rest."""
 
     resolver = UserRule(example_rules.union_tags, "union_tags")
-    copies = wide_items = False
+    copies = wide_items = stale_reads = False
 
     def new_data(self, key: str, value: str, current: dict[str, Any] | None) -> dict[str, Any]:
         tags = set(_python(current, "tags") or set()) | {value}
