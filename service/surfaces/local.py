@@ -4,9 +4,10 @@ tests, so they all set up exactly what a user's deployment would."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,12 @@ class LocalReplicaSet:
     config: Config
     credentials: Credentials
     table_name: str
+    # One client per region, made once: a boto3 client takes ~0.3 s to build (its service
+    # model), which a test or demo asking for one per read paid every time (issue 24's CI
+    # budget). Clients are thread-safe; sessions are not, so each caller of `session` gets its
+    # own.
+    _clients: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def session(self) -> boto3.Session:
         return boto3.Session(
@@ -36,9 +43,13 @@ class LocalReplicaSet:
         )
 
     def client(self, region: str) -> Any:
-        return self.session().client(
-            "dynamodb", region_name=region, endpoint_url=self.backend.endpoint_url
-        )
+        with self._lock:
+            client = self._clients.get(region)
+            if client is None:
+                client = self._clients[region] = self.session().client(
+                    "dynamodb", region_name=region, endpoint_url=self.backend.endpoint_url
+                )
+            return client
 
     def scan(self, region: str) -> dict[str, dict[str, Any]]:
         """Every item of ``region``'s table by partition key (consistent reads)."""

@@ -35,10 +35,10 @@ SOURCE = REGIONS[0]
 # Enough pages that both stops land mid-table (each waits for 2 pages of saved progress) and
 # the last run has hundreds left; the moto server answers ~300 requests/s, so every item
 # costs make test time (2,000 items took 120 s).
-RAW_ITEMS = 400  # with the store every backfilled insert is a transaction per destination
+RAW_ITEMS = 240  # with the store every backfilled insert is a transaction per destination
 STAMPED_ITEMS = 50  # written through the SDK before the stream existed: never replicated
 LIVE_KEYS = 60  # the live writers' keys, k0..k59: raw items of the backfill too
-PAGE = 40
+PAGE = 20
 
 
 def _typed(i: int) -> dict[str, dict[str, Any]]:
@@ -147,7 +147,7 @@ def populate(cluster: Cluster, items: list[dict[str, Any]]) -> None:
 def test_a_backfill_stopped_twice_and_resumed_beside_live_writers_leaves_every_region_identical(
     backend: EmbeddedBackend, tmp_path: Path
 ) -> None:
-    """400 raw items of every type, 50 stamped before the stream existed and one raw
+    """240 raw items of every type, 50 stamped before the stream existed and one raw
     read-modify-write of a stamped item, in a table without a stream. backfill refuses before
     init; then init, consumers, live writers in every region on 60 of the keys (stamped puts
     and deletes, raw puts). The backfill is stopped by SIGTERM (exit 1, one line saying how to

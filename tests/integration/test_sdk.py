@@ -312,7 +312,11 @@ def test_a_condition_dynamodb_finds_false_at_write_time_raises_and_is_not_retrie
     holds and DynamoDB refuses the application's part: one PutItem, then the exception."""
     made, table, client = setup(backend, tmp_path)
     table.put_item(Item={**KEY, "state": {"S": "active"}})
-    other = made.client(REGION)
+    # Another application's client (`made.client` hands back the SDK's own, which the hook
+    # below watches).
+    other = made.session().client(
+        "dynamodb", region_name=REGION, endpoint_url=made.backend.endpoint_url
+    )
     puts: list[str] = []
 
     def raw_write_first(**_: Any) -> None:
