@@ -86,6 +86,12 @@ class ScriptedReplicator:
     def forget(self, scope: object) -> None:
         pass
 
+    def stop_waiting(self, scope: object = None) -> None:
+        pass
+
+    def wait_again(self) -> None:
+        pass
+
 
 def consumer_on(
     streams: MemoryStreams,
@@ -175,6 +181,12 @@ class HeldReplicator(ScriptedReplicator):
 
     def forget(self, scope: object) -> None:
         self.forgotten.append(scope)
+
+    def stop_waiting(self, scope: object = None) -> None:
+        pass
+
+    def wait_again(self) -> None:
+        pass
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,10 @@ class WindowReplicator(Protocol):
 
     def forget(self, scope: object) -> None: ...
 
+    def stop_waiting(self, scope: object = None) -> None: ...
+
+    def wait_again(self) -> None: ...
+
 
 @dataclass
 class _Flow:
@@ -595,6 +599,7 @@ class StreamConsumer:
             drained = flow.in_flight == 0 and flow.reading is None
             if flow.lost or (self.leases is not None and not self.leases.holds(shard_id)):
                 flow.lost = True  # another consumer reads it from its checkpoint now
+                self.replicator.stop_waiting(flow.scope)  # its deferred records settle
                 if drained:  # read again only from the stored checkpoint (refresh)
                     del self._flows[shard_id]
                     reader.rewind(shard_id)
@@ -749,6 +754,7 @@ class StreamConsumer:
         checkpoint what was applied. A batch still being read is dropped (read again after a
         restart, from the checkpoint)."""
         self._stopping = True
+        self.replicator.stop_waiting()  # deferred records settle (replayed after a restart)
         deadline = self.clock() + timeout
         try:
             while self.busy and self.clock() < deadline:
@@ -764,6 +770,7 @@ class StreamConsumer:
             pass  # said already
         finally:
             self._stopping = False  # polled again, it reads again
+            self.replicator.wait_again()
         if not self.busy:
             self._release_leases()
             self._leases_ticked = -math.inf

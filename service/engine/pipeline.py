@@ -59,6 +59,9 @@ MAX_ITEM_BYTES = 400 * 1024
 MAX_ATTEMPTS = 25
 # A delivery `decide` deferred (`Defer`): the destination holds a raw item not adopted yet.
 RAW_NOT_ADOPTED = "RawItemNotAdopted"
+# A patient Replicator's deferred delivery is tried again after this long, doubling to the cap.
+DEFER_FIRST_S = 0.05
+DEFER_CAP_S = 2.0
 
 T = TypeVar("T")
 
@@ -204,6 +207,7 @@ class _Task:
     here: Literal["adoption", "restore"] | None
     batch: Submitted
     gate: _Gate | None = None
+    deferred: int = 0  # attempts `decide` deferred so far (a patient Replicator's backoff)
 
 
 @dataclass
@@ -314,13 +318,23 @@ class Replicator:
         executor: Executor | None = None,
         conflicts: ConflictSink | None = None,
         table: str | None = None,
+        patient: bool = False,
     ) -> None:
         """``write_concurrency``: requests in flight per destination (a pool of threads each;
         boto3's connection pool must be at least as large). ``executor``, if given, runs every
         lane instead (an `InlineExecutor` makes the schedule deterministic for the model); it
         belongs to the caller. ``conflicts``: where each merge written is logged (none: only
         the ``conflicts`` metric counts them). ``table``: the configured table this replicator
-        serves, recorded with each dead letter and conflict (several tables share those)."""
+        serves, recorded with each dead letter and conflict (several tables share those).
+
+        ``patient``: a delivery `decide` defers (the destination holds a raw write its own
+        consumer has not adopted yet) is tried again in its lane after a backoff, its record
+        left in flight, instead of failing the record. The standalone consumer is patient: a
+        failed record stops its shard's reads until it is retried from the checkpoint, and the
+        adoption waited for can be a record beyond that batch in a region whose shard waits in
+        turn on this one (a cycle: the chaos runs with the tombstone store that never
+        converged). Adoptions never wait on another region, so patient lanes always drain.
+        Not for the thread-less executor (the model, the Lambda handler), which must return."""
         self.region = region
         self.table = table
         self.settings = settings
@@ -331,6 +345,10 @@ class Replicator:
         self.conflicts = conflicts
         self.write_concurrency = write_concurrency
         self._executor = executor
+        self.patient = patient and executor is None
+        # Scopes whose deferred deliveries fail at their next attempt (`stop_waiting`); None
+        # in it: every scope.
+        self._impatient: set[object] = set()
         self._pools: dict[str, ThreadPoolExecutor] = {}
         self._lanes: dict[tuple[object, str, str], _Lane] = {}
         self._lock = threading.Lock()
@@ -372,16 +390,34 @@ class Replicator:
         submitted = Submitted(records, object() if scope is None else scope, on_settled)
         tasks: list[_Task] = []
         settled: list[tuple[int, RecordResult]] = []
+        unread: dict[str, str] = {}  # key -> the record whose store read failed
         for index, record in enumerate(records):
             self.metrics.incr("records_read", {"region": self.region})
             try:
                 change = parse_record(record)
+                key = json.dumps(change.keys, sort_keys=True, default=str)
+                if key in unread:  # per-key order: nothing overtakes the record not read
+                    settled.append((index, _failed(record, f"behind record {unread[key]}")))
+                    continue
+                try:
+                    deletion, beside = self._deletion_of(change), self._beside_of(change)
+                except GeorepError:
+                    raise
+                except Exception as error:
+                    # NOTE: the store read is the only request made here, in the consumer's
+                    # own thread: a network error escaping it stopped `georep run` (chaos run,
+                    # session 37, a partition of its own region). Failed, so retried.
+                    unread[key] = _sequence_of(record) or f"#{index}"
+                    reason = f"reading the tombstone store: {type(error).__name__}: {error}"
+                    log.warning("record %s: %s", unread[key], reason)
+                    settled.append((index, _failed(record, reason)))
+                    continue
                 outcome = translate(
                     change,
                     region=self.region,
                     settings=self.settings,
-                    deletion=self._deletion_of(change),
-                    beside=self._beside_of(change),
+                    deletion=deletion,
+                    beside=beside,
                 )
                 send = self._plan(index, record, change, outcome)
             except GeorepError as error:
@@ -444,9 +480,51 @@ class Replicator:
         assert state.store_attr is not None
         return Stamped(version=tombstone, meta_attr=state.store_attr)
 
+    def stop_waiting(self, scope: object = None) -> None:
+        """Let the deferred deliveries of ``scope`` (None: of every scope) fail at their next
+        attempt, within `DEFER_CAP_S`: the consumer stops, or lost the shard's lease, and
+        needs its records in flight settled. New deferrals in it fail at once."""
+        with self._lock:
+            self._impatient.add(scope)
+
+    def wait_again(self) -> None:
+        """Undo `stop_waiting` for every scope (the consumer reads again after `finish`)."""
+        with self._lock:
+            self._impatient.discard(None)
+
+    def _waits(self, task: _Task) -> bool:
+        """Whether ``task``, just deferred, waits in its lane (`patient`) rather than fails."""
+        with self._lock:
+            return (
+                self.patient
+                and task.here is None
+                and None not in self._impatient
+                and task.batch.scope not in self._impatient
+            )
+
+    def _retry_later(self, lane_key: tuple[object, str, str], task: _Task) -> None:
+        """Put deferred ``task`` back at the head of its lane (still running: nothing overtakes
+        it) and run the lane again after the backoff."""
+        delay = min(DEFER_FIRST_S * 2 ** min(task.deferred, 16), DEFER_CAP_S)
+        task.deferred += 1
+        with self._lock:
+            self._lanes[lane_key].tasks.appendleft(task)
+
+        def again() -> None:
+            try:
+                future = self._executor_for(lane_key[2]).submit(self._run_lane, lane_key)
+            except RuntimeError:  # the pool is shut down (close): nothing waits any more
+                return
+            future.add_done_callback(_report_crash)
+
+        timer = threading.Timer(delay, again)
+        timer.daemon = True
+        timer.start()
+
     def forget(self, scope: object) -> None:
         """Drop what failures in ``scope`` hold back (every record of it must have settled)."""
         with self._lock:
+            self._impatient.discard(scope)
             for lane_key in [k for k in self._lanes if k[0] == scope]:
                 lane = self._lanes[lane_key]
                 lane.failed_at = None  # a lane still running deletes itself once empty
@@ -642,6 +720,9 @@ class Replicator:
                 delivery = Delivery("skipped", "superseded in its own region")
             else:
                 delivery = self._attempt(task.destination, task.send, task.fast, task.here)
+            if delivery.error == RAW_NOT_ADOPTED and self._waits(task):
+                self._retry_later(lane_key, task)
+                return
             if delivery.handled in ("failed", "waiting") and failed_at is None:
                 with self._lock:
                     lane.failed_at = _sequence_of(task.send.record) or f"#{task.send.index}"
@@ -883,6 +964,11 @@ def _update_of_a_live_item(fast: _Fast, version: Version) -> bool:
         and isinstance(precondition, ExpectMeta)
         and precondition.value is not None
     )
+
+
+def _failed(record: Mapping[str, Any], reason: str) -> RecordResult:
+    """A record that could not be attempted now (retried from the checkpoint)."""
+    return RecordResult(_sequence_of(record), "failed", reason)
 
 
 def _report_crash(future: Future[None]) -> None:

@@ -138,12 +138,14 @@ def replicator_for(
     clients: Mapping[str, Any],
     dead_letters: DeadLetterSink,
     metrics: Metrics,
+    patient: bool = False,
 ) -> Replicator:
     """``region``'s Replicator over every region's table (``clients``: one DynamoDB client
     per region), as configured: the consumer, the Lambda handler and ``georep dlq replay``
     build it here. Merges are logged in ``region``'s conflict table. ``config`` names one
     table (a [table] form, or ``for_table``); its name is recorded with each dead letter and
-    conflict."""
+    conflict. ``patient``: the consumer's (`Replicator`): a deferred delivery waits in its
+    lane; the Lambda handler and a replay must return, so they fail it instead."""
     tables = {
         name: places_for(config, region=name, client=client) for name, client in clients.items()
     }
@@ -156,6 +158,7 @@ def replicator_for(
         write_concurrency=config.replication.write_concurrency,
         conflicts=conflict_log_for(config, clients[region]),
         table=config.table.name,
+        patient=patient,
     )
 
 
@@ -198,6 +201,7 @@ class Consumer(StreamConsumer):
             clients=self.dynamodb,
             dead_letters=self.dead_letters,
             metrics=metrics,
+            patient=True,
         )
         # Shards are shared with the region's other consumers through leases in the
         # checkpoint table (service/engine/leases.py).

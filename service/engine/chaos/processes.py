@@ -42,6 +42,9 @@ class ConsumerProcesses:
             sys.executable,
             *("-m", "service.surfaces.cli", "run", "--region", region),
             *("-c", str(self.config)),
+            # INFO too: a shard waiting behind a raw write's adoption says so only at INFO,
+            # and a run that fails to converge is diagnosed from these logs.
+            "--verbose",
         ]
         with (self.logs / f"{region}.log").open("ab") as out:
             process = subprocess.Popen(
@@ -80,6 +83,16 @@ class ConsumerProcesses:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"the consumers of {region} did not start: see {log}")
                 time.sleep(0.1)
+
+    def exited(self) -> list[str]:
+        """Each process that exited by itself (never killed by the run, not stopped yet), as
+        ``region (exit code N)``: a consumer must wait out every fault the run injects."""
+        return [
+            f"{region} (exit code {p.returncode})"
+            for region, processes in sorted(self.running.items())
+            for p in processes
+            if p.poll() is not None
+        ]
 
     def alive(self, region: str) -> int:
         return sum(1 for p in self.running.get(region, []) if p.poll() is None)

@@ -219,6 +219,7 @@ def _print(args: argparse.Namespace, result: Report) -> None:
         "restarts": result.restarts,
         "conflicts": result.conflicts,
         "dead_letters": result.dead_letters,
+        "consumer_exits": len(result.exits),
         "keys": verdict.judged_keys,
         "lost": len(verdict.lost),
         "divergent": len(verdict.divergent),
