@@ -15,7 +15,6 @@ import pytest
 
 from service.engine.chaos.runner import FAULTS
 from service.surfaces.cli import main
-from service.surfaces.local import REGIONS
 from tests.property.example_rules import UNION_TAGS_CONFIG
 
 pytestmark = pytest.mark.integration
@@ -24,28 +23,18 @@ SHORT_RUN_FAULTS = list(FAULTS)
 SEED = int(os.environ.get("CHAOS_SEED", "20261206"))
 
 
-# NOTE: without the tombstone store, although it is the default: with it, this last-writer-wins
-# run failed in session 36's final clean-clone CI (seed 20261206: 16 keys never converged,
-# 4 writes lost) and the merge-rule run in session 35's (7 keys): open, first for the next
-# session (docs/design.md, "Session 36"). `make chaos` runs the default configuration.
-NO_STORE = (
-    '[table]\nname = "chaos"\npartition_key = "pk"\nresolver = "lww"\n\n'
-    + "".join(f'[[regions]]\nname = "{r}"\n\n' for r in REGIONS)
-    + "[replication]\ntombstone_store = false\n"
-)
-
-
 def test_a_short_chaos_run_loses_nothing_and_converges(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Judged on lost = 0, divergent = 0 and unexpected = 0 after quiescence only (never on
-    timings); the schedule has at least one kill, so the run did restart consumers."""
-    config = tmp_path / "georep.toml"
-    config.write_text(NO_STORE)
+    timings); the schedule has at least one kill, so the run did restart consumers. The
+    default configuration: three regions, last-writer-wins, the tombstone store (the two
+    liveness bugs that kept such runs from converging in sessions 35-36: docs/design.md,
+    "Session 37")."""
     code = main(
         [
             "chaos",
-            *("-c", str(config)),
+            *("-c", str(tmp_path / "absent.toml")),
             *("--duration", os.environ.get("CHAOS_DURATION", "20")),
             *("--writers", "1", "--keys", "4", "--rate", "4"),
             *("--faults", ",".join(SHORT_RUN_FAULTS)),
@@ -64,6 +53,7 @@ def test_a_short_chaos_run_loses_nothing_and_converges(
     assert 0 == code
     assert summary["writes_acknowledged"] > 0
     assert summary["restarts"] >= 1
+    assert 0 == summary["consumer_exits"]
 
 
 # The example user rule: a union of ``tags``, the rest from the last writer.
@@ -79,9 +69,9 @@ def test_a_short_chaos_run_under_a_merge_rule_loses_no_element_and_converges(
     The consumers import the rule from this checkout (the run puts the working directory on
     their PYTHONPATH)."""
     config = tmp_path / "georep.toml"
-    # Without the tombstone store (NO_STORE above): the elements a tombstone keeps are in the
-    # tombstone item. With it they are in the store, which the run reads (`tombstone_images`).
-    config.write_text(MERGE_RULE + "\n[replication]\ntombstone_store = false\n")
+    # With the tombstone store (the default): the elements a tombstone keeps are in the store,
+    # which the run reads (`tombstone_images`).
+    config.write_text(MERGE_RULE)
     code = main(
         [
             "chaos",
@@ -106,3 +96,4 @@ def test_a_short_chaos_run_under_a_merge_rule_loses_no_element_and_converges(
     assert summary["elements_judged"] > 0
     # Writes under merge rules are inflations (tests/unit/test_merge_contract.py): none drops.
     assert 0 == summary["elements_dropped"]
+    assert 0 == summary["consumer_exits"]

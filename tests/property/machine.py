@@ -438,6 +438,29 @@ class ReplicationMachine(RuleBasedStateMachine):
             batch += lanes[key][: data.draw(st.integers(1, len(lanes[key])))]
         self.deliver_batch(source, sorted(batch, key=lambda p: p[0]), races=self._drawn(data))
 
+    @precondition(lambda self: self.store and bool(self._sources()))
+    @rule(data=st.data())
+    def deliver_with_its_store_down(self, data: st.DataObject) -> None:
+        """`deliver`, while the source region's tombstone store cannot be read (a partition of
+        its own region): the store reads `submit` makes for a REMOVE or a stamped INSERT fail,
+        as do its adoptions' reads. The records fail and are delivered again later; nothing
+        escapes the Replicator (a chaos run found `georep run` exiting on it, session 37)."""
+        source = data.draw(st.sampled_from(self._sources()))
+        table = self.tables[source]
+
+        def unreachable(key: Mapping[str, Any]) -> dict[str, Any] | None:
+            raise Unreachable(f"{source}'s tombstone store is unreachable")
+
+        table.get_stored = unreachable  # type: ignore[method-assign]
+        try:
+            lanes = self.inflight[source]
+            keys = sorted(key for key, lane in lanes.items() if lane)
+            chosen = data.draw(st.lists(st.sampled_from(keys), min_size=1, unique=True))
+            batch = [p for key in chosen for p in lanes[key][: data.draw(st.integers(1, 3))]]
+            self.deliver_batch(source, sorted(batch, key=lambda p: p[0]), races=None)
+        finally:
+            del table.get_stored
+
     def _drawn(self, data: st.DataObject) -> Callable[[str, str], Race | None]:
         budget = [MAX_RACES]
 
