@@ -154,6 +154,28 @@ class ConcurrentReplicationMachine(ReplicationMachine):
                 self.executor.step(task)
         self.take_settled()
 
+    @precondition(lambda self: self.store and bool(self._sources()))
+    @rule(data=st.data())
+    def deliver_with_its_store_down(self, data: st.DataObject) -> None:
+        """`deliver`'s batch submitted while the source's tombstone store cannot be read: the
+        store reads `submit` makes fail (the lanes read later, when stepped). The inline
+        machine's version waits for the batch, which the gated executor never runs."""
+        source = data.draw(st.sampled_from(self._sources()))
+        ready = self.ready(source)
+        chosen = data.draw(st.lists(st.sampled_from(sorted(ready)), min_size=1, unique=True))
+        batch = [p for key in chosen for p in ready[key][: data.draw(st.integers(1, 3))]]
+        table = self.tables[source]
+
+        def unreachable(key: Mapping[str, Any]) -> dict[str, Any] | None:
+            raise Unreachable(f"{source}'s tombstone store is unreachable")
+
+        table.get_stored = unreachable  # type: ignore[method-assign]
+        try:
+            self.submit(source, sorted(batch, key=lambda p: p[0]))
+        finally:
+            del table.get_stored
+        self.take_settled()
+
     @precondition(lambda self: bool(self.executor.tasks))
     @rule(data=st.data())
     def release(self, data: st.DataObject) -> None:
