@@ -41,6 +41,7 @@ from service.core.apply import (
     ExpectMeta,
     Precondition,
     Write,
+    merge,
     precondition_for,
 )
 from service.core.residency import decide_for
@@ -155,9 +156,21 @@ def decide_key(
         and compare(incoming.meta, state.table.version.meta) not in (Order.EQUAL, Order.BEFORE)
     ):
         # A version the application wrote beside the tombstone (a restore, a copy of another
-        # region's item): georep never leaves one there. Its INSERT is adopted over the
-        # tombstone (`translate`'s ``beside``); until then nothing replaces it.
-        return Defer("the item here, copied in after a delete, is not adopted yet")
+        # region's item): georep never leaves one there. Its INSERT, read while the copy is in
+        # the table, is adopted over the tombstone (`translate`'s ``beside``). A version that
+        # gets here first does not wait for that adoption (it may never come: once anything
+        # is written over the copy, its INSERT reads as replication's own): the copy counts as
+        # the version it copies, and the key's state is that version and the tombstone, the
+        # later one, or both resolved, as any region holding both has them (the copies gap,
+        # docs/design.md).
+        copy = state.table.version
+        if compare(copy.meta, tombstone.meta) is Order.CONCURRENT:
+            settled = merge(copy, tombstone, settings=settings)
+        else:
+            settled = tombstone
+        assert state.store_attr is not None
+        current = Stamped(version=settled, meta_attr=state.store_attr)
+        return decide_for(current, incoming, destination=destination, settings=settings)
     if (
         settings.resolver.keeps_deleted_data
         and isinstance(state.table, Raw)
