@@ -10,34 +10,23 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from service.adapters.deadletter import MemoryDeadLetters
 from service.adapters.memory import MemoryTable
-from service.adapters.metrics import MemoryMetrics
 from service.engine.pipeline import RAW_NOT_ADOPTED, RecordResult, Replicator
 from tests.unit.test_pipeline_store import (
     KEY,
     NAME,
     REGIONS,
-    SETTINGS,
     T0,
     drain,
     replicate,
+    replicator_over,
     write_locally,
 )
 from tests.unit.test_pipeline_store import tables as make_tables
 
 
 def replicator(region: str, ts: dict[str, MemoryTable], *, patient: bool) -> Replicator:
-    return Replicator(
-        region=region,
-        settings=SETTINGS,
-        tables=ts,
-        dead_letters=MemoryDeadLetters(),
-        metrics=MemoryMetrics(),
-        now_ms=lambda: T0,
-        table=NAME,
-        patient=patient,
-    )
+    return replicator_over(region, ts, patient=patient)
 
 
 def deferred_at_r1() -> tuple[dict[str, MemoryTable], list[Any]]:

@@ -51,8 +51,10 @@ def write_locally(table: MemoryTable, data: dict[str, Any] | None, *, at_ms: int
     assert table.commit(KEY, table=steps[0], store=steps[1]).ok
 
 
-def replicate(region: str, ts: dict[str, MemoryTable], records: list[Any]) -> list[RecordResult]:
-    replicator = Replicator(
+def replicator_over(
+    region: str, ts: dict[str, MemoryTable], *, patient: bool = False
+) -> Replicator:
+    return Replicator(
         region=region,
         settings=SETTINGS,
         tables=ts,
@@ -60,7 +62,12 @@ def replicate(region: str, ts: dict[str, MemoryTable], records: list[Any]) -> li
         metrics=MemoryMetrics(),
         now_ms=lambda: T0,
         table=NAME,
+        patient=patient,
     )
+
+
+def replicate(region: str, ts: dict[str, MemoryTable], records: list[Any]) -> list[RecordResult]:
+    replicator = replicator_over(region, ts)
     try:
         return replicator.process(records)
     finally:
