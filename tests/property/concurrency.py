@@ -164,16 +164,8 @@ class ConcurrentReplicationMachine(ReplicationMachine):
         ready = self.ready(source)
         chosen = data.draw(st.lists(st.sampled_from(sorted(ready)), min_size=1, unique=True))
         batch = [p for key in chosen for p in ready[key][: data.draw(st.integers(1, 3))]]
-        table = self.tables[source]
-
-        def unreachable(key: Mapping[str, Any]) -> dict[str, Any] | None:
-            raise Unreachable(f"{source}'s tombstone store is unreachable")
-
-        table.get_stored = unreachable  # type: ignore[method-assign]
-        try:
+        with self.store_down(source):
             self.submit(source, sorted(batch, key=lambda p: p[0]))
-        finally:
-            del table.get_stored
         self.take_settled()
 
     @precondition(lambda self: bool(self.executor.tasks))

@@ -21,7 +21,8 @@ Subclasses choose the resolver and how a writer builds new data from what it rea
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
@@ -446,18 +447,24 @@ class ReplicationMachine(RuleBasedStateMachine):
         as do its adoptions' reads. The records fail and are delivered again later; nothing
         escapes the Replicator (a chaos run found `georep run` exiting on it, session 37)."""
         source = data.draw(st.sampled_from(self._sources()))
-        table = self.tables[source]
-
-        def unreachable(key: Mapping[str, Any]) -> dict[str, Any] | None:
-            raise Unreachable(f"{source}'s tombstone store is unreachable")
-
-        table.get_stored = unreachable  # type: ignore[method-assign]
-        try:
+        with self.store_down(source):
             lanes = self.inflight[source]
             keys = sorted(key for key, lane in lanes.items() if lane)
             chosen = data.draw(st.lists(st.sampled_from(keys), min_size=1, unique=True))
             batch = [p for key in chosen for p in lanes[key][: data.draw(st.integers(1, 3))]]
             self.deliver_batch(source, sorted(batch, key=lambda p: p[0]), races=None)
+
+    @contextmanager
+    def store_down(self, region: str) -> Iterator[None]:
+        """``region``'s tombstone store cannot be read while the block runs."""
+        table = self.tables[region]
+
+        def unreachable(key: Mapping[str, Any]) -> dict[str, Any] | None:
+            raise Unreachable(f"{region}'s tombstone store is unreachable")
+
+        table.get_stored = unreachable  # type: ignore[method-assign]
+        try:
+            yield
         finally:
             del table.get_stored
 
