@@ -5,7 +5,7 @@ The in-memory model (service/adapters/memory.py) and the DynamoDB adapter implem
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -60,6 +60,17 @@ class Table(Protocol):
 
     def get_stored(self, key: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """The tombstone store's item for ``key`` of this table (issue 22), read consistently."""
+        ...
+
+    def get_many(self, keys: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any] | None]:
+        """`get` of each of ``keys`` (distinct), in their order, in as few requests as the
+        backend allows (DynamoDB: BatchGetItem, 100 keys each)."""
+        ...
+
+    def get_stored_many(
+        self, keys: Sequence[Mapping[str, Any]]
+    ) -> Sequence[Mapping[str, Any] | None]:
+        """`get_stored` of each of ``keys`` (distinct), in their order, as `get_many`."""
         ...
 
     def commit(

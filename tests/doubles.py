@@ -150,6 +150,11 @@ class HeldReplicator(ScriptedReplicator):
         default_factory=list
     )
     forgotten: list[object] = field(default_factory=list)
+    # ``waiting``: the records held are deliveries waiting patiently for an adoption, which
+    # `stop_waiting` settles as failed (the patient Replicator's deferral); ``stopped``: the
+    # scopes (None: every scope) told to stop waiting.
+    waiting: bool = False
+    stopped: list[object] = field(default_factory=list)
 
     def submit(
         self,
@@ -183,7 +188,13 @@ class HeldReplicator(ScriptedReplicator):
         self.forgotten.append(scope)
 
     def stop_waiting(self, scope: object = None) -> None:
-        pass
+        self.stopped.append(scope)
+        if not self.waiting:
+            return
+        held, self.held = self.held, []
+        for on_settled, index, record in held:
+            reason = "the raw item here, written after a delete, is not adopted yet"
+            on_settled(index, RecordResult(sequence_of(record), "failed", reason))
 
     def wait_again(self) -> None:
         pass
@@ -437,6 +448,12 @@ class PausingTable:
 
     def get_stored(self, key: Mapping[str, Any]) -> Any:
         return self.table.get_stored(key)
+
+    def get_many(self, keys: Any) -> Any:
+        return self.table.get_many(keys)
+
+    def get_stored_many(self, keys: Any) -> Any:
+        return self.table.get_stored_many(keys)
 
     def write(self, key: Mapping[str, Any], item: Any, precondition: Any) -> Any:
         self._pause(key)

@@ -34,7 +34,7 @@ from typing import Any, Literal, Protocol
 import ulid
 
 from service.adapters.deadletter import MemoryDeadLetters
-from service.adapters.dynamo import DynamoTable, ensure_table
+from service.adapters.dynamo import DynamoTable, ensure_table, require
 from service.adapters.metrics import MemoryMetrics
 from service.config import Config
 from service.core.apply import ExpectAbsent, Precondition
@@ -43,7 +43,7 @@ from service.core.stored import Settings
 from service.core.version import META_ATTR, Version, data_of, encode_item
 from service.engine.pipeline import Delivery, InlineExecutor, Replicator
 from service.engine.ratelimit import TokenBucket, write_units
-from service.engine.streams import AWS_ERRORS, require
+from service.engine.streams import AWS_ERRORS
 from service.ports import CommitResult, Step, Table, WriteResult
 
 log = logging.getLogger("georep.backfill")
@@ -219,6 +219,14 @@ class Metered:
 
     def get_stored(self, key: Mapping[str, Any]) -> Mapping[str, Any] | None:
         return self.table.get_stored(key)
+
+    def get_many(self, keys: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any] | None]:
+        return self.table.get_many(keys)
+
+    def get_stored_many(
+        self, keys: Sequence[Mapping[str, Any]]
+    ) -> Sequence[Mapping[str, Any] | None]:
+        return self.table.get_stored_many(keys)
 
     def commit(
         self, key: Mapping[str, Any], *, table: Step | None, store: Step | None

@@ -419,6 +419,8 @@ class StreamConsumer:
                     except AWS_ERRORS as error:  # renew what was ready; the loop backs off
                         log.warning("listing shards to renew leases failed: %s", error)
                     keeper.tick(self._ready)
+                    if keeper.last_taken:
+                        log.info("took the leases of %s", ", ".join(sorted(keeper.last_taken)))
                     for shard_id in keeper.last_taken & set(self._flows):
                         self._flows[shard_id].lost = True  # a stale flow: drained, then dropped
                     reader.refresh(keeper.last_taken)
@@ -547,6 +549,13 @@ class StreamConsumer:
                 continue
             flow.empty_reads, flow.idle_until = 0, -math.inf
             handed += len(batch.records)
+            log.debug(
+                "shard %s: read %d records, %s to %s",
+                shard_id,
+                len(batch.records),
+                _sequence(batch.records[0]),
+                _sequence(batch.records[-1]),
+            )
             self._observe_age(batch.records[-1])
             start = flow.tracker.read_position
             for offset, record in enumerate(batch.records):
@@ -563,7 +572,20 @@ class StreamConsumer:
                 self._settled.append((shard, at + index, result))
                 self._wake.set()
 
+            began = time.monotonic()
             self.replicator.submit(batch.records, scope=flow.scope, on_settled=settled)
+            took = time.monotonic() - began
+            if self.leases is not None and took > self.leases.renew_every:
+                # NOTE: leases are renewed between turns: a turn longer than the lease loses the
+                # shard to no one (session 38: 7 s of store reads per batch, 6 s leases).
+                log.warning(
+                    "shard %s: handing %d records over took %.1f s, more than the leases' "
+                    "renewal interval (%.1f s): its lease may lapse",
+                    shard_id,
+                    len(batch.records),
+                    took,
+                    self.leases.renew_every,
+                )
         return handed
 
     def _on_settled(self, shard_id: str, start: int) -> Callable[[int, RecordResult], None]:
@@ -597,14 +619,22 @@ class StreamConsumer:
         now = self.clock()
         for shard_id, flow in list(self._flows.items()):
             drained = flow.in_flight == 0 and flow.reading is None
-            if flow.lost or (self.leases is not None and not self.leases.holds(shard_id)):
-                flow.lost = True  # another consumer reads it from its checkpoint now
+            self._mark_lost((shard_id,))  # another consumer reads it from its checkpoint now
+            if flow.lost:
                 self.replicator.stop_waiting(flow.scope)  # its deferred records settle
                 if drained:  # read again only from the stored checkpoint (refresh)
                     del self._flows[shard_id]
                     reader.rewind(shard_id)
                     self.replicator.forget(flow.scope)
                 continue
+            if flow.failed is not None:
+                # NOTE: a failed shard is read again from its checkpoint once every record in
+                # flight settled, and a record waiting patiently for an adoption would hold
+                # that off for good: the adoption may be beyond what the other region reads
+                # while its own shard waits likewise (chaos seed 2027, session 38: three
+                # regions stuck, each shard failed once and then waited on another). It is
+                # read again anyway, so its waits end now.
+                self.replicator.stop_waiting(flow.scope)
             finished = flow.closed and drained and flow.failed is None
             safe = flow.tracker.safe_position()
             due = now - flow.committed_at >= self.checkpoint_every or drained
@@ -618,6 +648,7 @@ class StreamConsumer:
                     sequence = done[-1] if done else None
                     if sequence is not None or finished:
                         reader.commit(shard_id, sequence=sequence, finished=finished)
+                        log.debug("shard %s: checkpointed at %s", shard_id, sequence)
                     for p in range(flow.committed, safe):
                         flow.sequences.pop(p, None)
                     flow.committed, flow.committed_at = safe, now
@@ -647,6 +678,7 @@ class StreamConsumer:
         reader.rewind(shard_id)
         self.replicator.forget(flow.scope)
         if flow.failed_position is None:
+            log.debug("shard %s: read again from its checkpoint (%s)", shard_id, flow.failed)
             return  # a read or checkpoint error: already counted and backing off
         behind = flow.tracker.read_position - flow.failed_position
         read = flow.tracker.read_position - flow.committed

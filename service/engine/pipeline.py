@@ -62,6 +62,9 @@ RAW_NOT_ADOPTED = "RawItemNotAdopted"
 # A patient Replicator's deferred delivery is tried again after this long, doubling to the cap.
 DEFER_FIRST_S = 0.05
 DEFER_CAP_S = 2.0
+# A patient wait longer than this is logged as a warning (and again each time as long again):
+# a wait that never ends is otherwise silent (session 37's long chaos run).
+DEFER_WARN_S = 30.0
 
 T = TypeVar("T")
 
@@ -208,6 +211,8 @@ class _Task:
     batch: Submitted
     gate: _Gate | None = None
     deferred: int = 0  # attempts `decide` deferred so far (a patient Replicator's backoff)
+    waited: float = 0.0  # seconds of backoff so far, and when the next warning is due
+    warn_at: float = DEFER_WARN_S
 
 
 @dataclass
@@ -243,6 +248,42 @@ class _Lane:
 
 
 Settled = Callable[[int, RecordResult], None]
+
+
+@dataclass
+class _StoreReads:
+    """What a batch's store reads found (`Replicator._store_reads`), by key (its JSON)."""
+
+    wanted: dict[str, dict[str, Any]] = field(default_factory=dict)  # the keys to read
+    stored: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # the store's items
+    items: dict[str, Mapping[str, Any] | None] = field(default_factory=dict)  # the table's
+
+    def deletion_of(self, change: Change, *, settings: Settings) -> Deletion | None:
+        """For a REMOVE: which of georep's own deletes removed its old image, if the store
+        recorded one (`translate`)."""
+        if change.event != "REMOVE" or change.old is None:
+            return None
+        stored = self.stored.get(json.dumps(change.keys, sort_keys=True, default=str))
+        if stored is None:
+            return None
+        store = decode_store_item(stored, regions=settings.region_set)
+        return explain_remove(store, change.old)
+
+    def beside_of(self, change: Change, *, settings: Settings) -> Stamped | None:
+        """For an INSERT of a stamped image: the store's tombstone if the table still holds
+        that image beside it (an application's copy or restore, `translate`)."""
+        if change.event != "INSERT" or change.new is None or META_ATTR not in change.new:
+            return None  # a raw INSERT is adopted over what it replaced (`KeyState.current`)
+        key = json.dumps(change.keys, sort_keys=True, default=str)
+        stored = self.stored.get(key)
+        if stored is None:
+            return None
+        state = read_key(self.items.get(key), stored, settings=settings)
+        tombstone = state.tombstone
+        if tombstone is None or state.item is None or not same_item(state.item, change.new):
+            return None
+        assert state.store_attr is not None
+        return Stamped(version=tombstone, meta_attr=state.store_attr)
 
 
 class Submitted:
@@ -390,34 +431,44 @@ class Replicator:
         submitted = Submitted(records, object() if scope is None else scope, on_settled)
         tasks: list[_Task] = []
         settled: list[tuple[int, RecordResult]] = []
-        unread: dict[str, str] = {}  # key -> the record whose store read failed
-        for index, record in enumerate(records):
+        parsed: list[Change | GeorepError] = []
+        for record in records:
             self.metrics.incr("records_read", {"region": self.region})
             try:
-                change = parse_record(record)
+                parsed.append(parse_record(record))
+            except GeorepError as error:
+                parsed.append(error)
+        # NOTE: the store reads of the whole batch, in one or two BatchGetItem requests. One
+        # GetItem per record, in the consumer's own thread, took 7 s for a batch of 100 on a
+        # loaded server: longer than the lease, so the consumer lost its own shard's lease
+        # every turn and read the same batch again for good (chaos seed 2027, session 38).
+        reads, unread = self._store_reads([c for c in parsed if isinstance(c, Change)])
+        failed_keys: dict[str, str] = {}  # key -> the record whose store read failed
+        for index, record in enumerate(records):
+            change = parsed[index]
+            try:
+                if isinstance(change, GeorepError):
+                    raise change
                 key = json.dumps(change.keys, sort_keys=True, default=str)
-                if key in unread:  # per-key order: nothing overtakes the record not read
-                    settled.append((index, _failed(record, f"behind record {unread[key]}")))
-                    continue
-                try:
-                    deletion, beside = self._deletion_of(change), self._beside_of(change)
-                except GeorepError:
-                    raise
-                except Exception as error:
-                    # NOTE: the store read is the only request made here, in the consumer's
-                    # own thread: a network error escaping it stopped `georep run` (chaos run,
-                    # session 37, a partition of its own region). Failed, so retried.
-                    unread[key] = _sequence_of(record) or f"#{index}"
-                    reason = f"reading the tombstone store: {type(error).__name__}: {error}"
-                    log.warning("record %s: %s", unread[key], reason)
+                if key in failed_keys:  # per-key order: nothing overtakes the record not read
+                    reason = f"behind record {failed_keys[key]}"
                     settled.append((index, _failed(record, reason)))
+                    continue
+                if isinstance(unread, GeorepError) and key in reads.wanted:
+                    raise unread  # refused, as the read of this one record would have been
+                if isinstance(unread, str) and key in reads.wanted:
+                    # NOTE: a store read failing here stopped `georep run` (chaos run, session
+                    # 37, a partition of its own region). The record fails, so it is retried.
+                    failed_keys[key] = _sequence_of(record) or f"#{index}"
+                    log.warning("record %s: %s", failed_keys[key], unread)
+                    settled.append((index, _failed(record, unread)))
                     continue
                 outcome = translate(
                     change,
                     region=self.region,
                     settings=self.settings,
-                    deletion=deletion,
-                    beside=beside,
+                    deletion=reads.deletion_of(change, settings=self.settings),
+                    beside=reads.beside_of(change, settings=self.settings),
                 )
                 send = self._plan(index, record, change, outcome)
             except GeorepError as error:
@@ -448,37 +499,44 @@ class Replicator:
         self._enqueue(tasks)
         return submitted
 
-    def _deletion_of(self, change: Change) -> Deletion | None:
-        """With the tombstone store, what the store recorded for a REMOVE's old image: which
-        of georep's own deletes removed it, if one did (`translate`). One consistent read."""
-        if not self.settings.tombstone_store or change.event != "REMOVE" or change.old is None:
-            return None
-        key = self.settings.keys_of(change.keys)
-        stored = self.tables[self.region].get_stored(key)
-        if stored is None:
-            return None
-        store = decode_store_item(stored, regions=self.settings.region_set)
-        return explain_remove(store, change.old)
-
-    def _beside_of(self, change: Change) -> Stamped | None:
-        """With the tombstone store, for an INSERT of a stamped image: the store's tombstone
-        if the table still holds that image beside it (an application's copy or restore,
-        `translate`). One consistent read of the store; the table only if it holds one."""
-        if not self.settings.tombstone_store or change.event != "INSERT" or change.new is None:
-            return None
-        if META_ATTR not in change.new:
-            return None  # raw: adopted over what it replaced (`KeyState.current`)
-        key = self.settings.keys_of(change.keys)
+    def _store_reads(
+        self, changes: Sequence[Change]
+    ) -> tuple[_StoreReads, str | GeorepError | None]:
+        """With the tombstone store, what `translate` needs to know of it for ``changes``: the
+        store's items of the keys REMOVEd or INSERTed with a stamped image (one consistent
+        batch read), and the table's items of those INSERTs' keys that the store holds
+        something for (a second one). Returns the reads and, if they failed, why: a reason (a
+        transient error: those records fail) or the permanent error (they are refused)."""
+        reads = _StoreReads()
+        if not self.settings.tombstone_store:
+            return reads, None
+        for change in changes:
+            if (change.event == "REMOVE" and change.old is not None) or (
+                change.event == "INSERT" and change.new is not None and META_ATTR in change.new
+            ):
+                key = json.dumps(change.keys, sort_keys=True, default=str)
+                reads.wanted.setdefault(key, self.settings.keys_of(change.keys))
+        if not reads.wanted:
+            return reads, None
         table = self.tables[self.region]
-        stored = table.get_stored(key)
-        if stored is None:
-            return None
-        state = read_key(table.get(key), stored, settings=self.settings)
-        tombstone = state.tombstone
-        if tombstone is None or state.item is None or not same_item(state.item, change.new):
-            return None
-        assert state.store_attr is not None
-        return Stamped(version=tombstone, meta_attr=state.store_attr)
+        try:
+            keys = list(reads.wanted)
+            stored = table.get_stored_many([reads.wanted[k] for k in keys])
+            reads.stored = {k: item for k, item in zip(keys, stored, strict=True) if item}
+            inserted = {
+                json.dumps(c.keys, sort_keys=True, default=str)
+                for c in changes
+                if c.event == "INSERT"
+            }
+            beside = [k for k in keys if k in reads.stored and k in inserted]
+            if beside:
+                items = table.get_many([reads.wanted[k] for k in beside])
+                reads.items = dict(zip(beside, items, strict=True))
+        except GeorepError as error:
+            return reads, error
+        except Exception as error:
+            return reads, f"reading the tombstone store: {type(error).__name__}: {error}"
+        return reads, None
 
     def stop_waiting(self, scope: object = None) -> None:
         """Let the deferred deliveries of ``scope`` (None: of every scope) fail at their next
@@ -495,18 +553,30 @@ class Replicator:
     def _waits(self, task: _Task) -> bool:
         """Whether ``task``, just deferred, waits in its lane (`patient`) rather than fails."""
         with self._lock:
-            return (
-                self.patient
-                and task.here is None
-                and None not in self._impatient
-                and task.batch.scope not in self._impatient
-            )
+            impatient = None in self._impatient or task.batch.scope in self._impatient
+        if self.patient and task.here is None and impatient:
+            log.debug("record %s stops waiting: its shard stops", _sequence_of(task.send.record))
+        return self.patient and task.here is None and not impatient
 
-    def _retry_later(self, lane_key: tuple[object, str, str], task: _Task) -> None:
+    def _retry_later(self, lane_key: tuple[object, str, str], task: _Task, reason: str) -> None:
         """Put deferred ``task`` back at the head of its lane (still running: nothing overtakes
         it) and run the lane again after the backoff."""
         delay = min(DEFER_FIRST_S * 2 ** min(task.deferred, 16), DEFER_CAP_S)
         task.deferred += 1
+        sequence = _sequence_of(task.send.record) or f"#{task.send.index}"
+        if task.deferred == 1:
+            log.info("record %s waits at %s: %s", sequence, task.destination, reason)
+            self.metrics.incr("deferred_waits", {"region": self.region})
+        elif task.waited >= task.warn_at:
+            log.warning(
+                "record %s has waited %.0f s at %s: %s",
+                sequence,
+                task.waited,
+                task.destination,
+                reason,
+            )
+            task.warn_at *= 2
+        task.waited += delay
         with self._lock:
             self._lanes[lane_key].tasks.appendleft(task)
 
@@ -721,7 +791,7 @@ class Replicator:
             else:
                 delivery = self._attempt(task.destination, task.send, task.fast, task.here)
             if delivery.error == RAW_NOT_ADOPTED and self._waits(task):
-                self._retry_later(lane_key, task)
+                self._retry_later(lane_key, task, delivery.detail)
                 return
             if delivery.handled in ("failed", "waiting") and failed_at is None:
                 with self._lock:
@@ -765,6 +835,15 @@ class Replicator:
 
     def _report(self, task: _Task, delivery: Delivery) -> None:
         batch, index = task.batch, task.send.index
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "record %s (%s, %s) at %s: %s",
+                _sequence_of(task.send.record) or f"#{index}",
+                task.here or "forward",
+                json.dumps(self.settings.keys_of(task.send.version.data), default=str),
+                task.destination,
+                delivery,
+            )
         deliveries = batch._report(index, task.destination, delivery)
         if deliveries:
             ordered = {d: deliveries[d] for d in task.send.destinations}

@@ -32,6 +32,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from service.adapters.dynamo import IncompleteResponseError, require
 from service.adapters.metrics import MemoryMetrics
 from service.ports import CheckpointStore, Metrics, ShardState
 
@@ -40,23 +41,6 @@ log = logging.getLogger("georep.streams")
 
 # What boto3 raises for an AWS call that failed after botocore's own retries.
 AWS_ERRORS = (ClientError, BotoCoreError)
-
-
-class IncompleteResponseError(BotoCoreError):
-    """A 200 answer without a field every answer of its operation has: a truncated or empty
-    body, which botocore parses as ``{}`` when no checksum covers it (found by `georep chaos`:
-    an empty GetRecords answer read as a closed shard finished the shard, which was then never
-    read again). One of AWS_ERRORS, so it is handled like any failed call: retried from the
-    checkpoint after a backoff."""
-
-    fmt = "{operation} answered without {field}: a truncated or empty response"
-
-
-def require(response: Mapping[str, Any], field: str, *, operation: str) -> Any:
-    """``response[field]``, or IncompleteResponseError when the answer lacks it."""
-    if field not in response:
-        raise IncompleteResponseError(operation=operation, field=field)
-    return response[field]
 
 
 EXPIRED = "ExpiredIteratorException"

@@ -46,7 +46,7 @@ import ulid
 from botocore.exceptions import ClientError
 
 from service.adapters.checkpoints import DynamoCheckpointTable, RepairMarker
-from service.adapters.dynamo import unless_missing
+from service.adapters.dynamo import batch_get, require, unless_missing
 from service.adapters.memory import key_string
 from service.core import hlc
 from service.core.stored import Settings
@@ -62,13 +62,11 @@ from service.core.verify import (
     store_print,
 )
 from service.core.version import META_ATTR, encode_item
-from service.engine.streams import require
 from service.errors import GeorepError
 from service.ports import Table
 
 log = logging.getLogger("georep.verify")
 
-BATCH_GET_KEYS = 100  # DynamoDB's limit per BatchGetItem
 REPAIR_ATTEMPTS = 10
 
 Status = Literal["divergent", "pending", "repaired", "unrepairable"]
@@ -146,21 +144,7 @@ class RegionReader:
         return {names[item[STORE_KEY]["S"]]: item for item in found}
 
     def _get_many(self, table: str, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        for start in range(0, len(keys), BATCH_GET_KEYS):
-            request: dict[str, Any] = {
-                table: {"Keys": keys[start : start + BATCH_GET_KEYS], "ConsistentRead": True}
-            }
-            delay = 0.05
-            while request:
-                response = self.client.batch_get_item(RequestItems=request)
-                answered = require(response, "Responses", operation="BatchGetItem")
-                found.extend(answered.get(table, []))
-                request = response.get("UnprocessedKeys") or {}
-                if request:  # throttled: DynamoDB asks to back off
-                    time.sleep(delay)
-                    delay = min(delay * 2, 1.0)
-        return found
+        return batch_get(self.client, table, keys)
 
     def key_of(self, item: Mapping[str, Any]) -> dict[str, Any]:
         return {name: item[name] for name in self.key_attributes}

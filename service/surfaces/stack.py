@@ -221,6 +221,13 @@ def _widen(document: dict[str, Any], suffixes: list[str]) -> None:
                     },
                 ]
             }
+        elif isinstance(resource, list):  # each item per table, the shared ones once
+            widened: list[Any] = []
+            for item in resource:
+                for suffix in suffixes:
+                    if (each := renamed(item, suffix)) not in widened:
+                        widened.append(each)
+            statement["Resource"] = widened
         else:
             statement["Resource"] = [renamed(resource, s) for s in suffixes]
 

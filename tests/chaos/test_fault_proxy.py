@@ -15,8 +15,9 @@ from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutE
 
 from service.adapters.backends import MotoServer, create_replica_table
 from service.adapters.checkpoints import MemoryCheckpoints
+from service.adapters.dynamo import IncompleteResponseError
 from service.engine.chaos.proxy import Fault, FaultProxy
-from service.engine.streams import IncompleteResponseError, StreamReader
+from service.engine.streams import StreamReader
 
 pytestmark = pytest.mark.integration
 

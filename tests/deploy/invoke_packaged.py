@@ -32,6 +32,8 @@ def _recording(self, operation_name, api_params):
         for action in api_params.get("TransactItems", [])
         for kind, body in action.items()
     ]
+    # A batch read or write: IAM authorizes it on each table it names.
+    actions += [[operation_name, table] for table in api_params.get("RequestItems", {})]
     calls.append([operation_name, self.meta.region_name, api_params.get("TableName"), actions])
     return _make_api_call(self, operation_name, api_params)
 

@@ -126,6 +126,23 @@ def test_one_function_has_a_mapping_on_each_tables_stream(rendered: Path) -> Non
         assert {"Ref": "Replicator"} == properties["FunctionName"]
 
 
+def test_the_batch_read_grant_names_each_tables_own_arn_and_the_shared_store_once(
+    rendered: Path,
+) -> None:
+    """The store's policy widened per table: a list of resources (the region's store, shared
+    by every table, and the table's own ARN) keeps the store once and gains each table's ARN
+    (widening it as one item made a list of lists, which cfn-lint refused)."""
+    resources = translated(rendered)["Resources"]
+    statements = resources["TombstoneStorePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    (reads,) = [st for st in statements if st["Sid"] == "OwnBatchReads"]
+    table_arn = "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/"
+    assert [
+        {"Fn::GetAtt": ["TombstoneTable", "Arn"]},
+        {"Fn::Sub": table_arn + "${TableNameOrders}"},
+        {"Fn::Sub": table_arn + "${TableNameCounters}"},
+    ] == reads["Resource"]
+
+
 def test_the_parameter_files_give_every_parameter_the_stack_needs(rendered: Path) -> None:
     parameters = translated(rendered)["Parameters"]
     required = {name for name, p in parameters.items() if "Default" not in p}

@@ -422,7 +422,10 @@ def _listed(value: str | list[str]) -> list[str]:
 
 # The policies the function's own calls are held against, by PolicyName, and their statements.
 CALLED = {"georep-replicator": ("ReplicaTables", "DeadLetters", "Conflicts")}
-STORE_CALLED = {**CALLED, "georep-tombstone-store": ("TombstoneStores", "ReplicaTableDeletes")}
+STORE_CALLED = {
+    **CALLED,
+    "georep-tombstone-store": ("TombstoneStores", "ReplicaTableDeletes", "OwnBatchReads"),
+}
 # NOTE: IAM has no action for TransactWriteItems: each of its actions needs the action of the
 # single request it stands for, on its own table (AWS's DynamoDB developer guide, "Using IAM
 # with DynamoDB transactions").
@@ -431,6 +434,7 @@ TRANSACTION_ACTIONS = {
     "Delete": "DeleteItem",
     "Put": "PutItem",
     "Update": "UpdateItem",
+    "BatchGetItem": "BatchGetItem",  # not a transaction: a batch, authorized per table named
 }
 
 

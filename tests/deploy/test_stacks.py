@@ -377,7 +377,7 @@ def test_each_role_may_commit_every_regions_store_and_delete_from_the_replica_ta
     statements = role_policy(store_stacks, region, name="georep-tombstone-store")
     own = store_stacks.client("dynamodb", region).describe_table(TableName=STORE)["Table"]
 
-    assert {"TombstoneStores", "ReplicaTableDeletes"} == set(statements)
+    assert {"TombstoneStores", "ReplicaTableDeletes", "OwnBatchReads"} == set(statements)
     assert {
         "dynamodb:ConditionCheckItem",
         "dynamodb:DeleteItem",
@@ -394,3 +394,8 @@ def test_each_role_may_commit_every_regions_store_and_delete_from_the_replica_ta
     assert sorted(f"arn:aws:dynamodb:{r}:{account}:table/{_table(r)}" for r in REGIONS) == sorted(
         _listed(statements["ReplicaTableDeletes"]["Resource"])
     )
+    # The batch reads of a batch's REMOVEs and copied INSERTs: its own store and table only.
+    assert ["dynamodb:BatchGetItem"] == _listed(statements["OwnBatchReads"]["Action"])
+    assert sorted(
+        [own["TableArn"], f"arn:aws:dynamodb:{region}:{account}:table/{_table(region)}"]
+    ) == sorted(_listed(statements["OwnBatchReads"]["Resource"]))

@@ -107,6 +107,7 @@ def test_the_tombstone_store_and_its_grants_exist_only_with_the_store() -> None:
             "dynamodb:PutItem",
         ],
         "ReplicaTableDeletes": ["dynamodb:ConditionCheckItem", "dynamodb:DeleteItem"],
+        "OwnBatchReads": ["dynamodb:BatchGetItem"],
     } == grants
 
 

@@ -8,14 +8,24 @@ so a stopping consumer settles its records."""
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Executor, Future
 from typing import Any
 
+import ulid
+
+from service.adapters.deadletter import MemoryDeadLetters
 from service.adapters.memory import MemoryTable
+from service.adapters.metrics import MemoryMetrics
+from service.core import hlc
+from service.core.places import commit_for, read_key
+from service.core.stamp import stamp
 from service.engine.pipeline import RAW_NOT_ADOPTED, RecordResult, Replicator
+from service.errors import RequestRejectedError
 from tests.unit.test_pipeline_store import (
     KEY,
     NAME,
     REGIONS,
+    SETTINGS,
     T0,
     drain,
     replicate,
@@ -134,3 +144,106 @@ def test_a_store_read_that_fails_fails_its_record_and_the_keys_later_ones_and_ra
     assert not other.reason.startswith("behind") and other.deliveries
     drain(ts)  # read again: applied in order
     assert all(t.get(KEY) == ts["r0"].get(KEY) for t in ts.values())
+
+
+class StoreRefused(MemoryTable):
+    """r0's table, whose batch store read DynamoDB refuses (IAM denies BatchGetItem on it)."""
+
+    def get_stored_many(self, keys: Any) -> list[dict[str, Any] | None]:
+        raise RequestRejectedError("orders-tombstones: AccessDeniedException: not allowed")
+
+
+def test_a_store_read_refused_refuses_the_records_that_needed_it_and_no_other() -> None:
+    ts = make_tables()
+    r0 = ts["r0"] = StoreRefused("r0", ("pk",), table_name=NAME, now_ms=lambda: T0)
+    r0.put_raw({**KEY, "v": {"S": "1"}})
+    r0.put_raw({"pk": {"S": "other"}, "v": {"S": "1"}})
+    r0.delete_raw(KEY)
+    *_, removed = replicate("r0", ts, r0.records_after(0))
+    assert "dead-lettered" == removed.status
+    assert "AccessDeniedException" in removed.reason
+    other = ts["r1"].get({"pk": {"S": "other"}})
+    assert other is not None and {"S": "1"} == other["v"]
+
+
+class CountingReads(MemoryTable):
+    """A table counting the store and table reads made while a batch is submitted."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.requests: list[tuple[str, int]] = []
+
+    def get(self, key: Any) -> dict[str, Any] | None:
+        self.requests.append(("GetItem", 1))
+        return super().get(key)
+
+    def get_stored(self, key: Any) -> dict[str, Any] | None:
+        self.requests.append(("GetItem store", 1))
+        return super().get_stored(key)
+
+    def get_many(self, keys: Any) -> list[dict[str, Any] | None]:
+        self.requests.append(("BatchGetItem", len(keys)))
+        return [MemoryTable.get(self, key) for key in keys]
+
+    def get_stored_many(self, keys: Any) -> list[dict[str, Any] | None]:
+        self.requests.append(("BatchGetItem store", len(keys)))
+        return [MemoryTable.get_stored(self, key) for key in keys]
+
+
+def delete(table: MemoryTable, key: dict[str, Any], *, at_ms: int) -> None:
+    """An SDK delete of ``key``: its tombstone in the store, the item out of the table."""
+    state = read_key(table.get(key), table.get_stored(key), settings=SETTINGS)
+    version = stamp(
+        state.current,
+        None,
+        region=table.region,
+        now_hlc=hlc.pack(at_ms),
+        write_id=str(ulid.new()),
+        settings=SETTINGS,
+    )
+    assert version is not None
+    steps = commit_for(state, version, local=True, table=NAME, settings=SETTINGS)
+    assert table.commit(key, table=steps[0], store=steps[1]).ok
+
+
+class Held(Executor):
+    """Runs nothing: the lanes' writes never start, so only `submit`'s own reads are seen."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        return Future()
+
+
+def test_a_batchs_store_reads_are_two_batch_requests_whatever_its_size() -> None:
+    """Found by a long chaos run (seed 2027, session 38): `submit` read the store once per
+    REMOVE and stamped INSERT, in the consumer's own thread. On a loaded server a batch of 100
+    took 7 s, longer than the lease (6 s there): the consumer lost its own shard's lease every
+    turn, its deferred records stopped waiting, and it read the same batch again for good
+    while the regions never converged."""
+    ts = make_tables()
+    r0 = ts["r0"] = CountingReads("r0", ("pk",), table_name=NAME, now_ms=lambda: T0)
+    keys = [{"pk": {"S": f"k{i}"}} for i in range(60)]
+    for key in keys:
+        r0.put_raw({**key, "v": {"S": "1"}})
+    drain(ts)
+    start = len(r0.stream)
+    for i, key in enumerate(keys):  # SDK deletes, then copies of half the items written back
+        before = r0.get(key)
+        delete(r0, key, at_ms=T0 + 10)
+        if i % 2 == 0:
+            assert before is not None
+            r0.put_raw(before)  # a stamped INSERT: the store holds the delete's tombstone
+    records = r0.records_after(start)
+    assert 90 == len(records)
+    r0.requests.clear()
+    replicator = Replicator(
+        region="r0",
+        settings=SETTINGS,
+        tables=ts,
+        dead_letters=MemoryDeadLetters(),
+        metrics=MemoryMetrics(),
+        now_ms=lambda: T0,
+        table=NAME,
+        executor=Held(),
+    )
+    replicator.submit(records)
+    assert [("BatchGetItem store", 60), ("BatchGetItem", 30)] == r0.requests

@@ -448,6 +448,29 @@ def test_a_failed_shard_is_read_again_only_once_its_records_in_flight_settled() 
     assert written + written == held.handed[:8]
 
 
+def test_a_failed_shard_stops_its_records_waiting_for_adoptions_and_is_read_again() -> None:
+    """Found by a long chaos run (seed 2027, session 38): a record failed (a connection
+    closed) while the rest of its shard's records in flight waited patiently for adoptions in
+    other regions, whose own shards waited likewise. The shard, read again only once every
+    record settled, was never read again, in any of the three regions. Now a failed shard's
+    waits end: its records settle, and it is read again from its checkpoint."""
+    clock = Clock()
+    streams = MemoryStreams(clock=clock)
+    written = [str(streams.write(f"k{n}").sequence) for n in range(4)]  # type: ignore[union-attr]
+    held = HeldReplicator(waiting=True)
+    c = consumer(streams, held, clock, batch_size=2)
+    c.poll_once()
+    c.poll_once()
+    assert written == held.handed
+    assert [] == held.stopped  # waiting is what a healthy shard's records may do
+    held.settle(1, failed=True)  # the other three wait for adoptions
+    for _ in range(5):
+        c.poll_once()
+        clock.advance(1.0)
+    assert held.stopped  # told to stop waiting: they settled, and it was read again
+    assert written + written == held.handed[:8]
+
+
 def test_a_failed_shard_is_not_read_again_while_its_read_ahead_is_in_flight() -> None:
     """A record fails while the shard's next GetRecords is still running: the shard waits
     for that read too (one read in flight per shard, and nothing handed out twice)."""

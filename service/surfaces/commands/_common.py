@@ -42,7 +42,7 @@ def examples(*lines: tuple[str, str]) -> str:
     return f"examples:\n{body}"
 
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
 
 
 def configure_logging(*, verbose: bool, debug: bool) -> None:
