@@ -48,6 +48,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
+from service.adapters.dynamo import require
 from service.core.values import size_of
 from service.engine.checkpoint import CheckpointTracker
 from service.engine.heartbeat import StatusTracker
@@ -276,9 +277,8 @@ class StreamConsumer:
 
     def _describe_table(self) -> Mapping[str, Any]:
         try:
-            table: Mapping[str, Any] = self.table_client.describe_table(TableName=self.table_name)[
-                "Table"
-            ]
+            described = self.table_client.describe_table(TableName=self.table_name)
+            table: Mapping[str, Any] = require(described, "Table", operation="DescribeTable")
         except ClientError as error:
             if error_code(error) == NOT_FOUND:
                 raise ConsumerHaltedError(

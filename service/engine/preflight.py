@@ -47,9 +47,10 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from service.adapters.dynamo import IncompleteResponseError, require
 from service.core.schema import STREAM_VIEW_TYPE, Keys, table_problems
 from service.core.version import TTL_ATTR
-from service.engine.wiring import THROTTLES, clients_for
+from service.engine.wiring import THROTTLES, clients_for, transient
 from service.errors import GeorepError
 
 if TYPE_CHECKING:
@@ -88,14 +89,18 @@ class _Verdict:
 
 def _describe(region: str, client: DynamoDBClient, *, table_name: str, keys: Keys) -> _Verdict:
     try:
-        table = client.describe_table(TableName=table_name)["Table"]
-        ttl = client.describe_time_to_live(TableName=table_name).get("TimeToLiveDescription", {})
+        # NOTE: an answer cut short reads as {} (no checksum covers it): a KeyError here
+        # stopped a chaos run's consumer at its start (session 38). Unchecked, as a reset is.
+        described = client.describe_table(TableName=table_name)
+        table = require(described, "Table", operation="DescribeTable")
+        described_ttl = client.describe_time_to_live(TableName=table_name)
+        ttl = require(described_ttl, "TimeToLiveDescription", operation="DescribeTimeToLive")
     except _CREDENTIALS_ERRORS as error:
         raise PreflightError(
             f"no usable AWS credentials ({error}): set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
             "AWS_SECRET_ACCESS_KEY, or run with an IAM role"
         ) from None
-    except (BotoConnectionError, HTTPClientError) as error:
+    except (BotoConnectionError, HTTPClientError, IncompleteResponseError) as error:
         return _Verdict(region, unchecked=str(error))
     except ClientError as error:
         code = str(error.response.get("Error", {}).get("Code", ""))
@@ -215,12 +220,7 @@ def _transient(error: BaseException) -> bool:
     listening (EndpointConnectionError: refused, or a name that does not resolve)."""
     if isinstance(error, EndpointConnectionError):
         return False
-    if _unreachable(error):
-        return True
-    if isinstance(error, ClientError):
-        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
-        return _code(error) in THROTTLES or status >= 500
-    return False
+    return transient(error)
 
 
 def probe(

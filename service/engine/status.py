@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from service.adapters.checkpoints import DynamoCheckpointTable, RepairMarker
 from service.adapters.deadletter import DynamoDeadLetters
-from service.adapters.dynamo import unless_missing
+from service.adapters.dynamo import require, unless_missing
 from service.config import Config
 from service.core.version import TTL_ATTR
 from service.engine.heartbeat import SAVE_EVERY_SECONDS
@@ -104,7 +104,10 @@ def observe_region(
     )
     letters = DynamoDeadLetters(dynamodb, table_name=config.replication.dead_letter_table)
     try:
-        latest = dynamodb.describe_table(TableName=table)["Table"].get("LatestStreamArn")
+        described = require(
+            dynamodb.describe_table(TableName=table), "Table", operation="DescribeTable"
+        )
+        latest = described.get("LatestStreamArn")
         followed = unless_missing(checkpoints.followed_stream, None)
         consumer = unless_missing(checkpoints.consumer_status, None)
         markers = tuple(unless_missing(checkpoints.repair_markers, []))
@@ -136,7 +139,12 @@ def observe_region(
 
 def _store(dynamodb: Any, name: str) -> StoreView:
     """The tombstone store ``name`` as DescribeTable and DescribeTimeToLive see it."""
-    described = unless_missing(lambda: dynamodb.describe_table(TableName=name)["Table"], None)
+    described = unless_missing(
+        lambda: require(
+            dynamodb.describe_table(TableName=name), "Table", operation="DescribeTable"
+        ),
+        None,
+    )
     if described is None:
         return StoreView(name, exists=False)
     none: dict[str, Any] = {}

@@ -91,7 +91,8 @@ class RegionReader:
 
     def item_count(self) -> int:
         """DynamoDB's approximate item count (refreshed about every six hours on AWS)."""
-        table = self.client.describe_table(TableName=self.table_name)["Table"]
+        described = self.client.describe_table(TableName=self.table_name)
+        table = require(described, "Table", operation="DescribeTable")
         return int(table.get("ItemCount", 0))
 
     def scan(self, segment: int, total: int) -> Iterator[list[dict[str, Any]]]:

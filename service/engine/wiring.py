@@ -3,6 +3,8 @@ its tables and conflict log. The consumer, the Lambda handler and the commands b
 
 from __future__ import annotations
 
+import logging
+import random
 import threading
 import time
 from collections.abc import Mapping
@@ -11,15 +13,17 @@ from typing import Any
 
 import boto3
 from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from service.adapters.checkpoints import DynamoCheckpointTable
 from service.adapters.conflicts import DynamoConflicts
 from service.adapters.deadletter import DynamoDeadLetters
-from service.adapters.dynamo import DynamoTable, ensure_store_table
+from service.adapters.dynamo import DynamoTable, IncompleteResponseError, ensure_store_table
 from service.adapters.leases import DynamoLeaseTable
 from service.adapters.metrics import LabelledMetrics, MemoryMetrics, TeeMetrics
 from service.config import Config
-from service.engine.consumer import StreamConsumer, halting_reason
+from service.engine.consumer import StreamConsumer, halting_reason, retry_delay
 from service.engine.heartbeat import StatusTracker
 from service.engine.leases import LeaseKeeper, new_worker_id, process_gone
 from service.engine.pipeline import Replicator
@@ -58,6 +62,8 @@ def clients_for(
 
 # Requests of a consumer that are not replicated writes: checkpoints, leases, heartbeats, dead
 # letters, describe calls.
+log = logging.getLogger("georep.consumer")
+
 CONTROL_CONNECTIONS = 8
 
 
@@ -73,6 +79,8 @@ def pool_size(config: Config) -> int:
     return (writers + CONTROL_CONNECTIONS) * len(config.tables)
 
 
+SETUP_RETRY_CAP_S = 20.0  # the longest wait between two attempts to set a consumer up
+
 THROTTLES = frozenset(
     {
         "ProvisionedThroughputExceededException",
@@ -81,6 +89,18 @@ THROTTLES = frozenset(
         "LimitExceededException",
     }
 )
+
+
+def transient(error: BaseException) -> bool:
+    """What waiting may fix: a throttle, a 5xx, a connection reset, refused or timed out, an
+    answer cut short. Not a refusal (no table, no right, invalid request) or a credentials
+    error."""
+    if isinstance(error, IncompleteResponseError | BotoConnectionError | HTTPClientError):
+        return True
+    if isinstance(error, ClientError):
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
+        return error_code(error) in THROTTLES or status >= 500
+    return False
 
 
 def count_retries(client: Any, *, metrics: Metrics, region: str) -> None:
@@ -316,15 +336,34 @@ class RegionConsumers:
             return error
         return ConsumerHaltedError(f"table {table}: {error}")
 
-    def setup(self) -> None:
+    def setup(self, *, stop: threading.Event | None = None) -> None:
+        """Set every table's consumer up. What waiting may fix (`transient`: the region
+        unreachable, throttled, a 5xx) is logged and tried again with backoff, until ``stop``
+        is set: a consumer (re)started while its region is cut off waits for it, as a running
+        one does (a chaos run's consumer restarted during a partition exited; session 38)."""
         for table, consumer in zip(self.tables, self.consumers, strict=True):
-            try:
-                consumer.setup()
-            except ConsumerHaltedError as error:
-                named = self._named(table, error)
-                if named is error:
-                    raise
-                raise named from error
+            failures = 0
+            while True:
+                try:
+                    consumer.setup()
+                    break
+                except ConsumerHaltedError as error:
+                    cause = error.__cause__
+                    stopping = stop is not None and stop.is_set()
+                    if cause is None or not transient(cause) or stopping:
+                        named = self._named(table, error)
+                        if named is error:
+                            raise
+                        raise named from error
+                    failures += 1
+                    delay = retry_delay(
+                        failures, base=0.5, cap=SETUP_RETRY_CAP_S, jitter=random.random
+                    )
+                    log.warning("%s; retrying in %.2f s", self._named(table, error), delay)
+                    if stop is not None:
+                        stop.wait(delay)
+                    else:
+                        time.sleep(delay)
 
     def run(self, *, stop: threading.Event, idle_exit_after: float | None = None) -> None:
         """Run every table's consumer until ``stop`` is set (or each has been idle for

@@ -141,6 +141,7 @@ def execute(args: argparse.Namespace) -> int:
     import threading
     import time
 
+    from service.adapters.dynamo import require
     from service.core.backfill import stamp_hlc
     from service.engine.backfill import Tally, build, progress_store
     from service.engine.preflight import PREFLIGHT_CONFIG, check_tables, probe
@@ -168,7 +169,8 @@ def execute(args: argparse.Namespace) -> int:
             f"rerun with --segments {others[0]} to resume it, or add --restart to start over"
         )
     resumed = saved.segments.get(args.segments, {})
-    table = clients[source].describe_table(TableName=config.table_name(source))["Table"]
+    described = clients[source].describe_table(TableName=config.table_name(source))
+    table = require(described, "Table", operation="DescribeTable")
     stamp_at = stamp_hlc(table.get("LatestStreamLabel"), now_ms=int(time.time() * 1000))
 
     stop = threading.Event()

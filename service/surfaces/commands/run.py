@@ -85,7 +85,7 @@ def execute(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    consumer.setup()
+    consumer.setup(stop=stop)
     others = [r for r in config.region_names if r != args.region]
     tables = f" (tables {', '.join(config.table_names)})" if len(config.tables) > 1 else ""
     print(f"georep: replicating {args.region} -> {', '.join(others)}{tables}", flush=True)
