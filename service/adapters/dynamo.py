@@ -21,9 +21,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from service.adapters.memory import key_string
 from service.core.apply import Precondition
 from service.core.conditions import condition_for, with_application
+from service.core.groups import Entry, check_group
 from service.core.tombstones import STORE_KEY, store_key
 from service.core.version import META_ATTR, TTL_ATTR
-from service.errors import ItemTooLargeError, RequestRejectedError
+from service.errors import GeorepError, ItemTooLargeError, RequestRejectedError
 from service.ports import CommitResult, Step, WriteResult
 
 T = TypeVar("T")
@@ -206,6 +207,75 @@ class DynamoTable:
                 **{where: dict(item) if item else None for where, item in currents.items()},
             )
         return CommitResult(ok=True)
+
+    def commit_group(
+        self, entries: Sequence[Entry], *, token: str | None = None
+    ) -> list[CommitResult | GeorepError | None]:
+        """Every entry's steps in one TransactWriteItems, all or nothing (issue 24). Per entry:
+        applied (``ok``); refused, its condition failed (``failed`` and the items as they are,
+        ALL_OLD); a GeorepError if the backend rejects its own request (too large, invalid:
+        nothing was applied, and the others are sent again without it); or None, not applied
+        because another entry was refused or rejected. ``token``: the group's
+        ClientRequestToken, so that a retry after a lost answer does not apply it twice. A
+        transient failure (a throttle, a conflict with another transaction, a 5xx, a reset)
+        raises as it came: retry the whole group with the same token."""
+        check_group(entries)
+        actions: list[tuple[int, str, dict[str, Any]]] = []
+        for index, entry in enumerate(entries):
+            key = dict(entry.key)
+            if entry.table is not None:
+                step = self._action(entry.table, self.table_name, key, self.key_attributes[0])
+                actions.append((index, "table", step))
+            if entry.store is not None:
+                place = store_key(self.name, key)
+                actions.append(
+                    (index, "store", self._action(entry.store, self._store(), place, STORE_KEY))
+                )
+        request: dict[str, Any] = {"TransactItems": [action for _, _, action in actions]}
+        if token is not None:
+            request["ClientRequestToken"] = token
+        try:
+            self.client.transact_write_items(**request)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                self._reraise(error)
+            return self._cancelled(entries, actions, error)
+        return [CommitResult(ok=True) for _ in entries]
+
+    def _cancelled(
+        self,
+        entries: Sequence[Entry],
+        actions: list[tuple[int, str, dict[str, Any]]],
+        error: ClientError,
+    ) -> list[CommitResult | GeorepError | None]:
+        """Each entry's part in a cancelled group, from the reasons DynamoDB gives per action
+        (in the order sent). A reason that blames no entry (a conflict with another
+        transaction, throttling) is the whole group's: raised, retried as it is."""
+        reasons = error.response.get("CancellationReasons") or []
+        refused: dict[int, dict[str, Any]] = {}
+        rejected: dict[int, GeorepError] = {}
+        for (index, where, _), reason in zip(actions, reasons, strict=False):
+            code = reason.get("Code") or "None"
+            if code == "ConditionalCheckFailed":
+                item = reason.get("Item")
+                refused.setdefault(index, {})[where] = dict(item) if item else None
+            elif code in ("ValidationError", "ItemCollectionSizeLimitExceeded"):
+                message = reason.get("Message", code)
+                rejected[index] = RequestRejectedError(f"{self.table_name}: {code}: {message}")
+            elif code != "None":
+                raise error  # TransactionConflict, throttling: the group is sent again
+        if not refused and not rejected:
+            raise error
+        results: list[CommitResult | GeorepError | None] = []
+        for index in range(len(entries)):
+            if index in rejected:
+                results.append(rejected[index])
+            elif index in refused:
+                places = refused[index]
+                results.append(CommitResult(ok=False, failed=frozenset(places), **places))
+            else:
+                results.append(None)
+        return results
 
     def _action(
         self, step: Step, table_name: str, key: dict[str, Any], partition_key: str

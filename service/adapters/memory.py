@@ -19,6 +19,7 @@ from typing import Any
 
 from service.core.apply import Precondition
 from service.core.conditions import condition_for
+from service.core.groups import Entry, check_group
 from service.core.tombstones import STORE_KEY, store_key
 from service.core.values import canonical, same_item, same_value
 from service.core.version import META_ATTR, TTL_ATTR
@@ -54,6 +55,8 @@ class MemoryTable:
     # (the store streams nothing georep reads). ``table_name`` keys them (`store_key`).
     table_name: str = "table"
     stored: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The ClientRequestTokens of the groups applied (`commit_group`).
+    tokens: set[str] = field(default_factory=set)
     # Requests are atomic as in DynamoDB, whichever threads send them (the replicator writes
     # different keys, and one key to different tables, in parallel).
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
@@ -123,35 +126,70 @@ class MemoryTable:
         with self._lock:
             if self.before_write is not None:
                 self.before_write(key)
-            place = key_string(store_key(self.table_name, key))
-            item = self.items.get(key_string(key))
-            stored = self.stored.get(place)
-            failed = set()
-            if table is not None and not _holds(
-                table.precondition, item, partition_key=self.key_attributes[0]
-            ):
-                failed.add("table")
-            if store is not None and not _holds(
-                store.precondition, stored, partition_key=STORE_KEY
-            ):
-                failed.add("store")
-            if failed:
-                return CommitResult(
-                    ok=False,
-                    failed=frozenset(failed),
-                    table=_fresh(item) if "table" in failed else None,
-                    store=_fresh(stored) if "store" in failed else None,
-                )
-            if table is not None and not table.check:
-                self._set_locked(key, table.item, ttl=False)
-            if store is not None and not store.check:
-                if store.item is None:
-                    self.stored.pop(place, None)
-                else:
-                    # The key given wins: a store item is keyed by this table's name.
-                    store_item = {**dict(store.item), **store_key(self.table_name, key)}
-                    self.stored[place] = _fresh(store_item)
+            refused = self._refused(key, table, store)
+            if refused is not None:
+                return refused
+            self._apply_steps(key, table, store)
             return CommitResult(ok=True)
+
+    def commit_group(
+        self, entries: Sequence[Entry], *, token: str | None = None
+    ) -> list[CommitResult | None]:
+        """Every entry's steps or none, like TransactWriteItems: every condition first. Per
+        entry: applied, refused (its condition failed: `CommitResult` with ``failed``), or
+        None (not applied because another entry was refused). A ``token`` already used for a
+        group that was applied applies nothing again and answers as it did (DynamoDB's
+        ClientRequestToken: a retry after a lost answer)."""
+        check_group(entries)
+        with self._lock:
+            if token is not None and token in self.tokens:
+                return [CommitResult(ok=True) for _ in entries]
+            if self.before_write is not None:
+                for entry in entries:
+                    self.before_write(entry.key)
+            refused = [self._refused(e.key, e.table, e.store) for e in entries]
+            if any(r is not None for r in refused):
+                return refused
+            for entry in entries:
+                self._apply_steps(entry.key, entry.table, entry.store)
+            if token is not None:
+                self.tokens.add(token)
+            return [CommitResult(ok=True) for _ in entries]
+
+    def _refused(
+        self, key: Mapping[str, Any], table: Step | None, store: Step | None
+    ) -> CommitResult | None:
+        """The places whose condition fails now, with their items (None: every one holds)."""
+        place = key_string(store_key(self.table_name, key))
+        item = self.items.get(key_string(key))
+        stored = self.stored.get(place)
+        failed = set()
+        if table is not None and not _holds(
+            table.precondition, item, partition_key=self.key_attributes[0]
+        ):
+            failed.add("table")
+        if store is not None and not _holds(store.precondition, stored, partition_key=STORE_KEY):
+            failed.add("store")
+        if not failed:
+            return None
+        return CommitResult(
+            ok=False,
+            failed=frozenset(failed),
+            table=_fresh(item) if "table" in failed else None,
+            store=_fresh(stored) if "store" in failed else None,
+        )
+
+    def _apply_steps(self, key: Mapping[str, Any], table: Step | None, store: Step | None) -> None:
+        if table is not None and not table.check:
+            self._set_locked(key, table.item, ttl=False)
+        if store is not None and not store.check:
+            place = key_string(store_key(self.table_name, key))
+            if store.item is None:
+                self.stored.pop(place, None)
+            else:
+                # The key given wins: a store item is keyed by this table's name.
+                store_item = {**dict(store.item), **store_key(self.table_name, key)}
+                self.stored[place] = _fresh(store_item)
 
     # -- what applications and TTL do -------------------------------------------------------
 

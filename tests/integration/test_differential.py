@@ -46,6 +46,7 @@ from service.adapters.backends import EmbeddedBackend, create_replica_table
 from service.adapters.dynamo import DynamoTable, ensure_table
 from service.adapters.memory import MemoryTable, key_string
 from service.core.apply import ExpectAbsent, ExpectMeta, Precondition
+from service.core.groups import Entry
 from service.core.records import parse_record
 from service.core.tombstones import STORE_KEY, store_key
 from service.core.values import canonical
@@ -505,6 +506,111 @@ def test_a_commit_on_the_table_and_the_store_is_all_or_nothing_in_the_model_as_o
         if isinstance(op, Commit):
             outcomes.append(commit_on(adapter, model, op))
             expected_outcomes.append(commit_on(model, model, op))
+            continue
+        outcomes.append(apply_to_backend(dynamodb, table, model, op))
+        expected_outcomes.append(apply_to_model(model, op))
+
+    assert expected_outcomes == outcomes
+    assert {k: canonical_item(i) for k, i in model.items.items()} == scan_all(dynamodb, table)
+    stored = dynamodb.scan(TableName=store, ConsistentRead=True)["Items"]
+    expected_store = {k: canonical_item(i) for k, i in model.stored.items()}
+    assert expected_store == {
+        key_string({STORE_KEY: i[STORE_KEY]}): canonical_item(i) for i in stored
+    }
+    records = read_stream(
+        backend.client("dynamodbstreams", REGION), arn, expected=len(model.stream)
+    )
+    assert changes_per_key(model.stream) == changes_per_key(records)
+
+
+# -- groups: several keys' commits in one TransactWriteItems (issue 24) ---------------------------
+
+
+@dataclass(frozen=True)
+class Group:
+    """`Table.commit_group`: one commit per key, distinct keys."""
+
+    commits: tuple[Commit, ...]
+
+
+@st.composite
+def group_operations(draw: st.DrawFn) -> Operation | StorePut | Group:
+    op = draw(commit_operations())
+    if not isinstance(op, Commit):
+        return op
+    keys = draw(st.lists(st.sampled_from(KEYS), min_size=1, max_size=3, unique=True))
+    commits = []
+    for key in keys:
+        table = draw(st.none() | steps(key, store=False))
+        store = draw(
+            steps(key, store=True) if table is None else st.none() | steps(key, store=True)
+        )
+        commits.append(Commit(key, table, store))
+    return Group(tuple(commits))
+
+
+def group_on(table: Any, model_before: MemoryTable, op: Group) -> list[Any]:
+    entries = [
+        Entry(
+            key_of(c.key),
+            table=step_for(c.table, model_before.get(key_of(c.key))),
+            store=step_for(c.store, model_before.get_stored(key_of(c.key))),
+        )
+        for c in op.commits
+    ]
+    return [
+        None
+        if result is None
+        else (
+            result.ok,
+            sorted(result.failed),
+            canonical_item(result.table),
+            canonical_item(result.store),
+        )
+        for result in table.commit_group(entries)
+    ]
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    ops=st.integers(6, 14).flatmap(lambda n: st.lists(group_operations(), min_size=n, max_size=n))
+)
+def test_a_group_of_commits_is_all_or_nothing_in_the_model_as_on_the_backend(
+    backend: EmbeddedBackend, ops: list[Operation | StorePut | Group]
+) -> None:
+    """`Table.commit_group` through the DynamoDB adapter (one TransactWriteItems) and through
+    the model: per entry the same outcome (applied; refused, with the places whose condition
+    failed and their items; or not applied because another entry was refused), the same items
+    in both tables, the same user-table stream (a refused group streams nothing)."""
+    model = MemoryTable(
+        region=REGION,
+        key_attributes=("pk",),
+        record_no_ops=MOTO_RECORDS_NO_OPS,
+        table_name=STORE_NAME,
+    )
+    number = next(_table_numbers)
+    table, store = f"replica-{number}", f"store-{number}"
+    dynamodb = backend.client("dynamodb", REGION)
+    arn = create_replica_table(dynamodb, table_name=table, partition_key="pk", ttl_attribute=TTL)
+    ensure_table(dynamodb, table_name=store, key=STORE_KEY)
+    adapter = DynamoTable(
+        dynamodb, table_name=table, key_attributes=("pk",), store_table=store, name=STORE_NAME
+    )
+    expected_outcomes, outcomes = [], []
+    for op in ops:
+        if isinstance(op, StorePut):
+            dynamodb.put_item(TableName=store, Item=op.item)
+            model.stored[key_string(store_key(STORE_NAME, key_of(op.key)))] = op.item
+            continue
+        if isinstance(op, Group):
+            outcomes.append(group_on(adapter, model, op))
+            expected_outcomes.append(group_on(model, model, op))
             continue
         outcomes.append(apply_to_backend(dynamodb, table, model, op))
         expected_outcomes.append(apply_to_model(model, op))
