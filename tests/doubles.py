@@ -54,6 +54,9 @@ class ScriptedReplicator:
     applied: set[str] = field(default_factory=set)
     on_record: Callable[[Mapping[str, Any]], None] | None = None
 
+    def prepare(self, records: Sequence[Mapping[str, Any]]) -> None:
+        return None  # nothing to read beforehand
+
     def process(self, records: Sequence[Mapping[str, Any]]) -> list[RecordResult]:
         results, blocked = [], set()
         for record in records:

@@ -98,12 +98,18 @@ def _stream_enabled(table: Mapping[str, Any]) -> bool:
 class WindowReplicator(Protocol):
     """What the consumer hands records to (service.engine.pipeline.Replicator)."""
 
+    def prepare(self, records: Sequence[Mapping[str, Any]]) -> object | None:
+        """What submit will need of ``records`` that takes requests (called in a read thread;
+        None: nothing)."""
+        ...
+
     def submit(
         self,
         records: Sequence[Mapping[str, Any]],
         *,
         scope: object,
         on_settled: Callable[[int, RecordResult], None],
+        prepared: Any = None,
     ) -> object: ...
 
     def forget(self, scope: object) -> None: ...
@@ -124,7 +130,7 @@ class _Flow:
     sizes: dict[int, int] = field(default_factory=dict)  # bytes of each record in flight
     in_flight: int = 0
     bytes: int = 0
-    reading: Future[Batch] | None = None
+    reading: Future[tuple[Batch, object | None]] | None = None
     closed: bool = False  # the shard's last batch was read
     failed: str | None = None  # why the shard must be read again from its checkpoint
     failed_position: int | None = None  # the first record that failed, if one did
@@ -513,9 +519,14 @@ class StreamConsumer:
             flow.reading = self.read_executor.submit(self._read, reader, shard_id)
             records += self.batch_size
 
-    def _read(self, reader: StreamReader, shard_id: str) -> Batch:
+    def _read(self, reader: StreamReader, shard_id: str) -> tuple[Batch, object | None]:
+        """One GetRecords, and what the replicator needs to know of its records beforehand
+        (`prepare`: the store reads), here in the read thread: the consumer's own loop, which
+        renews the leases, makes no request for a batch (session 38: 2-4 s of store reads
+        per turn on a loaded server lost the leases again and again)."""
         try:
-            return reader.read(shard_id)
+            batch = reader.read(shard_id)
+            return batch, self.replicator.prepare(batch.records) if batch.records else None
         finally:
             self._wake.set()
 
@@ -528,7 +539,7 @@ class StreamConsumer:
                 continue
             future, flow.reading = flow.reading, None
             try:
-                batch = future.result()
+                batch, prepared = future.result()
             except AWS_ERRORS as error:
                 flow.failed = f"{error_code(error)}: {error}"
                 self._trouble(shard_id, error, f"shard {shard_id}")
@@ -573,7 +584,8 @@ class StreamConsumer:
                 self._wake.set()
 
             began = time.monotonic()
-            self.replicator.submit(batch.records, scope=flow.scope, on_settled=settled)
+            extra = {"prepared": prepared} if prepared is not None else {}
+            self.replicator.submit(batch.records, scope=flow.scope, on_settled=settled, **extra)
             took = time.monotonic() - began
             if self.leases is not None and took > self.leases.renew_every:
                 # NOTE: leases are renewed between turns: a turn longer than the lease loses the

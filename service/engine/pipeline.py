@@ -286,6 +286,16 @@ class _StoreReads:
         return Stamped(version=tombstone, meta_attr=state.store_attr)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """`Replicator.prepare` of a batch: its records parsed, and its store reads."""
+
+    count: int
+    parsed: list[Change | GeorepError]
+    reads: _StoreReads
+    unread: str | GeorepError | None  # why the store reads failed, if they did
+
+
 class Submitted:
     """A batch handed to :meth:`Replicator.submit`: each record's result, filled in as it
     settles (every destination applied, skipped, rejected or failed it)."""
@@ -414,26 +424,14 @@ class Replicator:
         self.forget(submitted.scope)
         return submitted.results
 
-    def submit(
-        self,
-        records: Sequence[Mapping[str, Any]],
-        *,
-        scope: object = None,
-        on_settled: Settled = lambda index, result: None,
-    ) -> Submitted:
-        """Start replicating ``records`` (in stream order) and return at once.
-
-        ``on_settled(index, result)`` is called once per record when it has settled, from
-        whichever thread settled it. ``scope`` groups the lanes a failure holds back: the
-        records of one shard (per-key order holds within it); :meth:`forget` it once every
-        record submitted in it settled, before records after a failure are submitted again.
-        """
-        submitted = Submitted(records, object() if scope is None else scope, on_settled)
-        tasks: list[_Task] = []
-        settled: list[tuple[int, RecordResult]] = []
+    def prepare(self, records: Sequence[Mapping[str, Any]]) -> Prepared:
+        """What `submit` needs to know of ``records`` before it plans them: each parsed, and
+        the tombstone store's items their REMOVEs and copied INSERTs are explained by (one or
+        two BatchGetItem requests for the batch). The consumer calls it in its read thread,
+        right after GetRecords, so that its own loop, which renews the leases, makes no
+        request for it."""
         parsed: list[Change | GeorepError] = []
         for record in records:
-            self.metrics.incr("records_read", {"region": self.region})
             try:
                 parsed.append(parse_record(record))
             except GeorepError as error:
@@ -443,6 +441,32 @@ class Replicator:
         # loaded server: longer than the lease, so the consumer lost its own shard's lease
         # every turn and read the same batch again for good (chaos seed 2027, session 38).
         reads, unread = self._store_reads([c for c in parsed if isinstance(c, Change)])
+        return Prepared(len(records), parsed, reads, unread)
+
+    def submit(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        scope: object = None,
+        on_settled: Settled = lambda index, result: None,
+        prepared: Prepared | None = None,
+    ) -> Submitted:
+        """Start replicating ``records`` (in stream order) and return at once.
+
+        ``on_settled(index, result)`` is called once per record when it has settled, from
+        whichever thread settled it. ``scope`` groups the lanes a failure holds back: the
+        records of one shard (per-key order holds within it); :meth:`forget` it once every
+        record submitted in it settled, before records after a failure are submitted again.
+        ``prepared``: `prepare` of these very records, done earlier (else done here).
+        """
+        submitted = Submitted(records, object() if scope is None else scope, on_settled)
+        tasks: list[_Task] = []
+        settled: list[tuple[int, RecordResult]] = []
+        if prepared is None:
+            prepared = self.prepare(records)
+        assert prepared.count == len(records), "prepared for other records"
+        self.metrics.incr("records_read", {"region": self.region}, len(records))
+        parsed, reads, unread = prepared.parsed, prepared.reads, prepared.unread
         failed_keys: dict[str, str] = {}  # key -> the record whose store read failed
         for index, record in enumerate(records):
             change = parsed[index]

@@ -247,3 +247,31 @@ def test_a_batchs_store_reads_are_two_batch_requests_whatever_its_size() -> None
     )
     replicator.submit(records)
     assert [("BatchGetItem store", 60), ("BatchGetItem", 30)] == r0.requests
+
+
+def test_a_prepared_batch_is_submitted_without_a_request() -> None:
+    """The consumer prepares a batch in its read thread (`Replicator.prepare`: the store
+    reads), so that `submit`, in the loop that renews the leases, sends nothing (session 38:
+    2-4 s of store reads per turn on a loaded server still lost the leases)."""
+    ts = make_tables()
+    r0 = ts["r0"] = CountingReads("r0", ("pk",), table_name=NAME, now_ms=lambda: T0)
+    write_locally(r0, {**KEY, "v": {"S": "1"}}, at_ms=T0)
+    drain(ts)
+    delete(r0, KEY, at_ms=T0 + 10)
+    records = r0.records_after(len(r0.stream) - 1)
+    replicator = Replicator(
+        region="r0",
+        settings=SETTINGS,
+        tables=ts,
+        dead_letters=MemoryDeadLetters(),
+        metrics=MemoryMetrics(),
+        now_ms=lambda: T0,
+        table=NAME,
+        executor=Held(),
+    )
+    r0.requests.clear()
+    prepared = replicator.prepare(records)
+    assert [("BatchGetItem store", 1)] == r0.requests
+    r0.requests.clear()
+    replicator.submit(records, prepared=prepared)
+    assert [] == r0.requests

@@ -535,3 +535,32 @@ def test_a_lost_iterator_resumes_after_the_last_record_handed_out_not_the_checkp
         c.poll_once()
         clock.advance(1.0)
     assert written == held.handed
+
+
+def test_a_batch_is_prepared_in_the_read_thread_and_submitted_prepared() -> None:
+    """`prepare` (the replicator's requests for a batch, before it plans it) runs where
+    GetRecords runs, not in the consumer's loop, and its result reaches `submit`."""
+    clock = Clock()
+    streams = MemoryStreams(clock=clock)
+    for n in range(3):
+        streams.write(f"k{n}")
+    seen: list[tuple[str, Any]] = []
+
+    class Preparing(ScriptedReplicator):
+        def prepare(self, records: Any) -> Any:
+            seen.append(("prepare", threading.current_thread().name))
+            return ("prepared", len(records))
+
+        def submit(self, records: Any, **kwargs: Any) -> Any:
+            seen.append(("submit", kwargs.get("prepared")))
+            return super().submit(records, scope=kwargs["scope"], on_settled=kwargs["on_settled"])
+
+    reads = ThreadPoolExecutor(1, thread_name_prefix="reader")
+    try:
+        c = consumer(streams, Preparing(), clock, read_executor=reads)
+        until(lambda: c.poll_once() > 0 or bool(c.poll_once()), what="a batch handed over")
+    finally:
+        reads.shutdown(wait=True)
+    (prepare, submit) = seen[:2]
+    assert "prepare" == prepare[0] and prepare[1].startswith("reader")
+    assert ("submit", ("prepared", 3)) == submit
