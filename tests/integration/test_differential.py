@@ -34,7 +34,7 @@ from __future__ import annotations
 import decimal
 import itertools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -459,6 +459,11 @@ def commit_on(table: Any, model_before: MemoryTable, op: Commit) -> tuple[Any, .
         table=step_for(op.table, model_before.get(key)),
         store=step_for(op.store, model_before.get_stored(key)),
     )
+    return outcome_of(result)
+
+
+def outcome_of(result: Any) -> tuple[Any, ...]:
+    """A `CommitResult`, comparable across the model and the backend."""
     return (
         result.ok,
         sorted(result.failed),
@@ -467,13 +472,17 @@ def commit_on(table: Any, model_before: MemoryTable, op: Commit) -> tuple[Any, .
     )
 
 
-@settings(
+# Each example creates two tables on the server and sends a request per operation.
+OVER_HTTP = settings(
     max_examples=20,
     deadline=None,
     derandomize=True,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+
+
+@OVER_HTTP
 @given(
     ops=st.integers(6, 14).flatmap(lambda n: st.lists(commit_operations(), min_size=n, max_size=n))
 )
@@ -483,6 +492,18 @@ def test_a_commit_on_the_table_and_the_store_is_all_or_nothing_in_the_model_as_o
     """`Table.commit` through the DynamoDB adapter (one conditional request, or one
     TransactWriteItems) and through the model: the same outcomes (which places' conditions
     failed, with ALL_OLD), the same items in both tables, the same user-table stream."""
+    run_against_both(backend, ops, Commit, commit_on)
+
+
+def run_against_both(
+    backend: EmbeddedBackend,
+    ops: Sequence[Any],
+    kind: type,
+    apply: Callable[[Any, MemoryTable, Any], Any],
+) -> None:
+    """``ops`` on a fresh table and store on the backend (through the adapter) and on the
+    model; ops of ``kind`` go through ``apply(table, model_before, op)``. Then the outcomes,
+    both places' items and the user table's stream must agree."""
     model = MemoryTable(
         region=REGION,
         key_attributes=("pk",),
@@ -503,9 +524,9 @@ def test_a_commit_on_the_table_and_the_store_is_all_or_nothing_in_the_model_as_o
             dynamodb.put_item(TableName=store, Item=op.item)
             model.stored[key_string(store_key(STORE_NAME, key_of(op.key)))] = op.item
             continue
-        if isinstance(op, Commit):
-            outcomes.append(commit_on(adapter, model, op))
-            expected_outcomes.append(commit_on(model, model, op))
+        if isinstance(op, kind):
+            outcomes.append(apply(adapter, model, op))
+            expected_outcomes.append(apply(model, model, op))
             continue
         outcomes.append(apply_to_backend(dynamodb, table, model, op))
         expected_outcomes.append(apply_to_model(model, op))
@@ -558,26 +579,10 @@ def group_on(table: Any, model_before: MemoryTable, op: Group) -> list[Any]:
         )
         for c in op.commits
     ]
-    return [
-        None
-        if result is None
-        else (
-            result.ok,
-            sorted(result.failed),
-            canonical_item(result.table),
-            canonical_item(result.store),
-        )
-        for result in table.commit_group(entries)
-    ]
+    return [None if r is None else outcome_of(r) for r in table.commit_group(entries)]
 
 
-@settings(
-    max_examples=20,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@OVER_HTTP
 @given(
     ops=st.integers(6, 14).flatmap(lambda n: st.lists(group_operations(), min_size=n, max_size=n))
 )
@@ -588,41 +593,4 @@ def test_a_group_of_commits_is_all_or_nothing_in_the_model_as_on_the_backend(
     the model: per entry the same outcome (applied; refused, with the places whose condition
     failed and their items; or not applied because another entry was refused), the same items
     in both tables, the same user-table stream (a refused group streams nothing)."""
-    model = MemoryTable(
-        region=REGION,
-        key_attributes=("pk",),
-        record_no_ops=MOTO_RECORDS_NO_OPS,
-        table_name=STORE_NAME,
-    )
-    number = next(_table_numbers)
-    table, store = f"replica-{number}", f"store-{number}"
-    dynamodb = backend.client("dynamodb", REGION)
-    arn = create_replica_table(dynamodb, table_name=table, partition_key="pk", ttl_attribute=TTL)
-    ensure_table(dynamodb, table_name=store, key=STORE_KEY)
-    adapter = DynamoTable(
-        dynamodb, table_name=table, key_attributes=("pk",), store_table=store, name=STORE_NAME
-    )
-    expected_outcomes, outcomes = [], []
-    for op in ops:
-        if isinstance(op, StorePut):
-            dynamodb.put_item(TableName=store, Item=op.item)
-            model.stored[key_string(store_key(STORE_NAME, key_of(op.key)))] = op.item
-            continue
-        if isinstance(op, Group):
-            outcomes.append(group_on(adapter, model, op))
-            expected_outcomes.append(group_on(model, model, op))
-            continue
-        outcomes.append(apply_to_backend(dynamodb, table, model, op))
-        expected_outcomes.append(apply_to_model(model, op))
-
-    assert expected_outcomes == outcomes
-    assert {k: canonical_item(i) for k, i in model.items.items()} == scan_all(dynamodb, table)
-    stored = dynamodb.scan(TableName=store, ConsistentRead=True)["Items"]
-    expected_store = {k: canonical_item(i) for k, i in model.stored.items()}
-    assert expected_store == {
-        key_string({STORE_KEY: i[STORE_KEY]}): canonical_item(i) for i in stored
-    }
-    records = read_stream(
-        backend.client("dynamodbstreams", REGION), arn, expected=len(model.stream)
-    )
-    assert changes_per_key(model.stream) == changes_per_key(records)
+    run_against_both(backend, ops, Group, group_on)

@@ -10,14 +10,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
-from service.adapters.checkpoints import MemoryCheckpointTable
 from service.adapters.dynamo import IncompleteResponseError
-from service.adapters.metrics import MemoryMetrics
 from service.adapters.streams_memory import MemoryStreams, client_error
-from service.engine.consumer import StreamConsumer
 from service.engine.wiring import RegionConsumers, transient
 from service.errors import ConsumerHaltedError
 from tests.doubles import Clock, ScriptedReplicator
+from tests.unit.test_window import consumer
 
 
 class CutShort(MemoryStreams):
@@ -32,27 +30,11 @@ class CutShort(MemoryStreams):
         return super().describe_table(TableName=TableName)
 
 
-def stream_consumer(streams: MemoryStreams) -> StreamConsumer:
-    clock = Clock()
-    return StreamConsumer(
-        region="r0",
-        table_name=streams.table_name,
-        dynamodb=streams,
-        streams=streams,
-        checkpoints=MemoryCheckpointTable(),
-        replicator=ScriptedReplicator(),
-        metrics=MemoryMetrics(),
-        clock=clock,
-        wall=clock,
-        jitter=lambda: 0.5,
-    )
-
-
 def test_a_describe_table_answer_cut_short_halts_setup_as_an_aws_error_not_a_key_error() -> None:
     streams = CutShort(clock=Clock())
     streams.cut = 1
     with pytest.raises(ConsumerHaltedError) as halted:
-        stream_consumer(streams).setup()
+        consumer(streams, ScriptedReplicator(), Clock()).setup()
     assert isinstance(halted.value.__cause__, IncompleteResponseError)
     assert transient(halted.value.__cause__)
 

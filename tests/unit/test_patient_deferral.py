@@ -13,9 +13,7 @@ from typing import Any
 
 import ulid
 
-from service.adapters.deadletter import MemoryDeadLetters
 from service.adapters.memory import MemoryTable
-from service.adapters.metrics import MemoryMetrics
 from service.core import hlc
 from service.core.places import commit_for, read_key
 from service.core.stamp import stamp
@@ -235,16 +233,7 @@ def test_a_batchs_store_reads_are_two_batch_requests_whatever_its_size() -> None
     records = r0.records_after(start)
     assert 90 == len(records)
     r0.requests.clear()
-    replicator = Replicator(
-        region="r0",
-        settings=SETTINGS,
-        tables=ts,
-        dead_letters=MemoryDeadLetters(),
-        metrics=MemoryMetrics(),
-        now_ms=lambda: T0,
-        table=NAME,
-        executor=Held(),
-    )
+    replicator = replicator_over("r0", ts, executor=Held())
     replicator.submit(records)
     assert [("BatchGetItem store", 60), ("BatchGetItem", 30)] == r0.requests
 
@@ -259,16 +248,7 @@ def test_a_prepared_batch_is_submitted_without_a_request() -> None:
     drain(ts)
     delete(r0, KEY, at_ms=T0 + 10)
     records = r0.records_after(len(r0.stream) - 1)
-    replicator = Replicator(
-        region="r0",
-        settings=SETTINGS,
-        tables=ts,
-        dead_letters=MemoryDeadLetters(),
-        metrics=MemoryMetrics(),
-        now_ms=lambda: T0,
-        table=NAME,
-        executor=Held(),
-    )
+    replicator = replicator_over("r0", ts, executor=Held())
     r0.requests.clear()
     prepared = replicator.prepare(records)
     assert [("BatchGetItem store", 1)] == r0.requests

@@ -5,6 +5,7 @@ stale versions from the store, and georep's own REMOVEs are told apart from an a
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import replace
 from typing import Any
 
@@ -52,7 +53,11 @@ def write_locally(table: MemoryTable, data: dict[str, Any] | None, *, at_ms: int
 
 
 def replicator_over(
-    region: str, ts: dict[str, MemoryTable], *, patient: bool = False
+    region: str,
+    ts: dict[str, MemoryTable],
+    *,
+    patient: bool = False,
+    executor: Executor | None = None,
 ) -> Replicator:
     return Replicator(
         region=region,
@@ -63,6 +68,7 @@ def replicator_over(
         now_ms=lambda: T0,
         table=NAME,
         patient=patient,
+        executor=executor,
     )
 
 
