@@ -119,6 +119,16 @@ class WindowReplicator(Protocol):
     def wait_again(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class _Read:
+    """One GetRecords' batch, which of its records to hand over (``todo``: their offsets; the
+    others settled for good before the shard was read again) and `prepare` of those."""
+
+    batch: Batch
+    todo: tuple[int, ...]
+    prepared: object | None
+
+
 @dataclass
 class _Flow:
     """One shard's records between being read and being checkpointed. Positions count the
@@ -130,7 +140,7 @@ class _Flow:
     sizes: dict[int, int] = field(default_factory=dict)  # bytes of each record in flight
     in_flight: int = 0
     bytes: int = 0
-    reading: Future[tuple[Batch, object | None]] | None = None
+    reading: Future[_Read] | None = None
     closed: bool = False  # the shard's last batch was read
     failed: str | None = None  # why the shard must be read again from its checkpoint
     failed_position: int | None = None  # the first record that failed, if one did
@@ -142,6 +152,9 @@ class _Flow:
     empty_reads: int = 0
     idle_until: float = -math.inf
     lost: bool = False  # its lease went to another consumer
+    # The records of this flow that settled for good (applied, skipped or dead-lettered), by
+    # sequence number: the flow that reads the shard again after a failure skips them.
+    settled_for_good: set[str] = field(default_factory=set)
     started_at: int = 0  # when its latest read started (the consumer's count of reads)
 
 
@@ -228,6 +241,9 @@ class StreamConsumer:
         self.reader: StreamReader | None = None
         self._failures: dict[str | None, int] = {}  # shard (None: the stream) -> failures in a row
         self._retry_at: dict[str | None, float] = {}
+        # Per shard read again from its checkpoint after a failure: the sequence numbers of the
+        # records that settled for good before (`_retry_from_checkpoint`), not handed over again.
+        self._settled_before: dict[str, frozenset[str]] = {}
         self._table_checked_at = -math.inf
         self._said_disabled = False
         self.status_store = status_store
@@ -519,14 +535,19 @@ class StreamConsumer:
             flow.reading = self.read_executor.submit(self._read, reader, shard_id)
             records += self.batch_size
 
-    def _read(self, reader: StreamReader, shard_id: str) -> tuple[Batch, object | None]:
+    def _read(self, reader: StreamReader, shard_id: str) -> _Read:
         """One GetRecords, and what the replicator needs to know of its records beforehand
         (`prepare`: the store reads), here in the read thread: the consumer's own loop, which
         renews the leases, makes no request for a batch (session 38: 2-4 s of store reads
-        per turn on a loaded server lost the leases again and again)."""
+        per turn on a loaded server lost the leases again and again). Records that settled
+        for good before the shard was read again from its checkpoint are not handed over
+        again (`_settled_before`)."""
         try:
             batch = reader.read(shard_id)
-            return batch, self.replicator.prepare(batch.records) if batch.records else None
+            before = self._settled_before.get(shard_id, frozenset())
+            todo = tuple(i for i, r in enumerate(batch.records) if _sequence(r) not in before)
+            records = [batch.records[i] for i in todo]
+            return _Read(batch, todo, self.replicator.prepare(records) if records else None)
         finally:
             self._wake.set()
 
@@ -539,7 +560,7 @@ class StreamConsumer:
                 continue
             future, flow.reading = flow.reading, None
             try:
-                batch, prepared = future.result()
+                read = future.result()
             except AWS_ERRORS as error:
                 flow.failed = f"{error_code(error)}: {error}"
                 self._trouble(shard_id, error, f"shard {shard_id}")
@@ -551,6 +572,7 @@ class StreamConsumer:
             if flow.failed is not None or flow.lost or self._stopping:
                 reader.rewind(shard_id)  # read again from the checkpoint
                 continue
+            batch = read.batch
             flow.closed = batch.closed
             if not batch.records:
                 flow.empty_reads += 1
@@ -569,23 +591,34 @@ class StreamConsumer:
             )
             self._observe_age(batch.records[-1])
             start = flow.tracker.read_position
+            todo = set(read.todo)
             for offset, record in enumerate(batch.records):
                 position = start + offset
+                sequence = _sequence(record)
+                flow.sequences[position] = sequence
+                if offset not in todo:  # settled for good before this read: nothing to do
+                    flow.tracker.read(position, tasks=0)
+                    if sequence is not None:
+                        flow.settled_for_good.add(sequence)
+                    continue
                 flow.tracker.read(position, tasks=1)
-                flow.sequences[position] = _sequence(record)
                 flow.sizes[position] = _record_bytes(record)
-            flow.in_flight += len(batch.records)
-            flow.bytes += sum(flow.sizes[start + i] for i in range(len(batch.records)))
+            positions = [start + offset for offset in read.todo]
+            if not positions:
+                continue
+            flow.in_flight += len(positions)
+            flow.bytes += sum(flow.sizes[p] for p in positions)
 
             def settled(
-                index: int, result: RecordResult, shard: str = shard_id, at: int = start
+                index: int, result: RecordResult, shard: str = shard_id, at: list[int] = positions
             ) -> None:
-                self._settled.append((shard, at + index, result))
+                self._settled.append((shard, at[index], result))
                 self._wake.set()
 
             began = time.monotonic()
-            extra = {"prepared": prepared} if prepared is not None else {}
-            self.replicator.submit(batch.records, scope=flow.scope, on_settled=settled, **extra)
+            records = [batch.records[offset] for offset in read.todo]
+            extra = {"prepared": read.prepared} if read.prepared is not None else {}
+            self.replicator.submit(records, scope=flow.scope, on_settled=settled, **extra)
             took = time.monotonic() - began
             if self.leases is not None and took > self.leases.renew_every:
                 # NOTE: leases are renewed between turns: a turn longer than the lease loses the
@@ -617,6 +650,8 @@ class StreamConsumer:
             flow.bytes -= flow.sizes.pop(position)
             if result.status != "failed":
                 flow.tracker.done(position)
+                if (sequence := flow.sequences.get(position)) is not None:
+                    flow.settled_for_good.add(sequence)
                 continue
             flow.only_waiting = flow.only_waiting and _only_waiting(result)
             if flow.failed is None:
@@ -636,6 +671,7 @@ class StreamConsumer:
                 self.replicator.stop_waiting(flow.scope)  # its deferred records settle
                 if drained:  # read again only from the stored checkpoint (refresh)
                     del self._flows[shard_id]
+                    self._settled_before.pop(shard_id, None)
                     reader.rewind(shard_id)
                     self.replicator.forget(flow.scope)
                 continue
@@ -689,6 +725,11 @@ class StreamConsumer:
         del self._flows[shard_id]
         reader.rewind(shard_id)
         self.replicator.forget(flow.scope)
+        # NOTE: read again from the checkpoint, every record after it is read again, but only
+        # those that did not settle for good are handed over again: re-applying the rest cost
+        # the loaded server two reads per record and destination with the store (session 38),
+        # wrote an adoption's successor a second time, and dead-lettered a bad record twice.
+        self._settled_before[shard_id] = frozenset(flow.settled_for_good)
         if flow.failed_position is None:
             log.debug("shard %s: read again from its checkpoint (%s)", shard_id, flow.failed)
             return  # a read or checkpoint error: already counted and backing off

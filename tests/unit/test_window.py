@@ -426,7 +426,9 @@ def test_a_failed_shard_is_read_again_only_once_its_records_in_flight_settled() 
     """The first record fails while the rest of its batch and the batch read ahead are in
     flight: the shard is neither checkpointed nor read again meanwhile (that would hand the
     records in flight out twice), and once they settle it is read again from its
-    checkpoint after the backoff."""
+    checkpoint after the backoff, handing over again only the record that failed: the others
+    settled for good (session 38: re-applying whole batches after every failure loaded the
+    embedded server and slowed convergence after a chaos run's faults to minutes)."""
     clock = Clock()
     streams = MemoryStreams(clock=clock)
     written = [str(streams.write(f"k{n}").sequence) for n in range(4)]  # type: ignore[union-attr]
@@ -445,7 +447,12 @@ def test_a_failed_shard_is_read_again_only_once_its_records_in_flight_settled() 
     for _ in range(3):
         c.poll_once()
         clock.advance(1.0)
-    assert written + written == held.handed[:8]
+    assert written + written[:1] == held.handed
+    held.settle_all()
+    for _ in range(3):
+        c.poll_once()
+        clock.advance(1.0)
+    assert {written[-1]} == {st.sequence for st in stored_of(c).values()}
 
 
 def test_a_failed_shard_stops_its_records_waiting_for_adoptions_and_is_read_again() -> None:
